@@ -1,0 +1,89 @@
+"""The architecture step of the bilevel problem (Sec. 2.3): alphas descend the validation loss.
+
+First order: the plain gradient of L_val(w, alpha) with respect to alpha.
+Second order (Eq. 7-8): the gradient of L_val(w', alpha) through one virtual SGD step
+w' = w - xi * (momentum * buffer + grad_w L_train(w, alpha) + weight_decay * w), i.e. the very step the
+weight optimiser would take (as the official code does), giving
+
+    grad_alpha L_val(w', alpha) - xi * [grad_alpha L_train(w+, alpha) - grad_alpha L_train(w-, alpha)] / (2 eps)
+
+with w+- = w +- eps * grad_w' L_val(w', alpha) and eps = 0.01 / ||grad_w' L_val(w', alpha)||.
+All evaluations at other weights go through `torch.func.functional_call`: the model is never copied
+or modified. These probe passes run on copies of the batch-norm buffers, so the running statistics
+are moved only by the network's own training pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+class Architect:
+    def __init__(self, model: nn.Module, criterion: nn.Module, arch_lr: float = 3e-4,
+                 arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
+                 unrolled: bool = False):
+        self.model = model
+        self.criterion = criterion
+        self.unrolled = unrolled
+        self.alphas = model.arch_parameters()
+        self.optimizer = torch.optim.Adam(self.alphas, lr=arch_lr, betas=tuple(arch_betas),
+                                          weight_decay=arch_weight_decay)
+
+    def step(self, x_train, y_train, x_val, y_val, weight_optimizer: torch.optim.SGD) -> torch.Tensor:
+        """One Adam step on the alphas; returns the validation loss it saw (detached, no host sync)."""
+        if self.unrolled:
+            grads, loss = self.second_order_grads(x_train, y_train, x_val, y_val, weight_optimizer)
+        else:
+            loss = self._loss({}, x_val, y_val)
+            grads = torch.autograd.grad(loss, self.alphas)
+        for a, g in zip(self.alphas, grads):
+            a.grad = g
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    # -- second order ----------------------------------------------------------------------------
+
+    def _loss(self, weights: dict[str, torch.Tensor], x, y) -> torch.Tensor:
+        """The loss at the given weights (the model's own where absent), on copies of the BN buffers."""
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        return self.criterion(functional_call(self.model, {**weights, **buffers}, (x,)), y)
+
+    def virtual_step(self, x_train, y_train, weight_optimizer) -> dict[str, torch.Tensor]:
+        """w' = w - xi * (momentum * buffer + grad + weight_decay * w): the optimiser's next step, undone."""
+        group = weight_optimizer.param_groups[0]
+        xi, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+        named = dict(self.model.named_weights())
+        grads = torch.autograd.grad(self._loss(named, x_train, y_train), list(named.values()))
+        unrolled = {}
+        with torch.no_grad():
+            for (name, w), g in zip(named.items(), grads):
+                step = g + decay * w
+                buf = weight_optimizer.state.get(w, {}).get("momentum_buffer")
+                if buf is not None:
+                    step = step + momentum * buf
+                unrolled[name] = (w - xi * step).requires_grad_()
+        return unrolled
+
+    def second_order_grads(self, x_train, y_train, x_val, y_val, weight_optimizer, r: float = 1e-2):
+        xi = weight_optimizer.param_groups[0]["lr"]
+        unrolled = self.virtual_step(x_train, y_train, weight_optimizer)
+        loss = self._loss(unrolled, x_val, y_val)
+        grads = torch.autograd.grad(loss, self.alphas + list(unrolled.values()))
+        alpha_grads, v = grads[: len(self.alphas)], grads[len(self.alphas):]
+        implicit = self.hessian_vector_product(v, x_train, y_train, r)
+        grads = [g - xi * h for g, h in zip(alpha_grads, implicit)]
+        return grads, loss
+
+    def hessian_vector_product(self, v, x, y, r: float = 1e-2):
+        """(grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps), Eq. 8."""
+        eps = r / torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in v]))
+        named = dict(self.model.named_weights())
+        out = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                shifted = {n: w + (sign * eps) * d for (n, w), d in zip(named.items(), v)}
+            out.append(torch.autograd.grad(self._loss(shifted, x, y), self.alphas))
+        return [(gp - gn) / (2 * eps) for gp, gn in zip(*out)]

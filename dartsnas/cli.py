@@ -1,0 +1,113 @@
+"""The command line: `dartsnas search`, `dartsnas plot`, `dartsnas genotype`.
+
+Errors a user can cause end here as one line on stderr and exit status 2, not as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from .config import ConfigError
+    from .data import DataError
+    from .genotype import GenotypeError
+    from .runs import RunError
+    errors = [ConfigError, DataError, GenotypeError, RunError]
+    try:
+        from .plot import PlotError
+        errors.append(PlotError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def cmd_search(args) -> None:
+    from .config import ConfigError, load_config
+    from .runs import new_run_dir
+    from .search import run_search
+
+    overrides = list(args.set or [])
+    for flag in ("device", "seed"):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{flag}={getattr(args, flag)}")
+    if args.resume:
+        if args.config or overrides:
+            raise ConfigError("--resume continues a run with its own saved config; drop --config, --set, "
+                              "--device and --seed (or start a new run)")
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").exists():
+            raise ConfigError(f"--resume {run_dir}: no config.yaml there; give the folder of an earlier search run")
+        config = load_config(run_dir / "config.yaml")
+        run_search(config, run_dir, resume=True)
+        return
+    config = load_config(args.config, overrides)
+    if args.no_progress:
+        config.progress = False
+    name = args.name or (Path(args.config).stem if args.config else "search")
+    run_dir = new_run_dir(args.out, name)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    run_search(config, run_dir)
+
+
+def cmd_plot(args) -> None:
+    from .plot import plot_run
+
+    files = plot_run(args.run)
+    for f in files:
+        print(f)
+
+
+def cmd_genotype(args) -> None:
+    from .genotype import PUBLISHED, load_genotype
+    from .ops import OPS
+
+    if args.list or not args.spec:
+        for name, g in PUBLISHED.items():
+            print(f"{name}: {g}")
+        return
+    g = load_genotype(args.spec, known_ops=OPS)
+    print(json.dumps(g.to_dict()) if args.json else g)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dartsnas", description="Differentiable architecture search (DARTS).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="search a convolutional cell; writes a run folder")
+    p.add_argument("--config", help="a YAML file, or the name of a shipped config (quick, cifar10, ...)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config's device)")
+    p.add_argument("--seed", type=int, help="random seed (sets the config's seed)")
+    p.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
+    p.add_argument("--name", help="run folder name prefix (default: the config's name)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("plot", help="draw the pictures of a run folder into RUN/plots")
+    p.add_argument("run", help="a search run folder")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("genotype", help="print a genotype (registry name, genotype.json, run folder, or text)")
+    p.add_argument("spec", nargs="?", help="e.g. DARTS_V2, runs/quick-.../genotype.json, or a run folder")
+    p.add_argument("--list", action="store_true", help="list the published genotypes")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_genotype)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except _user_errors() as err:
+        print(f"dartsnas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; a search can continue with: dartsnas search --resume RUN", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,168 @@
+"""Search settings: one typed dataclass holds every default (the paper's, Sec. 3.1.1 and A.1.1).
+
+YAML files and `--set key=value` override fields; an unknown key is an error that suggests the
+closest field. Shipped configs live in `dartsnas/configs/` and can be named without a path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+import types
+import typing
+from typing import Any, Union
+
+import yaml
+
+from .spaces import DARTS_OPS
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config the user wrote that cannot be used; the message names the key and the fix."""
+
+
+@dataclass
+class SearchConfig:
+    # data
+    dataset: str = "cifar10"            # a name from data.DATASETS
+    data_dir: str | None = None         # where the dataset lies; None: the default places (see README)
+    download: bool = False              # fetch the official files (checksummed) when missing
+    data_options: dict = field(default_factory=dict)  # dataset-specific options (e.g. imagefolder size)
+    subset: int | None = None           # use only the first N training images (quick runs, tests)
+    train_portion: float = 0.5          # share of the training set for the weights; the rest tunes alphas
+    cutout: bool = False                # the official search uses no cutout
+    cutout_length: int = 16
+    crop_padding: int | None = None     # random-crop padding in pixels; None: 4 for 32x32 and larger, else 0
+    flip: bool | None = None            # horizontal flips; None: on for colour images, off for grey ones
+    # search space
+    ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))  # candidate op names from ops.OPS
+    nodes: int = 4                      # intermediate nodes per cell
+    init_channels: int = 16             # C of the first cell
+    layers: int = 8                     # cells
+    stem_multiplier: int = 3
+    mixed_op: str = "exact"             # how a mixed op is computed: exact (the paper's weighted sum)
+    # weight optimisation (SGD, cosine schedule per epoch)
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 0.025                   # learning_rate in the official code
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    # architecture optimisation (Adam)
+    unrolled: bool = False              # second order (Eq. 7) when true, first order otherwise
+    arch_lr: float = 3e-4
+    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    arch_weight_decay: float = 1e-3
+    # run
+    seed: int = 2
+    device: str = "auto"                # cpu, cuda, cuda:N, or auto (cuda when available)
+    deterministic: bool = False         # deterministic kernels on CUDA (slower); CPU runs are anyway
+    channels_last: bool = True          # NHWC memory format: faster depthwise convs on CPU and GPU
+    progress: bool = True               # a progress bar on the terminal
+    tensorboard: bool = False           # also log scalars to RUN/tb (needs the tensorboard extra)
+    plot: bool = True                   # draw the pictures at the end (needs the plot extra)
+
+    def validate(self) -> "SearchConfig":
+        from .ops import OPS  # torch-free callers (loading a config) need not pay for the import above
+
+        unknown = [o for o in self.ops if o not in OPS]
+        if unknown:
+            raise ConfigError(f"ops: unknown op(s) {unknown}; known ops: {', '.join(OPS)}")
+        if len(set(self.ops)) != len(self.ops):
+            raise ConfigError(f"ops: {self.ops} lists an op twice")
+        if not [o for o in self.ops if o != "none"]:
+            raise ConfigError("ops: the candidate set needs at least one op besides 'none'")
+        if self.mixed_op not in ("exact",):
+            raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: exact")
+        if not 0.0 < self.train_portion < 1.0:
+            raise ConfigError(f"train_portion must lie strictly between 0 and 1, got {self.train_portion}")
+        for name in ("epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.layers < 3:
+            raise ConfigError(f"layers must be at least 3 (two of them are reduction cells), got {self.layers}")
+        if self.init_channels % 2:
+            raise ConfigError(f"init_channels must be even (factorized reduction halves it), got {self.init_channels}")
+        if len(self.arch_betas) != 2:
+            raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(SearchConfig)}
+
+
+def _check_keys(keys, where: str) -> None:
+    names = list(_fields())
+    for key in keys:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key {key!r} in {where}{hint}")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check a value against the field's declared type (ints become floats where floats are due)."""
+    hint = typing.get_type_hints(SearchConfig)[key]
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        base = typing.get_origin(kind) or kind
+        if isinstance(value, bool) != (base is bool):
+            continue
+        if base is float and isinstance(value, (int, float)):
+            return float(value)
+        if base in (int, bool, str, list, dict) and isinstance(value, base):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise ConfigError(f"{key} must be {names}, got {value!r}")
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = CONFIG_DIR / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {str(name)!r} is neither a file nor a shipped config; shipped: {', '.join(names)}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SearchConfig:
+    """Defaults, then the YAML file, then `key=value` overrides (values read as YAML: 3, 0.1, true, [a, b])."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        source = resolve_config_path(path)
+        try:
+            loaded = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{source} is not valid YAML: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
+        _check_keys(loaded, str(source))
+        values.update(loaded)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")
+        key = key.strip()
+        _check_keys([key], "--set")
+        try:
+            values[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            values[key] = raw
+    return SearchConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+
+
+def save_config(config: SearchConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

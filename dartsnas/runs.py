@@ -1,0 +1,126 @@
+"""Run folders: every run leaves one folder that explains itself.
+
+    RUN/config.yaml       the resolved config          RUN/env.json        versions, device, git commit
+    RUN/metrics.jsonl     one line per epoch           RUN/alphas.jsonl    alphas and probs per epoch (0 = initial)
+    RUN/genotypes.jsonl   derived genotype per epoch   RUN/genotype.json   the final genotype
+    RUN/log.txt           the log                      RUN/checkpoint.pt   the latest state, for --resume
+    RUN/plots/            pictures drawn from the files above
+
+Checkpoints are written to a temporary file and renamed, so a killed run never leaves a torn one,
+and are read with `weights_only=True`: a checkpoint is data, never code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+class RunError(RuntimeError):
+    """A run folder that cannot be used (missing, not a run, corrupt checkpoint); says what to do."""
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{name}-{stamp}"
+    path, n = base, 1
+    while path.exists():  # two runs started in the same second
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_jsonl(path: Path, last_epoch: int) -> None:
+    """Drop records past `last_epoch`: a run resumed from a checkpoint redoes the epochs after it."""
+    if path.exists():
+        kept = [r for r in read_jsonl(path) if r.get("epoch", 0) <= last_epoch]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    if not path.exists():
+        raise RunError(f"no checkpoint at {path}: the run has not finished an epoch yet; start it again instead")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say so instead of a deep traceback
+        raise RunError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); "
+                       "it is damaged or not a dartsnas checkpoint") from None
+
+
+def git_commit() -> str | None:
+    """The commit of the dartsnas source, when it runs from a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment(device: torch.device) -> dict:
+    env = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "device": str(device),
+        "git_commit": git_commit(),
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def setup_logging(run_dir: Path) -> logging.Logger:
+    log = logging.getLogger("dartsnas")
+    log.setLevel(logging.INFO)
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(run_dir / "log.txt")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(file_handler)
+    log.addHandler(console)
+    log.propagate = False
+    return log

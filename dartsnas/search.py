@@ -1,0 +1,268 @@
+"""The search loop (Alg. 1): alternate an architecture step on the validation half and a weight step
+on the training half, batch by batch; derive and log the genotype every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .architect import Architect
+from .config import ConfigError, SearchConfig, save_config
+from .data import Augment, ImageSet, batches, channel_stats, load_images
+from .derive import derive
+from .genotype import Genotype, edge_names
+from .runs import (append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging,
+                   truncate_jsonl)
+from .supernet import Supernet
+
+log = logging.getLogger("dartsnas")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU "
+                          f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+    return device
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak memory so far: allocated GPU memory on CUDA, resident memory of the process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+@dataclass
+class SearchData:
+    weight_half: ImageSet   # trains the network weights
+    arch_half: ImageSet     # trains the alphas; also the search's validation set
+    train_augment: Augment
+    eval_augment: Augment
+
+
+def prepare_data(config: SearchConfig, device: torch.device) -> SearchData:
+    data = load_images(config.dataset, "train", config.data_dir, config.download, **config.data_options)
+    if config.subset is not None:
+        data = data.subset(torch.arange(min(config.subset, len(data.labels))))
+    n = len(data.labels)
+    # The split is a fixed function of the seed (not of the file order: class folders are sorted).
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
+    split = int(n * config.train_portion)
+    if split < 2 or n - split < 2:
+        raise ConfigError(f"{n} training images split at train_portion={config.train_portion} leave a half "
+                          "with fewer than 2 images; use more data (subset) or another train_portion")
+    mean, std = channel_stats(data.images)
+    big = min(data.size) >= 32
+    padding = config.crop_padding if config.crop_padding is not None else (4 if big else 0)
+    flip = config.flip if config.flip is not None else data.in_channels == 3
+    cutout = config.cutout_length if config.cutout else 0
+    return SearchData(data.subset(perm[:split]).to(device), data.subset(perm[split:]).to(device),
+                      Augment(mean, std, crop_padding=padding, flip=flip, cutout=cutout), Augment(mean, std))
+
+
+class Searcher:
+    """Owns the supernet, both optimisers and the data generator: everything a checkpoint must hold."""
+
+    def __init__(self, config: SearchConfig, data: SearchData, device: torch.device):
+        self.config, self.data, self.device = config, data, device
+        torch.manual_seed(config.seed)
+        sample = data.weight_half
+        self.model = Supernet(sample.in_channels, sample.num_classes, config.init_channels, config.layers,
+                              config.nodes, config.ops, config.stem_multiplier).to(device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.criterion = nn.CrossEntropyLoss()
+        self.optimizer = torch.optim.SGD(self.model.weights(), config.lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.epochs, eta_min=config.lr_min)
+        self.architect = Architect(self.model, self.criterion, config.arch_lr, config.arch_betas,
+                                   config.arch_weight_decay, config.unrolled)
+        # All randomness after initialisation (shuffles, augmentation) comes from this CPU generator,
+        # whose state the checkpoint keeps: a resumed run continues bit for bit.
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.epoch = 0
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "arch_optimizer": self.architect.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+                "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"].cpu())
+        self.epoch = state["epoch"]
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.memory_format)
+
+    def weight_step(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        # The alphas are constants here: skipping their gradient saves backward work.
+        for a in self.model.arch_parameters():
+            a.requires_grad_(False)
+        try:
+            logits = self.model(x)
+            loss = self.criterion(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            for a in self.model.arch_parameters():
+                a.requires_grad_(True)
+        nn.utils.clip_grad_norm_(self.model.weights(), self.config.grad_clip)
+        self.optimizer.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def train_epoch(self, progress) -> dict:
+        cfg, data = self.config, self.data
+        self.model.train()
+        sums = torch.zeros(4, device=self.device)  # train loss, train correct, arch loss, seen
+        weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment)
+        arch_batches = batches(data.arch_half, cfg.batch_size, self.generator, data.train_augment)
+        for step, ((x, y), (x_arch, y_arch)) in enumerate(zip(weight_batches, arch_batches)):
+            x, x_arch = self._inputs(x), self._inputs(x_arch)
+            arch_loss = self.architect.step(x, y, x_arch, y_arch, self.optimizer)
+            loss, correct = self.weight_step(x, y)
+            n = len(y)
+            sums += torch.stack([loss * n, correct.float(), arch_loss * n, torch.tensor(float(n), device=self.device)])
+            if progress is not None:
+                progress.update(1)
+                if step % 10 == 0:  # one host sync per ten steps keeps the bar honest but cheap
+                    s = sums.tolist()
+                    progress.set_postfix(loss=f"{s[0] / s[3]:.3f}", acc=f"{s[1] / s[3]:.3f}", arch=f"{s[2] / s[3]:.3f}")
+        s = sums.tolist()
+        return {"train_loss": s[0] / s[3], "train_acc": s[1] / s[3], "arch_loss": s[2] / s[3]}
+
+    @torch.no_grad()
+    def evaluate(self, data: ImageSet) -> dict:
+        self.model.eval()
+        sums = torch.zeros(3, device=self.device)
+        for x, y in batches(data, self.config.batch_size, None, self.data.eval_augment, shuffle=False):
+            logits = self.model(self._inputs(x))
+            sums += torch.stack([nn.functional.cross_entropy(logits, y, reduction="sum"),
+                                 (logits.argmax(1) == y).sum().float(), torch.tensor(float(len(y)), device=self.device)])
+        s = sums.tolist()
+        return {"valid_loss": s[0] / s[2], "valid_acc": s[1] / s[2]}
+
+    def genotype(self) -> Genotype:
+        return derive(self.model.probs(), self.config.ops, self.config.nodes)
+
+    def alphas_record(self) -> dict:
+        probs = self.model.probs()
+        return {"epoch": self.epoch, "ops": self.config.ops, "edges": edge_names(self.config.nodes),
+                "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
+                "probs": {k: p.cpu().tolist() for k, p in probs.items()}}
+
+    def steps_per_epoch(self) -> int:
+        per = lambda s: -(-len(s.labels) // self.config.batch_size)  # noqa: E731  ceil division
+        return min(per(self.data.weight_half), per(self.data.arch_half))
+
+
+def _progress(config: SearchConfig, total: int, epoch: int):
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
+
+
+def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Genotype:
+    """Search into `run_dir`; with `resume`, continue that folder's run from its checkpoint."""
+    run_dir = Path(run_dir)
+    setup_logging(run_dir)
+    device = resolve_device(config.device)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if not resume:
+        save_config(config, run_dir / "config.yaml")
+        (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")
+    data = prepare_data(config, device)
+    searcher = Searcher(config, data, device)
+    if resume:
+        searcher.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
+        for name in ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"):
+            truncate_jsonl(run_dir / name, searcher.epoch)
+        log.info(f"resumed {run_dir} after epoch {searcher.epoch}")
+    else:
+        append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
+    n_weights = sum(p.numel() for p in searcher.model.weights())
+    log.info(f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
+             f"{config.layers} cells, C={config.init_channels}, {len(config.ops)} ops, "
+             f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, device {device}")
+    writer = _tensorboard(run_dir) if config.tensorboard else None
+    while searcher.epoch < config.epochs:
+        _search_epoch(searcher, run_dir, writer)
+    genotype = searcher.genotype()
+    genotype.save(run_dir / "genotype.json")
+    log.info(f"final genotype: {genotype}")
+    if writer is not None:
+        writer.close()
+    if config.plot:
+        _draw(run_dir)
+    return genotype
+
+
+def _search_epoch(searcher: Searcher, run_dir: Path, writer) -> None:
+    config = searcher.config
+    lr = searcher.scheduler.get_last_lr()[0]
+    start = time.perf_counter()
+    progress = _progress(config, searcher.steps_per_epoch(), searcher.epoch + 1)
+    try:
+        metrics = searcher.train_epoch(progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    searcher.scheduler.step()
+    metrics |= searcher.evaluate(searcher.data.arch_half)
+    searcher.epoch += 1
+    genotype = searcher.genotype()
+    metrics = {"epoch": searcher.epoch, **metrics, "lr": lr, "seconds": time.perf_counter() - start,
+               "peak_memory_gb": peak_memory_gb(searcher.device)}
+    append_jsonl(run_dir / "metrics.jsonl", metrics)
+    append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
+    append_jsonl(run_dir / "genotypes.jsonl", {"epoch": searcher.epoch, "genotype": genotype.to_dict()})
+    save_checkpoint(searcher.state_dict(), run_dir / "checkpoint.pt")
+    log.info(f"epoch {searcher.epoch}/{config.epochs} lr {lr:.4g} train loss {metrics['train_loss']:.4f} "
+             f"acc {metrics['train_acc']:.4f} | arch loss {metrics['arch_loss']:.4f} | valid loss "
+             f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | {metrics['seconds']:.1f} s")
+    log.info(f"genotype: {genotype}")
+    if writer is not None:
+        for key, value in metrics.items():
+            if key != "epoch":
+                writer.add_scalar(key, value, searcher.epoch)
+        writer.add_text("genotype", str(genotype), searcher.epoch)
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("tensorboard: true needs TensorBoard: pip install 'dartsnas[tensorboard]'") from None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def _draw(run_dir: Path) -> None:
+    try:
+        from .plot import plot_run
+        files = plot_run(run_dir)
+    except ImportError as err:
+        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
+        return
+    log.info(f"pictures: {', '.join(sorted(str(f.name) for f in files))} in {run_dir / 'plots'}")
