@@ -68,7 +68,7 @@ class SearchConfig:
     plot: bool = True                   # draw the pictures at the end (needs the plot extra)
 
     def validate(self) -> "SearchConfig":
-        from .ops import OPS  # torch-free callers (loading a config) need not pay for the import above
+        from .ops import OPS  # imported here so that importing this module needs no torch
 
         unknown = [o for o in self.ops if o not in OPS]
         if unknown:
@@ -121,6 +121,11 @@ def _coerce(key: str, value: Any) -> Any:
             continue
         if base is float and isinstance(value, (int, float)):
             return float(value)
+        if base is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if base in (int, bool, str, list, dict) and isinstance(value, base):
             return value
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)

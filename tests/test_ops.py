@@ -1,0 +1,205 @@
+"""Behavioural tests of ops.py and supernet.py: every OPS entry runs forward and backward at both strides,
+MixedOp never computes `none`, and the supernet registers its alphas and matches the official size."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dartsnas import ops as ops_module
+from dartsnas.ops import OPS, FactorizedReduce
+from dartsnas.spaces import DARTS_OPS
+from dartsnas.supernet import MixedOp, Supernet
+
+C = 6
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no_affine"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("name", list(OPS))
+@pytest.mark.parametrize("size", [9, 8], ids=["odd", "even"])
+def test_every_op_forward_backward(name, stride, affine, size):
+    op = OPS[name](C, stride, affine)
+    x = torch.randn(2, C, size, size, requires_grad=True)
+    out = op(x)
+    side = math.ceil(size / stride)
+    assert out.shape == (2, C, side, side)
+    assert torch.isfinite(out).all()
+    # A random projection instead of a plain sum: BN makes d(sum)/d(conv weight) vanish, and a
+    # nonzero gradient is what shows that a parameter is really on the forward path.
+    (out * torch.randn_like(out)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    params = list(op.parameters())
+    for p in params:
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+    if name == "none":
+        assert torch.count_nonzero(out) == 0
+        assert torch.count_nonzero(x.grad) == 0  # its output is a constant zero
+        assert params == []
+    else:
+        assert torch.count_nonzero(x.grad) > 0
+        for p in params:
+            assert torch.count_nonzero(p.grad) > 0
+    if not affine:  # during search no op may hold a learnable BN scale/shift
+        for m in op.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                assert m.weight is None and m.bias is None
+
+
+def test_ops_registry_contains_the_darts_space():
+    assert set(DARTS_OPS) <= set(OPS)
+
+
+@pytest.mark.parametrize("size", [9, 8])
+def test_none_output_is_exactly_zero(size):
+    x = 1e6 * torch.randn(2, C, size, size)
+    for stride in (1, 2):
+        out = OPS["none"](C, stride, False)(x)
+        assert torch.equal(out, torch.zeros_like(out))
+
+
+@pytest.mark.parametrize("size", [9, 8])
+def test_skip_connect_stride_1_is_identity(size):
+    x = torch.randn(2, C, size, size, requires_grad=True)
+    out = OPS["skip_connect"](C, 1, True)(x)
+    assert torch.equal(out, x)
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_skip_connect_stride_2_is_factorized_reduce():
+    assert isinstance(OPS["skip_connect"](C, 2, True), FactorizedReduce)
+
+
+@pytest.mark.parametrize("c_out", [3, 5])
+def test_factorized_reduce_rejects_odd_channels(c_out):
+    with pytest.raises(ValueError, match="even"):
+        FactorizedReduce(4, c_out)
+    with pytest.raises(ValueError, match="even"):
+        OPS["skip_connect"](c_out, 2, True)
+
+
+def test_factorized_reduce_sees_both_pixel_phases():
+    # Offset branch: a change at pixel (1, 1) (skipped by the plain stride-2 conv) must reach the output.
+    fr = FactorizedReduce(2, 4, affine=False).eval()
+    x = torch.zeros(1, 2, 4, 4)
+    y = x.clone()
+    y[:, :, 1, 1] = 1.0
+    assert not torch.allclose(fr(x), fr(y))
+
+
+# ---------------------------------------------------------------------------------------------------
+# MixedOp
+
+
+def _boom(*args, **kwargs):
+    raise AssertionError("the 'none' op was built or run")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("none_logit", [0.0, 20.0], ids=["uniform", "none_dominant"])
+def test_mixed_op_is_the_weighted_sum_without_none(monkeypatch, stride, none_logit):
+    monkeypatch.setitem(OPS, "none", _boom)  # MixedOp must neither build ...
+    monkeypatch.setattr(ops_module.Zero, "forward", _boom)  # ... nor run the zero op
+    c = 4
+    mixed = MixedOp(c, stride, DARTS_OPS)
+    assert len(mixed.ops) == len(DARTS_OPS) - 1
+    assert DARTS_OPS.index("none") not in mixed.index
+    assert not any(isinstance(m, ops_module.Zero) for m in mixed.modules())
+
+    logits = torch.randn(len(DARTS_OPS))
+    logits[DARTS_OPS.index("none")] = none_logit
+    w = logits.softmax(-1)
+    x = torch.randn(2, c, 7, 7)
+    out = mixed(x, w)
+
+    by_name = dict(zip([DARTS_OPS[k] for k in mixed.index], mixed.ops))
+    expected = torch.zeros(2, c, math.ceil(7 / stride), math.ceil(7 / stride))  # 'none' adds w * 0
+    for k, name in enumerate(DARTS_OPS):
+        if name != "none":
+            expected = expected + w[k] * by_name[name](x)
+    torch.testing.assert_close(out, expected)
+    if none_logit > 0:
+        assert w[DARTS_OPS.index("none")] > 0.99
+        assert out.abs().max() < 1e-3  # the 'none' share scales everything else down
+
+
+def test_mixed_op_gradient_reaches_none_weight_through_the_softmax():
+    # 'none' is skipped, yet its logit still gets a gradient through the softmax normalisation.
+    mixed = MixedOp(4, 1, DARTS_OPS)
+    alphas = torch.zeros(len(DARTS_OPS), requires_grad=True)
+    out = mixed(torch.randn(2, 4, 5, 5), alphas.softmax(-1))
+    (out * torch.randn_like(out)).sum().backward()
+    assert alphas.grad[DARTS_OPS.index("none")] != 0
+
+
+def test_mixed_op_pools_get_a_non_affine_bn():
+    mixed = MixedOp(4, 1, DARTS_OPS)
+    for k, op in zip(mixed.index, mixed.ops):
+        if "pool" in DARTS_OPS[k]:
+            assert isinstance(op[-1], nn.BatchNorm2d) and op[-1].weight is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Supernet
+
+
+def test_supernet_forward_gives_logits_and_alpha_gradients():
+    model = Supernet(3, 10, init_channels=4, layers=3, nodes=2)
+    x = torch.randn(2, 3, 8, 8)
+    logits = model(x)
+    assert logits.shape == (2, 10)
+    assert torch.isfinite(logits).all()
+    logits.sum().backward()
+    for a in model.arch_parameters():
+        assert a.grad is not None and torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
+def test_supernet_alphas_are_registered_parameters():
+    model = Supernet(3, 10, init_channels=2, layers=3)  # default nodes=4: 2+3+4+5 = 14 edges
+    named = dict(model.named_parameters())
+    for kind in ("normal", "reduce"):
+        a = named[f"alphas.{kind}"]
+        assert isinstance(a, nn.Parameter) and a.requires_grad
+        assert a.shape == (14, len(DARTS_OPS))
+        assert 0.5e-3 < a.std().item() < 2e-3  # 1e-3 * N(0, 1), as the paper
+        assert abs(a.mean().item()) < 5e-4
+        assert f"alphas.{kind}" in model.state_dict()
+    assert {id(p) for p in model.arch_parameters()} == {id(named["alphas.normal"]), id(named["alphas.reduce"])}
+    weight_ids = {id(p) for p in model.weights()}
+    assert not weight_ids & {id(p) for p in model.arch_parameters()}
+    assert len(weight_ids) + 2 == len(named)
+
+
+def test_supernet_alphas_survive_a_state_dict_round_trip():
+    a = Supernet(3, 10, init_channels=2, layers=3, nodes=2)
+    b = Supernet(3, 10, init_channels=2, layers=3, nodes=2)
+    with torch.no_grad():
+        a.alphas["normal"].fill_(0.5)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(b.alphas["normal"], a.alphas["normal"])
+    assert torch.equal(b.alphas["reduce"], a.alphas["reduce"])
+
+
+def test_supernet_probs_are_the_softmax_of_alphas():
+    model = Supernet(3, 10, init_channels=2, layers=3, nodes=2)
+    probs = model.probs()
+    for kind, a in model.alphas.items():
+        assert probs[kind].shape == (5, len(DARTS_OPS))
+        torch.testing.assert_close(probs[kind].sum(-1), torch.ones(5))
+        torch.testing.assert_close(probs[kind], a.softmax(-1))
+        assert not probs[kind].requires_grad
+
+
+def test_supernet_size_matches_the_official_search_network():
+    # quark0/darts train_search.py prints "param size = 1.930618MB" for this network (C=16, 8 layers,
+    # 4 nodes, the 8 DARTS ops); its count leaves out the alphas, as weights() does.
+    model = Supernet(3, 10)
+    assert sum(p.numel() for p in model.weights()) == 1_930_618
+    assert sum(a.numel() for a in model.arch_parameters()) == 2 * 14 * 8

@@ -1,0 +1,127 @@
+"""End to end: searches through the command line on a small real dataset (scikit-learn's digits)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dartsnas import search as search_module
+from dartsnas.cli import main
+from dartsnas.config import load_config
+from dartsnas.genotype import load_genotype
+from dartsnas.ops import OPS
+from dartsnas.runs import read_jsonl
+from dartsnas.search import run_search
+
+pytest.importorskip("sklearn")
+
+TINY = ["dataset=digits", "subset=320", "batch_size=32", "init_channels=4", "layers=3", "lr=0.1",
+        "arch_lr=0.01", "progress=false"]
+
+
+def _search(tmp_path, *extra, name="run"):
+    args = ["search", "--out", str(tmp_path), "--name", name]
+    for item in TINY + list(extra):
+        args += ["--set", item]
+    assert main(args) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
+    return run_dir
+
+
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_two_epoch_search_through_cli(tmp_path, order):
+    run_dir = _search(tmp_path, "epochs=2", f"unrolled={order == 'second'}")
+    for name in ("config.yaml", "env.json", "log.txt", "checkpoint.pt", "genotype.json"):
+        assert (run_dir / name).stat().st_size > 0, name
+    genotype = load_genotype(run_dir, known_ops=OPS)
+    assert genotype.nodes == 4
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert metrics[1]["arch_loss"] < metrics[0]["arch_loss"]  # the architecture half's loss goes down
+    assert [r["epoch"] for r in read_jsonl(run_dir / "alphas.jsonl")] == [0, 1, 2]
+    assert len(read_jsonl(run_dir / "genotypes.jsonl")) == 2
+    config = load_config(run_dir / "config.yaml")
+    assert config.unrolled == (order == "second") and config.dataset == "digits"
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    plots = run_dir / "plots"
+    expected = ["cell_normal.gv", "cell_reduce.gv", "probs.png", "trajectories.png", "curves.png"]
+    if shutil.which("dot"):
+        expected += ["cell_normal.png", "cell_normal.pdf", "cell_reduce.png", "cell_reduce.pdf"]
+    for name in expected:
+        assert (plots / name).stat().st_size > 0, name
+
+
+def _final_alphas(run_dir):
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    return [state["model"][f"alphas.{k}"] for k in ("normal", "reduce")]
+
+
+def test_same_seed_gives_bit_identical_alphas(tmp_path):
+    config = load_config(None, TINY + ["epochs=1", "plot=false"])
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        run_search(config, tmp_path / name)
+    for x, y in zip(_final_alphas(tmp_path / "a"), _final_alphas(tmp_path / "b")):
+        assert torch.equal(x, y)
+    other = load_config(None, TINY + ["epochs=1", "plot=false", "seed=3"])
+    (tmp_path / "c").mkdir()
+    run_search(other, tmp_path / "c")
+    assert not torch.equal(_final_alphas(tmp_path / "a")[0], _final_alphas(tmp_path / "c")[0])
+
+
+def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
+    whole = _search(tmp_path, "epochs=3", "plot=false", name="whole")
+
+    calls = {"n": 0}
+    real_save = search_module.save_checkpoint
+
+    def save_then_die(state, path):  # the process dies right after the first epoch's checkpoint
+        real_save(state, path)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_module, "save_checkpoint", save_then_die)
+    args = ["search", "--out", str(tmp_path), "--name", "killed"]
+    for item in TINY + ["epochs=3", "plot=false"]:
+        args += ["--set", item]
+    assert main(args) == 130
+    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
+    assert len(read_jsonl(killed / "metrics.jsonl")) == 1
+    assert main(["search", "--resume", str(killed)]) == 0
+    for x, y in zip(_final_alphas(whole), _final_alphas(killed)):
+        assert torch.equal(x, y)
+    drop = ("seconds", "peak_memory_gb")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]  # noqa: E731
+    assert strip(read_jsonl(killed / "metrics.jsonl")) == strip(read_jsonl(whole / "metrics.jsonl"))
+    assert read_jsonl(killed / "genotypes.jsonl") == read_jsonl(whole / "genotypes.jsonl")
+
+
+def test_user_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["search", "--set", "epoch=3", "--out", str(tmp_path)]) == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert main(["search", "--set", "dataset=mnist", "--set", f"data_dir={tmp_path / 'nowhere'}",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "Traceback" not in err
+    assert main(["search", "--resume", str(tmp_path)]) == 2
+    assert "config.yaml" in capsys.readouterr().err
+    assert main(["genotype", "DARTS_V3"]) == 2
+    assert "DARTS_V2" in capsys.readouterr().err
+
+
+def test_genotype_command_prints_published_cells(capsys):
+    assert main(["genotype", "DARTS_V2"]) == 0
+    assert capsys.readouterr().out.startswith("Genotype(normal=[('sep_conv_3x3', 0)")
+    assert main(["genotype", "--list"]) == 0
+    assert "PC_DARTS" in capsys.readouterr().out
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "dartsnas", "--help"], capture_output=True, text=True, check=True)
+    assert "search" in out.stdout and "plot" in out.stdout
