@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the published genotypes")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_genotype)
+
+    from .bench import add_parser
+    add_parser(sub)
     return parser
 
 

@@ -111,7 +111,7 @@ class Searcher:
         self.generator.set_state(state["generator"].cpu())
         self.epoch = state["epoch"]
 
-    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+    def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.memory_format)
 
     def weight_step(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +137,7 @@ class Searcher:
         weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment)
         arch_batches = batches(data.arch_half, cfg.batch_size, self.generator, data.train_augment)
         for step, ((x, y), (x_arch, y_arch)) in enumerate(zip(weight_batches, arch_batches)):
-            x, x_arch = self._inputs(x), self._inputs(x_arch)
+            x, x_arch = self.prepare_inputs(x), self.prepare_inputs(x_arch)
             arch_loss = self.architect.step(x, y, x_arch, y_arch, self.optimizer)
             loss, correct = self.weight_step(x, y)
             n = len(y)
@@ -155,7 +155,7 @@ class Searcher:
         self.model.eval()
         sums = torch.zeros(3, device=self.device)
         for x, y in batches(data, self.config.batch_size, None, self.data.eval_augment, shuffle=False):
-            logits = self.model(self._inputs(x))
+            logits = self.model(self.prepare_inputs(x))
             sums += torch.stack([nn.functional.cross_entropy(logits, y, reduction="sum"),
                                  (logits.argmax(1) == y).sum().float(), torch.tensor(float(len(y)), device=self.device)])
         s = sums.tolist()
@@ -171,8 +171,8 @@ class Searcher:
                 "probs": {k: p.cpu().tolist() for k, p in probs.items()}}
 
     def steps_per_epoch(self) -> int:
-        per = lambda s: -(-len(s.labels) // self.config.batch_size)  # noqa: E731  ceil division
-        return min(per(self.data.weight_half), per(self.data.arch_half))
+        shortest = min(len(self.data.weight_half), len(self.data.arch_half))
+        return -(-shortest // self.config.batch_size)  # the two halves are zipped; ceil division
 
 
 def _progress(config: SearchConfig, total: int, epoch: int):

@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +124,10 @@ def test_genotype_command_prints_published_cells(capsys):
 def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "dartsnas", "--help"], capture_output=True, text=True, check=True)
     assert "search" in out.stdout and "plot" in out.stdout
+
+
+def test_tensorboard_logging_writes_events(tmp_path):
+    pytest.importorskip("tensorboard")
+    run_dir = _search(tmp_path, "epochs=1", "plot=false", "tensorboard=true")
+    events = list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
