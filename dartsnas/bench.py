@@ -31,6 +31,7 @@ def measure(setting: dict) -> dict:
                                                         "size": 2 * batch},
                           batch_size=batch, init_channels=setting["init_channels"], layers=setting["layers"],
                           unrolled=setting["order"] == "second", device=setting["device"], progress=False,
+                          mixed_op=setting["mode"],
                           plot=False).validate()
     device = resolve_device(config.device)
     searcher = Searcher(config, prepare_data(config, device), device)
@@ -65,8 +66,8 @@ def _run_fresh(setting: dict) -> dict:
 
 def search_step(args) -> list[dict]:
     results = []
-    for batch, order in itertools.product(args.batch, args.order):
-        setting = {"batch_size": batch, "order": order, "init_channels": args.init_channels, "layers": args.layers,
+    for mode, batch, order in itertools.product(args.mode, args.batch, args.order):
+        setting = {"mode": mode, "batch_size": batch, "order": order, "init_channels": args.init_channels, "layers": args.layers,
                    "resolution": args.resolution, "device": args.device, "steps": args.steps,
                    "warmup": args.warmup, "threads": args.threads}
         results.append(_run_fresh(setting))
@@ -78,7 +79,7 @@ def search_step(args) -> list[dict]:
 
 
 def _row(r: dict) -> str:
-    head = f"batch {r['batch_size']:4d}  {r['order']:6s} order"
+    head = f"{r['mode']:5s}  batch {r['batch_size']:4d}  {r['order']:6s} order"
     if "error" in r:
         return f"{head}  failed: {r['error']}"
     steps = ", ".join(f"{t:.2f}" for t in r["steps_s"])
@@ -88,6 +89,7 @@ def _row(r: dict) -> str:
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: bench search-step")
     p.add_argument("what", choices=["search-step"])
+    p.add_argument("--mode", nargs="+", choices=["exact", "lean"], default=["exact"], help="mixed-op modes")
     p.add_argument("--batch", type=int, nargs="+", default=[64])
     p.add_argument("--order", nargs="+", choices=["first", "second"], default=["first", "second"])
     p.add_argument("--init-channels", type=int, default=16)

@@ -44,7 +44,7 @@ class SearchConfig:
     init_channels: int = 16             # C of the first cell
     layers: int = 8                     # cells
     stem_multiplier: int = 3
-    mixed_op: str = "exact"             # how a mixed op is computed: exact (the paper's weighted sum)
+    mixed_op: str = "exact"             # exact: the paper's weighted sum; lean: the same, recomputing ops in backward
     # weight optimisation (SGD, cosine schedule per epoch)
     epochs: int = 50
     batch_size: int = 64
@@ -77,8 +77,8 @@ class SearchConfig:
             raise ConfigError(f"ops: {self.ops} lists an op twice")
         if not [o for o in self.ops if o != "none"]:
             raise ConfigError("ops: the candidate set needs at least one op besides 'none'")
-        if self.mixed_op not in ("exact",):
-            raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: exact")
+        if self.mixed_op not in ("exact", "lean"):
+            raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: exact, lean")
         if not 0.0 < self.train_portion < 1.0:
             raise ConfigError(f"train_portion must lie strictly between 0 and 1, got {self.train_portion}")
         for name in ("epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier"):

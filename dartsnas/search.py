@@ -83,7 +83,8 @@ class Searcher:
         torch.manual_seed(config.seed)
         sample = data.weight_half
         self.model = Supernet(sample.in_channels, sample.num_classes, config.init_channels, config.layers,
-                              config.nodes, config.ops, config.stem_multiplier).to(device)
+                              config.nodes, config.ops, config.stem_multiplier,
+                              mixed_op=config.mixed_op).to(device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.criterion = nn.CrossEntropyLoss()

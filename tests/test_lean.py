@@ -1,0 +1,71 @@
+"""`lean` mixed ops: the same gradients and batch-norm statistics as `exact`, without keeping every
+candidate's activations (ground truth: the exact weighted sum)."""
+
+import pytest
+import torch
+from torch import nn
+
+from dartsnas.architect import Architect
+from dartsnas.supernet import Supernet
+
+
+def _pair(dtype):
+    models = []
+    for mode in ("exact", "lean"):
+        torch.manual_seed(0)
+        model = Supernet(1, 3, init_channels=4, layers=3, nodes=2, mixed_op=mode).to(dtype)
+        with torch.no_grad():
+            for a in model.arch_parameters():
+                a.normal_()
+        models.append(model)
+    return models
+
+
+def _batch(dtype):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 6, 1, 8, 8, generator=g, dtype=dtype)
+    y = torch.randint(0, 3, (2, 6), generator=g)
+    return x[0], y[0], x[1], y[1]
+
+
+def _all_grads(model):
+    return [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_lean_training_pass_matches_exact(dtype, tol):
+    exact, lean = _pair(dtype)
+    x, y, _, _ = _batch(dtype)
+    for model in (exact, lean):
+        nn.functional.cross_entropy(model(x), y).backward()
+    for (name, a), b in zip(exact.named_parameters(), _all_grads(lean)):
+        assert ((a.grad - b).norm() / a.grad.norm().clamp_min(1e-30)).item() < tol, name
+    for (name, a), b in zip(exact.named_buffers(), lean.buffers()):  # BN statistics moved exactly once
+        assert torch.allclose(a, b, rtol=tol, atol=tol), name
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_lean_architecture_step_matches_exact(unrolled, dtype, tol):
+    results = []
+    for model in _pair(dtype):
+        optimizer = torch.optim.SGD(model.weights(), 0.1, momentum=0.9, weight_decay=3e-4)
+        x, y, xv, yv = _batch(dtype)
+        nn.functional.cross_entropy(model(x), y).backward()  # momentum buffers exist
+        optimizer.step()
+        architect = Architect(model, nn.CrossEntropyLoss(), unrolled=unrolled)
+        if unrolled:
+            grads, _ = architect.second_order_grads(x, y, xv, yv, optimizer)
+        else:
+            grads = torch.autograd.grad(architect._loss({}, xv, yv), architect.alphas)
+        results.append(torch.cat([g.flatten() for g in grads]))
+    exact, lean = results
+    assert ((exact - lean).norm() / exact.norm()).item() < tol
+
+
+def test_lean_is_plain_weighted_sum_without_grad():
+    exact, lean = _pair(torch.float32)
+    x = _batch(torch.float32)[0]
+    exact.eval(), lean.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(exact(x), lean(x))
