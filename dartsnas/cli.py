@@ -1,4 +1,4 @@
-"""The command line: `dartsnas search`, `dartsnas plot`, `dartsnas genotype`.
+"""The command line: `dartsnas search`, `dartsnas plot`, `dartsnas genotype`, `dartsnas info`, `dartsnas train`.
 
 Errors a user can cause end here as one line on stderr and exit status 2, not as a traceback.
 """
@@ -73,6 +73,30 @@ def cmd_genotype(args) -> None:
     print(json.dumps(g.to_dict()) if args.json else g)
 
 
+def cmd_info(args) -> None:
+    from .config import ConfigError
+    from .genotype import load_genotype
+    from .network import network_info
+    from .ops import OPS
+
+    genotype = load_genotype(args.genotype, known_ops=OPS)
+    options = {k: v for k, v in (("init_channels", args.init_channels), ("layers", args.layers)) if v is not None}
+    try:
+        info = network_info(args.net, genotype, num_classes=args.classes, **options)
+    except ValueError as err:  # a network that cannot be built (too few layers, odd channels)
+        raise ConfigError(str(err)) from None
+    if args.json:
+        print(json.dumps(info))
+        return
+    c, h, w = info["input_shape"]
+    print(f"network        {info['net']} layout: {info['layers']} cells, {info['init_channels']} initial channels, "
+          f"{info['num_classes']} classes")
+    print(f"parameters     {info['parameters'] / 1e6:.3f} M ({info['parameters']:,}; the auxiliary head's "
+          f"{info['auxiliary_parameters']:,} not counted, as in the paper)")
+    print(f"multiply-adds  {info['macs'] / 1e6:.1f} M at {c}x{h}x{w} (convolutions and matrix products, "
+          f"eval mode, as torch's FlopCounterMode counts them)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dartsnas", description="Differentiable architecture search (DARTS).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the published genotypes")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_genotype)
+
+    p = sub.add_parser("info", help="parameters and multiply-adds of the network a genotype makes")
+    p.add_argument("genotype", help="DARTS_V2, a genotype.json, a search run folder, or genotype text")
+    p.add_argument("--net", choices=["cifar10", "imagenet"], default="cifar10",
+                   help="the paper's CIFAR-10 (32x32) or ImageNet mobile (224x224) layout (default: cifar10)")
+    p.add_argument("--classes", type=int, help="class count (default: the layout's, 10 or 1000)")
+    p.add_argument("--init-channels", type=int, help="initial channels (default: 36 CIFAR, 48 ImageNet)")
+    p.add_argument("--layers", type=int, help="cells (default: 20 CIFAR, 14 ImageNet)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
 
     from .bench import add_parser
     add_parser(sub)

@@ -107,8 +107,13 @@ class _Network(nn.Module):
     def _build(self, genotype, num_classes, c, layers, auxiliary, c_pp, c_p, reduction_prev):
         if layers < 3:
             raise ValueError(f"layers must be at least 3 (two of them are reduction cells), got {layers}")
+        if num_classes < 1:
+            raise ValueError(f"the class count must be at least 1, got {num_classes}")
+        if c < 2 or c % 2:
+            raise ValueError(f"init_channels must be even (factorized reduction halves it), got {c}")
         # A 0-d buffer (not saved: the trainer sets it every epoch) so that torch.compile sees a tensor.
         self.register_buffer("drop_path_prob", torch.zeros(()), persistent=False)
+        self.init_channels, self.num_classes = c, num_classes
         self.aux_index = 2 * layers // 3  # the second reduction cell
         self.cells = nn.ModuleList()
         c_curr = c
@@ -197,9 +202,13 @@ NETWORKS = {
 
 def build_network(net: str, genotype: Genotype, **options) -> _Network:
     """A network by layout name; options are the class's keyword arguments (num_classes, init_channels, ...)."""
+    return _layout(net).cls(genotype, **options)
+
+
+def _layout(net: str) -> Layout:
     if net not in NETWORKS:
         raise ValueError(f"unknown network {net!r}; available: {', '.join(NETWORKS)}")
-    return NETWORKS[net].cls(genotype, **options)
+    return NETWORKS[net]
 
 
 def drop_path_ramp(max_prob: float, epoch: int, epochs: int) -> float:
@@ -211,3 +220,46 @@ def drop_path_ramp(max_prob: float, epoch: int, epochs: int) -> float:
 def count_parameters(model: nn.Module) -> int:
     """Parameters as the paper and the official code count them: the auxiliary head left out."""
     return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of one eval-mode forward pass of one C x H x W input, as FlopCounterMode measures them.
+
+    FlopCounterMode counts the FLOPs of convolutions and matrix products (2 per multiply-add); batch norm,
+    ReLU, pooling and the additions that join a node's two ops are not counted. Multiply-adds = FLOPs / 2.
+    The paper quotes 574M multiply-adds for its ImageNet network without saying what it counted; this
+    counter measures 530M for DARTS_V2 there. Reported as measured, never adjusted.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()  # no auxiliary head, no drop path: the network as it is deployed
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.empty(1, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def network_info(net: str, genotype: Genotype, num_classes: int | None = None, in_channels: int | None = None,
+                 size: int | None = None, **options) -> dict:
+    """Size and cost of a network: parameters (auxiliary head apart) and multiply-adds at its input size.
+
+    Built on the meta device (shapes without memory or arithmetic): counting the ImageNet network takes
+    well under a second. Unset options take the paper's values (its input shape and class count).
+    """
+    layout = _layout(net)
+    c, h, w = layout.input_shape
+    shape = (c if in_channels is None else in_channels, h if size is None else size, w if size is None else size)
+    num_classes = layout.num_classes if num_classes is None else num_classes
+    if min(shape[1:]) < layout.min_size:
+        raise ValueError(f"the {net} layout needs inputs of at least {layout.min_size}x{layout.min_size}, got {size}")
+    with torch.device("meta"):
+        model = layout.cls(genotype, num_classes=num_classes, in_channels=shape[0], **options)
+    total = sum(p.numel() for p in model.parameters())
+    params = count_parameters(model)
+    return {"net": net, "genotype": str(genotype), "layers": len(model.cells), "init_channels": model.init_channels,
+            "num_classes": num_classes, "input_shape": list(shape), "parameters": params,
+            "auxiliary_parameters": total - params, "macs": count_macs(model, shape)}
