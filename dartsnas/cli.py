@@ -73,6 +73,44 @@ def cmd_genotype(args) -> None:
     print(json.dumps(g.to_dict()) if args.json else g)
 
 
+def cmd_train(args) -> None:
+    from .config import ConfigError
+    from .genotype import load_genotype
+    from .ops import OPS
+    from .runs import new_run_dir
+    from .train import run_training
+    from .train_config import load_train_config
+
+    overrides = list(args.set or [])
+    for flag in ("device", "seed"):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{flag}={getattr(args, flag)}")
+    overrides += [f"{flag}=true" for flag in ("amp", "compile") if getattr(args, flag)]
+    if args.resume:
+        if args.genotype or args.config or overrides:
+            raise ConfigError("--resume continues a run with its own genotype and config; drop GENOTYPE, --config, "
+                              "--set, --device, --seed, --amp and --compile (or start a new run)")
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").exists() or not (run_dir / "genotype.json").exists():
+            raise ConfigError(f"--resume {run_dir}: no config.yaml and genotype.json there; give the folder of an "
+                              "earlier training run")
+        config = load_train_config(run_dir / "config.yaml")
+        if args.no_progress:
+            config.progress = False
+        run_training(config, load_genotype(run_dir / "genotype.json", known_ops=OPS), run_dir, resume=True)
+        return
+    if not args.genotype:
+        raise ConfigError("name the genotype to train: DARTS_V2, a genotype.json, a search run folder or genotype text")
+    genotype = load_genotype(args.genotype, known_ops=OPS)
+    config = load_train_config(args.config, overrides)
+    if args.no_progress:
+        config.progress = False
+    name = args.name or ("train-" + Path(args.config).stem if args.config else "train")
+    run_dir = new_run_dir(args.out, name)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    run_training(config, genotype, run_dir)
+
+
 def cmd_info(args) -> None:
     from .config import ConfigError
     from .genotype import load_genotype
@@ -122,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_genotype)
 
+    p = sub.add_parser("train", help="train a genotype from scratch (the paper's evaluation); writes a run folder")
+    p.add_argument("genotype", nargs="?", help="DARTS_V2, a genotype.json, a search run folder, or genotype text")
+    p.add_argument("--config", help="a YAML file, or a shipped training config: cifar10, imagenet, quick")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config's device)")
+    p.add_argument("--seed", type=int, help="random seed (sets the config's seed)")
+    p.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
+    p.add_argument("--name", help="run folder name prefix (default: train-<config name>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the training run in folder RUN from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (for CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("info", help="parameters and multiply-adds of the network a genotype makes")
     p.add_argument("genotype", help="DARTS_V2, a genotype.json, a search run folder, or genotype text")
     p.add_argument("--net", choices=["cifar10", "imagenet"], default="cifar10",
@@ -145,6 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dartsnas {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; a search can continue with: dartsnas search --resume RUN", file=sys.stderr)
+        print(f"interrupted; continue with: dartsnas {args.command} --resume RUN", file=sys.stderr)
         return 130
     return 0

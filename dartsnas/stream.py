@@ -1,0 +1,90 @@
+"""Image folders too big for memory (ImageNet), decoded batch by batch in DataLoader worker processes.
+
+The folder is laid out as for the `imagefolder` dataset: `<root>/train/<class>/<image>` and
+`<root>/test/<class>/<image>` (ImageNet's validation images, sorted into class folders, as test/).
+Augmentation follows the official train_imagenet.py: random resized crop, horizontal flip, colour
+jitter (0.4, 0.4, 0.4, 0.2) for training; resize to 256/224 of the crop and a centre crop for evaluation;
+normalised with the usual ImageNet channel statistics. Needs torchvision (`pip install 'dartsnas[imagenet]'`).
+
+Shuffling and the workers' seeds come from the trainer's CPU generator, whose state the checkpoint keeps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError
+from .data import DataError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _torchvision():
+    try:
+        import torchvision
+        from torchvision import datasets, transforms  # noqa: F401  (fails where the wheel does not match torch)
+    except (ImportError, RuntimeError) as err:
+        raise ConfigError(f"data_loader: workers needs torchvision ({type(err).__name__}: {err}); install it with "
+                          "pip install 'dartsnas[imagenet]' (a torchvision built for your torch), or use "
+                          "data_loader: memory") from None
+    return torchvision
+
+
+class OnDevice:
+    """A DataLoader's batches moved to the device (pinned and asynchronous on CUDA)."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def prepare_stream(config, device: torch.device, generator: torch.Generator):
+    """(train, valid or None, test, in_channels, num_classes, (size, size)) for train.TrainData."""
+    tv = _torchvision()
+    if config.data_dir is None:
+        raise ConfigError("data_loader: workers reads an image folder: set data_dir to a folder laid out as "
+                          "<data_dir>/train/<class>/<image> and <data_dir>/test/<class>/<image>")
+    root, size = Path(config.data_dir).expanduser(), config.image_size
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DataError(f"no '{split}' folder in {root}; lay images out as {root}/train/<class>/<image> and "
+                            f"{root}/test/<class>/<image>")
+    t = tv.transforms
+    normalise = [t.ToTensor(), t.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    train_tf = t.Compose([t.RandomResizedCrop(size), t.RandomHorizontalFlip(),
+                          t.ColorJitter(0.4, 0.4, 0.4, 0.2), *normalise])
+    eval_tf = t.Compose([t.Resize(round(size * 256 / 224)), t.CenterCrop(size), *normalise])
+    train = tv.datasets.ImageFolder(str(root / "train"), train_tf)
+    held = tv.datasets.ImageFolder(str(root / "train"), eval_tf)  # the same files, without augmentation
+    test = tv.datasets.ImageFolder(str(root / "test"), eval_tf)
+    if test.classes != train.classes:
+        raise DataError(f"the test folder's classes differ from the train folder's in {root}; both need the same "
+                        "class folders")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed))
+    if config.subset is not None:
+        order = order[:config.subset]
+    held_out = int(len(order) * config.valid_portion)
+    if config.valid_portion and (held_out < 1 or len(order) - held_out < 2):
+        raise ConfigError(f"valid_portion={config.valid_portion} of {len(order)} training images leaves no validation "
+                          "image or too few training images; use more data or another valid_portion (0 for none)")
+    train_set = torch.utils.data.Subset(train, order[held_out:].tolist())
+    valid_set = torch.utils.data.Subset(held, order[:held_out].tolist()) if held_out else None
+
+    def loader(dataset, shuffle: bool, batch_size: int):
+        return OnDevice(torch.utils.data.DataLoader(
+            dataset, batch_size, shuffle=shuffle, generator=generator if shuffle else None,
+            num_workers=config.workers, pin_memory=device.type == "cuda", drop_last=shuffle,
+            persistent_workers=False), device)
+
+    return (loader(train_set, True, config.batch_size),
+            loader(valid_set, False, 2 * config.batch_size) if valid_set is not None else None,
+            loader(test, False, 2 * config.batch_size), 3, len(train.classes), (size, size))

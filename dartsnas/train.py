@@ -1,0 +1,286 @@
+"""Training a genotype from scratch (the paper's evaluation, Sec. 3.3): SGD on the network that
+network.py builds, with the auxiliary head, drop path ramped over the epochs, cutout, and a checkpoint
+after every epoch from which `--resume` continues bit for bit.
+
+Model selection never sees the test split: with `valid_portion > 0` a held-out part of the training set
+picks the best epoch (best.pt); the test split is evaluated once, at the end, for the final weights and
+for the best ones. The official CIFAR-10 protocol trains on all 50,000 images and reports the last epoch
+(`valid_portion: 0` in the shipped cifar10 config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ConfigError
+from .data import Augment, ImageSet, batches, channel_stats, load_images
+from .genotype import Genotype
+from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
+from .runs import append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging, truncate_jsonl
+from .search import peak_memory_gb, resolve_device
+from .train_config import TrainConfig, save_train_config
+
+log = logging.getLogger("dartsnas")
+
+
+class InMemory:
+    """A split held whole on the device, cut into batches and augmented there (data.batches).
+
+    With a generator the batches are shuffled and augmented (training); without, they come in order and
+    are only normalised (evaluation).
+    """
+
+    def __init__(self, data: ImageSet, batch_size: int, augment: Augment, generator: torch.Generator | None = None):
+        self.data, self.batch_size, self.augment, self.generator = data, batch_size, augment, generator
+        # A last batch of one image cannot be batch-normalised where the auxiliary head's maps are 1x1.
+        self.drop_last = generator is not None and len(data) % batch_size == 1
+
+    def __len__(self) -> int:
+        n = len(self.data)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        return batches(self.data, self.batch_size, self.generator, self.augment,
+                       shuffle=self.generator is not None, drop_last=self.drop_last)
+
+
+@dataclass
+class TrainData:
+    train: object           # iterables of (x, y) batches on the device, with len() = batches per epoch
+    valid: object | None    # held out from the training set; None when valid_portion is 0
+    test: object
+    in_channels: int
+    num_classes: int
+    size: tuple[int, int]
+
+
+def prepare_data(config: TrainConfig, device: torch.device, generator: torch.Generator) -> TrainData:
+    if config.data_loader == "workers":
+        from .stream import prepare_stream
+        return TrainData(*prepare_stream(config, device, generator))
+    train = load_images(config.dataset, "train", config.data_dir, config.download, **config.data_options)
+    test = load_images(config.dataset, "test", config.data_dir, config.download, **config.data_options)
+    if config.subset is not None:
+        train = train.subset(torch.arange(min(config.subset, len(train))))
+    train, valid = split_valid(train, config.valid_portion, config.seed)
+    if config.cutout and config.cutout_length // 2 >= min(train.size):
+        raise ConfigError(f"cutout_length {config.cutout_length} blanks the whole {train.size[0]}x{train.size[1]} image "
+                          "wherever it falls; set cutout: false or a cutout_length below twice the image side")
+    mean, std = channel_stats(train.images)
+    padding = config.crop_padding if config.crop_padding is not None else (4 if min(train.size) >= 32 else 0)
+    flip = config.flip if config.flip is not None else train.in_channels == 3
+    augment = Augment(mean, std, crop_padding=padding, flip=flip, cutout=config.cutout_length if config.cutout else 0)
+    plain = Augment(mean, std)
+    eval_batch = 2 * config.batch_size  # no activations kept for backward
+    return TrainData(InMemory(train.to(device), config.batch_size, augment, generator),
+                     InMemory(valid.to(device), eval_batch, plain) if valid is not None else None,
+                     InMemory(test.to(device), eval_batch, plain), train.in_channels, train.num_classes, train.size)
+
+
+def split_valid(data: ImageSet, portion: float, seed: int) -> tuple[ImageSet, ImageSet | None]:
+    """Hold out `portion` of the images (a fixed function of the seed) for model selection."""
+    if portion == 0:
+        return data, None
+    n = len(data)
+    held = int(n * portion)
+    if held < 1 or n - held < 2:
+        raise ConfigError(f"valid_portion={portion} of {n} training images leaves no validation image or too few "
+                          "training images; use more data (subset) or another valid_portion (0 for none)")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return data.subset(perm[held:]), data.subset(perm[:held])
+
+
+class Trainer:
+    """Owns the network, the optimiser, its schedule and the random state: everything a checkpoint holds."""
+
+    def __init__(self, config: TrainConfig, genotype: Genotype, data: TrainData, device: torch.device,
+                 generator: torch.Generator):
+        self.config, self.data, self.device, self.generator = config, data, device, generator
+        torch.manual_seed(config.seed)
+        self.model = build_network(config.net, genotype, num_classes=data.num_classes, in_channels=data.in_channels,
+                                   init_channels=config.init_channels, layers=config.layers,
+                                   auxiliary=config.auxiliary).to(device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        # The compiled module shares the parameters; checkpoints always come from the plain one.
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), config.lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+        if config.lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.epochs, config.lr_min)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 1, gamma=config.lr_gamma)
+        self.epoch = 0
+        self.best = {"epoch": 0, "valid_acc": None}
+
+    def state_dict(self) -> dict:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+                 "rng": torch.get_rng_state(), "epoch": self.epoch, "best": dict(self.best)}
+        if self.device.type == "cuda":  # drop path draws its masks from the device's generator
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["rng"].cpu())
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        self.epoch, self.best = state["epoch"], dict(state["best"])
+
+    def autocast(self):
+        if not self.config.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def train_epoch(self, progress) -> dict:
+        cfg = self.config
+        self.model.train()
+        self.model.set_drop_path_prob(drop_path_ramp(cfg.drop_path_prob, self.epoch, cfg.epochs))
+        sums = torch.zeros(3, device=self.device)  # loss of the main head, correct, seen
+        for step, (x, y) in enumerate(self.data.train):
+            x = x.contiguous(memory_format=self.memory_format)
+            with self.autocast():
+                out = self.forward(x)
+                logits, logits_aux = out if isinstance(out, tuple) else (out, None)
+                loss = self.criterion(logits, y)
+                total = loss if logits_aux is None else loss + cfg.auxiliary_weight * self.criterion(logits_aux, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            n = len(y)
+            sums += torch.stack([loss.detach().float() * n, (logits.argmax(1) == y).sum().float(),
+                                 torch.tensor(float(n), device=self.device)])
+            if progress is not None:
+                progress.update(1)
+                if step % 10 == 0:  # one host sync per ten steps
+                    s = sums.tolist()
+                    progress.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}")
+        s = sums.tolist()
+        return {"train_loss": s[0] / s[2], "train_acc": s[1] / s[2]}
+
+    @torch.no_grad()
+    def evaluate(self, split, prefix: str) -> dict:
+        self.model.eval()
+        sums = torch.zeros(3, device=self.device)
+        for x, y in split:
+            with self.autocast():
+                logits = self.forward(x.contiguous(memory_format=self.memory_format))
+            sums += torch.stack([nn.functional.cross_entropy(logits.float(), y, reduction="sum"),
+                                 (logits.argmax(1) == y).sum().float(), torch.tensor(float(len(y)), device=self.device)])
+        s = sums.tolist()
+        return {f"{prefix}_loss": s[0] / s[2], f"{prefix}_acc": s[1] / s[2]}
+
+
+def _progress(config: TrainConfig, total: int, epoch: int):
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
+
+
+def run_training(config: TrainConfig, genotype: Genotype, run_dir: Path, resume: bool = False) -> dict:
+    """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
+    run_dir = Path(run_dir)
+    setup_logging(run_dir)
+    device = resolve_device(config.device)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if not resume:
+        save_train_config(config, run_dir / "config.yaml")
+        genotype.save(run_dir / "genotype.json")
+        (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")
+    # All randomness of the data (split aside: a function of the seed) comes from this CPU generator.
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    data = prepare_data(config, device, generator)
+    smallest = NETWORKS[config.net].min_size
+    if min(data.size) < smallest:
+        raise ConfigError(f"net: the {config.net} layout needs images of at least {smallest}x{smallest}, the data "
+                          f"has {data.size[0]}x{data.size[1]}; use net: cifar10 for small images")
+    trainer = Trainer(config, genotype, data, device, generator)
+    if resume:
+        trainer.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
+        truncate_jsonl(run_dir / "metrics.jsonl", trainer.epoch)
+        log.info(f"resumed {run_dir} after epoch {trainer.epoch}")
+    log.info(f"train: {config.dataset} ({len(data.train)} batches of {config.batch_size} per epoch), {config.net} "
+             f"layout, {config.layers} cells, C={config.init_channels}, "
+             f"{count_parameters(trainer.model) / 1e6:.3f}M parameters (auxiliary head apart), device {device}")
+    while trainer.epoch < config.epochs:
+        _train_epoch(trainer, run_dir)
+    results = _final_results(trainer, run_dir)
+    if config.plot:
+        _draw(run_dir)
+    return results
+
+
+def _train_epoch(trainer: Trainer, run_dir: Path) -> None:
+    config = trainer.config
+    lr, drop = trainer.scheduler.get_last_lr()[0], drop_path_ramp(config.drop_path_prob, trainer.epoch, config.epochs)
+    start = time.perf_counter()
+    progress = _progress(config, len(trainer.data.train), trainer.epoch + 1)
+    try:
+        metrics = trainer.train_epoch(progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    trainer.scheduler.step()
+    trainer.epoch += 1
+    if trainer.data.valid is not None:
+        metrics |= trainer.evaluate(trainer.data.valid, "valid")
+        if trainer.best["valid_acc"] is None or metrics["valid_acc"] > trainer.best["valid_acc"]:
+            trainer.best = {"epoch": trainer.epoch, "valid_acc": metrics["valid_acc"]}
+            save_checkpoint({"model": trainer.model.state_dict(), "epoch": trainer.epoch}, run_dir / "best.pt")
+    metrics = {"epoch": trainer.epoch, **metrics, "lr": lr, "drop_path_prob": drop,
+               "seconds": time.perf_counter() - start, "peak_memory_gb": peak_memory_gb(trainer.device)}
+    append_jsonl(run_dir / "metrics.jsonl", metrics)
+    save_checkpoint(trainer.state_dict(), run_dir / "checkpoint.pt")
+    valid = f" | valid loss {metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f}" if "valid_acc" in metrics else ""
+    log.info(f"epoch {trainer.epoch}/{config.epochs} lr {lr:.4g} drop path {drop:.3f} train loss "
+             f"{metrics['train_loss']:.4f} acc {metrics['train_acc']:.4f}{valid} | {metrics['seconds']:.1f} s")
+
+
+def _final_results(trainer: Trainer, run_dir: Path) -> dict:
+    """Test loss and accuracy of the final weights and, when a validation split chose one, of the best epoch's."""
+    results = {"parameters": count_parameters(trainer.model), "epochs": trainer.epoch,
+               "final": {"epoch": trainer.epoch, **trainer.evaluate(trainer.data.test, "test")}, "best": None}
+    if trainer.best["valid_acc"] is not None:
+        final_weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.model.load_state_dict(load_checkpoint(run_dir / "best.pt", trainer.device)["model"])
+        results["best"] = {**trainer.best, **trainer.evaluate(trainer.data.test, "test")}
+        trainer.model.load_state_dict(final_weights)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    for which in ("final", "best"):
+        if results[which] is not None:
+            r = results[which]
+            log.info(f"{which} (epoch {r['epoch']}): test loss {r['test_loss']:.4f}, test accuracy {r['test_acc']:.4f}, "
+                     f"test error {100 * (1 - r['test_acc']):.2f} %")
+    return results
+
+
+def _draw(run_dir: Path) -> None:
+    try:
+        from .plot import PlotError, plot_run
+    except ImportError as err:
+        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
+        return
+    try:
+        files = plot_run(run_dir)
+    except (ImportError, PlotError) as err:
+        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
+        return
+    log.info(f"pictures: {', '.join(sorted(str(f.name) for f in files))} in {run_dir / 'plots'}")

@@ -1,0 +1,172 @@
+"""Training settings: one typed dataclass with the paper's CIFAR-10 evaluation defaults (Sec. 3.3, A.2).
+
+The ImageNet protocol and the quick CPU run are shipped YAML files in `dartsnas/configs/train/`
+(`imagenet`, `quick`; `cifar10` restates the defaults). YAML files and `--set key=value` override
+fields, unknown keys are errors that suggest the closest field, as for the search (config.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .config import ConfigError
+
+TRAIN_CONFIG_DIR = Path(__file__).parent / "configs" / "train"
+LR_SCHEDULES = ("cosine", "step")
+DATA_LOADERS = ("memory", "workers")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "cifar10"            # a name from data.DATASETS
+    data_dir: str | None = None         # where the dataset lies; None: the default places (see README)
+    download: bool = False              # fetch the official files (checksummed) when missing
+    data_options: dict = field(default_factory=dict)  # dataset-specific options (e.g. imagefolder size)
+    subset: int | None = None           # use only the first N training images (quick runs, tests)
+    valid_portion: float = 0.1          # share of the training set held out to pick the best epoch; 0: none
+    cutout: bool = True                 # cutout (DeVries & Taylor 2017), as the paper's CIFAR evaluation
+    cutout_length: int = 16
+    crop_padding: int | None = None     # random-crop padding in pixels; None: 4 for 32x32 and larger, else 0
+    flip: bool | None = None            # horizontal flips; None: on for colour images, off for grey ones
+    data_loader: str = "memory"         # memory: whole split on the device; workers: image folders decoded by DataLoader workers
+    workers: int = 8                    # DataLoader worker processes (data_loader: workers)
+    image_size: int = 224               # crop side of the workers loader (ImageNet: 224)
+    # network
+    net: str = "cifar10"                # layout: cifar10 (stem keeps the resolution) or imagenet (stem divides by 8)
+    init_channels: int = 36             # C of the first cell (paper: 36 CIFAR, 48 ImageNet)
+    layers: int = 20                    # cells (paper: 20 CIFAR, 14 ImageNet)
+    auxiliary: bool = True              # auxiliary head after the second reduction cell
+    auxiliary_weight: float = 0.4       # its loss weight
+    drop_path_prob: float = 0.2         # ramped linearly from 0 over the epochs (official train.py)
+    # optimisation (SGD)
+    epochs: int = 600
+    batch_size: int = 96
+    lr: float = 0.025                   # learning_rate in the official code
+    lr_schedule: str = "cosine"         # cosine: to lr_min over the epochs; step: times lr_gamma every epoch
+    lr_min: float = 0.0
+    lr_gamma: float = 0.97              # step schedule's factor per epoch (ImageNet)
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0              # max gradient norm
+    label_smoothing: float = 0.0        # 0.1 for ImageNet
+    # run
+    seed: int = 0
+    device: str = "auto"                # cpu, cuda, cuda:N, or auto (cuda when available)
+    deterministic: bool = False         # deterministic kernels on CUDA (slower); CPU runs are anyway
+    channels_last: bool = True          # NHWC memory format: faster depthwise convs on CPU and GPU
+    amp: bool = False                   # bfloat16 autocast (meant for CUDA; on CPU it runs, mostly slower)
+    compile: bool = False               # torch.compile the network
+    progress: bool = True               # a progress bar on the terminal
+    plot: bool = True                   # draw the cells and the curves at the end (needs the plot extra)
+
+    def validate(self) -> "TrainConfig":
+        from .network import NETWORKS  # imported here so that importing this module needs no torch
+
+        if self.net not in NETWORKS:
+            raise ConfigError(f"net: unknown layout {self.net!r}; available: {', '.join(NETWORKS)}")
+        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("data_loader", DATA_LOADERS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: unknown value {getattr(self, name)!r}; available: {', '.join(allowed)}")
+        if not 0.0 <= self.valid_portion < 1.0:
+            raise ConfigError(f"valid_portion must lie in [0, 1), got {self.valid_portion}")
+        if not 0.0 <= self.drop_path_prob < 1.0:
+            raise ConfigError(f"drop_path_prob must lie in [0, 1), got {self.drop_path_prob}")
+        for name in ("epochs", "batch_size", "init_channels", "workers", "image_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.layers < 3:
+            raise ConfigError(f"layers must be at least 3 (two of them are reduction cells), got {self.layers}")
+        if self.init_channels % 2:
+            raise ConfigError(f"init_channels must be even (factorized reduction halves it), got {self.init_channels}")
+        if self.data_loader == "workers" and self.dataset != "imagefolder":
+            raise ConfigError(f"data_loader: workers reads image folders; set dataset: imagefolder (got {self.dataset!r}) "
+                              "or use data_loader: memory")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading: the rules of config.py, for any config dataclass.
+
+def _check_keys(cls, keys, where: str) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in keys:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key {key!r} in {where}{hint}")
+
+
+def _coerce(cls, key: str, value: Any) -> Any:
+    """Check a value against the field's declared type (ints become floats where floats are due)."""
+    hint = typing.get_type_hints(cls)[key]
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        base = typing.get_origin(kind) or kind
+        if isinstance(value, bool) != (base is bool):
+            continue
+        if base is float and isinstance(value, (int, float)):
+            return float(value)
+        if base is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if base in (int, bool, str, list, dict) and isinstance(value, base):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise ConfigError(f"{key} must be {names}, got {value!r}")
+
+
+def resolve_train_config_path(name: str | Path) -> Path:
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = TRAIN_CONFIG_DIR / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in TRAIN_CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"training config {str(name)!r} is neither a file nor a shipped one; shipped: {', '.join(names)}")
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then `key=value` overrides (values read as YAML: 3, 0.1, true, [a, b])."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        source = resolve_train_config_path(path)
+        try:
+            loaded = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{source} is not valid YAML: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
+        _check_keys(TrainConfig, loaded, str(source))
+        values.update(loaded)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")
+        key = key.strip()
+        _check_keys(TrainConfig, [key], "--set")
+        try:
+            values[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            values[key] = raw
+    return TrainConfig(**{k: _coerce(TrainConfig, k, v) for k, v in values.items()}).validate()
+
+
+def save_train_config(config: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
