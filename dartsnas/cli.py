@@ -111,6 +111,14 @@ def cmd_train(args) -> None:
     run_training(config, genotype, run_dir)
 
 
+def cmd_export(args) -> None:
+    from .export import export_run
+
+    for report in export_run(Path(args.run), args.format, best=args.best):
+        print(f"{report['format']:<12} {report['path']}  max |logit difference| against eager: "
+              f"{report['max_abs_diff']:.3g}")
+
+
 def cmd_info(args) -> None:
     from .config import ConfigError
     from .genotype import load_genotype
@@ -173,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (for CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a trained network (torch.export .pt2, ONNX, safetensors) into RUN/export")
+    p.add_argument("run", help="a training run folder")
+    p.add_argument("--format", nargs="+", choices=["pt2", "onnx", "safetensors"],
+                   help="formats to write (default: every one whose packages are installed)")
+    p.add_argument("--best", action="store_true", help="the best validation epoch's weights (best.pt), not the last")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="parameters and multiply-adds of the network a genotype makes")
     p.add_argument("genotype", help="DARTS_V2, a genotype.json, a search run folder, or genotype text")

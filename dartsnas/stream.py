@@ -48,7 +48,7 @@ class OnDevice:
 
 
 def prepare_stream(config, device: torch.device, generator: torch.Generator):
-    """(train, valid or None, test, in_channels, num_classes, (size, size)) for train.TrainData."""
+    """(train, valid or None, test, in_channels, num_classes, (size, size), classes, mean, std): train.TrainData."""
     tv = _torchvision()
     if config.data_dir is None:
         raise ConfigError("data_loader: workers reads an image folder: set data_dir to a folder laid out as "
@@ -87,4 +87,5 @@ def prepare_stream(config, device: torch.device, generator: torch.Generator):
 
     return (loader(train_set, True, config.batch_size),
             loader(valid_set, False, 2 * config.batch_size) if valid_set is not None else None,
-            loader(test, False, 2 * config.batch_size), 3, len(train.classes), (size, size))
+            loader(test, False, 2 * config.batch_size), 3, len(train.classes), (size, size), list(train.classes),
+            IMAGENET_MEAN, IMAGENET_STD)

@@ -61,6 +61,9 @@ class TrainData:
     in_channels: int
     num_classes: int
     size: tuple[int, int]
+    classes: list[str]
+    mean: tuple[float, ...]  # the normalisation the network expects its inputs in (pixels in [0, 1])
+    std: tuple[float, ...]
 
 
 def prepare_data(config: TrainConfig, device: torch.device, generator: torch.Generator) -> TrainData:
@@ -83,7 +86,8 @@ def prepare_data(config: TrainConfig, device: torch.device, generator: torch.Gen
     eval_batch = 2 * config.batch_size  # no activations kept for backward
     return TrainData(InMemory(train.to(device), config.batch_size, augment, generator),
                      InMemory(valid.to(device), eval_batch, plain) if valid is not None else None,
-                     InMemory(test.to(device), eval_batch, plain), train.in_channels, train.num_classes, train.size)
+                     InMemory(test.to(device), eval_batch, plain), train.in_channels, train.num_classes, train.size,
+                     list(train.classes), mean, std)
 
 
 def split_valid(data: ImageSet, portion: float, seed: int) -> tuple[ImageSet, ImageSet | None]:
@@ -186,6 +190,13 @@ class Trainer:
         return {f"{prefix}_loss": s[0] / s[2], f"{prefix}_acc": s[1] / s[2]}
 
 
+def network_record(config: TrainConfig, data: TrainData) -> dict:
+    """What it takes to rebuild the network and feed it (export, deployment): RUN/network.json."""
+    return {"net": config.net, "in_channels": data.in_channels, "num_classes": data.num_classes,
+            "input_size": list(data.size), "init_channels": config.init_channels, "layers": config.layers,
+            "classes": data.classes, "mean": list(data.mean), "std": list(data.std)}
+
+
 def _progress(config: TrainConfig, total: int, epoch: int):
     if not config.progress:
         return None
@@ -213,6 +224,8 @@ def run_training(config: TrainConfig, genotype: Genotype, run_dir: Path, resume:
         raise ConfigError(f"net: the {config.net} layout needs images of at least {smallest}x{smallest}, the data "
                           f"has {data.size[0]}x{data.size[1]}; use net: cifar10 for small images")
     trainer = Trainer(config, genotype, data, device, generator)
+    if not resume:
+        (run_dir / "network.json").write_text(json.dumps(network_record(config, data), indent=1) + "\n")
     if resume:
         trainer.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
         truncate_jsonl(run_dir / "metrics.jsonl", trainer.epoch)
