@@ -156,3 +156,16 @@ def test_workers_loader_without_torchvision_names_the_extra(tmp_path, monkeypatc
             f"data_dir={tmp_path}", "--set", "data_loader=workers"]
     assert main(args) == 2
     assert "pip install 'dartsnas[imagenet]'" in capsys.readouterr().err
+
+
+def test_search_then_train_its_run_folder(tmp_path):
+    # The hand-off of the README: `dartsnas search ...` then `dartsnas train runs/<search folder>`.
+    args = ["search", "--out", str(tmp_path / "search"), "--name", "s"]
+    for item in ["dataset=digits", "subset=128", "batch_size=32", "init_channels=4", "layers=3", "epochs=1",
+                 "progress=false", "plot=false"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    (search_dir,) = (tmp_path / "search").iterdir()
+    run_dir = _train(tmp_path, "epochs=1", "plot=false", genotype=str(search_dir))
+    assert load_genotype(run_dir, known_ops=OPS) == load_genotype(search_dir, known_ops=OPS)
+    assert json.loads((run_dir / "results.json").read_text())["final"]["test_acc"] > 0
