@@ -169,3 +169,32 @@ def test_search_then_train_its_run_folder(tmp_path):
     run_dir = _train(tmp_path, "epochs=1", "plot=false", genotype=str(search_dir))
     assert load_genotype(run_dir, known_ops=OPS) == load_genotype(search_dir, known_ops=OPS)
     assert json.loads((run_dir / "results.json").read_text())["final"]["test_acc"] > 0
+
+
+def _torchvision_works():
+    try:
+        import torchvision.transforms  # noqa: F401  (PyPI's wheel fails to import beside a CPU-only torch)
+    except (ImportError, RuntimeError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _torchvision_works(), reason="needs an importable torchvision (pip install 'dartsnas[imagenet]')")
+def test_workers_loader_trains_on_an_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(0)
+    for split, count in (("train", 12), ("test", 4)):
+        for label, name in enumerate(("cats", "dogs")):
+            folder = tmp_path / "images" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = (torch.rand(40, 48, 3, generator=rng) * 100 + 120 * label).byte().numpy()
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    run_dir = _train(tmp_path, "dataset=imagefolder", f"data_dir={tmp_path / 'images'}", "data_loader=workers",
+                     "workers=2", "image_size=32", "batch_size=4", "valid_portion=0.25", "epochs=2", "plot=false")
+    record = json.loads((run_dir / "network.json").read_text())
+    assert record["classes"] == ["cats", "dogs"] and record["input_size"] == [32, 32] and record["in_channels"] == 3
+    assert [m["epoch"] for m in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0 <= results["final"]["test_acc"] <= 1 and results["best"] is not None
