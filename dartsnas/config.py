@@ -16,7 +16,7 @@ from typing import Any, Union
 
 import yaml
 
-from .spaces import DARTS_OPS
+from .spaces import DARTS_OPS, MIXED_OPS, TEMPERATURE_SCHEDULES
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -44,7 +44,11 @@ class SearchConfig:
     init_channels: int = 16             # C of the first cell
     layers: int = 8                     # cells
     stem_multiplier: int = 3
-    mixed_op: str = "exact"             # exact: the paper's weighted sum; lean: the same, recomputing ops in backward
+    mixed_op: str = "exact"             # exact | lean | partial | sample (see README, "Mixed-op modes")
+    partial_k: int = 4                  # partial: 1/K of the channels go through the candidate ops (PC-DARTS)
+    temperature: list[float] | None = None  # [start, end] of the relaxation's temperature over the search;
+                                        # None: [1, 1] (the paper's softmax), or [10, 0.1] for sample (GDAS)
+    temperature_schedule: str = "linear"  # linear | exponential, from start (first epoch) to end (last)
     # weight optimisation (SGD, cosine schedule per epoch)
     epochs: int = 50
     batch_size: int = 64
@@ -77,8 +81,18 @@ class SearchConfig:
             raise ConfigError(f"ops: {self.ops} lists an op twice")
         if not [o for o in self.ops if o != "none"]:
             raise ConfigError("ops: the candidate set needs at least one op besides 'none'")
-        if self.mixed_op not in ("exact", "lean"):
-            raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: exact, lean")
+        if self.mixed_op not in MIXED_OPS:
+            raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: {', '.join(MIXED_OPS)}")
+        if self.mixed_op == "partial" and (self.partial_k < 1 or self.init_channels % (2 * self.partial_k)):
+            raise ConfigError(f"partial_k={self.partial_k} must be at least 1 and divide init_channels="
+                              f"{self.init_channels} into parts of an even number of channels; "
+                              f"use e.g. partial_k=4 with init_channels a multiple of 8")
+        if self.temperature is not None and (len(self.temperature) != 2 or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in self.temperature)):
+            raise ConfigError(f"temperature must be two positive numbers [start, end], got {self.temperature}")
+        if self.temperature_schedule not in TEMPERATURE_SCHEDULES:
+            raise ConfigError(f"temperature_schedule: unknown {self.temperature_schedule!r}; "
+                              f"available: {', '.join(TEMPERATURE_SCHEDULES)}")
         if not 0.0 < self.train_portion < 1.0:
             raise ConfigError(f"train_portion must lie strictly between 0 and 1, got {self.train_portion}")
         for name in ("epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier"):
@@ -91,6 +105,12 @@ class SearchConfig:
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
         return self
+
+    def temperatures(self) -> tuple[float, float]:
+        """[start, end] of the relaxation temperature, with the mode's default when unset."""
+        if self.temperature is not None:
+            return float(self.temperature[0]), float(self.temperature[1])
+        return (10.0, 0.1) if self.mixed_op == "sample" else (1.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

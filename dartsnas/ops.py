@@ -87,6 +87,28 @@ class Conv7x1_1x7(nn.Sequential):
         )
 
 
+def strip_leading_relu(op: nn.Module) -> tuple[nn.Module, bool]:
+    """`op` with the ReLU it starts with replaced by identity, and whether it had one.
+
+    Supernets apply that ReLU once per state and hand its result to every op that starts with one,
+    instead of each op computing (and keeping for backward) its own copy. The first leaf module in
+    registration order is the first one applied, for every op in OPS. Parameter names do not change.
+    """
+    parent, name = None, None
+    module = op
+    while True:
+        children = list(module.named_children())
+        if not children:
+            break
+        parent, (name, module) = module, children[0]
+    if not isinstance(module, nn.ReLU):
+        return op, False
+    if parent is None:  # the op is a bare ReLU
+        return nn.Identity(), True
+    setattr(parent, name, nn.Identity())
+    return op, True
+
+
 def _skip(c, stride, affine):
     return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine)
 

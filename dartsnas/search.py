@@ -20,6 +20,7 @@ from .config import ConfigError, SearchConfig, save_config
 from .data import Augment, ImageSet, batches, channel_stats, load_images
 from .derive import derive
 from .genotype import Genotype, edge_names
+from .relax import temperature
 from .runs import (append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging,
                    truncate_jsonl)
 from .supernet import Supernet
@@ -84,7 +85,7 @@ class Searcher:
         sample = data.weight_half
         self.model = Supernet(sample.in_channels, sample.num_classes, config.init_channels, config.layers,
                               config.nodes, config.ops, config.stem_multiplier,
-                              mixed_op=config.mixed_op).to(device)
+                              mixed_op=config.mixed_op, partial_k=config.partial_k).to(device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.criterion = nn.CrossEntropyLoss()
@@ -96,13 +97,23 @@ class Searcher:
         # All randomness after initialisation (shuffles, augmentation) comes from this CPU generator,
         # whose state the checkpoint keeps: a resumed run continues bit for bit.
         self.generator = torch.Generator().manual_seed(config.seed + 1)
+        # Samples of a sampling relaxation are drawn on the device, from a generator the checkpoint keeps.
+        self.model.generator = torch.Generator(device).manual_seed(config.seed + 2)
         self.epoch = 0
+        self.set_temperature()
+
+    def set_temperature(self) -> float:
+        """The relaxation temperature of the current epoch, from the config's schedule."""
+        start, end = self.config.temperatures()
+        tau = temperature(self.epoch, self.config.epochs, start, end, self.config.temperature_schedule)
+        self.model.temperature = tau
+        return tau
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "arch_optimizer": self.architect.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                "epoch": self.epoch}
+                "sample_generator": self.model.generator.get_state(), "epoch": self.epoch}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -110,7 +121,9 @@ class Searcher:
         self.architect.optimizer.load_state_dict(state["arch_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"].cpu())
+        self.model.generator.set_state(state["sample_generator"].cpu())
         self.epoch = state["epoch"]
+        self.set_temperature()
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.memory_format)
@@ -163,13 +176,17 @@ class Searcher:
         return {"valid_loss": s[0] / s[2], "valid_acc": s[1] / s[2]}
 
     def genotype(self) -> Genotype:
-        return derive(self.model.probs(), self.config.ops, self.config.nodes)
+        return derive(self.model.probs(), self.config.ops, self.config.nodes, edge_weights=self.model.edge_weights())
 
     def alphas_record(self) -> dict:
-        probs = self.model.probs()
-        return {"epoch": self.epoch, "ops": self.config.ops, "edges": edge_names(self.config.nodes),
-                "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
-                "probs": {k: p.cpu().tolist() for k, p in probs.items()}}
+        probs, edge_weights = self.model.probs(), self.model.edge_weights()
+        record = {"epoch": self.epoch, "ops": self.config.ops, "edges": edge_names(self.config.nodes),
+                  "temperature": self.model.temperature,
+                  "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
+                  "probs": {k: p.cpu().tolist() for k, p in probs.items()}}
+        if edge_weights is not None:
+            record["edge_weights"] = {k: w.cpu().tolist() for k, w in edge_weights.items()}
+        return record
 
     def steps_per_epoch(self) -> int:
         shortest = min(len(self.data.weight_half), len(self.data.arch_half))
@@ -223,6 +240,7 @@ def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Gen
 def _search_epoch(searcher: Searcher, run_dir: Path, writer) -> None:
     config = searcher.config
     lr = searcher.scheduler.get_last_lr()[0]
+    tau = searcher.set_temperature()
     start = time.perf_counter()
     progress = _progress(config, searcher.steps_per_epoch(), searcher.epoch + 1)
     try:
@@ -234,7 +252,7 @@ def _search_epoch(searcher: Searcher, run_dir: Path, writer) -> None:
     metrics |= searcher.evaluate(searcher.data.arch_half)
     searcher.epoch += 1
     genotype = searcher.genotype()
-    metrics = {"epoch": searcher.epoch, **metrics, "lr": lr, "seconds": time.perf_counter() - start,
+    metrics = {"epoch": searcher.epoch, **metrics, "lr": lr, "temperature": tau, "seconds": time.perf_counter() - start,
                "peak_memory_gb": peak_memory_gb(searcher.device)}
     append_jsonl(run_dir / "metrics.jsonl", metrics)
     append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())

@@ -1,66 +1,100 @@
-"""The search supernet: every edge of the cell is a mixed op, a weighted sum over all candidates.
+"""The search supernet: every edge of the cell is a mixed op over all candidate ops.
 
 The architecture logits `alphas` (one row per edge, one column per candidate op, separately for the
 normal and the reduction cell) are registered parameters, so checkpoints and optimisers see them.
-How logits become the mixing weights is the *relaxation* (the paper's softmax, Eq. 2), passed in as
-one piece so that other relaxations (annealed, sampled) can replace it without touching the cell.
+How logits become mixing weights is the *relaxation* (relax.py), one piece that the cell never looks
+inside. How a mixed op is computed is its *mode*:
+
+- `exact`: the paper's weighted sum over all candidates (Eq. 2), the reference;
+- `lean`: the same sum and the same gradients, but every candidate is recomputed in the backward pass
+  one at a time instead of keeping all their activations (`_LeanMix`): memory does not grow with the
+  candidate set;
+- `partial`: PC-DARTS (Xu et al., ICLR 2020): only 1/K of the channels go through the candidates, the
+  rest bypass them, then channels are shuffled; each node weighs its incoming edges by a softmax over
+  edge logits (edge normalisation), and these edge weights enter the derivation;
+- `sample`: GDAS (Dong & Yang, CVPR 2019): one candidate per edge, sampled by the hard Gumbel
+  relaxation; only that op is computed.
+
+Every conv candidate of the DARTS space starts with a ReLU of its input. The cell applies that ReLU
+once per state and hands it to all the conv ops of all the state's outgoing edges (`strip_leading_relu`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from .genotype import edge_names
-from .ops import OPS, FactorizedReduce, ReLUConvBN
-from .spaces import DARTS_OPS
-
-Relaxation = Callable[[torch.Tensor], torch.Tensor]
-MIXED_OPS = ("exact", "lean")  # how a mixed op is computed; see MixedOp
-
-
-def softmax(alphas: torch.Tensor) -> torch.Tensor:
-    """The paper's continuous relaxation (Eq. 2): a softmax over the candidates of each edge."""
-    return alphas.softmax(dim=-1)
+from .ops import OPS, FactorizedReduce, ReLUConvBN, strip_leading_relu
+from .relax import GumbelHard, Softmax
+from .spaces import DARTS_OPS, MIXED_OPS
 
 
 class MixedOp(nn.Module):
-    """sum_o w_o * o(x) over the candidates of one edge (Eq. 2).
+    """sum_o w_o * o(x) over the candidates of one edge (Eq. 2), computed as `mode` says (see above)."""
 
-    `lean=True` computes the same sum and the same gradients, but keeps no op's activations for the
-    backward pass: each op is recomputed there, one at a time (see `_LeanMix`), so memory does not
-    grow with the number of candidates.
-    """
-
-    def __init__(self, c: int, stride: int, ops: list[str], lean: bool = False):
+    def __init__(self, c: int, stride: int, ops: list[str], mode: str = "exact", partial_k: int = 4):
         super().__init__()
-        self.lean = lean
-        # `none` contributes w * 0: it is never computed, yet its weight still takes a share of the
-        # softmax, so gradients and derivation are exactly the paper's.
+        if mode not in MIXED_OPS:
+            raise ValueError(f"mixed-op mode must be one of {MIXED_OPS}, got {mode!r}")
+        self.mode, self.stride = mode, stride
+        self.k = partial_k if mode == "partial" else 1
+        if c % self.k:
+            raise ValueError(f"partial channels: {c} channels do not split into {self.k} parts")
+        # `none` contributes w * 0: it is never built or computed, yet its weight still takes a share
+        # of the softmax, so gradients and derivation are exactly the paper's.
         self.index = [k for k, name in enumerate(ops) if name != "none"]
         self.ops = nn.ModuleList()
+        self.takes_relu = []  # per op: does it take relu(x) (its own leading ReLU removed) or x?
         for k in self.index:
-            op = OPS[ops[k]](c, stride, False)
+            op = OPS[ops[k]](c // self.k, stride, False)
             if "pool" in ops[k]:  # as the official search: BN after pooling so its scale matches the convs
-                op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
+                op = nn.Sequential(op, nn.BatchNorm2d(c // self.k, affine=False))
+            op, relu_first = strip_leading_relu(op)
             self.ops.append(op)
+            self.takes_relu.append(relu_first)
+        self.needs_relu = any(self.takes_relu)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if self.lean and torch.is_grad_enabled():
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None = None,
+                choice: int | None = None) -> torch.Tensor:
+        """`x_relu`: relu(x) when the caller has it already; `choice`: the one candidate to run (sample)."""
+        if x_relu is None and self.needs_relu:
+            x_relu = nn.functional.relu(x)
+        if choice is not None:
+            return self.one(x, x_relu, weights, choice)
+        if self.mode == "partial":
+            return self.partial(x, x_relu, weights)
+        if self.mode == "lean" and torch.is_grad_enabled():
             # The parameters as they are now (functional_call may have swapped in others).
             params = [p for op in self.ops for p in op.parameters()]
-            return _LeanMix.apply(x, weights, self, *params)
-        return self.weighted_sum(x, weights)
+            return _LeanMix.apply(x, x_relu, weights, self, *params)
+        return self.weighted_sum(x, x_relu, weights)
 
-    def weighted_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def weighted_sum(self, x, x_relu, weights) -> torch.Tensor:
         out = None
-        for k, op in zip(self.index, self.ops):
-            y = weights[k] * op(x)
+        for k, op, relu_first in zip(self.index, self.ops, self.takes_relu):
+            y = weights[k] * op(x_relu if relu_first else x)
             out = y if out is None else out + y
         return out
+
+    def one(self, x, x_relu, weights, choice: int) -> torch.Tensor:
+        """weights[choice] * op_choice(x): the other weights are zero (a one-hot sample)."""
+        if choice not in self.index:  # `none` was drawn: the edge contributes nothing
+            n, c, h, w = x.shape
+            return x.new_zeros(n, c, -(-h // self.stride), -(-w // self.stride))
+        i = self.index.index(choice)
+        return weights[choice] * self.ops[i](x_relu if self.takes_relu[i] else x)
+
+    def partial(self, x, x_relu, weights) -> torch.Tensor:
+        c = x.shape[1] // self.k
+        mixed = self.weighted_sum(x[:, :c], None if x_relu is None else x_relu[:, :c], weights)
+        rest = x[:, c:]
+        if self.stride == 2:  # the bypassed channels are brought to the output size too
+            rest = nn.functional.max_pool2d(rest, 2, 2, ceil_mode=True)
+        return nn.functional.channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
 
 
 class _LeanMix(torch.autograd.Function):
@@ -73,48 +107,50 @@ class _LeanMix(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weights, mixed, *params):
+    def forward(ctx, x, x_relu, weights, mixed, *params):
         ctx.mixed, ctx.training = mixed, mixed.training
-        ctx.save_for_backward(x, weights, *params)
+        ctx.save_for_backward(x, x_relu, weights, *params)
         with torch.no_grad():
-            return mixed.weighted_sum(x, weights)
+            return mixed.weighted_sum(x, x_relu, weights)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weights, *params = ctx.saved_tensors
+        x, x_relu, weights, *params = ctx.saved_tensors
         mixed = ctx.mixed
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        need_params = ctx.needs_input_grad[3:]
+        need_x, need_relu, need_w = ctx.needs_input_grad[:3]
+        need_params = ctx.needs_input_grad[4:]
         grad_x = torch.zeros_like(x) if need_x else None
+        grad_relu = torch.zeros_like(x_relu) if need_relu else None
         grad_w = torch.zeros_like(weights) if need_w else None
         grad_params, start = [], 0
         was_training = mixed.training
         mixed.train(ctx.training)
         try:
-            for k, op in zip(mixed.index, mixed.ops):
+            for k, op, relu_first in zip(mixed.index, mixed.ops, mixed.takes_relu):
                 names = [n for n, _ in op.named_parameters()]
                 own = params[start:start + len(names)]
                 wanted = need_params[start:start + len(names)]
                 start += len(names)
+                source, need_in = (x_relu, need_relu) if relu_first else (x, need_x)
                 with torch.enable_grad():
-                    x_k = x.detach().requires_grad_(need_x)
+                    inp = source.detach().requires_grad_(need_in)
                     p_k = [p.detach().requires_grad_(w) for p, w in zip(own, wanted)]
                     state = {**dict(zip(names, p_k)), **{n: b.clone() for n, b in op.named_buffers()}}
-                    y = functional_call(op, state, (x_k,))
+                    y = functional_call(op, state, (inp,))
                 if need_w:
                     grad_w[k] = (grad_out * y.detach()).sum()
-                inputs = ([x_k] if need_x else []) + [p for p, w in zip(p_k, wanted) if w]
+                inputs = ([inp] if need_in else []) + [p for p, w in zip(p_k, wanted) if w]
                 grads = list(torch.autograd.grad(y, inputs, grad_out * weights[k])) if inputs else []
-                if need_x:
-                    grad_x += grads.pop(0)
+                if need_in:
+                    (grad_relu if relu_first else grad_x).add_(grads.pop(0))
                 grad_params.extend(grads.pop(0) if w else None for w in wanted)
         finally:
             mixed.train(was_training)
-        return (grad_x, grad_w, None, *grad_params)
+        return (grad_x, grad_relu, grad_w, None, *grad_params)
 
 
 class SearchCell(nn.Module):
-    def __init__(self, nodes, c_pp, c_p, c, reduction, reduction_prev, ops, lean=False):
+    def __init__(self, nodes, c_pp, c_p, c, reduction, reduction_prev, ops, mode="exact", partial_k=4):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -122,16 +158,27 @@ class SearchCell(nn.Module):
         self.pre0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(c, 2 if reduction and j < 2 else 1, ops, lean)
+            MixedOp(c, 2 if reduction and j < 2 else 1, ops, mode, partial_k)
             for i in range(nodes) for j in range(2 + i))
+        self.needs_relu = any(e.needs_relu for e in self.edges)
 
-    def forward(self, s0, s1, weights):
+    def forward(self, s0, s1, weights, edge_weights=None, choices=None):
+        """`edge_weights`: one weight per edge (partial mode); `choices`: one op index per edge (sample)."""
         states = [self.pre0(s0), self.pre1(s1)]
+        relus = [nn.functional.relu(h) for h in states] if self.needs_relu else [None] * 2
         offset = 0
         for _ in range(self.nodes):
-            node = sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
+            terms = []
+            for j, (h, r) in enumerate(zip(states, relus)):
+                e = offset + j
+                y = self.edges[e](h, weights[e], r, None if choices is None else choices[e])
+                terms.append(y if edge_weights is None else edge_weights[e] * y)
             offset += len(states)
+            node = terms[0]
+            for t in terms[1:]:
+                node = node + t
             states.append(node)
+            relus.append(nn.functional.relu(node) if self.needs_relu and len(states) < self.nodes + 2 else None)
         return torch.cat(states[2:], dim=1)
 
 
@@ -140,13 +187,16 @@ class Supernet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
                  nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3,
-                 relaxation: Relaxation = softmax, mixed_op: str = "exact"):
+                 relaxation=None, mixed_op: str = "exact", partial_k: int = 4):
         super().__init__()
         self.ops = list(ops or DARTS_OPS)
         self.nodes = nodes
-        self.relaxation = relaxation
         if mixed_op not in MIXED_OPS:
             raise ValueError(f"mixed_op must be one of {MIXED_OPS}, got {mixed_op!r}")
+        self.mixed_op = mixed_op
+        self.relaxation = relaxation or (GumbelHard() if mixed_op == "sample" else Softmax())
+        self.temperature = 1.0   # set per epoch by the search's schedule
+        self.generator = None    # draws the samples of a sampling relaxation (None: torch's global RNG)
         c = init_channels
         c_curr = stem_multiplier * c
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
@@ -158,21 +208,31 @@ class Supernet(nn.Module):
             if reduction:
                 c_curr *= 2
             self.cells.append(SearchCell(nodes, c_pp, c_p, c_curr, reduction, reduction_prev, self.ops,
-                                         lean=mixed_op == "lean"))
+                                         mixed_op, partial_k))
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c_curr
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
         num_edges = len(edge_names(nodes))
         # Paper (Sec. 2.2 / official code): alphas start near uniform, 1e-3 * N(0, 1).
-        self.alphas = nn.ParameterDict({
-            kind: nn.Parameter(1e-3 * torch.randn(num_edges, len(self.ops))) for kind in ("normal", "reduce")})
+        logits = {kind: nn.Parameter(1e-3 * torch.randn(num_edges, len(self.ops))) for kind in ("normal", "reduce")}
+        if mixed_op == "partial":  # PC-DARTS edge-normalisation logits, one per edge, same start
+            logits |= {f"{kind}_edges": nn.Parameter(1e-3 * torch.randn(num_edges)) for kind in ("normal", "reduce")}
+        self.alphas = nn.ParameterDict(logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = {kind: self.relaxation(a) for kind, a in self.alphas.items()}
+        kinds = ("normal", "reduce")
+        weights = {k: self.relaxation.weights(self.alphas[k], self.temperature, self.generator) for k in kinds}
+        edge_weights = self.edge_weights(detach=False) if self.mixed_op == "partial" else {k: None for k in kinds}
+        choices = {k: None for k in kinds}
+        if self.relaxation.samples:
+            # One host transfer per forward for all edges of both kinds: which ops to run.
+            drawn = torch.stack([weights[k].argmax(dim=-1) for k in kinds]).tolist()
+            choices = dict(zip(kinds, drawn))
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[kind], edge_weights[kind], choices[kind])
         return self.classifier(self.pool(s1).flatten(1))
 
     def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
@@ -188,4 +248,17 @@ class Supernet(nn.Module):
     @torch.no_grad()
     def probs(self) -> dict[str, torch.Tensor]:
         """Current mixing probabilities per cell kind (edges x ops), detached."""
-        return {kind: self.relaxation(a).detach() for kind, a in self.alphas.items()}
+        return {k: self.relaxation.probs(self.alphas[k], self.temperature) for k in ("normal", "reduce")}
+
+    def edge_weights(self, detach: bool = True) -> dict[str, torch.Tensor] | None:
+        """PC-DARTS edge weights per cell kind: a softmax over each node's incoming edges (None otherwise)."""
+        if self.mixed_op != "partial":
+            return None
+        out = {}
+        for kind in ("normal", "reduce"):
+            betas, parts, start = self.alphas[f"{kind}_edges"], [], 0
+            for i in range(self.nodes):
+                parts.append(betas[start:start + 2 + i].softmax(dim=-1))
+                start += 2 + i
+            out[kind] = torch.cat(parts).detach() if detach else torch.cat(parts)
+        return out

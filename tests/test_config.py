@@ -219,11 +219,25 @@ def test_yaml_loading_is_safe(tmp_path):
     ("nodes=0", "nodes must be at least 1"),
     ("batch_size=-1", "batch_size must be at least 1"),
     ("arch_betas=[0.5]", "arch_betas"),
-    ("mixed_op=partial", "mixed_op"),
+    ("mixed_op=fast", "mixed_op: unknown mode 'fast'; available: exact, lean, partial, sample"),
+    ("[mixed_op=partial, init_channels=12]", "partial_k=4 must .* divide init_channels=12"),
+    ("[mixed_op=partial, partial_k=0]", "partial_k=0 must be at least 1"),
+    ("temperature=[1]", "temperature must be two positive numbers"),
+    ("temperature=[1, 0]", "temperature must be two positive numbers"),
+    ("temperature=[a, b]", "temperature must be two positive numbers"),
+    ("temperature_schedule=cosine", "temperature_schedule: unknown 'cosine'; available: linear, exponential"),
 ])
 def test_invalid_values_are_rejected(override, match):
+    overrides = override[1:-1].split(", ") if override.startswith("[mixed") else [override]
     with pytest.raises(ConfigError, match=match):
-        load_config(overrides=[override])
+        load_config(overrides=overrides)
+
+
+def test_temperature_defaults_follow_the_mode():
+    assert load_config().temperatures() == (1.0, 1.0)  # the paper's softmax
+    assert load_config(overrides=["mixed_op=sample"]).temperatures() == (10.0, 0.1)  # GDAS
+    assert load_config(overrides=["mixed_op=sample", "temperature=[5, 1]"]).temperatures() == (5.0, 1.0)
+    assert load_config(overrides=["temperature=[2, 0.5]"]).temperatures() == (2.0, 0.5)
 
 
 def test_unknown_op_lists_the_known_ops():

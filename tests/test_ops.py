@@ -119,11 +119,16 @@ def test_mixed_op_is_the_weighted_sum_without_none(monkeypatch, stride, none_log
     x = torch.randn(2, c, 7, 7)
     out = mixed(x, w)
 
+    # Reference: the registry's own ops (each with its leading ReLU) carrying the same parameters.
     by_name = dict(zip([DARTS_OPS[k] for k in mixed.index], mixed.ops))
     expected = torch.zeros(2, c, math.ceil(7 / stride), math.ceil(7 / stride))  # 'none' adds w * 0
     for k, name in enumerate(DARTS_OPS):
         if name != "none":
-            expected = expected + w[k] * by_name[name](x)
+            ref = OPS[name](c, stride, False)
+            if "pool" in name:
+                ref = nn.Sequential(ref, nn.BatchNorm2d(c, affine=False))
+            ref.load_state_dict(by_name[name].state_dict())
+            expected = expected + w[k] * ref(x)
     torch.testing.assert_close(out, expected)
     if none_logit > 0:
         assert w[DARTS_OPS.index("none")] > 0.99

@@ -57,7 +57,7 @@ def test_two_epoch_search_through_cli(tmp_path, order):
 
 def _final_alphas(run_dir):
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    return [state["model"][f"alphas.{k}"] for k in ("normal", "reduce")]
+    return [v for k, v in state["model"].items() if k.startswith("alphas.")]
 
 
 def test_same_seed_gives_bit_identical_alphas(tmp_path):
@@ -73,8 +73,11 @@ def test_same_seed_gives_bit_identical_alphas(tmp_path):
     assert not torch.equal(_final_alphas(tmp_path / "a")[0], _final_alphas(tmp_path / "c")[0])
 
 
-def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
-    whole = _search(tmp_path, "epochs=3", "plot=false", name="whole")
+@pytest.mark.parametrize("mode", ["exact", "sample", "partial"])
+def test_killed_run_resumes_exactly(tmp_path, monkeypatch, mode):
+    # sample: the draws continue from the checkpointed generator; partial: edge logits are restored too.
+    extra = [f"mixed_op={mode}"] + (["init_channels=8"] if mode == "partial" else [])
+    whole = _search(tmp_path, "epochs=3", "plot=false", *extra, name="whole")
 
     calls = {"n": 0}
     real_save = search_module.save_checkpoint
@@ -87,7 +90,7 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(search_module, "save_checkpoint", save_then_die)
     args = ["search", "--out", str(tmp_path), "--name", "killed"]
-    for item in TINY + ["epochs=3", "plot=false"]:
+    for item in TINY + ["epochs=3", "plot=false"] + extra:
         args += ["--set", item]
     assert main(args) == 130
     (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]

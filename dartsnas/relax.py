@@ -1,0 +1,67 @@
+"""Relaxations: how architecture logits become the weights that mix an edge's candidate ops.
+
+A relaxation gives two things per cell kind (edges x ops):
+- `weights(alphas, tau, generator)`: what the forward pass multiplies each op's output with;
+- `probs(alphas, tau)`: the probabilities logged, plotted and derived from.
+
+`Softmax` is the paper's (Eq. 2) at tau = 1; a temperature annealed towards 0 pushes it towards one-hot,
+which is one way of closing the gap between the continuous mixture and the discrete cell.
+`GumbelHard` is GDAS's (Dong & Yang, CVPR 2019): a hard one-hot sample per edge with the straight-through
+gradient of the Gumbel-softmax, so only the sampled op is computed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .spaces import TEMPERATURE_SCHEDULES as SCHEDULES
+
+
+class Softmax:
+    name = "softmax"
+    samples = False
+
+    def weights(self, alphas: torch.Tensor, tau: float = 1.0, generator=None) -> torch.Tensor:
+        return (alphas / tau).softmax(dim=-1) if tau != 1.0 else alphas.softmax(dim=-1)
+
+    def probs(self, alphas: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+        return self.weights(alphas, tau)
+
+
+class GumbelHard:
+    """One op per edge, drawn from softmax(alphas) by the Gumbel-max trick.
+
+    Forward weights are exactly one-hot; their gradient is that of softmax((alphas + g) / tau)
+    (straight-through), so the sampled op's output moves every logit of its edge.
+    Its probabilities are softmax(alphas): the distribution the samples come from, whatever tau.
+    """
+
+    name = "gumbel"
+    samples = True
+
+    def weights(self, alphas: torch.Tensor, tau: float = 1.0, generator=None) -> torch.Tensor:
+        # Exponential(1) draws give Gumbel noise as -log(E); clamp keeps log finite for E = 0.
+        e = torch.empty_like(alphas).exponential_(generator=generator).clamp_min(torch.finfo(alphas.dtype).tiny)
+        soft = ((alphas - e.log()) / tau).softmax(dim=-1)
+        hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
+        return hard - soft.detach() + soft
+
+    def probs(self, alphas: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+        return alphas.softmax(dim=-1)
+
+
+RELAXATIONS = {"softmax": Softmax, "gumbel": GumbelHard}
+
+
+def temperature(epoch: int, epochs: int, start: float, end: float, schedule: str = "linear") -> float:
+    """The temperature for `epoch` (0-based): `start` at the first epoch, `end` at the last."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"temperature schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if epochs <= 1 or start == end:
+        return float(start)
+    t = min(max(epoch, 0), epochs - 1) / (epochs - 1)
+    if schedule == "linear":
+        return start + (end - start) * t
+    return start * math.exp(math.log(end / start) * t)
