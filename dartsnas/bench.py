@@ -1,9 +1,12 @@
 """`dartsnas bench search-step`: time and peak memory of one search step (architecture step + weight
-step), each configuration in a fresh process so that peak memory is its own.
+step) over a grid of mode x order x batch size x candidate-set size, each configuration in a fresh
+process so that peak memory is its own.
 
 Runs the search's own code (Searcher) on the `fake` dataset at the asked shape. Peak memory is the
 process's peak resident set on CPU (runtime, weights and data included) and
-`torch.cuda.max_memory_allocated` on CUDA.
+`torch.cuda.max_memory_allocated` on CUDA. Ratios are taken within the same invocation: time and
+memory against `exact` at the same order, batch and candidate set, and memory against the same mode
+with the smallest candidate set measured.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from .spaces import MIXED_OPS, OP_SETS
+
 
 def measure(setting: dict) -> dict:
     """One configuration, in this process: median seconds per step after warm-up, and peak memory."""
@@ -23,6 +28,7 @@ def measure(setting: dict) -> dict:
 
     from .config import SearchConfig
     from .search import Searcher, peak_memory_gb, prepare_data, resolve_device
+    from .spaces import OP_SETS
 
     if setting.get("threads"):
         torch.set_num_threads(setting["threads"])
@@ -31,7 +37,7 @@ def measure(setting: dict) -> dict:
                                                         "size": 2 * batch},
                           batch_size=batch, init_channels=setting["init_channels"], layers=setting["layers"],
                           unrolled=setting["order"] == "second", device=setting["device"], progress=False,
-                          mixed_op=setting["mode"],
+                          mixed_op=setting["mode"], ops=list(OP_SETS[setting["ops"]]),
                           plot=False).validate()
     device = resolve_device(config.device)
     searcher = Searcher(config, prepare_data(config, device), device)
@@ -59,39 +65,82 @@ def _run_fresh(setting: dict) -> dict:
     out = subprocess.run([sys.executable, "-m", "dartsnas.bench", json.dumps(setting)],
                          capture_output=True, text=True)
     if out.returncode != 0:
-        tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {**setting, "error": tail[0]}
+        lines = out.stderr.strip().splitlines()
+        errors = [line for line in lines if "Error" in line] or lines[-1:] or ["no output"]
+        return {**setting, "error": errors[-1][:200]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def add_ratios(results: list[dict]) -> list[dict]:
+    """Time and memory against `exact` (same order, batch, ops) and memory against the fewest ops."""
+    ok = [r for r in results if "error" not in r]
+    for r in ok:
+        same = [q for q in ok if (q["order"], q["batch_size"], q["ops"]) == (r["order"], r["batch_size"], r["ops"])]
+        exact = next((q for q in same if q["mode"] == "exact"), None)
+        if exact is not None:
+            r["time_vs_exact"] = r["step_s"] / exact["step_s"]
+            r["memory_vs_exact"] = r["peak_gb"] / exact["peak_gb"]
+        mode = [q for q in ok if (q["mode"], q["order"], q["batch_size"]) == (r["mode"], r["order"], r["batch_size"])]
+        fewest = min(mode, key=lambda q: q["ops"])
+        if fewest["ops"] != r["ops"]:
+            r[f"memory_vs_{fewest['ops']}_ops"] = r["peak_gb"] / fewest["peak_gb"]
+    return results
 
 
 def search_step(args) -> list[dict]:
     results = []
-    for mode, batch, order in itertools.product(args.mode, args.batch, args.order):
-        setting = {"mode": mode, "batch_size": batch, "order": order, "init_channels": args.init_channels, "layers": args.layers,
+    for order, batch, ops, mode in itertools.product(args.order, args.batch, args.ops, args.mode):
+        setting = {"mode": mode, "batch_size": batch, "order": order, "ops": ops,
+                   "init_channels": args.init_channels, "layers": args.layers,
                    "resolution": args.resolution, "device": args.device, "steps": args.steps,
                    "warmup": args.warmup, "threads": args.threads}
         results.append(_run_fresh(setting))
         if not args.json:
             print(_row(results[-1]), flush=True)
+    add_ratios(results)
     if args.json:
         print(json.dumps(results, indent=1))
+    else:
+        print()
+        print(table(results))
     return results
 
 
 def _row(r: dict) -> str:
-    head = f"{r['mode']:5s}  batch {r['batch_size']:4d}  {r['order']:6s} order"
+    head = f"{r['mode']:7s} {r['order']:6s} order  batch {r['batch_size']:4d}  {r['ops']:2d} ops"
     if "error" in r:
         return f"{head}  failed: {r['error']}"
     steps = ", ".join(f"{t:.2f}" for t in r["steps_s"])
-    return f"{head}  median step {r['step_s']:7.2f} s  peak {r['peak_gb']:6.2f} GB  (steps: {steps})"
+    return f"{head}  median step {r['step_s']:7.3f} s  peak {r['peak_gb']:6.2f} GB  (steps: {steps})"
+
+
+def table(results: list[dict]) -> str:
+    """A Markdown table of the results with their ratios."""
+    lines = ["| mode | order | batch | ops | step (s) | peak (GB) | time / exact | memory / exact | memory / fewest ops |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | failed: {r['error']} | | | | |")
+            continue
+        fewest = next((v for k, v in r.items() if k.startswith("memory_vs_") and k.endswith("_ops")), None)
+        cells = [f"{r['step_s']:.3f}", f"{r['peak_gb']:.2f}", _ratio(r.get("time_vs_exact")),
+                 _ratio(r.get("memory_vs_exact")), _ratio(fewest)]
+        lines.append(f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ratio(x) -> str:
+    return "" if x is None else f"{x:.2f}x"
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: bench search-step")
     p.add_argument("what", choices=["search-step"])
-    p.add_argument("--mode", nargs="+", choices=["exact", "lean"], default=["exact"], help="mixed-op modes")
+    p.add_argument("--mode", nargs="+", choices=list(MIXED_OPS), default=list(MIXED_OPS), help="mixed-op modes")
     p.add_argument("--batch", type=int, nargs="+", default=[64])
-    p.add_argument("--order", nargs="+", choices=["first", "second"], default=["first", "second"])
+    p.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
+    p.add_argument("--ops", type=int, nargs="+", choices=sorted(OP_SETS), default=[8],
+                   help="candidate-set sizes (spaces.OP_SETS; 8 is the paper's set)")
     p.add_argument("--init-channels", type=int, default=16)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--resolution", type=int, default=32)

@@ -1,17 +1,45 @@
-"""The search-step benchmark runs each setting in a fresh process and reports time and memory."""
+"""The search-step benchmark runs each setting in a fresh process and reports time, memory and ratios."""
 
 import json
 
+from dartsnas.bench import add_ratios, table
 from dartsnas.cli import main
 
 
-def test_bench_search_step_reports_time_and_memory(capsys):
-    args = ["bench", "search-step", "--mode", "lean", "--batch", "4", "--order", "first", "second", "--init-channels", "4",
-            "--layers", "3", "--resolution", "8", "--steps", "2", "--warmup", "1", "--threads", "1", "--json"]
+def test_bench_search_step_reports_time_memory_and_ratios(capsys):
+    args = ["bench", "search-step", "--mode", "exact", "lean", "--ops", "2", "8", "--batch", "4",
+            "--order", "first", "--init-channels", "4", "--layers", "3", "--resolution", "8",
+            "--steps", "2", "--warmup", "1", "--threads", "1", "--json"]
     assert main(args) == 0
     results = json.loads(capsys.readouterr().out)
-    assert [(r["mode"], r["order"]) for r in results] == [("lean", "first"), ("lean", "second")]
+    assert [(r["mode"], r["ops"]) for r in results] == [("exact", 2), ("lean", 2), ("exact", 8), ("lean", 8)]
     for r in results:
         assert "error" not in r, r
         assert len(r["steps_s"]) == 2 and r["step_s"] > 0
         assert 0.05 < r["peak_gb"] < 8  # a fresh process: torch plus a tiny supernet
+        exact = results[0 if r["ops"] == 2 else 2]
+        assert r["time_vs_exact"] == r["step_s"] / exact["step_s"]
+    assert results[0]["time_vs_exact"] == 1.0
+    assert results[3]["memory_vs_2_ops"] == results[3]["peak_gb"] / results[1]["peak_gb"]
+
+
+def test_bench_second_order_and_failures_are_reported(capsys):
+    args = ["bench", "search-step", "--mode", "lean", "partial", "--batch", "4", "--order", "second",
+            "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--warmup", "0",
+            "--threads", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| lean | second | 4 | 8 |" in out
+    # partial needs init_channels divisible into 4 even parts: the row says why it failed
+    assert "| partial | second | 4 | 8 | failed: " in out and "partial_k" in out
+
+
+def test_ratio_table_is_markdown():
+    rows = add_ratios([
+        {"mode": "exact", "order": "first", "batch_size": 64, "ops": 2, "step_s": 2.0, "peak_gb": 2.0, "steps_s": [2.0]},
+        {"mode": "exact", "order": "first", "batch_size": 64, "ops": 8, "step_s": 4.0, "peak_gb": 8.0, "steps_s": [4.0]},
+        {"mode": "lean", "order": "first", "batch_size": 64, "ops": 8, "step_s": 5.0, "peak_gb": 1.0, "steps_s": [5.0]},
+    ])
+    text = table(rows)
+    assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x |  |" in text
+    assert "| exact | first | 64 | 8 | 4.000 | 8.00 | 1.00x | 1.00x | 4.00x |" in text
