@@ -27,6 +27,7 @@ def measure(setting: dict) -> dict:
     import torch
 
     from .config import SearchConfig
+    from .memory import estimate_bytes, held_bytes
     from .search import Searcher, peak_memory_gb, prepare_data, resolve_device
     from .spaces import OP_SETS
 
@@ -42,6 +43,12 @@ def measure(setting: dict) -> dict:
     device = resolve_device(config.device)
     searcher = Searcher(config, prepare_data(config, device), device)
     data = searcher.data
+    # What the search would log up front (memory.py), to compare with the measured peak.
+    held = held_bytes(device)
+    estimate = held + estimate_bytes(config, data.weight_half.in_channels, data.weight_half.num_classes,
+                                     tuple(data.weight_half.size), device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # the probe's own allocations are not the step's
     x, y = data.weight_half.images[:batch], data.weight_half.labels[:batch]
     x = searcher.prepare_inputs(data.train_augment(x, searcher.generator))
     xa = searcher.prepare_inputs(data.train_augment(data.arch_half.images[:batch], searcher.generator))
@@ -58,7 +65,7 @@ def measure(setting: dict) -> dict:
         times.append(time.perf_counter() - start)
     measured = times[setting["warmup"]:]
     return {**setting, "step_s": statistics.median(measured), "steps_s": measured,
-            "peak_gb": peak_memory_gb(device)}
+            "peak_gb": peak_memory_gb(device), "estimate_gb": estimate / 2**30}
 
 
 def _run_fresh(setting: dict) -> dict:
@@ -116,15 +123,16 @@ def _row(r: dict) -> str:
 
 def table(results: list[dict]) -> str:
     """A Markdown table of the results with their ratios."""
-    lines = ["| mode | order | batch | ops | step (s) | peak (GB) | time / exact | memory / exact | memory / fewest ops |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| mode | order | batch | ops | step (s) | peak (GB) | time / exact | memory / exact | memory / fewest ops "
+             "| estimated (GB) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | failed: {r['error']} | | | | |")
+            lines.append(f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | failed: {r['error']} | | | | | |")
             continue
         fewest = next((v for k, v in r.items() if k.startswith("memory_vs_") and k.endswith("_ops")), None)
         cells = [f"{r['step_s']:.3f}", f"{r['peak_gb']:.2f}", _ratio(r.get("time_vs_exact")),
-                 _ratio(r.get("memory_vs_exact")), _ratio(fewest)]
+                 _ratio(r.get("memory_vs_exact")), _ratio(fewest),
+                 f"{r['estimate_gb']:.2f}" if "estimate_gb" in r else ""]
         lines.append(f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

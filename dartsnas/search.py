@@ -20,8 +20,9 @@ from .config import ConfigError, SearchConfig, save_config
 from .data import Augment, ImageSet, batches, channel_stats, load_images
 from .derive import derive
 from .genotype import Genotype, edge_names
+from .memory import advice, available_bytes, estimate_bytes, held_bytes
 from .relax import temperature
-from .runs import (append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging,
+from .runs import (RunError, append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging,
                    truncate_jsonl)
 from .supernet import Supernet
 
@@ -224,9 +225,15 @@ def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Gen
     log.info(f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
              f"{config.layers} cells, C={config.init_channels}, {len(config.ops)} ops, "
              f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, device {device}")
+    report_memory(searcher)
     writer = _tensorboard(run_dir) if config.tensorboard else None
-    while searcher.epoch < config.epochs:
-        _search_epoch(searcher, run_dir, writer)
+    try:
+        while searcher.epoch < config.epochs:
+            _search_epoch(searcher, run_dir, writer)
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        raise RunError(out_of_memory_message(searcher, run_dir)) from None
     genotype = searcher.genotype()
     genotype.save(run_dir / "genotype.json")
     log.info(f"final genotype: {genotype}")
@@ -235,6 +242,41 @@ def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Gen
     if config.plot:
         _draw(run_dir)
     return genotype
+
+
+def _shape(searcher: Searcher) -> tuple:
+    data = searcher.data.weight_half
+    return data.in_channels, data.num_classes, tuple(data.size)
+
+
+def report_memory(searcher: Searcher) -> int:
+    """Log the expected peak memory of a step before the search starts; warn with advice if it won't fit."""
+    config, device = searcher.config, searcher.device
+    need = estimate_bytes(config, *_shape(searcher), device)
+    held, free = held_bytes(device), available_bytes(device)
+    log.info(f"memory: a search step should take about {need / 2**30:.2f} GB on top of the {held / 2**30:.2f} GB "
+             f"held now ({'GPU' if device.type == 'cuda' else 'RAM'} available: {free / 2**30:.1f} GB)")
+    if need > free:
+        log.warning(f"memory: {config.mixed_op} mode at batch_size={config.batch_size} will likely not fit; "
+                    + advice(config, *_shape(searcher), device, free))
+    return need
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or "not enough memory" in text or "can't allocate memory" in text
+
+
+def out_of_memory_message(searcher: Searcher, run_dir: Path) -> str:
+    """What ran out, and which settings should fit (measured by probes, once the failed step's memory is free)."""
+    config, device = searcher.config, searcher.device
+    searcher.optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    budget = available_bytes(device)
+    return (f"out of memory in {config.mixed_op} mode at batch_size={config.batch_size} on {device}; "
+            f"{advice(config, *_shape(searcher), device, budget)}. Start a new run with them "
+            f"(checkpoints so far are in {run_dir})")
 
 
 def _search_epoch(searcher: Searcher, run_dir: Path, writer) -> None:

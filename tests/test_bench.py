@@ -17,6 +17,7 @@ def test_bench_search_step_reports_time_memory_and_ratios(capsys):
         assert "error" not in r, r
         assert len(r["steps_s"]) == 2 and r["step_s"] > 0
         assert 0.05 < r["peak_gb"] < 8  # a fresh process: torch plus a tiny supernet
+        assert 0.05 < r["estimate_gb"] < 8
         exact = results[0 if r["ops"] == 2 else 2]
         assert r["time_vs_exact"] == r["step_s"] / exact["step_s"]
     assert results[0]["time_vs_exact"] == 1.0
@@ -41,5 +42,5 @@ def test_ratio_table_is_markdown():
         {"mode": "lean", "order": "first", "batch_size": 64, "ops": 8, "step_s": 5.0, "peak_gb": 1.0, "steps_s": [5.0]},
     ])
     text = table(rows)
-    assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x |  |" in text
-    assert "| exact | first | 64 | 8 | 4.000 | 8.00 | 1.00x | 1.00x | 4.00x |" in text
+    assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x |  |  |" in text
+    assert "| exact | first | 64 | 8 | 4.000 | 8.00 | 1.00x | 1.00x | 4.00x |  |" in text
