@@ -9,11 +9,14 @@ from dartsnas.architect import Architect
 from dartsnas.supernet import Supernet
 
 
-def _pair(dtype):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+def _pair(dtype, device="cpu"):
     models = []
     for mode in ("exact", "lean"):
         torch.manual_seed(0)
-        model = Supernet(1, 3, init_channels=4, layers=3, nodes=2, mixed_op=mode).to(dtype)
+        model = Supernet(1, 3, init_channels=4, layers=3, nodes=2, mixed_op=mode).to(device, dtype)
         with torch.no_grad():
             for a in model.arch_parameters():
                 a.normal_()
@@ -21,10 +24,10 @@ def _pair(dtype):
     return models
 
 
-def _batch(dtype):
+def _batch(dtype, device="cpu"):
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 6, 1, 8, 8, generator=g, dtype=dtype)
-    y = torch.randint(0, 3, (2, 6), generator=g)
+    x = torch.randn(2, 6, 1, 8, 8, generator=g, dtype=dtype).to(device)
+    y = torch.randint(0, 3, (2, 6), generator=g).to(device)
     return x[0], y[0], x[1], y[1]
 
 
@@ -32,10 +35,11 @@ def _all_grads(model):
     return [p.grad for p in model.parameters()]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_lean_training_pass_matches_exact(dtype, tol):
-    exact, lean = _pair(dtype)
-    x, y, _, _ = _batch(dtype)
+def test_lean_training_pass_matches_exact(dtype, tol, device):
+    exact, lean = _pair(dtype, device)
+    x, y, _, _ = _batch(dtype, device)
     for model in (exact, lean):
         nn.functional.cross_entropy(model(x), y).backward()
     for (name, a), b in zip(exact.named_parameters(), _all_grads(lean)):
@@ -44,13 +48,14 @@ def test_lean_training_pass_matches_exact(dtype, tol):
         assert torch.allclose(a, b, rtol=tol, atol=tol), name
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("unrolled", [False, True])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_lean_architecture_step_matches_exact(unrolled, dtype, tol):
+def test_lean_architecture_step_matches_exact(unrolled, dtype, tol, device):
     results = []
-    for model in _pair(dtype):
+    for model in _pair(dtype, device):
         optimizer = torch.optim.SGD(model.weights(), 0.1, momentum=0.9, weight_decay=3e-4)
-        x, y, xv, yv = _batch(dtype)
+        x, y, xv, yv = _batch(dtype, device)
         nn.functional.cross_entropy(model(x), y).backward()  # momentum buffers exist
         optimizer.step()
         architect = Architect(model, nn.CrossEntropyLoss(), unrolled=unrolled)

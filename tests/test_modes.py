@@ -61,16 +61,18 @@ def test_cell_computes_one_relu_per_state(monkeypatch):
 # partial (PC-DARTS)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA"))])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_partial_mixed_op_is_the_pc_darts_formula(stride):
+def test_partial_mixed_op_is_the_pc_darts_formula(stride, device):
     torch.manual_seed(0)
     c, k = 8, 4
-    mixed = MixedOp(c, stride, DARTS_OPS, mode="partial", partial_k=k)
+    mixed = MixedOp(c, stride, DARTS_OPS, mode="partial", partial_k=k).to(device)
     assert all(m.in_channels == c // k for m in mixed.modules() if isinstance(m, nn.Conv2d))
-    exact_quarter = MixedOp(c // k, stride, DARTS_OPS)  # the same ops on C/K channels, exact mode
+    exact_quarter = MixedOp(c // k, stride, DARTS_OPS).to(device)  # the same ops on C/K channels, exact mode
     exact_quarter.load_state_dict(mixed.state_dict())
-    w = torch.randn(len(DARTS_OPS)).softmax(-1)
-    x = torch.randn(2, c, 7, 7)
+    w = torch.randn(len(DARTS_OPS), device=device).softmax(-1)
+    x = torch.randn(2, c, 7, 7, device=device)
     out = mixed(x, w)
 
     through = exact_quarter(x[:, : c // k], w)
@@ -135,10 +137,14 @@ def test_gumbel_weights_are_one_hot_with_softmax_gradients():
     torch.testing.assert_close(GumbelHard().probs(alphas.detach(), 5.0), alphas.detach().softmax(-1))
 
 
-def test_sample_mode_runs_exactly_one_op_per_edge():
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sample_mode_runs_exactly_one_op_per_edge(device):
     torch.manual_seed(0)
-    model = Supernet(1, 3, init_channels=4, layers=3, nodes=4, mixed_op="sample")
-    model.generator = torch.Generator().manual_seed(1)
+    model = Supernet(1, 3, init_channels=4, layers=3, nodes=4, mixed_op="sample").to(device)
+    model.generator = torch.Generator(device).manual_seed(1)
     runs = {"n": 0}
 
     def count(*_):
@@ -160,7 +166,7 @@ def test_sample_mode_runs_exactly_one_op_per_edge():
         for _ in range(3):
             drawn.clear()
             runs["n"] = 0
-            model(torch.randn(2, 1, 8, 8)).sum().backward()
+            model(torch.randn(2, 1, 8, 8, device=device)).sum().backward()
             edges = 3 * len(edge_names(4))
             assert len(drawn) == edges
             not_none = sum(1 for k in drawn if DARTS_OPS[k] != "none")
