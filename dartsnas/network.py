@@ -94,8 +94,18 @@ class AuxiliaryHead(nn.Module):
         x = F.relu(x)
         if min(x.shape[-2:]) >= 5 + self.pool_stride:
             x = F.avg_pool2d(x, 5, self.pool_stride, count_include_pad=False)
-        x = F.adaptive_avg_pool2d(x, 2)
-        return self.classifier(self.features(x).flatten(1))
+        return self.classifier(self.features(pool_2x2(x)).flatten(1))
+
+
+def pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """F.adaptive_avg_pool2d(x, 2) (the same windows) written as means of slices: its CUDA backward is
+    deterministic, adaptive pooling's is not (torch.use_deterministic_algorithms refuses it)."""
+    h, w = x.shape[-2:]
+    if (h, w) == (2, 2):
+        return x
+    rows, cols = ((0, -(-h // 2)), (h // 2, h)), ((0, -(-w // 2)), (w // 2, w))
+    return torch.stack([torch.stack([x[..., r0:r1, c0:c1].mean((-2, -1)) for c0, c1 in cols], -1)
+                        for r0, r1 in rows], -2)
 
 
 class _Network(nn.Module):
@@ -130,7 +140,6 @@ class _Network(nn.Module):
         # Named "auxiliary..." so that counting parameters the official way leaves it out.
         self.auxiliary_head = (AuxiliaryHead(c_aux, num_classes, self.aux_pool_stride, self.aux_last_bn)
                                if auxiliary else None)
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
 
     def set_drop_path_prob(self, p: float) -> None:
@@ -146,7 +155,8 @@ class _Network(nn.Module):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.aux_index and self.auxiliary_head is not None and self.training:
                 logits_aux = self.auxiliary_head(s1)
-        logits = self.classifier(self.pool(s1).flatten(1))
+        # Global average pooling as a mean: deterministic on CUDA, unlike adaptive pooling's backward.
+        logits = self.classifier(s1.mean((2, 3)))
         return (logits, logits_aux) if logits_aux is not None else logits
 
 

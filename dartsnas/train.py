@@ -25,7 +25,8 @@ from .config import ConfigError
 from .data import Augment, ImageSet, batches, channel_stats, load_images
 from .genotype import Genotype
 from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
-from .runs import append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging, truncate_jsonl
+from .runs import (append_jsonl, environment, load_checkpoint, read_jsonl, save_checkpoint, setup_logging,
+                   truncate_jsonl)
 from .search import peak_memory_gb, resolve_device
 from .train_config import TrainConfig, save_train_config
 
@@ -286,14 +287,22 @@ def _final_results(trainer: Trainer, run_dir: Path) -> dict:
 
 
 def _draw(run_dir: Path) -> None:
+    """The curves (matplotlib) and the two cells (graphviz), each drawn if its package is there."""
     try:
-        from .plot import PlotError, plot_run
+        from .plot import PlotError, draw_cell, plot_curves
     except ImportError as err:
         log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
         return
-    try:
-        files = plot_run(run_dir)
-    except (ImportError, PlotError) as err:
-        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
-        return
-    log.info(f"pictures: {', '.join(sorted(str(f.name) for f in files))} in {run_dir / 'plots'}")
+    from .genotype import CELL_KINDS, load_genotype
+
+    plots, written = run_dir / "plots", []
+    genotype = load_genotype(run_dir / "genotype.json")
+    steps = [lambda: [plot_curves(read_jsonl(run_dir / "metrics.jsonl"), plots / "curves.png")]]
+    steps += [lambda kind=kind: draw_cell(genotype, kind, plots / f"cell_{kind}") for kind in CELL_KINDS]
+    for step in steps:
+        try:
+            written += step()
+        except (ImportError, PlotError) as err:
+            log.info(f"a picture was skipped ({err})")
+    if written:
+        log.info(f"pictures: {', '.join(sorted(str(f.name) for f in written))} in {plots}")

@@ -14,7 +14,7 @@ from dartsnas.network import count_parameters
 pytest.importorskip("sklearn")
 
 TINY = ["dataset=digits", "init_channels=8", "layers=3", "batch_size=16", "lr=0.05", "cutout=false",
-        "epochs=1", "progress=false", "plot=false"]
+        "epochs=1", "progress=false", "plot=false", "device=cpu"]
 
 
 def _train(root, *extra):

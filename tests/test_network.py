@@ -96,6 +96,12 @@ def test_auxiliary_head_is_the_official_one_at_the_official_sizes(size, stride, 
     assert has_768_bn == last_bn
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 5), (7, 7), (8, 9)])
+def test_pool_2x2_is_adaptive_average_pooling(size):
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    torch.testing.assert_close(network_module.pool_2x2(x), F.adaptive_avg_pool2d(x, 2))
+
+
 def test_official_aux_head_sizes_for_the_paper_networks():
     # The head reads 8x8 maps in the CIFAR network and 7x7 in the ImageNet one: record what it sees.
     seen = {}
