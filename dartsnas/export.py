@@ -116,9 +116,11 @@ def _onnx(model, traced, checked, out, meta):
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        # One self-contained file: the weights inside (DARTS networks are far below ONNX's 2 GB limit).
-        torch.onnx.export(model, (traced,), path, dynamo=True, dynamic_shapes=_batch_free(), external_data=False,
-                          input_names=["images"], output_names=["logits"], verbose=False)
+        with warnings.catch_warnings():  # torch's own deprecation notice while it exports through torch.export
+            warnings.simplefilter("ignore", FutureWarning)
+            # One self-contained file: the weights inside (DARTS networks are far below ONNX's 2 GB limit).
+            torch.onnx.export(model, (traced,), path, dynamo=True, dynamic_shapes=_batch_free(),
+                              external_data=False, input_names=["images"], output_names=["logits"], verbose=False)
     finally:
         quiet.setLevel(level)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
