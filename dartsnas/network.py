@@ -10,7 +10,7 @@ paper) reads the output of the second reduction cell and is computed in training
     logits, logits_aux = net.train()(x)                  # training, with the auxiliary head
     logits = net.eval()(x)                               # evaluation: logits only
 
-Input channels, resolution and class count are free: the classifier pools adaptively, and the auxiliary
+Input channels, resolution and class count are free: the classifier averages globally, and the auxiliary
 head pools to 2x2 before its 2x2 convolution (identical to the official head at the official sizes,
 8x8 for CIFAR and 7x7 for ImageNet; see AuxiliaryHead). The one limit: the second reduction cell needs
 maps of at least 2x2, so inputs must be at least `NETWORKS[net].min_size` pixels on a side (3 for the
