@@ -76,8 +76,10 @@ class MixedOp(nn.Module):
     def weighted_sum(self, x, x_relu, weights) -> torch.Tensor:
         out = None
         for k, op, relu_first in zip(self.index, self.ops, self.takes_relu):
-            y = weights[k] * op(x_relu if relu_first else x)
-            out = y if out is None else out + y
+            y = op(x_relu if relu_first else x)
+            # Accumulating in place (out += w_k * y) saves a temporary and a pass over memory per op;
+            # autograd allows it: neither mul nor addcmul needs its own output for backward.
+            out = weights[k] * y if out is None else out.addcmul_(y, weights[k])
         return out
 
     def one(self, x, x_relu, weights, choice: int) -> torch.Tensor:
