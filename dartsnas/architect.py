@@ -11,6 +11,10 @@ with w+- = w +- eps * grad_w' L_val(w', alpha) and eps = 0.01 / ||grad_w' L_val(
 All evaluations at other weights go through `torch.func.functional_call`: the model is never copied
 or modified. These probe passes run on copies of the batch-norm buffers, so the running statistics
 are moved only by the network's own training pass.
+
+With `grad_clip`, the virtual step clips grad_w L_train to that norm as the real weight step does
+(the official recurrent search does; its convolutional search does not). The clipping factor c is
+taken as a constant of alpha, so the implicit term is scaled by it: xi * c * [...] / (2 eps).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from torch.func import functional_call
 class Architect:
     def __init__(self, model: nn.Module, criterion: nn.Module, arch_lr: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
-                 unrolled: bool = False):
+                 unrolled: bool = False, grad_clip: float | None = None):
         self.model = model
+        self.grad_clip = grad_clip
+        self.clip_scale = 1.0  # the clipping factor of the last virtual step
         self.criterion = criterion
         self.unrolled = unrolled
         self.alphas = model.arch_parameters()
@@ -56,11 +62,15 @@ class Architect:
         group = weight_optimizer.param_groups[0]
         xi, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
         named = dict(self.model.named_weights())
-        grads = torch.autograd.grad(self._loss(named, x_train, y_train), list(named.values()))
+        grads = _grad(self._loss(named, x_train, y_train), list(named.values()))
+        self.clip_scale = 1.0
+        if self.grad_clip is not None:  # as nn.utils.clip_grad_norm_
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            self.clip_scale = (self.grad_clip / (norm + 1e-6)).clamp(max=1.0)
         unrolled = {}
         with torch.no_grad():
             for (name, w), g in zip(named.items(), grads):
-                step = g + decay * w
+                step = (g if self.grad_clip is None else self.clip_scale * g) + decay * w
                 buf = weight_optimizer.state.get(w, {}).get("momentum_buffer")
                 if buf is not None:
                     step = step + momentum * buf
@@ -71,10 +81,10 @@ class Architect:
         xi = weight_optimizer.param_groups[0]["lr"]
         unrolled = self.virtual_step(x_train, y_train, weight_optimizer)
         loss = self._loss(unrolled, x_val, y_val)
-        grads = torch.autograd.grad(loss, self.alphas + list(unrolled.values()))
+        grads = _grad(loss, self.alphas + list(unrolled.values()))
         alpha_grads, v = grads[: len(self.alphas)], grads[len(self.alphas):]
         implicit = self.hessian_vector_product(v, x_train, y_train, r)
-        grads = [g - xi * h for g, h in zip(alpha_grads, implicit)]
+        grads = [g - xi * self.clip_scale * h for g, h in zip(alpha_grads, implicit)]
         return grads, loss
 
     def hessian_vector_product(self, v, x, y, r: float = 1e-2):
@@ -87,3 +97,9 @@ class Architect:
                 shifted = {n: w + (sign * eps) * d for (n, w), d in zip(named.items(), v)}
             out.append(torch.autograd.grad(self._loss(shifted, x, y), self.alphas))
         return [(gp - gn) / (2 * eps) for gp, gn in zip(*out)]
+
+
+def _grad(loss: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Gradients, with zeros for inputs the loss does not use (ops a sampling relaxation did not draw)."""
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True, materialize_grads=True)
+    return list(grads)

@@ -240,3 +240,19 @@ def test_op_sets_come_from_the_registry():
     for n, ops in OP_SETS.items():
         assert len(ops) == n and len(set(ops)) == n and set(ops) <= set(OPS)
     assert OP_SETS[8] == DARTS_OPS
+
+
+def test_sample_mode_second_order_step_runs_with_undrawn_ops():
+    # The virtual step's gradient is zero for the weights of ops no edge drew; the step still runs.
+    from dartsnas.architect import Architect
+
+    torch.manual_seed(0)
+    model = Supernet(1, 3, init_channels=4, layers=3, nodes=2, mixed_op="sample")
+    model.generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.SGD(model.weights(), 0.1, momentum=0.9)
+    architect = Architect(model, nn.CrossEntropyLoss(), unrolled=True)
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 3, (4,))
+    before = [a.detach().clone() for a in model.arch_parameters()]
+    loss = architect.step(x, y, x, y, optimizer)
+    assert torch.isfinite(loss)
+    assert all(not torch.equal(a, b) for a, b in zip(model.arch_parameters(), before))
