@@ -119,6 +119,10 @@ class _LeanMix(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, x_relu, weights, *params = ctx.saved_tensors
         mixed = ctx.mixed
+        # A slice of the concatenated cell output's gradient is not contiguous; kernels (batch norm's
+        # backward above all) run far slower on such a view than on one dense copy.
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        grad_out = grad_out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         need_x, need_relu, need_w = ctx.needs_input_grad[:3]
         need_params = ctx.needs_input_grad[4:]
         grad_x = torch.zeros_like(x) if need_x else None
@@ -140,15 +144,24 @@ class _LeanMix(torch.autograd.Function):
                     state = {**dict(zip(names, p_k)), **{n: b.clone() for n, b in op.named_buffers()}}
                     y = functional_call(op, state, (inp,))
                 if need_w:
-                    grad_w[k] = (grad_out * y.detach()).sum()
+                    grad_w[k] = _dot(grad_out, y.detach())
                 inputs = ([inp] if need_in else []) + [p for p, w in zip(p_k, wanted) if w]
-                grads = list(torch.autograd.grad(y, inputs, grad_out * weights[k])) if inputs else []
+                # The op's backward is linear in its output gradient: run it on grad_out and scale
+                # the results by w_k, instead of scaling grad_out (one full-size product less per op).
+                grads = list(torch.autograd.grad(y, inputs, grad_out)) if inputs else []
                 if need_in:
-                    (grad_relu if relu_first else grad_x).add_(grads.pop(0))
-                grad_params.extend(grads.pop(0) if w else None for w in wanted)
+                    (grad_relu if relu_first else grad_x).addcmul_(grads.pop(0), weights[k])
+                grad_params.extend(grads.pop(0) * weights[k] if w else None for w in wanted)
         finally:
             mixed.train(was_training)
         return (grad_x, grad_relu, grad_w, None, *grad_params)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """<a, b> over all elements without a temporary (channels-last tensors are flat in NHWC order)."""
+    if a.dim() == 4 and all(t.is_contiguous(memory_format=torch.channels_last) for t in (a, b)):
+        a, b = a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)
+    return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
 class SearchCell(nn.Module):
