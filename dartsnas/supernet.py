@@ -92,7 +92,11 @@ class MixedOp(nn.Module):
 
     def partial(self, x, x_relu, weights) -> torch.Tensor:
         c = x.shape[1] // self.k
-        mixed = self.weighted_sum(x[:, :c], None if x_relu is None else x_relu[:, :c], weights)
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        # One dense copy of the channel slice, instead of one inside every candidate op.
+        part = x[:, :c].contiguous(memory_format=fmt)
+        part_relu = None if x_relu is None else x_relu[:, :c].contiguous(memory_format=fmt)
+        mixed = self.weighted_sum(part, part_relu, weights)
         rest = x[:, c:]
         if self.stride == 2:  # the bypassed channels are brought to the output size too
             rest = nn.functional.max_pool2d(rest, 2, 2, ceil_mode=True)
