@@ -230,7 +230,6 @@ class Supernet(nn.Module):
                                          mixed_op, partial_k))
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c_curr
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
         num_edges = len(edge_names(nodes))
         # Paper (Sec. 2.2 / official code): alphas start near uniform, 1e-3 * N(0, 1).
@@ -252,7 +251,8 @@ class Supernet(nn.Module):
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             s0, s1 = s1, cell(s0, s1, weights[kind], edge_weights[kind], choices[kind])
-        return self.classifier(self.pool(s1).flatten(1))
+        # A plain mean, not adaptive pooling: its CUDA backward has no deterministic kernel.
+        return self.classifier(s1.mean(dim=(2, 3)))
 
     def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
         """The network's own parameters: everything but the alphas."""
