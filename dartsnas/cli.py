@@ -26,6 +26,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def cmd_search(args) -> None:
+    if args.task or (args.resume and _recurrent_run(args.resume)):
+        return cmd_search_recurrent(args)
     from .config import ConfigError, load_config
     from .runs import new_run_dir
     from .search import run_search
@@ -54,6 +56,11 @@ def cmd_search(args) -> None:
 
 
 def cmd_plot(args) -> None:
+    if _recurrent_run(args.run):
+        from .plot import plot_recurrent_run
+        for f in plot_recurrent_run(args.run):
+            print(f)
+        return
     from .plot import plot_run
 
     files = plot_run(args.run)
@@ -62,14 +69,17 @@ def cmd_plot(args) -> None:
 
 
 def cmd_genotype(args) -> None:
-    from .genotype import PUBLISHED, load_genotype
+    from .genotype import PUBLISHED, RECURRENT_PUBLISHED, load_genotype, load_recurrent_genotype, names_recurrent
     from .ops import OPS
 
     if args.list or not args.spec:
-        for name, g in PUBLISHED.items():
+        for name, g in (PUBLISHED | RECURRENT_PUBLISHED).items():
             print(f"{name}: {g}")
         return
-    g = load_genotype(args.spec, known_ops=OPS)
+    if names_recurrent(args.spec):  # DARTS_RNN, a recurrent run folder, Genotype(recurrent=...)
+        g = load_recurrent_genotype(args.spec)
+    else:
+        g = load_genotype(args.spec, known_ops=OPS)
     print(json.dumps(g.to_dict()) if args.json else g)
 
 
@@ -147,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dartsnas", description="Differentiable architecture search (DARTS).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("search", help="search a convolutional cell; writes a run folder")
+    p = sub.add_parser("search", help="search a convolutional cell (a recurrent one with --task); writes a run folder")
     p.add_argument("--config", help="a YAML file, or the name of a shipped config (quick, cifar10, ...)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config's device)")
@@ -155,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
     p.add_argument("--name", help="run folder name prefix (default: the config's name)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
+    p.add_argument("--task", choices=["ptb", "wikitext2", "text"],
+                   help="search a recurrent cell on a word-level corpus (text: your own, --set data_dir=DIR); "
+                        "configs are then the shipped recurrent ones (quick, ptb, ...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_search)
 
@@ -215,3 +228,45 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; continue with: dartsnas {args.command} --resume RUN", file=sys.stderr)
         return 130
     return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The recurrent side (language modelling): `search --task`, `train --task`, `plot` and `genotype` of such runs.
+
+def _recurrent_run(run_dir) -> bool:
+    from .rnn_config import is_recurrent_run
+    return is_recurrent_run(run_dir)
+
+
+def _overrides(args) -> list[str]:
+    overrides = list(args.set or [])
+    for flag in ("device", "seed"):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{flag}={getattr(args, flag)}")
+    return overrides
+
+
+def cmd_search_recurrent(args) -> None:
+    from .config import ConfigError
+    from .rnn_config import RecurrentSearchConfig, load_recurrent_config, read_run_config
+    from .rnn_search import run_recurrent_search
+    from .runs import new_run_dir
+
+    overrides = _overrides(args)
+    if args.resume:
+        if args.config or overrides or args.task:
+            raise ConfigError("--resume continues a run with its own saved config; drop --task, --config, --set, "
+                              "--device and --seed (or start a new run)")
+        config = read_run_config(RecurrentSearchConfig, args.resume)
+        if args.no_progress:
+            config.progress = False
+        run_recurrent_search(config, Path(args.resume), resume=True)
+        return
+    config = load_recurrent_config(RecurrentSearchConfig, args.config, [f"corpus={args.task}"] + overrides)
+    if args.no_progress:
+        config.progress = False
+    name = args.name or f"{args.task}-" + (Path(args.config).stem if args.config else "search")
+    run_dir = new_run_dir(args.out, name)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    run_recurrent_search(config, run_dir)
+

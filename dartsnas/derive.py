@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .genotype import Genotype
+from .genotype import Genotype, RecurrentGenotype
 
 
 def derive_cell(probs: Sequence[Sequence[float]], ops: Sequence[str], nodes: int, k: int = 2,
@@ -53,3 +53,26 @@ def derive(probs: dict, ops: Sequence[str], nodes: int, k: int = 2, edge_weights
 
 def _rows(x):
     return x.tolist() if hasattr(x, "tolist") else x
+
+
+def derive_recurrent(probs: Sequence[Sequence[float]], ops: Sequence[str], nodes: int) -> RecurrentGenotype:
+    """A recurrent genotype from the search cell's probabilities (edges x ops, rows '1<-0', '2<-0', '2<-1', ...).
+
+    Each node keeps one predecessor, the one whose best non-`none` op is strongest, through that op
+    (Sec. 2.4: "retain the top-1 (...) for recurrent cells"); ties as above: lower input, earlier op.
+    The output averages all nodes 1..N.
+    """
+    candidates = [i for i, name in enumerate(ops) if name != "none"]
+    if not candidates:
+        raise ValueError("the candidate set has no op besides 'none'; nothing can be derived")
+    rows = [list(map(float, row)) for row in _rows(probs)]
+    expected = nodes * (nodes + 1) // 2
+    if len(rows) != expected or any(len(r) != len(ops) for r in rows):
+        raise ValueError(f"probabilities must be {expected} edges x {len(ops)} ops for {nodes} recurrent nodes")
+    edges, start = [], 0
+    for node in range(1, nodes + 1):
+        best_op = {j: max(candidates, key=lambda o: (rows[start + j][o], -o)) for j in range(node)}
+        j = max(range(node), key=lambda j: (rows[start + j][best_op[j]], -j))
+        edges.append((ops[best_op[j]], j))
+        start += node
+    return RecurrentGenotype(tuple(edges), tuple(range(1, nodes + 1)))

@@ -192,7 +192,7 @@ def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
 def test_plot_imports_only_genotype_from_the_package():
     source = open(plot.__file__).read()
     imports = [line.strip() for line in source.splitlines() if "dartsnas" in line and "import" in line]
-    assert imports == ["from dartsnas.genotype import CELL_KINDS, Genotype, parse"]
+    assert len(imports) == 1 and imports[0].startswith("from dartsnas.genotype import ")
 
 
 def test_malformed_genotype_json_is_named(tmp_path):

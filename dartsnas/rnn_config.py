@@ -1,0 +1,200 @@
+"""Settings of the recurrent side: one typed dataclass for the search (the paper's PTB search, Sec. 3.1.2 and
+A.1.2) and one for training a found cell (A.2.2), each default with its source.
+
+Shipped configs live in `dartsnas/configs/rnn/` (search) and `dartsnas/configs/rnn/train/` (training) and
+can be named without a path; YAML files and `--set key=value` override fields and unknown keys are errors,
+by the same rules as the convolutional configs (train_config.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError
+from .genotype import RECURRENT_OPS
+from .train_config import _check_keys, _coerce
+
+RNN_CONFIG_DIR = Path(__file__).parent / "configs" / "rnn"
+CORPORA = ("ptb", "wikitext2", "text")  # text.CORPORA, named here so that configs load without torch
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class RecurrentSearchConfig:
+    # data (the official search: weights on the training text, alphas on the validation text)
+    corpus: str = "ptb"                 # ptb | wikitext2 | text (a folder of your own, data_dir)
+    data_dir: str | None = None         # the corpus folder; None: $DARTSNAS_DATA/<corpus>
+    download: bool = False              # fetch the official files (md5-checked) when missing
+    max_lines: dict = field(default_factory=dict)  # {train: N, valid: N}: keep the first N lines (quick runs)
+    # search space and model (A.1.2)
+    ops: list[str] = field(default_factory=lambda: list(RECURRENT_OPS))
+    nodes: int = 8                      # intermediate nodes of the cell
+    emsize: int = 300                   # embedding and hidden size (tied weights)
+    batch_norm: bool = True             # batch norm on every node's state during search
+    dropout: float = 0.75               # variational dropout on the output
+    dropouth: float = 0.25              # ... on the states entering each node
+    dropoutx: float = 0.75              # ... on the cell's input x_t
+    dropouti: float = 0.2               # ... on the embeddings
+    dropoute: float = 0.0               # words dropped from the embedding matrix
+    # weight optimisation (SGD)
+    epochs: int = 50
+    batch_size: int = 256
+    eval_batch_size: int = 10           # streams of the validation text when measuring perplexity
+    bptt: int = 35                      # window length (official search: bptt or bptt / 2, p = 0.05)
+    seq_jitter: float = 0.0             # std of the normal draw around it; the official search has none
+    lr: float = 20.0                    # scaled by window length / bptt each step
+    weight_decay: float = 5e-7
+    grad_clip: float = 0.25
+    tar: float = 1e-3                   # temporal activation regularisation (beta in the official code)
+    # architecture optimisation (Adam)
+    unrolled: bool = False              # second order (Eq. 7) when true
+    arch_lr: float = 3e-3
+    arch_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    arch_weight_decay: float = 1e-3
+    # run
+    seed: int = 2
+    device: str = "auto"
+    progress: bool = True
+    plot: bool = True
+
+    def validate(self) -> "RecurrentSearchConfig":
+        _check_common(self)
+        unknown = [o for o in self.ops if o not in RECURRENT_OPS]
+        if unknown:
+            raise ConfigError(f"ops: unknown recurrent op(s) {unknown}; known: {', '.join(RECURRENT_OPS)}")
+        if len(set(self.ops)) != len(self.ops) or not [o for o in self.ops if o != "none"]:
+            raise ConfigError(f"ops: {self.ops} must list each op once and at least one besides 'none'")
+        if len(self.arch_betas) != 2:
+            raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RecurrentTrainConfig:
+    # data
+    corpus: str = "ptb"                 # ptb | wikitext2 | text
+    data_dir: str | None = None
+    download: bool = False
+    max_lines: dict = field(default_factory=dict)
+    # model (A.2.2)
+    emsize: int = 850                   # embedding and hidden size (tied weights)
+    dropout: float = 0.75
+    dropouth: float = 0.25
+    dropoutx: float = 0.75
+    dropouti: float = 0.2
+    dropoute: float = 0.0               # the official train.py default
+    # optimisation: SGD, then averaged SGD once validation stops improving (non-monotone trigger)
+    epochs: int = 8000                  # the official upper limit; the paper trains to convergence
+    batch_size: int = 64
+    eval_batch_size: int = 10
+    test_batch_size: int = 1
+    bptt: int = 35
+    seq_jitter: float = 5.0             # training windows: N(bptt or bptt / 2, 5), at least 5
+    lr: float = 20.0
+    weight_decay: float = 8e-7
+    grad_clip: float = 0.25
+    tar: float = 1e-3
+    nonmono: int = 5                    # switch to ASGD when validation loss exceeds the best of all but the last nonmono epochs
+    # run
+    seed: int = 1267                    # the official train.py seed
+    device: str = "auto"
+    progress: bool = True
+    plot: bool = True
+
+    def validate(self) -> "RecurrentTrainConfig":
+        _check_common(self)
+        for name in ("test_batch_size", "nonmono"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_common(config) -> None:
+    if config.corpus not in CORPORA:
+        raise ConfigError(f"corpus: unknown {config.corpus!r}; available: {', '.join(CORPORA)}")
+    if config.corpus == "text" and not config.data_dir:
+        raise ConfigError("corpus: text reads a folder of your own; set data_dir=DIR (train, valid and test files)")
+    for name in ("epochs", "batch_size", "eval_batch_size", "bptt", "emsize"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if getattr(config, "nodes", 1) < 1:
+        raise ConfigError(f"nodes must be at least 1, got {config.nodes}")
+    for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ConfigError(f"{name} must lie in [0, 1), got {getattr(config, name)}")
+    bad = sorted(set(config.max_lines) - set(SPLITS))
+    if bad or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in config.max_lines.values()):
+        raise ConfigError(f"max_lines must map train, valid or test to a positive number of lines, got {config.max_lines}")
+
+
+def resolve_path(name: str | Path, folder: Path) -> Path:
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = folder / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
+    raise ConfigError(f"config {str(name)!r} is neither a file nor a shipped recurrent config; shipped: {', '.join(names)}")
+
+
+def load_recurrent_config(cls, path: str | Path | None = None, overrides: list[str] | None = None):
+    """Defaults of `cls`, then the YAML file, then `key=value` overrides (values read as YAML)."""
+    folder = RNN_CONFIG_DIR / "train" if cls is RecurrentTrainConfig else RNN_CONFIG_DIR
+    values: dict[str, Any] = {}
+    if path is not None:
+        source = resolve_path(path, folder)
+        try:
+            loaded = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{source} is not valid YAML: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
+        if loaded.get("task") == "recurrent":  # a run folder's config.yaml: rerun it as it was
+            loaded.pop("task")
+        _check_keys(cls, loaded, str(source))
+        values.update(loaded)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")
+        key = key.strip()
+        _check_keys(cls, [key], "--set")
+        try:
+            values[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            values[key] = raw
+    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()}).validate()
+
+
+def save_recurrent_config(config, path: Path) -> None:
+    path.write_text(yaml.safe_dump({"task": "recurrent", **config.to_dict()}, sort_keys=False))
+
+
+def is_recurrent_run(run_dir: str | Path) -> bool:
+    """Was this run folder written by a recurrent search or training? (its config.yaml says task: recurrent)"""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and data.get("task") == "recurrent"
+
+
+def read_run_config(cls, run_dir: str | Path):
+    """The config a recurrent run saved (without its task marker), for --resume."""
+    data = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    data.pop("task", None)
+    _check_keys(cls, data, str(Path(run_dir) / "config.yaml"))
+    return cls(**{k: _coerce(cls, k, v) for k, v in data.items()}).validate()

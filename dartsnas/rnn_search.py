@@ -1,0 +1,229 @@
+"""The recurrent search loop (Alg. 1 on text, as the official rnn/train_search.py): window by window, an
+architecture step on the validation text, then a weight step on the training text; derive the cell and
+measure validation perplexity every epoch.
+
+The architecture step is the convolutional side's `Architect` (first and second order), driven through
+the model's `forward(segment) -> logits`; its virtual step clips the gradient as the weight step does.
+Both halves carry their hidden state from window to window; each window's dropout masks are drawn once,
+so the architecture step's probe passes and the weight step see the same masks (the official code draws
+new ones per pass, which adds noise to the finite differences of the second-order step).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .architect import Architect
+from .derive import derive_recurrent
+from .genotype import RecurrentGenotype, recurrent_edge_names
+from .rnn import LanguageModel, SearchModel, Segment
+from .rnn_config import RecurrentSearchConfig, save_recurrent_config
+from .runs import append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging, truncate_jsonl
+from .search import peak_memory_gb, resolve_device
+from .text import Corpus, batchify, load_corpus, segment, windows
+
+log = logging.getLogger("dartsnas")
+
+
+@dataclass
+class SearchText:
+    corpus: Corpus
+    train: torch.Tensor    # (steps, batch_size): trains the weights
+    search: torch.Tensor   # (steps, batch_size): the validation text, trains the alphas
+    valid: torch.Tensor    # (steps, eval_batch_size): the validation text, for perplexity
+
+
+def prepare_text(config: RecurrentSearchConfig, device: torch.device) -> SearchText:
+    corpus = load_corpus(config.corpus, config.data_dir, config.download, config.max_lines)
+    return SearchText(corpus, batchify(corpus.train, config.batch_size, device),
+                      batchify(corpus.valid, config.batch_size, device),
+                      batchify(corpus.valid, config.eval_batch_size, device))
+
+
+@torch.no_grad()
+def evaluate(model: LanguageModel, source: torch.Tensor, bptt: int) -> float:
+    """Mean cross-entropy per token over a batchified split, the state carried across fixed windows."""
+    model.eval()
+    hidden = model.init_hidden(source.shape[1])
+    total = torch.zeros((), dtype=torch.float64, device=source.device)
+    count = 0
+    for start, length in windows(len(source), bptt, variable=False):
+        x, y = segment(source, start, length)
+        logits, hidden, _ = model.run(x, hidden)
+        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").double()
+        count += y.numel()
+    return total.item() / count
+
+
+def weight_step(model: LanguageModel, optimizer, seg: Segment, y: torch.Tensor, tar: float, grad_clip: float,
+                params: list[torch.Tensor]) -> torch.Tensor:
+    """One SGD step on a window: cross-entropy plus temporal activation regularisation; returns the CE."""
+    logits, last, outputs = model.run(seg.tokens, seg.hidden, seg.masks)
+    seg.last = last.detach()
+    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+    total = loss
+    if tar > 0 and len(outputs) > 1:  # official: beta * mean((h_t - h_{t-1})^2) on the cell's outputs
+        total = total + tar * (outputs[1:] - outputs[:-1]).pow(2).mean()
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+class RecurrentSearcher:
+    """Owns the search model, both optimisers and the random generator: everything a checkpoint holds."""
+
+    def __init__(self, config: RecurrentSearchConfig, text: SearchText, device: torch.device):
+        self.config, self.text, self.device = config, text, device
+        torch.manual_seed(config.seed)
+        self.model = SearchModel(len(text.corpus), config.emsize, config.nodes, config.ops, config.batch_norm,
+                                 dropout=config.dropout, dropouth=config.dropouth, dropoutx=config.dropoutx,
+                                 dropouti=config.dropouti, dropoute=config.dropoute).to(device)
+        self.optimizer = torch.optim.SGD(self.model.weights(), config.lr, weight_decay=config.weight_decay)
+        self.architect = Architect(self.model, nn.CrossEntropyLoss(), config.arch_lr, tuple(config.arch_betas),
+                                   config.arch_weight_decay, config.unrolled, grad_clip=config.grad_clip)
+        # Window lengths and dropout masks come from this CPU generator, whose state the checkpoint keeps.
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.epoch = 0
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "arch_optimizer": self.architect.optimizer.state_dict(), "generator": self.generator.get_state(),
+                "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+        self.generator.set_state(state["generator"].cpu())
+        self.epoch = state["epoch"]
+
+    def steps_per_epoch(self) -> int:
+        return max(1, -(-(len(self.text.train) - 1) // self.config.bptt))
+
+    def train_epoch(self, progress) -> dict:
+        cfg, model, text = self.config, self.model, self.text
+        model.train()
+        group = self.optimizer.param_groups[0]
+        batch = text.train.shape[1]
+        hidden, hidden_arch = model.init_hidden(batch), model.init_hidden(batch)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # train CE * tokens, arch CE * tokens, tokens
+        weights = model.weights()
+        for step, (start, length) in enumerate(windows(len(text.train), cfg.bptt, self.generator, cfg.seq_jitter)):
+            x, y = segment(text.train, start, length)
+            arch_start = start % (len(text.search) - 1)
+            x_arch, y_arch = segment(text.search, arch_start, min(cfg.bptt, len(text.search) - 1 - arch_start))
+            train_seg = Segment(x, hidden, model.draw_masks(batch, self.generator))
+            arch_seg = Segment(x_arch, hidden_arch, model.draw_masks(batch, self.generator))
+            lr = group["lr"]
+            group["lr"] = lr * length / cfg.bptt  # official: the step follows the window's length
+            try:
+                arch_loss = self.architect.step(train_seg, y.flatten(), arch_seg, y_arch.flatten(), self.optimizer)
+                for a in model.arch_parameters():  # constants in the weight step: no gradient for them
+                    a.requires_grad_(False)
+                loss = weight_step(model, self.optimizer, train_seg, y, cfg.tar, cfg.grad_clip, weights)
+            finally:
+                group["lr"] = lr
+                for a in model.arch_parameters():
+                    a.requires_grad_(True)
+            hidden, hidden_arch = train_seg.last, arch_seg.last
+            sums += torch.stack([loss.double() * y.numel(), arch_loss.double() * y.numel(),
+                                 torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)])
+            if progress is not None:
+                progress.update(1)
+                if step % 10 == 0:
+                    s = sums.tolist()
+                    progress.set_postfix(ppl=f"{math.exp(s[0] / s[2]):.1f}", arch_ppl=f"{math.exp(s[1] / s[2]):.1f}")
+        s = sums.tolist()
+        return {"train_loss": s[0] / s[2], "train_ppl": math.exp(s[0] / s[2]), "arch_loss": s[1] / s[2]}
+
+    def genotype(self) -> RecurrentGenotype:
+        return derive_recurrent(self.model.probs()["recurrent"], self.config.ops, self.config.nodes)
+
+    def alphas_record(self) -> dict:
+        return {"epoch": self.epoch, "ops": self.config.ops, "edges": recurrent_edge_names(self.config.nodes),
+                "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
+                "probs": {k: p.cpu().tolist() for k, p in self.model.probs().items()}}
+
+
+def _progress(config, total: int, epoch: int):
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
+
+
+def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: bool = False) -> RecurrentGenotype:
+    """Search a recurrent cell into `run_dir`; with `resume`, continue that folder's run from its checkpoint."""
+    run_dir = Path(run_dir)
+    setup_logging(run_dir)
+    device = resolve_device(config.device)
+    if not resume:
+        save_recurrent_config(config, run_dir / "config.yaml")
+        (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")
+    text = prepare_text(config, device)
+    searcher = RecurrentSearcher(config, text, device)
+    if resume:
+        searcher.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
+        for name in ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"):
+            truncate_jsonl(run_dir / name, searcher.epoch)
+        log.info(f"resumed {run_dir} after epoch {searcher.epoch}")
+    else:
+        append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
+        initial = evaluate(searcher.model, text.valid, config.bptt)  # the curves start from the untrained model
+        append_jsonl(run_dir / "metrics.jsonl", {"epoch": 0, "valid_loss": initial, "valid_ppl": math.exp(initial)})
+    n_weights = sum(p.numel() for p in searcher.model.weights())
+    log.info(f"recurrent search: {config.corpus} ({len(text.corpus.train):,} training and {len(text.corpus.valid):,} "
+             f"validation tokens, vocabulary {len(text.corpus):,}), {config.nodes} nodes, size {config.emsize}, "
+             f"{'second' if config.unrolled else 'first'} order, {n_weights:,} weights, device {device}")
+    while searcher.epoch < config.epochs:
+        _search_epoch(searcher, run_dir)
+    genotype = searcher.genotype()
+    genotype.save(run_dir / "genotype.json")
+    log.info(f"final genotype: {genotype}")
+    if config.plot:
+        _draw(run_dir)
+    return genotype
+
+
+def _search_epoch(searcher: RecurrentSearcher, run_dir: Path) -> None:
+    config = searcher.config
+    start = time.perf_counter()
+    progress = _progress(config, searcher.steps_per_epoch(), searcher.epoch + 1)
+    try:
+        metrics = searcher.train_epoch(progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    valid_loss = evaluate(searcher.model, searcher.text.valid, config.bptt)
+    searcher.epoch += 1
+    genotype = searcher.genotype()
+    metrics = {"epoch": searcher.epoch, **metrics, "valid_loss": valid_loss, "valid_ppl": math.exp(valid_loss),
+               "lr": config.lr, "seconds": time.perf_counter() - start, "peak_memory_gb": peak_memory_gb(searcher.device)}
+    append_jsonl(run_dir / "metrics.jsonl", metrics)
+    append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
+    append_jsonl(run_dir / "genotypes.jsonl", {"epoch": searcher.epoch, "genotype": genotype.to_dict()})
+    save_checkpoint(searcher.state_dict(), run_dir / "checkpoint.pt")
+    log.info(f"epoch {searcher.epoch}/{config.epochs} train ppl {metrics['train_ppl']:.2f} | arch loss "
+             f"{metrics['arch_loss']:.4f} | valid ppl {metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s")
+    log.info(f"genotype: {genotype}")
+
+
+def _draw(run_dir: Path) -> None:
+    try:
+        from .plot import plot_recurrent_run
+        files = plot_recurrent_run(run_dir)
+    except ImportError as err:
+        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
+        return
+    log.info(f"pictures: {', '.join(sorted(str(f.name) for f in files))} in {run_dir / 'plots'}")
