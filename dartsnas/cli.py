@@ -84,6 +84,8 @@ def cmd_genotype(args) -> None:
 
 
 def cmd_train(args) -> None:
+    if args.task or (args.resume and _recurrent_run(args.resume)):
+        return cmd_train_recurrent(args)
     from .config import ConfigError
     from .genotype import load_genotype
     from .ops import OPS
@@ -130,6 +132,9 @@ def cmd_export(args) -> None:
 
 
 def cmd_info(args) -> None:
+    from .genotype import names_recurrent
+    if names_recurrent(args.genotype):
+        return cmd_info_recurrent(args)
     from .config import ConfigError
     from .genotype import load_genotype
     from .network import network_info
@@ -193,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (for CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--task", choices=["ptb", "wikitext2", "text"],
+                   help="train a recurrent genotype as a language model on this corpus (text: your own, "
+                        "--set data_dir=DIR); configs are then the shipped recurrent ones (ptb, wikitext2, quick)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="export a trained network (torch.export .pt2, ONNX, safetensors) into RUN/export")
@@ -209,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, help="class count (default: the layout's, 10 or 1000)")
     p.add_argument("--init-channels", type=int, help="initial channels (default: 36 CIFAR, 48 ImageNet)")
     p.add_argument("--layers", type=int, help="cells (default: 20 CIFAR, 14 ImageNet)")
+    p.add_argument("--task", choices=["ptb", "wikitext2"], default="ptb",
+                   help="recurrent genotypes: the vocabulary of this corpus (10,000 or 33,278 words; default: ptb)")
+    p.add_argument("--emsize", type=int, help="recurrent genotypes: embedding and hidden size (default: 850)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
@@ -270,3 +281,63 @@ def cmd_search_recurrent(args) -> None:
     print(f"run folder: {run_dir}", file=sys.stderr)
     run_recurrent_search(config, run_dir)
 
+
+def cmd_train_recurrent(args) -> None:
+    from .config import ConfigError
+    from .genotype import load_recurrent_genotype
+    from .rnn_config import RecurrentTrainConfig, load_recurrent_config, read_run_config
+    from .rnn_train import run_recurrent_training
+    from .runs import new_run_dir
+
+    overrides = _overrides(args)
+    if args.amp or args.compile:
+        raise ConfigError("--amp and --compile are for convolutional networks; drop them for a recurrent cell")
+    if args.resume:
+        if args.genotype or args.config or overrides or args.task:
+            raise ConfigError("--resume continues a run with its own genotype and config; drop GENOTYPE, --task, "
+                              "--config, --set, --device and --seed (or start a new run)")
+        run_dir = Path(args.resume)
+        if not (run_dir / "genotype.json").exists():
+            raise ConfigError(f"--resume {run_dir}: no genotype.json there; give the folder of an earlier training run")
+        config = read_run_config(RecurrentTrainConfig, run_dir)
+        if args.no_progress:
+            config.progress = False
+        run_recurrent_training(config, load_recurrent_genotype(run_dir / "genotype.json"), run_dir, resume=True)
+        return
+    if not args.genotype:
+        raise ConfigError("name the recurrent genotype to train: DARTS_RNN, a genotype.json, a search run folder or "
+                          "genotype text")
+    genotype = load_recurrent_genotype(args.genotype)
+    config = load_recurrent_config(RecurrentTrainConfig, args.config, [f"corpus={args.task}"] + overrides)
+    if args.no_progress:
+        config.progress = False
+    name = args.name or f"train-{args.task}-" + (Path(args.config).stem if args.config else "paper")
+    run_dir = new_run_dir(args.out, name)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    run_recurrent_training(config, genotype, run_dir)
+
+
+# Vocabulary sizes of the standard corpora (their training files' words, <eos> included).
+VOCABULARY = {"ptb": 10_000, "wikitext2": 33_278}
+
+
+def cmd_info_recurrent(args) -> None:
+    import torch
+
+    from .genotype import load_recurrent_genotype
+    from .rnn import evaluation_model
+    from .rnn_train import count_parameters
+
+    genotype = load_recurrent_genotype(args.genotype)
+    emsize = args.emsize or 850
+    vocab = VOCABULARY[args.task]
+    with torch.device("meta"):  # only the shapes are needed: nothing is allocated
+        model = evaluation_model(genotype, vocab, emsize)
+    n = count_parameters(model)
+    if args.json:
+        print(json.dumps({"net": "recurrent", "nodes": genotype.nodes, "emsize": emsize, "vocabulary": vocab,
+                          "task": args.task, "parameters": n}))
+        return
+    print(f"network        recurrent language model: {genotype.nodes} nodes, embedding and hidden {emsize}, "
+          f"vocabulary {vocab:,} ({args.task}), tied weights")
+    print(f"parameters     {n / 1e6:.3f} M ({n:,}; the decoder matrix is the embedding's, counted once)")
