@@ -116,12 +116,9 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
 
-def _fields() -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(SearchConfig)}
-
-
-def _check_keys(keys, where: str) -> None:
-    names = list(_fields())
+def check_keys(cls, keys, where: str) -> None:
+    """Every key must be a field of the config dataclass `cls`; else an error naming the closest one."""
+    names = [f.name for f in dataclasses.fields(cls)]
     for key in keys:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
@@ -129,9 +126,9 @@ def _check_keys(keys, where: str) -> None:
             raise ConfigError(f"unknown config key {key!r} in {where}{hint}")
 
 
-def _coerce(key: str, value: Any) -> Any:
+def coerce(cls, key: str, value: Any) -> Any:
     """Check a value against the field's declared type (ints become floats where floats are due)."""
-    hint = typing.get_type_hints(SearchConfig)[key]
+    hint = typing.get_type_hints(cls)[key]
     allowed = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
     if value is None and type(None) in allowed:
         return None
@@ -152,42 +149,50 @@ def _coerce(key: str, value: Any) -> Any:
     raise ConfigError(f"{key} must be {names}, got {value!r}")
 
 
-def resolve_config_path(name: str | Path) -> Path:
+def resolve_config_path(name: str | Path, folder: Path = CONFIG_DIR, what: str = "config") -> Path:
+    """A YAML file, or the name of a shipped one in `folder`."""
     path = Path(name)
     if path.exists():
         return path
-    shipped = CONFIG_DIR / f"{name}.yaml"
+    shipped = folder / f"{name}.yaml"
     if shipped.exists():
         return shipped
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"config {str(name)!r} is neither a file nor a shipped config; shipped: {', '.join(names)}")
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
+    raise ConfigError(f"{what} {str(name)!r} is neither a file nor a shipped one; shipped: {', '.join(names)}")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SearchConfig:
-    """Defaults, then the YAML file, then `key=value` overrides (values read as YAML: 3, 0.1, true, [a, b])."""
+def load_dataclass(cls, path: str | Path | None = None, overrides: list[str] | None = None,
+                   folder: Path = CONFIG_DIR, what: str = "config"):
+    """Defaults of `cls`, then the YAML file, then `key=value` overrides (values read as YAML: 3, 0.1, true, [a, b])."""
     values: dict[str, Any] = {}
     if path is not None:
-        source = resolve_config_path(path)
+        source = resolve_config_path(path, folder, what)
         try:
             loaded = yaml.safe_load(source.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{source} is not valid YAML: {err}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
-        _check_keys(loaded, str(source))
+        check_keys(cls, loaded, str(source))
         values.update(loaded)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")
         key = key.strip()
-        _check_keys([key], "--set")
+        check_keys(cls, [key], "--set")
         try:
             values[key] = yaml.safe_load(raw)
         except yaml.YAMLError:
             values[key] = raw
-    return SearchConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+    return cls(**{k: coerce(cls, k, v) for k, v in values.items()}).validate()
 
 
-def save_config(config: SearchConfig, path: Path) -> None:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SearchConfig:
+    """The search config: defaults, then the YAML file (a path or a shipped name), then overrides."""
+    return load_dataclass(SearchConfig, path, overrides)
+
+
+def save_config(config, path: Path) -> None:
+    """Any config dataclass as YAML (what `load_dataclass` reads back)."""
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -8,16 +8,11 @@ fields, unknown keys are errors that suggest the closest field, as for the searc
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-import yaml
-
-from .config import ConfigError
+from .config import ConfigError, check_keys, coerce, load_dataclass, resolve_config_path, save_config
 
 TRAIN_CONFIG_DIR = Path(__file__).parent / "configs" / "train"
 LR_SCHEDULES = ("cosine", "step")
@@ -97,76 +92,20 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-# Loading: the rules of config.py, for any config dataclass.
+# Loading: the rules of config.py (`load_dataclass`), with the shipped training configs.
 
-def _check_keys(cls, keys, where: str) -> None:
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in keys:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
-            raise ConfigError(f"unknown config key {key!r} in {where}{hint}")
-
-
-def _coerce(cls, key: str, value: Any) -> Any:
-    """Check a value against the field's declared type (ints become floats where floats are due)."""
-    hint = typing.get_type_hints(cls)[key]
-    allowed = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
-    if value is None and type(None) in allowed:
-        return None
-    for kind in allowed:
-        base = typing.get_origin(kind) or kind
-        if isinstance(value, bool) != (base is bool):
-            continue
-        if base is float and isinstance(value, (int, float)):
-            return float(value)
-        if base is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if base in (int, bool, str, list, dict) and isinstance(value, base):
-            return value
-    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
-    raise ConfigError(f"{key} must be {names}, got {value!r}")
+# (rnn_config imports these two names.)
+_check_keys, _coerce = check_keys, coerce
 
 
 def resolve_train_config_path(name: str | Path) -> Path:
-    path = Path(name)
-    if path.exists():
-        return path
-    shipped = TRAIN_CONFIG_DIR / f"{name}.yaml"
-    if shipped.exists():
-        return shipped
-    names = sorted(p.stem for p in TRAIN_CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"training config {str(name)!r} is neither a file nor a shipped one; shipped: {', '.join(names)}")
+    return resolve_config_path(name, TRAIN_CONFIG_DIR, "training config")
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Defaults, then the YAML file, then `key=value` overrides (values read as YAML: 3, 0.1, true, [a, b])."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        source = resolve_train_config_path(path)
-        try:
-            loaded = yaml.safe_load(source.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{source} is not valid YAML: {err}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
-        _check_keys(TrainConfig, loaded, str(source))
-        values.update(loaded)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")
-        key = key.strip()
-        _check_keys(TrainConfig, [key], "--set")
-        try:
-            values[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            values[key] = raw
-    return TrainConfig(**{k: _coerce(TrainConfig, k, v) for k, v in values.items()}).validate()
+    return load_dataclass(TrainConfig, path, overrides, TRAIN_CONFIG_DIR, "training config")
 
 
 def save_train_config(config: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    save_config(config, path)
