@@ -62,6 +62,7 @@ class SearchConfig:
     arch_lr: float = 3e-4
     arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     arch_weight_decay: float = 1e-3
+    arch_start_epoch: int = 0           # epochs of weight training only before the first alpha step (PC-DARTS: 15)
     # run
     seed: int = 2
     device: str = "auto"                # cpu, cuda, cuda:N, or auto (cuda when available)
@@ -98,6 +99,8 @@ class SearchConfig:
         for name in ("epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.arch_start_epoch < self.epochs:
+            raise ConfigError(f"arch_start_epoch must lie in [0, epochs) = [0, {self.epochs}), got {self.arch_start_epoch}")
         if self.layers < 3:
             raise ConfigError(f"layers must be at least 3 (two of them are reduction cells), got {self.layers}")
         if self.init_channels % 2:

@@ -153,7 +153,10 @@ class Searcher:
         arch_batches = batches(data.arch_half, cfg.batch_size, self.generator, data.train_augment)
         for step, ((x, y), (x_arch, y_arch)) in enumerate(zip(weight_batches, arch_batches)):
             x, x_arch = self.prepare_inputs(x), self.prepare_inputs(x_arch)
-            arch_loss = self.architect.step(x, y, x_arch, y_arch, self.optimizer)
+            if self.epoch >= cfg.arch_start_epoch:
+                arch_loss = self.architect.step(x, y, x_arch, y_arch, self.optimizer)
+            else:  # warm-up: the weights train alone first; no architecture loss to report
+                arch_loss = torch.tensor(float("nan"), device=self.device)
             loss, correct = self.weight_step(x, y)
             n = len(y)
             sums += torch.stack([loss * n, correct.float(), arch_loss * n, torch.tensor(float(n), device=self.device)])

@@ -225,6 +225,7 @@ def test_yaml_loading_is_safe(tmp_path):
     ("temperature=[1]", "temperature must be two positive numbers"),
     ("temperature=[1, 0]", "temperature must be two positive numbers"),
     ("temperature=[a, b]", "temperature must be two positive numbers"),
+    ("arch_start_epoch=50", "arch_start_epoch must lie in \\[0, epochs\\) = \\[0, 50\\), got 50"),
     ("temperature_schedule=cosine", "temperature_schedule: unknown 'cosine'; available: linear, exponential"),
 ])
 def test_invalid_values_are_rejected(override, match):

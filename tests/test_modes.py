@@ -256,3 +256,24 @@ def test_sample_mode_second_order_step_runs_with_undrawn_ops():
     loss = architect.step(x, y, x, y, optimizer)
     assert torch.isfinite(loss)
     assert all(not torch.equal(a, b) for a, b in zip(model.arch_parameters(), before))
+
+
+def test_arch_warm_up_epochs_leave_alphas_alone(tmp_path):
+    # PC-DARTS trains the weights alone for its first 15 epochs (arch_start_epoch).
+    from dartsnas.runs import read_jsonl
+
+    run_dir = _search(tmp_path, "epochs=2", "plot=false", "arch_start_epoch=1")
+    alphas = [r["alphas"]["normal"] for r in read_jsonl(run_dir / "alphas.jsonl")]
+    assert alphas[1] == alphas[0] and alphas[2] != alphas[1]
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    assert math.isnan(metrics[0]["arch_loss"]) and math.isfinite(metrics[1]["arch_loss"])
+
+
+def test_shipped_pcdarts_and_gdas_configs():
+    from dartsnas.config import load_config
+
+    pc = load_config("cifar10-pcdarts")
+    assert (pc.mixed_op, pc.partial_k, pc.arch_start_epoch, pc.batch_size, pc.lr, pc.arch_lr) == (
+        "partial", 4, 15, 256, 0.1, 6e-4)
+    gdas = load_config("cifar10-gdas")
+    assert (gdas.mixed_op, gdas.temperatures(), gdas.epochs) == ("sample", (10.0, 0.1), 250)
