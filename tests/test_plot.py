@@ -141,6 +141,9 @@ def test_five_node_published_cell_draws(tmp_path):
 
 def test_without_dot_only_sources_are_written(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    # A search run earlier in this process stops the package logger propagating (runs.setup_logging);
+    # caplog listens at the root.
+    monkeypatch.setattr(logging.getLogger("dartsnas"), "propagate", True)
     PUBLISHED["GDAS"].save(tmp_path / "genotype.json")
     with caplog.at_level(logging.WARNING, logger="dartsnas.plot"):
         written = plot_run(tmp_path)
