@@ -277,3 +277,39 @@ def test_shipped_pcdarts_and_gdas_configs():
         "partial", 4, 15, 256, 0.1, 6e-4)
     gdas = load_config("cifar10-gdas")
     assert (gdas.mixed_op, gdas.temperatures(), gdas.epochs) == ("sample", (10.0, 0.1), 250)
+
+
+@pytest.mark.parametrize("mode, syncs", [("exact", 0), ("lean", 0), ("partial", 0), ("sample", 2)])
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_a_search_step_reads_nothing_back_to_the_host(monkeypatch, mode, syncs, unrolled):
+    # On a GPU every read of a tensor's value by Python waits for the device. A step needs none,
+    # except `sample`, which must learn which op each edge drew: one read per forward pass
+    # (architecture step + weight step; second order adds its four probe passes).
+    from dartsnas.architect import Architect
+
+    torch.manual_seed(0)
+    model = Supernet(1, 3, init_channels=8, layers=3, nodes=2, mixed_op=mode)
+    model.generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.SGD(model.weights(), 0.1, momentum=0.9, weight_decay=3e-4)
+    architect = Architect(model, nn.CrossEntropyLoss(), unrolled=unrolled)
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 3, (4,))
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    architect.step(x, y, x, y, optimizer)  # Adam's state exists now
+    # Adam keeps its step count in a CPU tensor (also on GPUs): reading it does not wait for the device.
+    counters = {id(state["step"]) for state in architect.optimizer.state.values()}
+    reads = {"n": 0}
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _real=real, **kwargs):
+            reads["n"] += id(self) not in counters
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    architect.step(x, y, x, y, optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(x), y).backward()
+    nn.utils.clip_grad_norm_(model.weights(), 5.0)
+    optimizer.step()
+    assert reads["n"] == syncs + (3 if unrolled and mode == "sample" else 0)
