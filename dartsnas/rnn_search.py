@@ -180,8 +180,6 @@ def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: b
         log.info(f"resumed {run_dir} after epoch {searcher.epoch}")
     else:
         append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
-        initial = evaluate(searcher.model, text.valid, config.bptt)  # the curves start from the untrained model
-        append_jsonl(run_dir / "metrics.jsonl", {"epoch": 0, "valid_loss": initial, "valid_ppl": math.exp(initial)})
     n_weights = sum(p.numel() for p in searcher.model.weights())
     log.info(f"recurrent search: {config.corpus} ({len(text.corpus.train):,} training and {len(text.corpus.valid):,} "
              f"validation tokens, vocabulary {len(text.corpus):,}), {config.nodes} nodes, size {config.emsize}, "
