@@ -25,12 +25,14 @@ matrix is the embedding matrix (weight tying), so embedding and hidden sizes are
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .genotype import RECURRENT_OPS, RecurrentGenotype
 
@@ -56,9 +58,9 @@ class RecurrentCell(nn.Module):
         self.w0 = _uniform(ninp + nhid, 2 * nhid)
         self.ws = nn.ParameterList(_uniform(nhid, 2 * nhid) for _ in range(nodes))
 
-    def init_state(self, x, h_prev, x_mask, h_mask) -> torch.Tensor:
+    def init_state(self, x, h_prev, x_mask, h_mask, w0=None) -> torch.Tensor:
         xh = torch.cat([x if x_mask is None else x * x_mask, h_prev if h_mask is None else h_prev * h_mask], -1)
-        c0, h0 = (xh @ self.w0).split(self.nhid, -1)
+        c0, h0 = (xh @ (self.w0 if w0 is None else w0)).split(self.nhid, -1)
         return _gated(h_prev, c0, h0.tanh())
 
     def forward(self, inputs, hidden, x_mask=None, h_mask=None, probs=None):
@@ -74,9 +76,18 @@ class RecurrentCell(nn.Module):
 
 
 class SearchCell(RecurrentCell):
-    """Every node mixes all its predecessors through all ops, weighted by `probs` (edges x ops)."""
+    """Every node mixes all its predecessors through all ops, weighted by `probs` (edges x ops).
 
-    def __init__(self, ninp: int, nhid: int, nodes: int = 8, ops=RECURRENT_OPS, batch_norm: bool = True):
+    `lean`: each time step's activations are not kept but recomputed in the backward pass (activation
+    checkpointing), so memory grows with the sequence length by one state per step, not by every node's
+    every candidate. Gradients are the same; batch-norm statistics move once (the recomputation
+    normalises with the batch's statistics and updates copies of the running ones). The weights go into the
+    checkpointed step as arguments, so recomputation uses the ones of the forward pass also under
+    `functional_call` (the second-order step's probes).
+    """
+
+    def __init__(self, ninp: int, nhid: int, nodes: int = 8, ops=RECURRENT_OPS, batch_norm: bool = True,
+                 lean: bool = False):
         super().__init__(ninp, nhid, nodes)
         self.ops = list(ops)
         unknown = [o for o in self.ops if o != "none" and o not in ACTIVATIONS]
@@ -84,16 +95,49 @@ class SearchCell(RecurrentCell):
             raise ValueError(f"unknown recurrent op(s) {unknown}; known: none, {', '.join(ACTIVATIONS)}")
         self.index = [k for k, name in enumerate(self.ops) if name != "none"]
         self.norms = nn.ModuleList(nn.BatchNorm1d(nhid, affine=False) for _ in range(nodes + 1)) if batch_norm else None
+        self.lean = lean
+        self._recomputing = False
 
     def _norm(self, i: int, s: torch.Tensor) -> torch.Tensor:
-        return s if self.norms is None else self.norms[i](s)
+        if self.norms is None:
+            return s
+        norm = self.norms[i]
+        if self._recomputing and norm.training:  # same output; the update lands on copies of the statistics
+            return F.batch_norm(s, norm.running_mean.clone(), norm.running_var.clone(), training=True,
+                                momentum=norm.momentum, eps=norm.eps)
+        return norm(s)
 
-    def step(self, x, h_prev, x_mask, h_mask, probs):
-        states = [self._norm(0, self.init_state(x, h_prev, x_mask, h_mask))]
+    def forward(self, inputs, hidden, x_mask=None, h_mask=None, probs=None):
+        if not (self.lean and torch.is_grad_enabled()):
+            return super().forward(inputs, hidden, x_mask, h_mask, probs)
+        outputs = []
+        for x in inputs.unbind(0):
+            hidden = checkpoint(self._lean_step, x, hidden, x_mask, h_mask, probs, self.w0, *self.ws,
+                                use_reentrant=False, context_fn=self._contexts)
+            outputs.append(hidden)
+        return torch.stack(outputs), hidden
+
+    def _lean_step(self, x, h_prev, x_mask, h_mask, probs, w0, *ws):
+        return self.step(x, h_prev, x_mask, h_mask, probs, w0, ws)
+
+    def _contexts(self):
+        return contextlib.nullcontext(), self._recomputation()
+
+    @contextlib.contextmanager
+    def _recomputation(self):
+        self._recomputing = True
+        try:
+            yield
+        finally:
+            self._recomputing = False
+
+    def step(self, x, h_prev, x_mask, h_mask, probs, w0=None, ws=None):
+        ws = self.ws if ws is None else ws
+        states = [self._norm(0, self.init_state(x, h_prev, x_mask, h_mask, w0))]
         offset = 0
         for i in range(self.nodes):
             s = torch.stack(states)                                   # (i + 1, B, nhid): the predecessors
-            c, h = ((s if h_mask is None else s * h_mask) @ self.ws[i]).split(self.nhid, -1)
+            c, h = ((s if h_mask is None else s * h_mask) @ ws[i]).split(self.nhid, -1)
             p = probs[offset:offset + i + 1]                          # (i + 1, ops)
             # sum_j sum_k p_jk (s_j + c_j (f_k(h_j) - s_j)) = sum_j [P_j s_j + c_j (sum_k p_jk f_k(h_j) - P_j s_j)]
             # with P_j the non-none share of edge j: one gate per predecessor, not one per op.
@@ -197,8 +241,8 @@ class SearchModel(LanguageModel):
     """The language model around the search cell, with the alphas (edges x ops) as a registered parameter."""
 
     def __init__(self, vocab_size: int, emsize: int = 300, nodes: int = 8, ops=RECURRENT_OPS,
-                 batch_norm: bool = True, **dropouts):
-        super().__init__(vocab_size, SearchCell(emsize, emsize, nodes, ops, batch_norm), emsize, **dropouts)
+                 batch_norm: bool = True, lean: bool = False, **dropouts):
+        super().__init__(vocab_size, SearchCell(emsize, emsize, nodes, ops, batch_norm, lean), emsize, **dropouts)
         self.ops, self.nodes = list(ops), nodes
         edges = nodes * (nodes + 1) // 2
         # As the convolutional supernet: alphas start near uniform, 1e-3 * N(0, 1).

@@ -36,6 +36,7 @@ class RecurrentSearchConfig:
     nodes: int = 8                      # intermediate nodes of the cell
     emsize: int = 300                   # embedding and hidden size (tied weights)
     batch_norm: bool = True             # batch norm on every node's state during search
+    mixed_op: str = "exact"             # exact, or lean: each time step recomputed in backward (same gradients, less memory)
     dropout: float = 0.75               # variational dropout on the output
     dropouth: float = 0.25              # ... on the states entering each node
     dropoutx: float = 0.75              # ... on the cell's input x_t
@@ -71,6 +72,8 @@ class RecurrentSearchConfig:
             raise ConfigError(f"ops: {self.ops} must list each op once and at least one besides 'none'")
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
+        if self.mixed_op not in ("exact", "lean"):
+            raise ConfigError(f"mixed_op: the recurrent search has the modes exact and lean, got {self.mixed_op!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -87,6 +87,7 @@ class RecurrentSearcher:
         self.config, self.text, self.device = config, text, device
         torch.manual_seed(config.seed)
         self.model = SearchModel(len(text.corpus), config.emsize, config.nodes, config.ops, config.batch_norm,
+                                 lean=config.mixed_op == "lean",
                                  dropout=config.dropout, dropouth=config.dropouth, dropoutx=config.dropoutx,
                                  dropouti=config.dropouti, dropoute=config.dropoute).to(device)
         self.optimizer = torch.optim.SGD(self.model.weights(), config.lr, weight_decay=config.weight_decay)

@@ -214,3 +214,28 @@ def test_architecture_step_moves_alphas_only_and_carries_the_state(unrolled):
         assert torch.equal(b, buffers[n]), n
     assert all(not torch.equal(a, b) for a, b in zip(model.arch_parameters(), alphas))
     assert batch[2].last is not None and batch[2].last.shape == (4, 6)  # the validation window's final state
+
+
+def test_lean_mode_gives_the_same_gradients_and_moves_batch_norm_once():
+    rates = dict(dropout=0.3, dropouth=0.2, dropoutx=0.3, dropouti=0.1, dropoute=0.1)
+    torch.manual_seed(3)
+    exact = SearchModel(11, emsize=6, nodes=3, **rates).double()
+    lean = SearchModel(11, emsize=6, nodes=3, lean=True, **rates).double()
+    lean.load_state_dict(exact.state_dict())
+    gen = torch.Generator().manual_seed(3)
+    masks = exact.draw_masks(4, gen)
+    tokens, y = torch.randint(0, 11, (5, 4), generator=gen), torch.randint(0, 11, (20,), generator=gen)
+    for model in (exact, lean):
+        nn.functional.cross_entropy(model(Segment(tokens, model.init_hidden(4), masks)), y).backward()
+    for (name, p), q in zip(exact.named_parameters(), lean.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-12, msg=name)
+    for (name, b), c in zip(exact.named_buffers(), lean.buffers()):
+        assert torch.equal(b, c), name  # running statistics moved by the forward pass only
+    # Second order: the probes run under functional_call; the recomputation must use their weights.
+    segs = [Segment(tokens, exact.init_hidden(4), masks), Segment(tokens.flip(0), exact.init_hidden(4), masks)]
+    grads = []
+    for model in (exact, lean):
+        optimizer = torch.optim.SGD(model.weights(), 2.0)
+        architect = Architect(model, nn.CrossEntropyLoss(), unrolled=True, grad_clip=0.25)
+        grads.append(_flat(architect.second_order_grads(segs[0], y, segs[1], y.flip(0), optimizer)[0]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-8, atol=1e-12)

@@ -120,5 +120,8 @@ def test_config_errors_name_the_key():
         load_recurrent_config(RecurrentTrainConfig, None, ["max_lines={training: 3}"])
     with pytest.raises(ConfigError, match="dropouth must lie in"):
         load_recurrent_config(RecurrentSearchConfig, None, ["dropouth=1.5"])
+    with pytest.raises(ConfigError, match="modes exact and lean"):
+        load_recurrent_config(RecurrentSearchConfig, None, ["mixed_op=partial"])
+    assert load_recurrent_config(RecurrentSearchConfig, None, ["mixed_op=lean"]).mixed_op == "lean"
     with pytest.raises(ConfigError, match="unknown recurrent op"):
         load_recurrent_config(RecurrentSearchConfig, None, ["ops=[none, tanh, gelu]"])
