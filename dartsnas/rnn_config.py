@@ -3,7 +3,7 @@ A.1.2) and one for training a found cell (A.2.2), each default with its source.
 
 Shipped configs live in `dartsnas/configs/rnn/` (search) and `dartsnas/configs/rnn/train/` (training) and
 can be named without a path; YAML files and `--set key=value` override fields and unknown keys are errors,
-by the same rules as the convolutional configs (train_config.py).
+by the same rules as the convolutional configs (config.load_dataclass).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError
+from .config import ConfigError, load_dataclass, save_config
 from .genotype import RECURRENT_OPS
-from .train_config import _check_keys, _coerce
 
 RNN_CONFIG_DIR = Path(__file__).parent / "configs" / "rnn"
 CORPORA = ("ptb", "wikitext2", "text")  # text.CORPORA, named here so that configs load without torch
@@ -141,63 +140,26 @@ def _check_common(config) -> None:
         raise ConfigError(f"max_lines must map train, valid or test to a positive number of lines, got {config.max_lines}")
 
 
-def resolve_path(name: str | Path, folder: Path) -> Path:
-    path = Path(name)
-    if path.exists():
-        return path
-    shipped = folder / f"{name}.yaml"
-    if shipped.exists():
-        return shipped
-    names = sorted(p.stem for p in folder.glob("*.yaml"))
-    raise ConfigError(f"config {str(name)!r} is neither a file nor a shipped recurrent config; shipped: {', '.join(names)}")
-
-
 def load_recurrent_config(cls, path: str | Path | None = None, overrides: list[str] | None = None):
-    """Defaults of `cls`, then the YAML file, then `key=value` overrides (values read as YAML)."""
+    """Defaults of `cls`, then the YAML file (a path or a shipped recurrent config's name), then overrides."""
     folder = RNN_CONFIG_DIR / "train" if cls is RecurrentTrainConfig else RNN_CONFIG_DIR
-    values: dict[str, Any] = {}
-    if path is not None:
-        source = resolve_path(path, folder)
-        try:
-            loaded = yaml.safe_load(source.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{source} is not valid YAML: {err}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
-        if loaded.get("task") == "recurrent":  # a run folder's config.yaml: rerun it as it was
-            loaded.pop("task")
-        _check_keys(cls, loaded, str(source))
-        values.update(loaded)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")
-        key = key.strip()
-        _check_keys(cls, [key], "--set")
-        try:
-            values[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            values[key] = raw
-    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()}).validate()
+    return load_dataclass(cls, path, overrides, folder, what="recurrent config")
 
 
 def save_recurrent_config(config, path: Path) -> None:
-    path.write_text(yaml.safe_dump({"task": "recurrent", **config.to_dict()}, sort_keys=False))
+    save_config(config, path)
 
 
 def is_recurrent_run(run_dir: str | Path) -> bool:
-    """Was this run folder written by a recurrent search or training? (its config.yaml says task: recurrent)"""
+    """Was this run folder written by a recurrent search or training? (its config.yaml names a corpus)"""
     path = Path(run_dir) / "config.yaml"
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return False
-    return isinstance(data, dict) and data.get("task") == "recurrent"
+    return isinstance(data, dict) and "corpus" in data
 
 
 def read_run_config(cls, run_dir: str | Path):
-    """The config a recurrent run saved (without its task marker), for --resume."""
-    data = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    data.pop("task", None)
-    _check_keys(cls, data, str(Path(run_dir) / "config.yaml"))
-    return cls(**{k: _coerce(cls, k, v) for k, v in data.items()}).validate()
+    """The config a recurrent run saved, for --resume."""
+    return load_dataclass(cls, Path(run_dir) / "config.yaml")
