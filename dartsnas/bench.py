@@ -11,7 +11,6 @@ with the smallest candidate set measured.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import statistics

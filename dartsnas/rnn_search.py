@@ -11,7 +11,6 @@ new ones per pass, which adds noise to the finite differences of the second-orde
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -26,8 +25,8 @@ from .architect import Architect
 from .derive import derive_recurrent
 from .genotype import RecurrentGenotype, recurrent_edge_names
 from .rnn import LanguageModel, SearchModel, Segment
-from .rnn_config import RecurrentSearchConfig, save_recurrent_config
-from .runs import append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging, truncate_jsonl
+from .rnn_config import RecurrentSearchConfig
+from .runs import append_jsonl, progress_bar, resume_run, save_checkpoint, start_run
 from .search import peak_memory_gb, resolve_device
 from .text import Corpus, batchify, load_corpus, segment, windows
 
@@ -157,28 +156,16 @@ class RecurrentSearcher:
                 "probs": {k: p.cpu().tolist() for k, p in self.model.probs().items()}}
 
 
-def _progress(config, total: int, epoch: int):
-    if not config.progress:
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
-
 
 def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: bool = False) -> RecurrentGenotype:
     """Search a recurrent cell into `run_dir`; with `resume`, continue that folder's run from its checkpoint."""
     run_dir = Path(run_dir)
-    setup_logging(run_dir)
     device = resolve_device(config.device)
-    if not resume:
-        save_recurrent_config(config, run_dir / "config.yaml")
-        (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")
+    start_run(run_dir, config, device, resume)
     text = prepare_text(config, device)
     searcher = RecurrentSearcher(config, text, device)
     if resume:
-        searcher.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
-        for name in ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"):
-            truncate_jsonl(run_dir / name, searcher.epoch)
-        log.info(f"resumed {run_dir} after epoch {searcher.epoch}")
+        resume_run(run_dir, searcher, device, ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"))
     else:
         append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
     n_weights = sum(p.numel() for p in searcher.model.weights())
@@ -198,7 +185,7 @@ def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: b
 def _search_epoch(searcher: RecurrentSearcher, run_dir: Path) -> None:
     config = searcher.config
     start = time.perf_counter()
-    progress = _progress(config, searcher.steps_per_epoch(), searcher.epoch + 1)
+    progress = progress_bar(config, searcher.steps_per_epoch(), searcher.epoch + 1)
     try:
         metrics = searcher.train_epoch(progress)
     finally:

@@ -21,9 +21,9 @@ import torch
 
 from .genotype import RecurrentGenotype
 from .rnn import LanguageModel, Segment, evaluation_model
-from .rnn_config import RecurrentTrainConfig, save_recurrent_config
+from .rnn_config import RecurrentTrainConfig
 from .rnn_search import evaluate, weight_step
-from .runs import RunError, append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging, truncate_jsonl
+from .runs import RunError, append_jsonl, load_checkpoint, progress_bar, resume_run, save_checkpoint, start_run
 from .search import peak_memory_gb, resolve_device
 from .text import Corpus, batchify, load_corpus, segment, windows
 
@@ -151,29 +151,17 @@ class RecurrentTrainer:
         return max(1, -(-(len(self.text.train) - 1) // self.config.bptt))
 
 
-def _progress(config, total: int, epoch: int):
-    if not config.progress:
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
-
 
 def run_recurrent_training(config: RecurrentTrainConfig, genotype: RecurrentGenotype, run_dir: Path,
                            resume: bool = False) -> dict:
     """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
     run_dir = Path(run_dir)
-    setup_logging(run_dir)
     device = resolve_device(config.device)
-    if not resume:
-        save_recurrent_config(config, run_dir / "config.yaml")
-        genotype.save(run_dir / "genotype.json")
-        (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")
+    start_run(run_dir, config, device, resume, genotype)
     text = prepare_text(config, device)
     trainer = RecurrentTrainer(config, genotype, text, device)
     if resume:
-        trainer.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
-        truncate_jsonl(run_dir / "metrics.jsonl", trainer.epoch)
-        log.info(f"resumed {run_dir} after epoch {trainer.epoch}")
+        resume_run(run_dir, trainer, device, ("metrics.jsonl",))
     else:
         initial = evaluate(trainer.model, text.valid, config.bptt)  # the curves start from the untrained model
         append_jsonl(run_dir / "metrics.jsonl", {"epoch": 0, "valid_loss": initial, "valid_ppl": math.exp(initial)})
@@ -190,7 +178,7 @@ def run_recurrent_training(config: RecurrentTrainConfig, genotype: RecurrentGeno
 def _train_epoch(trainer: RecurrentTrainer, run_dir: Path) -> None:
     config = trainer.config
     start = time.perf_counter()
-    progress = _progress(config, trainer.steps_per_epoch(), trainer.epoch + 1)
+    progress = progress_bar(config, trainer.steps_per_epoch(), trainer.epoch + 1)
     try:
         metrics = trainer.train_epoch(progress)
     finally:

@@ -124,3 +124,37 @@ def setup_logging(run_dir: Path) -> logging.Logger:
     log.addHandler(console)
     log.propagate = False
     return log
+
+
+# -- what every run loop (search, training; convolutional, recurrent) does the same way ------------
+
+def start_run(run_dir: Path, config, device: torch.device, resume: bool, genotype=None) -> logging.Logger:
+    """Log into RUN/log.txt; a new run also writes config.yaml, env.json and (training) genotype.json."""
+    log = setup_logging(run_dir)
+    if getattr(config, "deterministic", False):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.use_deterministic_algorithms(True)
+    if not resume:
+        import yaml
+
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if genotype is not None:
+            genotype.save(run_dir / "genotype.json")
+        (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")
+    return log
+
+
+def resume_run(run_dir: Path, owner, device: torch.device, logs: tuple[str, ...]) -> None:
+    """Load RUN/checkpoint.pt into `owner` and cut its per-epoch logs back to the checkpoint's epoch."""
+    owner.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
+    for name in logs:
+        truncate_jsonl(run_dir / name, owner.epoch)
+    logging.getLogger("dartsnas").info(f"resumed {run_dir} after epoch {owner.epoch}")
+
+
+def progress_bar(config, total: int, epoch: int):
+    """A progress bar over one epoch's steps, or None when `config.progress` is off."""
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)

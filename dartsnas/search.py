@@ -4,9 +4,7 @@ on the training half, batch by batch; derive and log the genotype every epoch.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import resource
 import time
 from dataclasses import dataclass
@@ -16,14 +14,13 @@ import torch
 from torch import nn
 
 from .architect import Architect
-from .config import ConfigError, SearchConfig, save_config
+from .config import ConfigError, SearchConfig
 from .data import Augment, ImageSet, batches, channel_stats, load_images
 from .derive import derive
 from .genotype import Genotype, edge_names
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
 from .relax import temperature
-from .runs import (RunError, append_jsonl, environment, load_checkpoint, save_checkpoint, setup_logging,
-                   truncate_jsonl)
+from .runs import RunError, append_jsonl, progress_bar, resume_run, save_checkpoint, start_run
 from .supernet import Supernet
 
 log = logging.getLogger("dartsnas")
@@ -197,31 +194,16 @@ class Searcher:
         return -(-shortest // self.config.batch_size)  # the two halves are zipped; ceil division
 
 
-def _progress(config: SearchConfig, total: int, epoch: int):
-    if not config.progress:
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
-
 
 def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Genotype:
     """Search into `run_dir`; with `resume`, continue that folder's run from its checkpoint."""
     run_dir = Path(run_dir)
-    setup_logging(run_dir)
     device = resolve_device(config.device)
-    if config.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    if not resume:
-        save_config(config, run_dir / "config.yaml")
-        (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")
+    start_run(run_dir, config, device, resume)
     data = prepare_data(config, device)
     searcher = Searcher(config, data, device)
     if resume:
-        searcher.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
-        for name in ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"):
-            truncate_jsonl(run_dir / name, searcher.epoch)
-        log.info(f"resumed {run_dir} after epoch {searcher.epoch}")
+        resume_run(run_dir, searcher, device, ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"))
     else:
         append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
     n_weights = sum(p.numel() for p in searcher.model.weights())
@@ -287,7 +269,7 @@ def _search_epoch(searcher: Searcher, run_dir: Path, writer) -> None:
     lr = searcher.scheduler.get_last_lr()[0]
     tau = searcher.set_temperature()
     start = time.perf_counter()
-    progress = _progress(config, searcher.steps_per_epoch(), searcher.epoch + 1)
+    progress = progress_bar(config, searcher.steps_per_epoch(), searcher.epoch + 1)
     try:
         metrics = searcher.train_epoch(progress)
     finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,9 @@ from .config import ConfigError
 from .data import Augment, ImageSet, batches, channel_stats, load_images
 from .genotype import Genotype
 from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
-from .runs import (append_jsonl, environment, load_checkpoint, read_jsonl, save_checkpoint, setup_logging,
-                   truncate_jsonl)
+from .runs import append_jsonl, load_checkpoint, progress_bar, read_jsonl, resume_run, save_checkpoint, start_run
 from .search import peak_memory_gb, resolve_device
-from .train_config import TrainConfig, save_train_config
+from .train_config import TrainConfig
 
 log = logging.getLogger("dartsnas")
 
@@ -198,25 +196,12 @@ def network_record(config: TrainConfig, data: TrainData) -> dict:
             "classes": data.classes, "mean": list(data.mean), "std": list(data.std)}
 
 
-def _progress(config: TrainConfig, total: int, epoch: int):
-    if not config.progress:
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
-
 
 def run_training(config: TrainConfig, genotype: Genotype, run_dir: Path, resume: bool = False) -> dict:
     """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
     run_dir = Path(run_dir)
-    setup_logging(run_dir)
     device = resolve_device(config.device)
-    if config.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    if not resume:
-        save_train_config(config, run_dir / "config.yaml")
-        genotype.save(run_dir / "genotype.json")
-        (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")
+    start_run(run_dir, config, device, resume, genotype)
     # All randomness of the data (split aside: a function of the seed) comes from this CPU generator.
     generator = torch.Generator().manual_seed(config.seed + 1)
     data = prepare_data(config, device, generator)
@@ -228,9 +213,7 @@ def run_training(config: TrainConfig, genotype: Genotype, run_dir: Path, resume:
     if not resume:
         (run_dir / "network.json").write_text(json.dumps(network_record(config, data), indent=1) + "\n")
     if resume:
-        trainer.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
-        truncate_jsonl(run_dir / "metrics.jsonl", trainer.epoch)
-        log.info(f"resumed {run_dir} after epoch {trainer.epoch}")
+        resume_run(run_dir, trainer, device, ("metrics.jsonl",))
     log.info(f"train: {config.dataset} ({len(data.train)} batches of {config.batch_size} per epoch), {config.net} "
              f"layout, {config.layers} cells, C={config.init_channels}, "
              f"{count_parameters(trainer.model) / 1e6:.3f}M parameters (auxiliary head apart), device {device}")
@@ -246,7 +229,7 @@ def _train_epoch(trainer: Trainer, run_dir: Path) -> None:
     config = trainer.config
     lr, drop = trainer.scheduler.get_last_lr()[0], drop_path_ramp(config.drop_path_prob, trainer.epoch, config.epochs)
     start = time.perf_counter()
-    progress = _progress(config, len(trainer.data.train), trainer.epoch + 1)
+    progress = progress_bar(config, len(trainer.data.train), trainer.epoch + 1)
     try:
         metrics = trainer.train_epoch(progress)
     finally:
