@@ -46,7 +46,8 @@ class GumbelHard:
         e = torch.empty_like(alphas).exponential_(generator=generator).clamp_min(torch.finfo(alphas.dtype).tiny)
         soft = ((alphas - e.log()) / tau).softmax(dim=-1)
         hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
-        return hard - soft.detach() + soft
+        # hard + (soft - soft): exactly one-hot in value (s - s is 0), the soft gradient in backward.
+        return hard + (soft - soft.detach())
 
     def probs(self, alphas: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
         return alphas.softmax(dim=-1)
