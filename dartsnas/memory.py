@@ -6,7 +6,7 @@ measured, not guessed: one training forward at a small probe batch runs under
 own saved inputs included); their distinct storages, minus the parameters, scaled linearly to the
 batch, give the activations. Weights, gradients, optimiser state and (second order) the copies of the
 weights the virtual step makes are added, with the allocator's transient headroom as a factor measured
-against `dartsnas bench search-step` (README, "Memory").
+against `dartsnas bench search-step` (README, Measured).
 """
 
 from __future__ import annotations
