@@ -134,7 +134,7 @@ def _source_url(name: str, filename: str) -> str:
     return SOURCES[name]["url"].rstrip("/") + "/" + filename
 
 
-def _md5(path: Path) -> str:
+def md5sum(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -142,20 +142,18 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(name: str, filename: str, folder: Path) -> Path:
-    """Fetch one official file into folder; it appears under its real name only once its md5 matches."""
-    url, expected = _source_url(name, filename), SOURCES[name]["files"][filename]
-    target = folder / filename
-    partial = folder / (filename + ".part")
+def fetch_file(url: str, target: Path, md5: str) -> Path:
+    """Download url to target; the file appears under its name only once its md5 matches."""
+    partial = target.with_name(target.name + ".part")
     print(f"downloading {url} -> {target}", file=sys.stderr, flush=True)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
-        actual = _md5(partial)
-        if actual != expected:
-            raise DataError(f"download of {url} is corrupt (md5 {actual}, expected {expected}); the partial "
+        actual = md5sum(partial)
+        if actual != md5:
+            raise DataError(f"download of {url} is corrupt (md5 {actual}, expected {md5}); the partial "
                             f"file was deleted. Try again, or fetch the file yourself and put it at {target}.")
         os.replace(partial, target)
     except OSError as error:  # urllib's URLError is an OSError too
@@ -164,6 +162,11 @@ def _download(name: str, filename: str, folder: Path) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+def _download(name: str, filename: str, folder: Path) -> Path:
+    """Fetch one official file of a dataset into folder, checked against its md5."""
+    return fetch_file(_source_url(name, filename), folder / filename, SOURCES[name]["files"][filename])
 
 
 # ------------------------------------------------------------------------------------------------- CIFAR-10 / 100
@@ -202,7 +205,7 @@ def _find_cifar(name: str, split: str, root, download: bool) -> Path:
                 f"Pass download=true (--set download=true) to fetch {_source_url(name, tarball)} into {base}, "
                 f"or put that tarball or its extracted {layout['folder']}/ folder there.")
         _download(name, tarball, base)
-    elif _md5(base / tarball) != SOURCES[name]["files"][tarball]:
+    elif md5sum(base / tarball) != SOURCES[name]["files"][tarball]:
         raise DataError(f"{base / tarball} does not match the official md5; delete it and load again with "
                         f"download=true.")
     _extract(base / tarball, base)

@@ -23,17 +23,13 @@ Where corpora live: `root` when given, else `$DARTSNAS_DATA/<name>` (default `~/
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .data import DataError, _data_home
+from .data import DataError, _data_home, fetch_file, md5sum
 
 SPLITS = ("train", "valid", "test")
 EOS, UNK = "<eos>", "<unk>"
@@ -176,36 +172,6 @@ def _missing(folder: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------------- download
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fetch_file(url: str, target: Path, md5: str) -> Path:
-    """Download url to target; the file appears under its name only once its md5 matches."""
-    partial = target.with_name(target.name + ".part")
-    print(f"downloading {url} -> {target}", file=sys.stderr, flush=True)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-        actual = _md5(partial)
-        if actual != md5:
-            raise DataError(f"download of {url} is corrupt (md5 {actual}, expected {md5}); try again, or fetch "
-                            f"the file yourself and put it at {target}.")
-        os.replace(partial, target)
-    except OSError as error:  # urllib's URLError is an OSError too
-        raise DataError(f"could not download {url}: {error}. Check the network, or fetch the file yourself and "
-                        f"put it at {target}.") from None
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
-
-
 def fetch(name: str, folder: Path) -> None:
     """Fetch the official files of a corpus into folder, each checked against its md5."""
     source = SOURCES[name]
@@ -213,12 +179,12 @@ def fetch(name: str, folder: Path) -> None:
     if "archive" not in source:
         for filename, md5 in source["files"].items():
             if not (folder / filename).is_file():
-                _fetch_file(base + filename, folder / filename, md5)
+                fetch_file(base + filename, folder / filename, md5)
         return
     archive, md5 = source["archive"]
     path = folder / archive
     if not path.is_file():
-        _fetch_file(base + archive, path, md5)
+        fetch_file(base + archive, path, md5)
     try:
         with zipfile.ZipFile(path) as z:
             for member in z.namelist():
@@ -228,7 +194,7 @@ def fetch(name: str, folder: Path) -> None:
     except (OSError, zipfile.BadZipFile) as error:
         raise DataError(f"cannot extract {path} ({error}); delete it and load again with download=true.") from None
     for filename, expected in source["files"].items():
-        if not (folder / filename).is_file() or _md5(folder / filename) != expected:
+        if not (folder / filename).is_file() or md5sum(folder / filename) != expected:
             raise DataError(f"{folder / filename} is missing from {archive} or differs from the official file; "
                             f"delete {path} and load again with download=true.")
 
