@@ -209,12 +209,7 @@ def plot_run(run_dir: Path | str) -> list[Path]:
     if genotype is not None:
         for kind in CELL_KINDS:
             written += draw_cell(genotype, kind, out / f"cell_{kind}")
-    alphas = _read_jsonl(run / "alphas.jsonl")
-    if alphas:
-        last = max(alphas, key=lambda r: r["epoch"])
-        written.append(plot_probs(_probs(last), last["ops"], last["edges"], out / "probs.png",
-                                  title=f"architecture probabilities after epoch {last['epoch']}"))
-        written.append(plot_trajectories(alphas, out / "trajectories.png"))
+    written += _plot_alphas(run, out)
     metrics = _read_jsonl(run / "metrics.jsonl")
     if metrics:
         written.append(plot_curves(metrics, out / "curves.png"))
@@ -381,18 +376,24 @@ def plot_recurrent_run(run_dir: Path | str) -> list[Path]:
             written += draw_recurrent_cell(genotype, out / "cell_recurrent")
         except PlotError as err:  # no graphviz package: the other pictures still come
             log.warning("cell drawing skipped: %s", err)
-    alphas = _read_jsonl(run / "alphas.jsonl")
-    if alphas:
-        last = max(alphas, key=lambda r: r["epoch"])
-        written.append(plot_probs(_probs(last), last["ops"], last["edges"], out / "probs.png",
-                                  title=f"architecture probabilities after epoch {last['epoch']}"))
-        written.append(plot_trajectories(alphas, out / "trajectories.png"))
+    written += _plot_alphas(run, out)
     metrics = _read_jsonl(run / "metrics.jsonl")
     if metrics:
         written.append(plot_perplexity(metrics, out / "perplexity.png"))
         written.append(plot_curves(metrics, out / "curves.png"))
     log.info("wrote %d pictures to %s", len(written), out)
     return written
+
+
+def _plot_alphas(run: Path, out: Path) -> list[Path]:
+    """The final probabilities and their trajectories, from RUN/alphas.jsonl (any search run)."""
+    alphas = _read_jsonl(run / "alphas.jsonl")
+    if not alphas:
+        return []
+    last = max(alphas, key=lambda r: r["epoch"])
+    return [plot_probs(_probs(last), last["ops"], last["edges"], out / "probs.png",
+                       title=f"architecture probabilities after epoch {last['epoch']}"),
+            plot_trajectories(alphas, out / "trajectories.png")]
 
 
 def _final_recurrent_genotype(run: Path) -> RecurrentGenotype | None:
