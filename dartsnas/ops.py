@@ -21,13 +21,32 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d that computes a conv whose stride equals its dilation on every d-th pixel only.
+
+    With stride = dilation = d and padding d*q, output i reads inputs d*(i + t - q) for kernel taps t:
+    only x[..., ::d, ::d] is ever read, so the conv equals an undilated stride-1 conv with padding q on
+    that subsampled input: same result and gradients, a quarter of the input, and (on CPU) a kernel
+    about 6x faster than the dilated strided one (benchmarks in the README). Same parameters and
+    attributes as nn.Conv2d, so exports and counters see an ordinary conv.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.dilation
+        if d == self.stride and d != (1, 1) and self.padding_mode == "zeros" and not isinstance(self.padding, str) \
+                and all(p % k == 0 for p, k in zip(self.padding, d)):
+            padding = tuple(p // k for p, k in zip(self.padding, d))
+            return nn.functional.conv2d(x[:, :, ::d[0], ::d[1]], self.weight, self.bias, 1, padding, 1, self.groups)
+        return super().forward(x)
+
+
 class DilConv(nn.Sequential):
     """ReLU, depthwise (dilated) conv, pointwise conv, BN."""
 
     def __init__(self, c_in, c_out, kernel, stride, padding, dilation, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
@@ -41,6 +60,9 @@ class SepConv(nn.Sequential):
             DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
             DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
         )
+        # The inner ReLU may overwrite its input: that is the first BN's output, which nothing else
+        # reads (BN's backward needs its input, not its output). One activation less to write and keep.
+        self[1][0].inplace = True
 
 
 class FactorizedReduce(nn.Module):

@@ -208,3 +208,48 @@ def test_supernet_size_matches_the_official_search_network():
     model = Supernet(3, 10)
     assert sum(p.numel() for p in model.weights()) == 1_930_618
     assert sum(a.numel() for a in model.arch_parameters()) == 2 * 14 * 8
+
+
+@pytest.mark.parametrize("size", [8, 9, 11])
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("groups", [1, C])
+def test_strided_dilated_conv_equals_the_native_conv(size, kernel, groups):
+    """ops.Conv2d computes stride = dilation = 2 on the subsampled input; same outputs and gradients."""
+    conv = ops_module.Conv2d(C, C, kernel, stride=2, padding=kernel - 1, dilation=2, groups=groups,
+                             bias=True).double()
+    x = torch.randn(2, C, size, size, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, C, math.ceil(size / 2), math.ceil(size / 2), dtype=torch.float64)
+    native = nn.functional.conv2d(x, conv.weight, conv.bias, 2, kernel - 1, 2, groups)
+    out = conv(x)
+    assert out.shape == native.shape
+    torch.testing.assert_close(out, native, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(out, [x, conv.weight, conv.bias], g)
+    expected = torch.autograd.grad(native, [x, conv.weight, conv.bias], g)
+    for a, b in zip(grads, expected):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_strided_dilated_conv_takes_the_subsampled_path(monkeypatch):
+    """The fast path is really taken for dil_conv at stride 2 (a dilated conv call would show it)."""
+    calls = []
+    real = nn.functional.conv2d
+    monkeypatch.setattr(nn.functional, "conv2d", lambda *a, **k: calls.append(a[5] if len(a) > 5 else k.get("dilation", 1)) or real(*a, **k))
+    op = OPS["dil_conv_3x3"](C, 2, False)
+    op(torch.randn(2, C, 8, 8))
+    assert len(calls) == 2 and all(d in (1, (1, 1)) for d in calls)  # depthwise and pointwise, undilated
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("name", [n for n in OPS if n != "none"])
+def test_every_op_gradient_against_finite_differences(name, stride):
+    """Autograd through every op (in-place inner ReLU, subsampled strided dilated conv included)
+    equals central finite differences in float64."""
+    op = OPS[name](4, stride, False).double()
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    params = [p.detach().requires_grad_() for p in op.parameters()]
+    names = [n for n, _ in op.named_parameters()]
+
+    def f(x, *ps):
+        return torch.func.functional_call(op, dict(zip(names, ps)), (x,))
+
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-5, rtol=1e-4)
