@@ -78,6 +78,10 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x):
+        return self.bn(self.features(x))
+
+    def features(self, x):
+        """Everything but the final batch norm."""
         x = self.relu(x)
         # Odd sizes: the shifted branch is one pixel short, so pad it back (the official code fails there).
         shifted = x[:, :, 1:, 1:]
@@ -85,7 +89,7 @@ class FactorizedReduce(nn.Module):
         b = self.conv_2(shifted)
         if b.shape[-2:] != a.shape[-2:]:
             b = nn.functional.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
-        return self.bn(torch.cat([a, b], dim=1))
+        return torch.cat([a, b], dim=1)
 
 
 class Zero(nn.Module):
@@ -129,6 +133,41 @@ def strip_leading_relu(op: nn.Module) -> tuple[nn.Module, bool]:
         return nn.Identity(), True
     setattr(parent, name, nn.Identity())
     return op, True
+
+
+def scaled(op: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale * op(x), for a 0-dim `scale` (a mixing weight).
+
+    An op that ends in an affine-free batch norm takes `scale` as that norm's weight:
+    scale * BN(z) = BN(z; weight = scale). The product then costs no pass over the output, and its
+    backward none either: the norm's own backward scales the input gradient and yields the gradient of
+    `scale` (per channel, summed by the expand). Other ops are multiplied.
+    """
+    z, bn = _until_final_bn(op, x)
+    if bn is None:
+        return scale * z
+    if bn.training:
+        bn.num_batches_tracked.add_(1)  # as nn.BatchNorm2d.forward (momentum is set, so it is only a count)
+    # A dense weight vector: with a stride-0 (expanded) one, the CPU channels-last kernels take a
+    # path several times slower.
+    weight = scale.expand(bn.num_features).contiguous()
+    return nn.functional.batch_norm(z, bn.running_mean, bn.running_var, weight, None,
+                                    bn.training, bn.momentum, bn.eps)
+
+
+def _until_final_bn(op: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, nn.BatchNorm2d | None]:
+    """(the input of the affine-free BN that `op` ends with, that BN), or (op(x), None)."""
+    if isinstance(op, nn.BatchNorm2d) and op.weight is None and op.bias is None \
+            and op.track_running_stats and op.momentum is not None:
+        return x, op
+    if isinstance(op, FactorizedReduce):
+        return _until_final_bn(op.bn, op.features(x))
+    if isinstance(op, nn.Sequential) and len(op):
+        *head, last = op
+        for m in head:
+            x = m(x)
+        return _until_final_bn(last, x)
+    return op(x), None
 
 
 def _skip(c, stride, affine):

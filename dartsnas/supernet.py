@@ -28,7 +28,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .genotype import edge_names
-from .ops import OPS, FactorizedReduce, ReLUConvBN, strip_leading_relu
+from .ops import OPS, FactorizedReduce, ReLUConvBN, scaled, strip_leading_relu
 from .relax import GumbelHard, Softmax
 from .spaces import DARTS_OPS, MIXED_OPS
 
@@ -76,10 +76,11 @@ class MixedOp(nn.Module):
     def weighted_sum(self, x, x_relu, weights) -> torch.Tensor:
         out = None
         for k, op, relu_first in zip(self.index, self.ops, self.takes_relu):
-            y = op(x_relu if relu_first else x)
-            # Accumulating in place (out += w_k * y) saves a temporary and a pass over memory per op;
-            # autograd allows it: neither mul nor addcmul needs its own output for backward.
-            out = weights[k] * y if out is None else out.addcmul_(y, weights[k])
+            # w_k * op(x), the weight folded into the op's final batch norm (ops.scaled).
+            y = scaled(op, x_relu if relu_first else x, weights[k])
+            # Accumulating in place saves a temporary and a pass over memory per op; autograd allows it:
+            # neither the norm nor the product needs its own output for backward, nor does add.
+            out = y if out is None else out.add_(y)
         return out
 
     def one(self, x, x_relu, weights, choice: int) -> torch.Tensor:
@@ -88,11 +89,11 @@ class MixedOp(nn.Module):
             n, c, h, w = x.shape
             return x.new_zeros(n, c, -(-h // self.stride), -(-w // self.stride))
         i = self.index.index(choice)
-        return weights[choice] * self.ops[i](x_relu if self.takes_relu[i] else x)
+        return scaled(self.ops[i], x_relu if self.takes_relu[i] else x, weights[choice])
 
     def partial(self, x, x_relu, weights) -> torch.Tensor:
         c = x.shape[1] // self.k
-        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        fmt = _memory_format(x)
         # One dense copy of the channel slice, instead of one inside every candidate op.
         part = x[:, :c].contiguous(memory_format=fmt)
         part_relu = None if x_relu is None else x_relu[:, :c].contiguous(memory_format=fmt)
@@ -125,8 +126,7 @@ class _LeanMix(torch.autograd.Function):
         mixed = ctx.mixed
         # A slice of the concatenated cell output's gradient is not contiguous; kernels (batch norm's
         # backward above all) run far slower on such a view than on one dense copy.
-        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-        grad_out = grad_out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        grad_out = grad_out.contiguous(memory_format=_memory_format(x))
         need_x, need_relu, need_w = ctx.needs_input_grad[:3]
         need_params = ctx.needs_input_grad[4:]
         grad_x = torch.zeros_like(x) if need_x else None
@@ -198,7 +198,31 @@ class SearchCell(nn.Module):
                 node = node + t
             states.append(node)
             relus.append(nn.functional.relu(node) if self.needs_relu and len(states) < self.nodes + 2 else None)
-        return torch.cat(states[2:], dim=1)
+        return _Concat.apply(*states[2:])
+
+
+class _Concat(torch.autograd.Function):
+    """torch.cat over channels whose backward hands each part a dense gradient.
+
+    The parts of the output gradient are channel slices, strided views that every op on the node's
+    backward path would read: batch norm's CPU backward runs several times slower on such a view than
+    on a dense copy, which costs one pass.
+    """
+
+    @staticmethod
+    def forward(ctx, *parts):
+        ctx.sizes = [p.shape[1] for p in parts]
+        ctx.format = _memory_format(parts[0])
+        return torch.cat(parts, dim=1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(g.contiguous(memory_format=ctx.format) for g in grad.split(ctx.sizes, dim=1))
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
 
 
 class Supernet(nn.Module):

@@ -253,3 +253,38 @@ def test_every_op_gradient_against_finite_differences(name, stride):
         return torch.func.functional_call(op, dict(zip(names, ps)), (x,))
 
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("name", [n for n in OPS if n != "none"])
+def test_scaled_equals_weight_times_op(name, stride, train):
+    """ops.scaled folds the weight into the final batch norm: same value, same gradients (input,
+    parameters, weight) and the same running statistics as w * op(x), in float64."""
+    def build():
+        torch.manual_seed(1)
+        op = OPS[name](4, stride, False)
+        if "pool" in name:
+            op = nn.Sequential(op, nn.BatchNorm2d(4, affine=False))
+        return op.double().train(train)
+
+    a, b = build(), build()
+    for m in (a, b):  # non-trivial running statistics, so that eval mode uses them
+        for buf_name, buf in m.named_buffers():
+            if buf_name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+            elif buf_name.endswith("running_mean"):
+                buf.normal_()
+    for (_, u), (_, v) in zip(a.named_buffers(), b.named_buffers()):
+        v.copy_(u)
+    x = torch.randn(3, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(0.37, dtype=torch.float64, requires_grad=True)
+    out, ref = ops_module.scaled(a, x, w), w * b(x)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [x, w, *a.parameters()], g)
+    want = torch.autograd.grad(ref, [x, w, *b.parameters()], g)
+    for u, v in zip(got, want):
+        torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+    for (n, u), (_, v) in zip(a.named_buffers(), b.named_buffers()):
+        assert torch.equal(u, v) if u.dtype == torch.long else torch.allclose(u, v, rtol=1e-12, atol=1e-12), n
