@@ -42,7 +42,10 @@ class Architect:
         if self.unrolled:
             grads, loss = self.second_order_grads(x_train, y_train, x_val, y_val, weight_optimizer)
         else:
-            loss = self._loss({}, x_val, y_val)
+            # The weights enter as constants: no op computes their gradients (autograd would skip
+            # them anyway; the lean mode's recomputation can only tell from requires_grad).
+            constants = {n: w.detach() for n, w in self.model.named_weights()}
+            loss = self._loss(constants, x_val, y_val)
             grads = torch.autograd.grad(loss, self.alphas)
         for a, g in zip(self.alphas, grads):
             a.grad = g

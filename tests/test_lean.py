@@ -83,3 +83,25 @@ def test_lean_is_plain_weighted_sum_without_grad():
     exact.eval(), lean.eval()
     with torch.no_grad():
         torch.testing.assert_close(exact(x), lean(x))
+
+
+def test_first_order_architecture_step_computes_no_weight_gradients(monkeypatch):
+    """The weights are constants of a first-order architecture step: lean's recomputation must not
+    compute their gradients (the costly part of a depthwise conv's backward)."""
+    from dartsnas import supernet
+
+    _, lean = _pair(torch.float32)
+    x, y, xv, yv = _batch(torch.float32)
+    seen = []
+    real = supernet._LeanMix.backward
+
+    def spy(ctx, grad_out):
+        seen.append(any(ctx.needs_input_grad[4:]))
+        return real(ctx, grad_out)
+
+    monkeypatch.setattr(supernet._LeanMix, "backward", staticmethod(spy))
+    optimizer = torch.optim.SGD(lean.weights(), lr=0.1)
+    Architect(lean, nn.CrossEntropyLoss()).step(x, y, xv, yv, optimizer)
+    assert seen and not any(seen)
+    nn.functional.cross_entropy(lean(x), y).backward()  # a weight step does need them
+    assert all(seen[len(seen) // 2:])
