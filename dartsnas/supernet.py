@@ -33,10 +33,63 @@ from .relax import GumbelHard, Softmax
 from .spaces import DARTS_OPS, MIXED_OPS
 
 
-class MixedOp(nn.Module):
-    """sum_o w_o * o(x) over the candidates of one edge (Eq. 2), computed as `mode` says (see above)."""
+def candidate(name: str, c: int, stride: int) -> nn.Module:
+    """One candidate op of the search, affine-free; pools get a BN after them, as in the official search,
+    so that their scale matches the convs'."""
+    op = OPS[name](c, stride, False)
+    if "pool" in name:
+        op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
+    return op
 
-    def __init__(self, c: int, stride: int, ops: list[str], mode: str = "exact", partial_k: int = 4):
+
+def is_parameter_free(name: str) -> bool:
+    """Is candidate `name` a function of its input alone (no weights; BN statistics of its own input)?
+
+    Such an op gives the same output on every outgoing edge of a state: the cell computes it once
+    (SharedOps). A stride-1 skip is the input itself, nothing to share.
+    """
+    if name in ("none", "skip_connect"):
+        return False
+    with torch.device("meta"):  # built only to look: no memory, no draw from the random generator
+        return not any(True for _ in candidate(name, 4, 1).parameters())
+
+
+class SharedOps(nn.Module):
+    """The parameter-free candidates (pools and their BN) of one state, computed once per forward for
+    all its outgoing edges: they are the same function of the same input on each of them, so the
+    outputs, gradients and BN running statistics are those of the paper's one-op-per-edge network,
+    at a fraction of the work (a state has up to `nodes` outgoing edges)."""
+
+    def __init__(self, names: list[str], c: int, stride: int):
+        super().__init__()
+        self.ops = nn.ModuleDict({name: candidate(name, c, stride) for name in names})
+
+    def outputs(self, x: torch.Tensor) -> "SharedOutputs":
+        return SharedOutputs(self, x)
+
+
+class SharedOutputs:
+    """One forward's outputs of a state's SharedOps, computed on first use (an edge may see the input
+    through a channel slice, partial mode: every edge of a state takes the same one)."""
+
+    def __init__(self, shared: SharedOps, x: torch.Tensor):
+        self.shared, self.x, self.cache = shared, x, {}
+
+    def get(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name not in self.cache:
+            self.cache[name] = self.shared.ops[name](x)
+        return self.cache[name]
+
+
+class MixedOp(nn.Module):
+    """sum_o w_o * o(x) over the candidates of one edge (Eq. 2), computed as `mode` says (see above).
+
+    Candidates named in `shared` are not built here: the cell computes them once per state and hands
+    their outputs to forward (`shared_outputs`).
+    """
+
+    def __init__(self, c: int, stride: int, ops: list[str], mode: str = "exact", partial_k: int = 4,
+                 shared: tuple[str, ...] = ()):
         super().__init__()
         if mode not in MIXED_OPS:
             raise ValueError(f"mixed-op mode must be one of {MIXED_OPS}, got {mode!r}")
@@ -46,34 +99,36 @@ class MixedOp(nn.Module):
             raise ValueError(f"partial channels: {c} channels do not split into {self.k} parts")
         # `none` contributes w * 0: it is never built or computed, yet its weight still takes a share
         # of the softmax, so gradients and derivation are exactly the paper's.
-        self.index = [k for k, name in enumerate(ops) if name != "none"]
+        self.index = [k for k, name in enumerate(ops) if name != "none" and name not in shared]
+        self.shared = [(k, name) for k, name in enumerate(ops) if name in shared]
         self.ops = nn.ModuleList()
         self.takes_relu = []  # per op: does it take relu(x) (its own leading ReLU removed) or x?
         for k in self.index:
-            op = OPS[ops[k]](c // self.k, stride, False)
-            if "pool" in ops[k]:  # as the official search: BN after pooling so its scale matches the convs
-                op = nn.Sequential(op, nn.BatchNorm2d(c // self.k, affine=False))
-            op, relu_first = strip_leading_relu(op)
+            op, relu_first = strip_leading_relu(candidate(ops[k], c // self.k, stride))
             self.ops.append(op)
             self.takes_relu.append(relu_first)
         self.needs_relu = any(self.takes_relu)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None = None,
-                choice: int | None = None) -> torch.Tensor:
-        """`x_relu`: relu(x) when the caller has it already; `choice`: the one candidate to run (sample)."""
+                choice: int | None = None, shared_outputs: SharedOutputs | None = None) -> torch.Tensor:
+        """`x_relu`: relu(x) when the caller has it already; `choice`: the one candidate to run (sample);
+        `shared_outputs`: the state's shared candidates, when this edge has any."""
+        if self.shared and shared_outputs is None:
+            raise ValueError("this mixed op shares candidates with its state's other edges: "
+                             "pass shared_outputs (SearchCell does)")
         if x_relu is None and self.needs_relu:
             x_relu = nn.functional.relu(x)
         if choice is not None:
             return self.one(x, x_relu, weights, choice)
         if self.mode == "partial":
-            return self.partial(x, x_relu, weights)
+            return self.partial(x, x_relu, weights, shared_outputs)
         if self.mode == "lean" and torch.is_grad_enabled():
             # The parameters as they are now (functional_call may have swapped in others).
             params = [p for op in self.ops for p in op.parameters()]
             return _LeanMix.apply(x, x_relu, weights, self, *params)
-        return self.weighted_sum(x, x_relu, weights)
+        return self.weighted_sum(x, x_relu, weights, shared_outputs)
 
-    def weighted_sum(self, x, x_relu, weights) -> torch.Tensor:
+    def weighted_sum(self, x, x_relu, weights, shared_outputs=None) -> torch.Tensor:
         out = None
         for k, op, relu_first in zip(self.index, self.ops, self.takes_relu):
             # w_k * op(x), the weight folded into the op's final batch norm (ops.scaled).
@@ -81,6 +136,9 @@ class MixedOp(nn.Module):
             # Accumulating in place saves a temporary and a pass over memory per op; autograd allows it:
             # neither the norm nor the product needs its own output for backward, nor does add.
             out = y if out is None else out.add_(y)
+        for k, name in self.shared:
+            y = shared_outputs.get(name, x)
+            out = weights[k] * y if out is None else out.addcmul_(y, weights[k])
         return out
 
     def one(self, x, x_relu, weights, choice: int) -> torch.Tensor:
@@ -91,13 +149,13 @@ class MixedOp(nn.Module):
         i = self.index.index(choice)
         return scaled(self.ops[i], x_relu if self.takes_relu[i] else x, weights[choice])
 
-    def partial(self, x, x_relu, weights) -> torch.Tensor:
+    def partial(self, x, x_relu, weights, shared_outputs=None) -> torch.Tensor:
         c = x.shape[1] // self.k
         fmt = _memory_format(x)
         # One dense copy of the channel slice, instead of one inside every candidate op.
         part = x[:, :c].contiguous(memory_format=fmt)
         part_relu = None if x_relu is None else x_relu[:, :c].contiguous(memory_format=fmt)
-        mixed = self.weighted_sum(part, part_relu, weights)
+        mixed = self.weighted_sum(part, part_relu, weights, shared_outputs)
         rest = x[:, c:]
         if self.stride == 2:  # the bypassed channels are brought to the output size too
             rest = nn.functional.max_pool2d(rest, 2, 2, ceil_mode=True)
@@ -176,8 +234,14 @@ class SearchCell(nn.Module):
         # Inputs are brought to C channels (and to this cell's input resolution) first.
         self.pre0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        # Modes that compute every candidate compute the parameter-free ones once per state (SharedOps);
+        # lean recomputes them in backward instead of keeping them, sample runs one op per edge.
+        shared = tuple(n for n in ops if is_parameter_free(n)) if mode in ("exact", "partial") else ()
+        stride = [2 if reduction and j < 2 else 1 for j in range(nodes + 1)]  # of each state's edges
+        k = partial_k if mode == "partial" else 1
+        self.shared = nn.ModuleList(SharedOps(shared, c // k, stride[j]) for j in range(nodes + 1)) if shared else None
         self.edges = nn.ModuleList(
-            MixedOp(c, 2 if reduction and j < 2 else 1, ops, mode, partial_k)
+            MixedOp(c, stride[j], ops, mode, partial_k, shared)
             for i in range(nodes) for j in range(2 + i))
         self.needs_relu = any(e.needs_relu for e in self.edges)
 
@@ -185,19 +249,25 @@ class SearchCell(nn.Module):
         """`edge_weights`: one weight per edge (partial mode); `choices`: one op index per edge (sample)."""
         states = [self.pre0(s0), self.pre1(s1)]
         relus = [nn.functional.relu(h) for h in states] if self.needs_relu else [None] * 2
+        shared = [None] * (self.nodes + 1)  # per state feeding edges: its shared candidates' outputs
+        if self.shared is not None:
+            shared[:2] = [m.outputs(h) for m, h in zip(self.shared, states)]
         offset = 0
         for _ in range(self.nodes):
             terms = []
             for j, (h, r) in enumerate(zip(states, relus)):
                 e = offset + j
-                y = self.edges[e](h, weights[e], r, None if choices is None else choices[e])
+                y = self.edges[e](h, weights[e], r, None if choices is None else choices[e], shared[j])
                 terms.append(y if edge_weights is None else edge_weights[e] * y)
             offset += len(states)
             node = terms[0]
             for t in terms[1:]:
                 node = node + t
             states.append(node)
-            relus.append(nn.functional.relu(node) if self.needs_relu and len(states) < self.nodes + 2 else None)
+            last = len(states) == self.nodes + 2  # the last node feeds no edge
+            relus.append(nn.functional.relu(node) if self.needs_relu and not last else None)
+            if self.shared is not None and not last:
+                shared[len(states) - 1] = self.shared[len(states) - 1].outputs(node)
         return _Concat.apply(*states[2:])
 
 

@@ -310,3 +310,36 @@ def test_a_search_step_reads_nothing_back_to_the_host(monkeypatch, mode, syncs, 
     nn.utils.clip_grad_norm_(model.weights(), 5.0)
     optimizer.step()
     assert reads["n"] == syncs + (3 if unrolled and mode == "sample" else 0)
+
+
+@pytest.mark.parametrize("mode", ["exact", "partial"])
+def test_shared_parameter_free_candidates_change_nothing(mode, monkeypatch):
+    """Pools computed once per state (SharedOps) give the outputs, gradients and BN statistics of the
+    network that computes them on every edge (float64)."""
+    from dartsnas import supernet
+    from test_lean import op_buffers
+
+    def build():
+        torch.manual_seed(0)
+        model = Supernet(1, 3, init_channels=8, layers=3, nodes=3, mixed_op=mode).double()
+        with torch.no_grad():
+            for a in model.arch_parameters():
+                a.normal_()
+        return model
+
+    shared = build()
+    monkeypatch.setattr(supernet, "is_parameter_free", lambda name: False)
+    per_edge = build()
+    assert shared.cells[0].shared is not None and per_edge.cells[0].shared is None
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0])
+    grads = []
+    for model in (shared, per_edge):
+        loss = nn.functional.cross_entropy(model(x), y)
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    a, b = op_buffers(shared), op_buffers(per_edge)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-12, atol=1e-12)
