@@ -108,6 +108,7 @@ class MixedOp(nn.Module):
             self.ops.append(op)
             self.takes_relu.append(relu_first)
         self.needs_relu = any(self.takes_relu)
+        self.norms = [m for m in self.ops.modules() if isinstance(m, nn.BatchNorm2d)]  # for _LeanMix
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None = None,
                 choice: int | None = None, shared_outputs: SharedOutputs | None = None) -> torch.Tensor:
@@ -166,8 +167,8 @@ class _LeanMix(torch.autograd.Function):
     """The mixed op's weighted sum with its backward recomputing one candidate at a time.
 
     Forward runs without a graph (batch-norm running statistics move here, once, as in exact mode);
-    backward re-runs each op on the saved input with the saved parameters and copies of the BN
-    buffers (so the statistics do not move twice), and takes
+    backward re-runs each op on the saved input with the saved parameters, statistics tracking off (so
+    they do not move twice), and takes
     d/dw_k = <grad_out, op_k(x)>,  d/dx and d/dparams by that op's own backward with grad_out * w_k.
     """
 
@@ -187,36 +188,47 @@ class _LeanMix(torch.autograd.Function):
         grad_out = grad_out.contiguous(memory_format=_memory_format(x))
         need_x, need_relu, need_w = ctx.needs_input_grad[:3]
         need_params = ctx.needs_input_grad[4:]
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_relu = torch.zeros_like(x_relu) if need_relu else None
+        grad_in = {False: None, True: None}  # input gradients, of x and of relu(x), summed over ops
         grad_w = torch.zeros_like(weights) if need_w else None
         grad_params, start = [], 0
         was_training = mixed.training
-        mixed.train(ctx.training)
+        if was_training != ctx.training:
+            mixed.train(ctx.training)
+        norms = [m for m in mixed.norms if m.track_running_stats]
+        for m in norms:
+            m.track_running_stats = False  # batch statistics as in forward, running ones untouched
         try:
             for k, op, relu_first in zip(mixed.index, mixed.ops, mixed.takes_relu):
-                names = [n for n, _ in op.named_parameters()]
-                own = params[start:start + len(names)]
-                wanted = need_params[start:start + len(names)]
-                start += len(names)
+                module_params = list(op.parameters())
+                own = params[start:start + len(module_params)]
+                wanted = need_params[start:start + len(module_params)]
+                start += len(module_params)
                 source, need_in = (x_relu, need_relu) if relu_first else (x, need_x)
                 with torch.enable_grad():
                     inp = source.detach().requires_grad_(need_in)
-                    p_k = [p.detach().requires_grad_(w) for p, w in zip(own, wanted)]
-                    state = {**dict(zip(names, p_k)), **{n: b.clone() for n, b in op.named_buffers()}}
-                    y = functional_call(op, state, (inp,))
+                    if all(p.data_ptr() == q.data_ptr() for p, q in zip(own, module_params)):
+                        # The saved parameters are the op's own (or detached views of them): call it.
+                        p_k, y = module_params, op(inp)
+                    else:  # others (the virtual step's w', the finite-difference probes)
+                        p_k = [p.detach().requires_grad_(w) for p, w in zip(own, wanted)]
+                        names = [n for n, _ in op.named_parameters()]
+                        y = functional_call(op, dict(zip(names, p_k)), (inp,))
                 if need_w:
                     grad_w[k] = _dot(grad_out, y.detach())
                 inputs = ([inp] if need_in else []) + [p for p, w in zip(p_k, wanted) if w]
                 # The op's backward is linear in its output gradient: run it on grad_out and scale
                 # the results by w_k, instead of scaling grad_out (one full-size product less per op).
                 grads = list(torch.autograd.grad(y, inputs, grad_out)) if inputs else []
-                if need_in:
-                    (grad_relu if relu_first else grad_x).addcmul_(grads.pop(0), weights[k])
+                if need_in:  # the first op's product starts the sum (no zero-filled buffer)
+                    g, acc = grads.pop(0), grad_in[relu_first]
+                    grad_in[relu_first] = g * weights[k] if acc is None else acc.addcmul_(g, weights[k])
                 grad_params.extend(grads.pop(0) * weights[k] if w else None for w in wanted)
         finally:
-            mixed.train(was_training)
-        return (grad_x, grad_relu, grad_w, None, *grad_params)
+            if was_training != ctx.training:
+                mixed.train(was_training)
+            for m in norms:
+                m.track_running_stats = True
+        return (grad_in[False], grad_in[True], grad_w, None, *grad_params)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def test_estimates_scale_with_batch_and_order_modes_as_expected():
     assert exact > 3 * lean
     # exact grows with the candidate set; lean barely does
     exact2, lean2 = (_estimate(mixed_op=m, batch_size=32, ops=OP_SETS[2]) for m in ("exact", "lean"))
-    assert exact / exact2 > 1.6 and lean / lean2 < 1.3
+    assert exact / exact2 > 1.4 and lean / lean2 < 1.3
 
 
 def test_advice_names_settings_that_fit():
