@@ -272,9 +272,9 @@ class SearchCell(nn.Module):
                 y = self.edges[e](h, weights[e], r, None if choices is None else choices[e], shared[j])
                 terms.append(y if edge_weights is None else edge_weights[e] * y)
             offset += len(states)
-            node = terms[0]
+            node = terms[0]  # a fresh tensor of this cell's (an edge's output): summed into in place
             for t in terms[1:]:
-                node = node + t
+                node = node.add_(t)
             states.append(node)
             last = len(states) == self.nodes + 2  # the last node feeds no edge
             relus.append(nn.functional.relu(node) if self.needs_relu and not last else None)
