@@ -288,3 +288,30 @@ def test_scaled_equals_weight_times_op(name, stride, train):
         torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
     for (n, u), (_, v) in zip(a.named_buffers(), b.named_buffers()):
         assert torch.equal(u, v) if u.dtype == torch.long else torch.allclose(u, v, rtol=1e-12, atol=1e-12), n
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("name", [n for n in OPS if n != "none"])
+def test_channels_last_input_gets_a_channels_last_gradient(name, stride):
+    """A gradient in another memory format than the activations makes every following CPU kernel of
+    the backward pass take a slow strided path (ops.subsample): each op keeps the input's format."""
+    op = OPS[name](8, stride, False).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 8, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = op(x)
+    if y.grad_fn is None:  # the identity: no backward at all
+        return
+    formats = []  # of every 4-D gradient flowing through the backward graph: channels innermost?
+
+    def check(grad_inputs, grad_outputs):
+        formats.extend(g.stride(1) == 1 for g in (*grad_inputs, *grad_outputs) if g is not None and g.dim() == 4)
+
+    nodes, todo = set(), [y.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in nodes:
+            continue
+        nodes.add(node)
+        node.register_hook(check)
+        todo.extend(n for n, _ in node.next_functions)
+    torch.autograd.grad(y, x, torch.randn_like(y).contiguous(memory_format=torch.channels_last))
+    assert formats and all(formats)
