@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from .bench_conv import conv
 from .spaces import MIXED_OPS, OP_SETS
 
 
@@ -141,8 +142,9 @@ def _ratio(x) -> str:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks: bench search-step")
-    p.add_argument("what", choices=["search-step"])
+    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv")
+    p.add_argument("what", choices=["search-step", "conv"],
+                   help="search-step: a search step over a grid of settings; conv: the depthwise convs per formulation")
     p.add_argument("--mode", nargs="+", choices=list(MIXED_OPS), default=list(MIXED_OPS), help="mixed-op modes")
     p.add_argument("--batch", type=int, nargs="+", default=[64])
     p.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
@@ -156,7 +158,7 @@ def add_parser(sub) -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=search_step)
+    p.set_defaults(func=lambda args: conv(args) if args.what == "conv" else search_step(args))
 
 
 if __name__ == "__main__":  # the child process of one configuration

@@ -42,12 +42,16 @@ class Conv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_subsampled(x, self.weight) if self.subsamples() else super().forward(x)
+
+    def subsamples(self) -> bool:
         d = self.dilation
-        if d == self.stride and d != (1, 1) and self.padding_mode == "zeros" and not isinstance(self.padding, str) \
-                and all(p % k == 0 for p, k in zip(self.padding, d)):
-            padding = tuple(p // k for p, k in zip(self.padding, d))
-            return nn.functional.conv2d(subsample(x, d), self.weight, self.bias, 1, padding, 1, self.groups)
-        return super().forward(x)
+        return d == self.stride and d != (1, 1) and self.padding_mode == "zeros" \
+            and not isinstance(self.padding, str) and all(p % k == 0 for p, k in zip(self.padding, d))
+
+    def forward_subsampled(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        padding = tuple(p // k for p, k in zip(self.padding, self.dilation))
+        return nn.functional.conv2d(subsample(x, self.dilation), weight, self.bias, 1, padding, 1, self.groups)
 
 
 class DilConv(nn.Sequential):

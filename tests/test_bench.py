@@ -44,3 +44,29 @@ def test_ratio_table_is_markdown():
     text = table(rows)
     assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x |  |  |" in text
     assert "| exact | first | 64 | 8 | 4.000 | 8.00 | 1.00x | 1.00x | 4.00x |  |" in text
+
+
+def test_bench_conv_times_every_formulation_of_every_depthwise_conv(capsys):
+    from dartsnas.bench_conv import SHAPES
+
+    assert main(["bench", "conv", "--batch", "2", "--steps", "1", "--warmup", "0", "--threads", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["kernel"], r["dilation"], r["stride"], r["channels"], r["resolution"]) for r in rows] == SHAPES
+    for r in rows:
+        expected = {"nchw", "channels-last"} | ({"subsample"} if r["stride"] == r["dilation"] > 1 else set()) \
+            | ({"phase split"} if (r["stride"], r["dilation"]) == (1, 2) else set())
+        assert set(r["seconds"]) == expected and all(t > 0 for t in r["seconds"].values())
+        assert r["fastest"] == min(r["seconds"], key=r["seconds"].get)
+
+
+def test_every_conv_formulation_computes_the_same_conv():
+    import torch
+
+    from dartsnas.bench_conv import SHAPES, _formulations
+
+    for kernel, dilation, stride, channels, _ in SHAPES:
+        x = torch.randn(2, channels, 8, 8, dtype=torch.float64)
+        w = torch.randn(channels, 1, kernel, kernel, dtype=torch.float64)
+        outs = [fn(x.contiguous(memory_format=fmt), w) for fn, fmt in _formulations(kernel, dilation, stride, channels).values()]
+        for out in outs[1:]:
+            torch.testing.assert_close(out, outs[0], rtol=1e-12, atol=1e-12)
