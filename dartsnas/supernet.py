@@ -17,6 +17,8 @@ inside. How a mixed op is computed is its *mode*:
 
 Every conv candidate of the DARTS space starts with a ReLU of its input. The cell applies that ReLU
 once per state and hands it to all the conv ops of all the state's outgoing edges (`strip_leading_relu`).
+Likewise, in the modes that compute every candidate, the parameter-free ones (pools and their batch
+norm) are computed once per state for all its outgoing edges (`SharedOps`).
 """
 
 from __future__ import annotations
@@ -64,16 +66,18 @@ class SharedOps(nn.Module):
         super().__init__()
         self.ops = nn.ModuleDict({name: candidate(name, c, stride) for name in names})
 
-    def outputs(self, x: torch.Tensor) -> "SharedOutputs":
-        return SharedOutputs(self, x)
+    def outputs(self) -> "SharedOutputs":
+        """A holder for one forward's outputs."""
+        return SharedOutputs(self)
 
 
 class SharedOutputs:
-    """One forward's outputs of a state's SharedOps, computed on first use (an edge may see the input
-    through a channel slice, partial mode: every edge of a state takes the same one)."""
+    """One forward's outputs of a state's SharedOps, computed on first use from the input the first
+    edge hands over (its state, or in partial mode the state's channel slice: every edge of a state
+    takes the same one)."""
 
-    def __init__(self, shared: SharedOps, x: torch.Tensor):
-        self.shared, self.x, self.cache = shared, x, {}
+    def __init__(self, shared: SharedOps):
+        self.shared, self.cache = shared, {}
 
     def get(self, name: str, x: torch.Tensor) -> torch.Tensor:
         if name not in self.cache:
@@ -263,7 +267,7 @@ class SearchCell(nn.Module):
         relus = [nn.functional.relu(h) for h in states] if self.needs_relu else [None] * 2
         shared = [None] * (self.nodes + 1)  # per state feeding edges: its shared candidates' outputs
         if self.shared is not None:
-            shared[:2] = [m.outputs(h) for m, h in zip(self.shared, states)]
+            shared[:2] = [self.shared[0].outputs(), self.shared[1].outputs()]
         offset = 0
         for _ in range(self.nodes):
             terms = []
@@ -279,7 +283,7 @@ class SearchCell(nn.Module):
             last = len(states) == self.nodes + 2  # the last node feeds no edge
             relus.append(nn.functional.relu(node) if self.needs_relu and not last else None)
             if self.shared is not None and not last:
-                shared[len(states) - 1] = self.shared[len(states) - 1].outputs(node)
+                shared[len(states) - 1] = self.shared[len(states) - 1].outputs()
         return _Concat.apply(*states[2:])
 
 
