@@ -130,7 +130,7 @@ class MixedOp(nn.Module):
         if self.mode == "lean" and torch.is_grad_enabled():
             # The parameters as they are now (functional_call may have swapped in others).
             params = [p for op in self.ops for p in op.parameters()]
-            return _LeanMix.apply(x, x_relu, weights, self, *params)
+            return _LeanMix.apply(x, x_relu, weights, self, shared_outputs, *params)
         return self.weighted_sum(x, x_relu, weights, shared_outputs)
 
     def weighted_sum(self, x, x_relu, weights, shared_outputs=None) -> torch.Tensor:
@@ -177,11 +177,13 @@ class _LeanMix(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, x_relu, weights, mixed, *params):
+    def forward(ctx, x, x_relu, weights, mixed, shared_outputs, *params):
         ctx.mixed, ctx.training = mixed, mixed.training
+        # The state's shared modules, not their outputs: those are recomputed like every other op's.
+        ctx.shared_ops = None if shared_outputs is None else shared_outputs.shared
         ctx.save_for_backward(x, x_relu, weights, *params)
         with torch.no_grad():
-            return mixed.weighted_sum(x, x_relu, weights)
+            return mixed.weighted_sum(x, x_relu, weights, shared_outputs)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -191,14 +193,15 @@ class _LeanMix(torch.autograd.Function):
         # backward above all) run far slower on such a view than on one dense copy.
         grad_out = grad_out.contiguous(memory_format=_memory_format(x))
         need_x, need_relu, need_w = ctx.needs_input_grad[:3]
-        need_params = ctx.needs_input_grad[4:]
+        need_params = ctx.needs_input_grad[5:]
         grad_in = {False: None, True: None}  # input gradients, of x and of relu(x), summed over ops
         grad_w = torch.zeros_like(weights) if need_w else None
         grad_params, start = [], 0
         was_training = mixed.training
         if was_training != ctx.training:
             mixed.train(ctx.training)
-        norms = [m for m in mixed.norms if m.track_running_stats]
+        shared_norms = [] if ctx.shared_ops is None else [m for m in ctx.shared_ops.modules() if isinstance(m, nn.BatchNorm2d)]
+        norms = [m for m in mixed.norms + shared_norms if m.track_running_stats]
         for m in norms:
             m.track_running_stats = False  # batch statistics as in forward, running ones untouched
         try:
@@ -223,16 +226,28 @@ class _LeanMix(torch.autograd.Function):
                 # The op's backward is linear in its output gradient: run it on grad_out and scale
                 # the results by w_k, instead of scaling grad_out (one full-size product less per op).
                 grads = list(torch.autograd.grad(y, inputs, grad_out)) if inputs else []
-                if need_in:  # the first op's product starts the sum (no zero-filled buffer)
-                    g, acc = grads.pop(0), grad_in[relu_first]
-                    grad_in[relu_first] = g * weights[k] if acc is None else acc.addcmul_(g, weights[k])
+                if need_in:
+                    grad_in[relu_first] = _add_scaled(grad_in[relu_first], grads.pop(0), weights[k])
                 grad_params.extend(grads.pop(0) * weights[k] if w else None for w in wanted)
+            for k, name in mixed.shared:  # parameter-free, on x
+                with torch.enable_grad():
+                    inp = x.detach().requires_grad_(need_x)
+                    y = ctx.shared_ops.ops[name](inp)
+                if need_w:
+                    grad_w[k] = _dot(grad_out, y.detach())
+                if need_x:
+                    grad_in[False] = _add_scaled(grad_in[False], torch.autograd.grad(y, inp, grad_out)[0], weights[k])
         finally:
             if was_training != ctx.training:
                 mixed.train(was_training)
             for m in norms:
                 m.track_running_stats = True
-        return (grad_in[False], grad_in[True], grad_w, None, *grad_params)
+        return (grad_in[False], grad_in[True], grad_w, None, None, *grad_params)
+
+
+def _add_scaled(acc: torch.Tensor | None, g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """acc + w * g, in place; the first term starts the sum (no zero-filled buffer)."""
+    return g * w if acc is None else acc.addcmul_(g, w)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -250,9 +265,9 @@ class SearchCell(nn.Module):
         # Inputs are brought to C channels (and to this cell's input resolution) first.
         self.pre0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
-        # Modes that compute every candidate compute the parameter-free ones once per state (SharedOps);
-        # lean recomputes them in backward instead of keeping them, sample runs one op per edge.
-        shared = tuple(n for n in ops if is_parameter_free(n)) if mode in ("exact", "partial") else ()
+        # Modes that compute every candidate compute the parameter-free ones once per state (SharedOps;
+        # lean in its forward, recomputing them per edge in backward); sample runs one op per edge.
+        shared = tuple(n for n in ops if is_parameter_free(n)) if mode != "sample" else ()
         stride = [2 if reduction and j < 2 else 1 for j in range(nodes + 1)]  # of each state's edges
         k = partial_k if mode == "partial" else 1
         self.shared = nn.ModuleList(SharedOps(shared, c // k, stride[j]) for j in range(nodes + 1)) if shared else None

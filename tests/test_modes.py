@@ -312,7 +312,7 @@ def test_a_search_step_reads_nothing_back_to_the_host(monkeypatch, mode, syncs, 
     assert reads["n"] == syncs + (3 if unrolled and mode == "sample" else 0)
 
 
-@pytest.mark.parametrize("mode", ["exact", "partial"])
+@pytest.mark.parametrize("mode", ["exact", "partial", "lean"])
 def test_shared_parameter_free_candidates_change_nothing(mode, monkeypatch):
     """Pools computed once per state (SharedOps) give the outputs, gradients and BN statistics of the
     network that computes them on every edge (float64)."""
