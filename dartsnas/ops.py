@@ -37,7 +37,7 @@ class Conv2d(nn.Conv2d):
 
     With stride = dilation = d and padding d*q, output i reads inputs d*(i + t - q) for kernel taps t:
     only x[..., ::d, ::d] is ever read, so the conv equals an undilated stride-1 conv with padding q on
-    that subsampled input: same result and gradients, a quarter of the input, and (on CPU) 5 to 14x
+    that subsampled input: same result and gradients, a quarter of the input, and (on CPU) 4 to 14x
     faster than the dilated strided conv (`dartsnas bench conv`, README). Same parameters and
     attributes as nn.Conv2d, so exports and counters see an ordinary conv.
     """
