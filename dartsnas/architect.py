@@ -46,7 +46,7 @@ class Architect:
             # them anyway; the lean mode's recomputation can only tell from requires_grad).
             constants = {n: w.detach() for n, w in self.model.named_weights()}
             loss = self._loss(constants, x_val, y_val)
-            grads = torch.autograd.grad(loss, self.alphas)
+            grads = _grad(loss, self.alphas)
         for a, g in zip(self.alphas, grads):
             a.grad = g
         self.optimizer.step()
@@ -98,11 +98,12 @@ class Architect:
         for sign in (1.0, -1.0):
             with torch.no_grad():
                 shifted = {n: w + (sign * eps) * d for (n, w), d in zip(named.items(), v)}
-            out.append(torch.autograd.grad(self._loss(shifted, x, y), self.alphas))
+            out.append(_grad(self._loss(shifted, x, y), self.alphas))
         return [(gp - gn) / (2 * eps) for gp, gn in zip(*out)]
 
 
 def _grad(loss: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Gradients, with zeros for inputs the loss does not use (ops a sampling relaxation did not draw)."""
+    """Gradients, with zeros for inputs the loss does not use (ops a sampling relaxation did not draw;
+    alphas of a cell kind whose edges all drew `none`)."""
     grads = torch.autograd.grad(loss, inputs, allow_unused=True, materialize_grads=True)
     return list(grads)

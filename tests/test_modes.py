@@ -343,3 +343,20 @@ def test_shared_parameter_free_candidates_change_nothing(mode, monkeypatch):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_sample_mode_step_runs_when_every_edge_of_a_kind_draws_none(unrolled):
+    # Every normal-cell edge draws `none`: the loss does not depend on the normal cells' alphas.
+    # Their gradient is then zero (as for any op not drawn), not an error.
+    from dartsnas.architect import Architect
+
+    torch.manual_seed(0)
+    model = Supernet(1, 3, init_channels=4, layers=3, nodes=2, ops=["none", "skip_connect"], mixed_op="sample")
+    with torch.no_grad():
+        model.alphas["normal"][:, 0] = 50.0  # `none` is drawn on every normal edge
+    optimizer = torch.optim.SGD(model.weights(), 0.1, momentum=0.9)
+    architect = Architect(model, nn.CrossEntropyLoss(), unrolled=unrolled)
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 3, (4,))
+    assert torch.isfinite(architect.step(x, y, x, y, optimizer))
+    assert all(torch.isfinite(a).all() for a in model.arch_parameters())
