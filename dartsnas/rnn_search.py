@@ -185,12 +185,8 @@ def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: b
 def _search_epoch(searcher: RecurrentSearcher, run_dir: Path) -> None:
     config = searcher.config
     start = time.perf_counter()
-    progress = progress_bar(config, searcher.steps_per_epoch(), searcher.epoch + 1)
-    try:
+    with progress_bar(config, searcher.steps_per_epoch(), searcher.epoch + 1) as progress:
         metrics = searcher.train_epoch(progress)
-    finally:
-        if progress is not None:
-            progress.close()
     valid_loss = evaluate(searcher.model, searcher.text.valid, config.bptt)
     searcher.epoch += 1
     genotype = searcher.genotype()

@@ -178,12 +178,8 @@ def run_recurrent_training(config: RecurrentTrainConfig, genotype: RecurrentGeno
 def _train_epoch(trainer: RecurrentTrainer, run_dir: Path) -> None:
     config = trainer.config
     start = time.perf_counter()
-    progress = progress_bar(config, trainer.steps_per_epoch(), trainer.epoch + 1)
-    try:
+    with progress_bar(config, trainer.steps_per_epoch(), trainer.epoch + 1) as progress:
         metrics = trainer.train_epoch(progress)
-    finally:
-        if progress is not None:
-            progress.close()
     kind = "asgd" if trainer.averaging else "sgd"
     val_loss = trainer.evaluate(trainer.text.valid)
     trainer.epoch += 1

@@ -12,6 +12,8 @@ and are read with `weights_only=True`: a checkpoint is data, never code.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import logging
 import os
@@ -152,9 +154,15 @@ def resume_run(run_dir: Path, owner, device: torch.device, logs: tuple[str, ...]
     logging.getLogger("dartsnas").info(f"resumed {run_dir} after epoch {owner.epoch}")
 
 
+@contextlib.contextmanager
 def progress_bar(config, total: int, epoch: int):
-    """A progress bar over one epoch's steps, or None when `config.progress` is off."""
+    """A progress bar over one epoch's steps (None when `config.progress` is off), closed on leaving."""
     if not config.progress:
-        return None
+        yield None
+        return
     from tqdm import tqdm
-    return tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -269,12 +269,8 @@ def _search_epoch(searcher: Searcher, run_dir: Path, writer) -> None:
     lr = searcher.scheduler.get_last_lr()[0]
     tau = searcher.set_temperature()
     start = time.perf_counter()
-    progress = progress_bar(config, searcher.steps_per_epoch(), searcher.epoch + 1)
-    try:
+    with progress_bar(config, searcher.steps_per_epoch(), searcher.epoch + 1) as progress:
         metrics = searcher.train_epoch(progress)
-    finally:
-        if progress is not None:
-            progress.close()
     searcher.scheduler.step()
     metrics |= searcher.evaluate(searcher.data.arch_half)
     searcher.epoch += 1

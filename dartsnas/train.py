@@ -229,12 +229,8 @@ def _train_epoch(trainer: Trainer, run_dir: Path) -> None:
     config = trainer.config
     lr, drop = trainer.scheduler.get_last_lr()[0], drop_path_ramp(config.drop_path_prob, trainer.epoch, config.epochs)
     start = time.perf_counter()
-    progress = progress_bar(config, len(trainer.data.train), trainer.epoch + 1)
-    try:
+    with progress_bar(config, len(trainer.data.train), trainer.epoch + 1) as progress:
         metrics = trainer.train_epoch(progress)
-    finally:
-        if progress is not None:
-            progress.close()
     trainer.scheduler.step()
     trainer.epoch += 1
     if trainer.data.valid is not None:
