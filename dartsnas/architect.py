@@ -19,9 +19,26 @@ taken as a constant of alpha, so the implicit term is scaled by it: xi * c * [..
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import nn
 from torch.func import functional_call
+
+
+class Searchable(nn.Module):
+    """What the architecture step needs of a search network: its logits in `self.alphas` (a
+    ParameterDict, set by the subclass) kept apart from every other parameter, the weights."""
+
+    def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """The network's own parameters: everything but the alphas."""
+        return ((n, p) for n, p in self.named_parameters() if not n.startswith("alphas."))
+
+    def weights(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_weights()]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas.values())
 
 
 class Architect:

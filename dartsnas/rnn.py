@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .architect import Searchable
 from .genotype import RECURRENT_OPS, RecurrentGenotype
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
@@ -237,7 +237,7 @@ class LanguageModel(nn.Module):
         return logits.flatten(0, 1)
 
 
-class SearchModel(LanguageModel):
+class SearchModel(LanguageModel, Searchable):
     """The language model around the search cell, with the alphas (edges x ops) as a registered parameter."""
 
     def __init__(self, vocab_size: int, emsize: int = 300, nodes: int = 8, ops=RECURRENT_OPS,
@@ -250,16 +250,6 @@ class SearchModel(LanguageModel):
 
     def cell_inputs(self) -> dict:
         return {"probs": self.alphas["recurrent"].softmax(dim=-1)}
-
-    def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """The network's own parameters: everything but the alphas."""
-        return ((n, p) for n, p in self.named_parameters() if not n.startswith("alphas."))
-
-    def weights(self) -> list[nn.Parameter]:
-        return [p for _, p in self.named_weights()]
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alphas.values())
 
     @torch.no_grad()
     def probs(self) -> dict[str, torch.Tensor]:

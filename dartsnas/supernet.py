@@ -23,12 +23,11 @@ norm) are computed once per state for all its outgoing edges (`SharedOps`).
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from .architect import Searchable
 from .genotype import edge_names
 from .ops import OPS, FactorizedReduce, ReLUConvBN, scaled, strip_leading_relu
 from .relax import GumbelHard, Softmax
@@ -326,7 +325,7 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
         else torch.contiguous_format
 
 
-class Supernet(nn.Module):
+class Supernet(Searchable):
     """The DARTS search network (Sec. 3.1): a stem, `layers` cells, reductions at 1/3 and 2/3 of depth."""
 
     def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
@@ -378,16 +377,6 @@ class Supernet(nn.Module):
             s0, s1 = s1, cell(s0, s1, weights[kind], edge_weights[kind], choices[kind])
         # A plain mean, not adaptive pooling: its CUDA backward has no deterministic kernel.
         return self.classifier(s1.mean(dim=(2, 3)))
-
-    def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """The network's own parameters: everything but the alphas."""
-        return ((n, p) for n, p in self.named_parameters() if not n.startswith("alphas."))
-
-    def weights(self) -> list[nn.Parameter]:
-        return [p for _, p in self.named_weights()]
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alphas.values())
 
     @torch.no_grad()
     def probs(self) -> dict[str, torch.Tensor]:
