@@ -29,13 +29,9 @@ def cmd_search(args) -> None:
     if args.task or (args.resume and _recurrent_run(args.resume)):
         return cmd_search_recurrent(args)
     from .config import ConfigError, load_config
-    from .runs import new_run_dir
     from .search import run_search
 
-    overrides = list(args.set or [])
-    for flag in ("device", "seed"):
-        if getattr(args, flag) is not None:
-            overrides.append(f"{flag}={getattr(args, flag)}")
+    overrides = _overrides(args)
     if args.resume:
         if args.config or overrides:
             raise ConfigError("--resume continues a run with its own saved config; drop --config, --set, "
@@ -47,11 +43,8 @@ def cmd_search(args) -> None:
         run_search(config, run_dir, resume=True)
         return
     config = load_config(args.config, overrides)
-    if args.no_progress:
-        config.progress = False
-    name = args.name or (Path(args.config).stem if args.config else "search")
-    run_dir = new_run_dir(args.out, name)
-    print(f"run folder: {run_dir}", file=sys.stderr)
+    config = _apply_flags(config, args)
+    run_dir = _new_run(args, Path(args.config).stem if args.config else "search")
     run_search(config, run_dir)
 
 
@@ -89,14 +82,10 @@ def cmd_train(args) -> None:
     from .config import ConfigError
     from .genotype import load_genotype
     from .ops import OPS
-    from .runs import new_run_dir
     from .train import run_training
     from .train_config import load_train_config
 
-    overrides = list(args.set or [])
-    for flag in ("device", "seed"):
-        if getattr(args, flag) is not None:
-            overrides.append(f"{flag}={getattr(args, flag)}")
+    overrides = _overrides(args)
     overrides += [f"{flag}=true" for flag in ("amp", "compile") if getattr(args, flag)]
     if args.resume:
         if args.genotype or args.config or overrides:
@@ -107,19 +96,15 @@ def cmd_train(args) -> None:
             raise ConfigError(f"--resume {run_dir}: no config.yaml and genotype.json there; give the folder of an "
                               "earlier training run")
         config = load_train_config(run_dir / "config.yaml")
-        if args.no_progress:
-            config.progress = False
+        config = _apply_flags(config, args)
         run_training(config, load_genotype(run_dir / "genotype.json", known_ops=OPS), run_dir, resume=True)
         return
     if not args.genotype:
         raise ConfigError("name the genotype to train: DARTS_V2, a genotype.json, a search run folder or genotype text")
     genotype = load_genotype(args.genotype, known_ops=OPS)
     config = load_train_config(args.config, overrides)
-    if args.no_progress:
-        config.progress = False
-    name = args.name or ("train-" + Path(args.config).stem if args.config else "train")
-    run_dir = new_run_dir(args.out, name)
-    print(f"run folder: {run_dir}", file=sys.stderr)
+    config = _apply_flags(config, args)
+    run_dir = _new_run(args, "train-" + Path(args.config).stem if args.config else "train")
     run_training(config, genotype, run_dir)
 
 
@@ -257,11 +242,26 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
+def _apply_flags(config, args):
+    """The config with the command line's flags that are not config fields applied (--no-progress)."""
+    if args.no_progress:
+        config.progress = False
+    return config
+
+
+def _new_run(args, name: str) -> Path:
+    """A fresh run folder under --out (named --name, or `name`), announced on stderr."""
+    from .runs import new_run_dir
+
+    run_dir = new_run_dir(args.out, args.name or name)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    return run_dir
+
+
 def cmd_search_recurrent(args) -> None:
     from .config import ConfigError
     from .rnn_config import RecurrentSearchConfig, load_recurrent_config, read_run_config
     from .rnn_search import run_recurrent_search
-    from .runs import new_run_dir
 
     overrides = _overrides(args)
     if args.resume:
@@ -269,16 +269,12 @@ def cmd_search_recurrent(args) -> None:
             raise ConfigError("--resume continues a run with its own saved config; drop --task, --config, --set, "
                               "--device and --seed (or start a new run)")
         config = read_run_config(RecurrentSearchConfig, args.resume)
-        if args.no_progress:
-            config.progress = False
+        config = _apply_flags(config, args)
         run_recurrent_search(config, Path(args.resume), resume=True)
         return
     config = load_recurrent_config(RecurrentSearchConfig, args.config, [f"corpus={args.task}"] + overrides)
-    if args.no_progress:
-        config.progress = False
-    name = args.name or f"{args.task}-" + (Path(args.config).stem if args.config else "search")
-    run_dir = new_run_dir(args.out, name)
-    print(f"run folder: {run_dir}", file=sys.stderr)
+    config = _apply_flags(config, args)
+    run_dir = _new_run(args, f"{args.task}-" + (Path(args.config).stem if args.config else "search"))
     run_recurrent_search(config, run_dir)
 
 
@@ -287,7 +283,6 @@ def cmd_train_recurrent(args) -> None:
     from .genotype import load_recurrent_genotype
     from .rnn_config import RecurrentTrainConfig, load_recurrent_config, read_run_config
     from .rnn_train import run_recurrent_training
-    from .runs import new_run_dir
 
     overrides = _overrides(args)
     if args.amp or args.compile:
@@ -300,8 +295,7 @@ def cmd_train_recurrent(args) -> None:
         if not (run_dir / "genotype.json").exists():
             raise ConfigError(f"--resume {run_dir}: no genotype.json there; give the folder of an earlier training run")
         config = read_run_config(RecurrentTrainConfig, run_dir)
-        if args.no_progress:
-            config.progress = False
+        config = _apply_flags(config, args)
         run_recurrent_training(config, load_recurrent_genotype(run_dir / "genotype.json"), run_dir, resume=True)
         return
     if not args.genotype:
@@ -309,11 +303,8 @@ def cmd_train_recurrent(args) -> None:
                           "genotype text")
     genotype = load_recurrent_genotype(args.genotype)
     config = load_recurrent_config(RecurrentTrainConfig, args.config, [f"corpus={args.task}"] + overrides)
-    if args.no_progress:
-        config.progress = False
-    name = args.name or f"train-{args.task}-" + (Path(args.config).stem if args.config else "paper")
-    run_dir = new_run_dir(args.out, name)
-    print(f"run folder: {run_dir}", file=sys.stderr)
+    config = _apply_flags(config, args)
+    run_dir = _new_run(args, f"train-{args.task}-" + (Path(args.config).stem if args.config else "paper"))
     run_recurrent_training(config, genotype, run_dir)
 
 
