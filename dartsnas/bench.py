@@ -2,11 +2,12 @@
 step) over a grid of mode x order x batch size x candidate-set size, each configuration in a fresh
 process so that peak memory is its own.
 
-Runs the search's own code (Searcher) on the `fake` dataset at the asked shape. Peak memory is the
-process's peak resident set on CPU (runtime, weights and data included) and
-`torch.cuda.max_memory_allocated` on CUDA. Ratios are taken within the same invocation: time and
-memory against `exact` at the same order, batch and candidate set, and memory against the same mode
-with the smallest candidate set measured.
+Runs the search's own code (Searcher) on the `fake` dataset at the asked shape; mode `reference` runs
+the official code's plain formulation of the same network and step (reference.py), the baseline the
+speed targets are stated against. Peak memory is the process's peak resident set on CPU (runtime,
+weights and data included) and `torch.cuda.max_memory_allocated` on CUDA. Ratios are taken within the
+same invocation: time and memory against `exact` and against `reference` at the same order, batch and
+candidate set, and memory against the same mode with the smallest candidate set measured.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ def measure(setting: dict) -> dict:
     """One configuration, in this process: median seconds per step after warm-up, and peak memory."""
     import torch
 
-    from .config import SearchConfig
-    from .memory import estimate_bytes, held_bytes
-    from .search import Searcher, peak_memory_gb, prepare_data, resolve_device
-    from .spaces import OP_SETS
-
     if setting.get("threads"):
         torch.set_num_threads(setting["threads"])
+    if setting["mode"] == "reference":
+        return _measure_reference(setting)
+
+    from .config import SearchConfig
+    from .memory import estimate_bytes, held_bytes
+    from .search import Searcher, prepare_data, resolve_device
+
     batch = setting["batch_size"]
     config = SearchConfig(dataset="fake", data_options={"shape": [3, setting["resolution"], setting["resolution"]],
                                                         "size": 2 * batch},
@@ -53,19 +56,50 @@ def measure(setting: dict) -> dict:
     x = searcher.prepare_inputs(data.train_augment(x, searcher.generator))
     xa = searcher.prepare_inputs(data.train_augment(data.arch_half.images[:batch], searcher.generator))
     ya = data.arch_half.labels[:batch]
+
+    def step():
+        searcher.architect.step(x, y, xa, ya, searcher.optimizer)
+        searcher.weight_step(x, y)
+
+    return {**setting, **_timed(step, setting, device), "estimate_gb": estimate / 2**30}
+
+
+def _measure_reference(setting: dict) -> dict:
+    """The plain formulation of the official code (reference.py), timed the same way, on random data."""
+    import torch
+
+    from .reference import Network, Step
+    from .search import resolve_device
+
+    device = resolve_device(setting["device"])
+    torch.manual_seed(0)
+    model = Network(3, 10, setting["init_channels"], setting["layers"], ops=list(OP_SETS[setting["ops"]])).to(device)
+    step = Step(model, unrolled=setting["order"] == "second")
+    shape = (setting["batch_size"], 3, setting["resolution"], setting["resolution"])
+    x, x_val = torch.randn(2, *shape, device=device)
+    y, y_val = torch.randint(0, 10, (2, setting["batch_size"]), device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return {**setting, **_timed(lambda: step(x, y, x_val, y_val), setting, device)}
+
+
+def _timed(step, setting: dict, device) -> dict:
+    """Median seconds of `setting['steps']` calls after `setting['warmup']`, and the peak memory."""
+    import torch
+
+    from .search import peak_memory_gb
+
     times = []
     for _ in range(setting["warmup"] + setting["steps"]):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        searcher.architect.step(x, y, xa, ya, searcher.optimizer)
-        searcher.weight_step(x, y)
+        step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     measured = times[setting["warmup"]:]
-    return {**setting, "step_s": statistics.median(measured), "steps_s": measured,
-            "peak_gb": peak_memory_gb(device), "estimate_gb": estimate / 2**30}
+    return {"step_s": statistics.median(measured), "steps_s": measured, "peak_gb": peak_memory_gb(device)}
 
 
 def _run_fresh(setting: dict) -> dict:
@@ -79,14 +113,15 @@ def _run_fresh(setting: dict) -> dict:
 
 
 def add_ratios(results: list[dict]) -> list[dict]:
-    """Time and memory against `exact` (same order, batch, ops) and memory against the fewest ops."""
+    """Time and memory against `exact` and `reference` (same order, batch, ops), memory against the fewest ops."""
     ok = [r for r in results if "error" not in r]
     for r in ok:
         same = [q for q in ok if (q["order"], q["batch_size"], q["ops"]) == (r["order"], r["batch_size"], r["ops"])]
-        exact = next((q for q in same if q["mode"] == "exact"), None)
-        if exact is not None:
-            r["time_vs_exact"] = r["step_s"] / exact["step_s"]
-            r["memory_vs_exact"] = r["peak_gb"] / exact["peak_gb"]
+        for base in ("exact", "reference"):
+            q = next((q for q in same if q["mode"] == base), None)
+            if q is not None:
+                r[f"time_vs_{base}"] = r["step_s"] / q["step_s"]
+                r[f"memory_vs_{base}"] = r["peak_gb"] / q["peak_gb"]
         mode = [q for q in ok if (q["mode"], q["order"], q["batch_size"]) == (r["mode"], r["order"], r["batch_size"])]
         fewest = min(mode, key=lambda q: q["ops"])
         if fewest["ops"] != r["ops"]:
@@ -122,18 +157,22 @@ def _row(r: dict) -> str:
 
 
 def table(results: list[dict]) -> str:
-    """A Markdown table of the results with their ratios."""
-    lines = ["| mode | order | batch | ops | step (s) | peak (GB) | time / exact | memory / exact | memory / fewest ops "
-             "| estimated (GB) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """A Markdown table of the results with their ratios (against `reference` only when it was run)."""
+    ratios = ["time_vs_exact", "memory_vs_exact"]
+    if any("time_vs_reference" in r for r in results):
+        ratios += ["time_vs_reference", "memory_vs_reference"]
+    heads = ["mode", "order", "batch", "ops", "step (s)", "peak (GB)"] + [k.replace("_vs_", " / ") for k in ratios]
+    heads += ["memory / fewest ops", "estimated (GB)"]
+    lines = ["| " + " | ".join(heads) + " |", "|---|---|" + "---:|" * (len(heads) - 2)]
     for r in results:
+        head = f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | "
         if "error" in r:
-            lines.append(f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | failed: {r['error']} | | | | | |")
+            lines.append(head + f"failed: {r['error']} |" + " |" * (len(heads) - 5))
             continue
         fewest = next((v for k, v in r.items() if k.startswith("memory_vs_") and k.endswith("_ops")), None)
-        cells = [f"{r['step_s']:.3f}", f"{r['peak_gb']:.2f}", _ratio(r.get("time_vs_exact")),
-                 _ratio(r.get("memory_vs_exact")), _ratio(fewest),
+        cells = [f"{r['step_s']:.3f}", f"{r['peak_gb']:.2f}", *(_ratio(r.get(k)) for k in ratios), _ratio(fewest),
                  f"{r['estimate_gb']:.2f}" if "estimate_gb" in r else ""]
-        lines.append(f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | " + " | ".join(cells) + " |")
+        lines.append(head + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -145,7 +184,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: bench search-step | conv")
     p.add_argument("what", choices=["search-step", "conv"],
                    help="search-step: a search step over a grid of settings; conv: the depthwise convs per formulation")
-    p.add_argument("--mode", nargs="+", choices=list(MIXED_OPS), default=list(MIXED_OPS), help="mixed-op modes")
+    p.add_argument("--mode", nargs="+", choices=[*MIXED_OPS, "reference"], default=list(MIXED_OPS),
+                   help="mixed-op modes; reference: the official code's plain formulation (reference.py), the baseline")
     p.add_argument("--batch", type=int, nargs="+", default=[64])
     p.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
     p.add_argument("--ops", type=int, nargs="+", choices=sorted(OP_SETS), default=[8],

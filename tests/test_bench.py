@@ -35,6 +35,23 @@ def test_bench_second_order_and_failures_are_reported(capsys):
     assert "| partial | second | 4 | 8 | failed: " in out and "partial_k" in out
 
 
+def test_bench_measures_the_reference_formulation_as_baseline(capsys):
+    args = ["bench", "search-step", "--mode", "reference", "exact", "--batch", "4", "--order", "first", "second",
+            "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--warmup", "0",
+            "--threads", "1", "--json"]
+    assert main(args) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["mode"], r["order"]) for r in results] == [("reference", "first"), ("exact", "first"),
+                                                          ("reference", "second"), ("exact", "second")]
+    for r in results:
+        assert "error" not in r, r
+        assert r["step_s"] > 0 and 0.05 < r["peak_gb"] < 8
+    reference, exact = results[2], results[3]
+    assert exact["time_vs_reference"] == exact["step_s"] / reference["step_s"]
+    assert exact["memory_vs_reference"] == exact["peak_gb"] / reference["peak_gb"]
+    assert "time_vs_exact" in reference and "estimate_gb" not in reference
+
+
 def test_ratio_table_is_markdown():
     rows = add_ratios([
         {"mode": "exact", "order": "first", "batch_size": 64, "ops": 2, "step_s": 2.0, "peak_gb": 2.0, "steps_s": [2.0]},
@@ -44,6 +61,12 @@ def test_ratio_table_is_markdown():
     text = table(rows)
     assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x |  |  |" in text
     assert "| exact | first | 64 | 8 | 4.000 | 8.00 | 1.00x | 1.00x | 4.00x |  |" in text
+    rows.append({"mode": "reference", "order": "first", "batch_size": 64, "ops": 8, "step_s": 10.0, "peak_gb": 9.0,
+                 "steps_s": [10.0]})
+    text = table(add_ratios(rows))
+    assert "| mode | order | batch | ops | step (s) | peak (GB) | time / exact | memory / exact | time / reference " \
+           "| memory / reference | memory / fewest ops | estimated (GB) |" in text
+    assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x | 0.50x | 0.11x |  |  |" in text
 
 
 def test_bench_conv_times_every_formulation_of_every_depthwise_conv(capsys):

@@ -1,0 +1,97 @@
+"""The fast supernet and architect against the plain formulation of the official code (reference.py):
+same weights and alphas in, the same loss, gradients and architecture steps out (float64).
+
+This checks, in one comparison, everything supernet.py does differently from the plain network: no
+`none`, shared ReLUs and pools, the mixing weight folded into batch norm, channels-last, the strided
+dilated convs computed on a subsample, the lean mode's recomputation, the detached first-order step.
+"""
+
+import pytest
+import torch
+
+from dartsnas.architect import Architect
+from dartsnas.reference import Network, Step, candidate
+from dartsnas.spaces import DARTS_OPS, LARGE_OPS
+from dartsnas.supernet import Supernet
+
+
+def _pair(mode="exact", ops=DARTS_OPS, seed=0):
+    torch.manual_seed(seed)
+    model = Supernet(3, 5, init_channels=4, layers=3, nodes=3, ops=ops, mixed_op=mode).double()
+    reference = Network(3, 5, init_channels=4, layers=3, nodes=3, ops=ops).double()
+    with torch.no_grad():
+        for a in model.arch_parameters():
+            a.normal_()  # away from uniform, so that every op's share matters
+        for p, q in zip(list(model.weights()) + model.arch_parameters(),
+                        reference.weights() + list(reference.alphas.values()), strict=True):
+            q.copy_(p)
+    return model, reference
+
+
+def _batches(n=2, size=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 3, 12, 12, generator=g, dtype=torch.float64), torch.randint(0, 5, (size,), generator=g))
+            for _ in range(n)]
+
+
+def _flat(tensors):
+    return torch.cat([t.flatten() for t in tensors])
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("mode", ["exact", "lean"])
+@pytest.mark.parametrize("ops", [DARTS_OPS, LARGE_OPS], ids=["8ops", "12ops"])
+def test_supernet_computes_the_plain_network(mode, ops):
+    model, reference = _pair(mode, ops)
+    (x, y), = _batches(1)
+    x = x.contiguous(memory_format=torch.channels_last)  # as the search feeds it
+    losses, grads = [], []
+    for net in (model, reference):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        params = list(net.weights()) + list(net.alphas.values())
+        losses.append(loss)
+        grads.append(_flat(torch.autograd.grad(loss, params)))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-12, atol=0)
+    assert _rel(grads[0], grads[1]) < 1e-10
+    # Batch-norm statistics moved once, to the same values: the supernet keeps a state's pool norms once
+    # for all its edges where the plain network has one per edge, so compare as sets of tensors.
+    stats = [[b for n, b in net.named_buffers() if n.endswith(("running_mean", "running_var"))]
+             for net in (model, reference)]
+    for ours, theirs in (stats, stats[::-1]):
+        for b in ours:
+            assert any(b.shape == c.shape and torch.allclose(b, c, rtol=1e-12, atol=1e-14) for c in theirs)
+    assert not torch.allclose(stats[1][-1], torch.ones_like(stats[1][-1]))  # they did move
+
+
+@pytest.mark.parametrize("unrolled", [False, True], ids=["first", "second"])
+def test_architecture_step_is_the_official_one(unrolled):
+    model, reference = _pair("exact")
+    (x_train, y_train), (x_val, y_val) = _batches(2)
+    step = Step(reference, unrolled=unrolled)
+    architect = Architect(model, torch.nn.CrossEntropyLoss(), unrolled=unrolled)
+    optimizer = torch.optim.SGD(model.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
+    for net, opt in ((model, optimizer), (reference, step.optimizer)):  # one weight step: momentum exists
+        torch.nn.functional.cross_entropy(net(x_train), y_train).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    expected = _flat(step.arch_grads(x_train, y_train, x_val, y_val))
+    if unrolled:
+        got, _ = architect.second_order_grads(x_train, y_train, x_val, y_val, optimizer)
+    else:
+        got = torch.autograd.grad(architect._loss(dict(model.named_weights()), x_val, y_val), architect.alphas)
+    assert _rel(_flat(got), expected) < 1e-8
+    # The probes move the reference's weights in place and back: they are where they were.
+    assert _rel(_flat(reference.weights()), _flat(model.weights())) < 1e-14
+
+
+def test_reference_network_is_the_official_size():
+    # quark0/darts train_search.py prints "param size = 1.930618MB" for the paper's search network.
+    assert sum(p.numel() for p in Network(3, 10).weights()) == 1_930_618
+
+
+def test_an_op_the_reference_cannot_build_is_named():
+    with pytest.raises(ValueError, match="no op 'sep_conv_4x3'.*sep_conv_KxK"):
+        candidate("sep_conv_4x3", 4, 1)
