@@ -4,6 +4,7 @@
 #   first   one first-order search step per mode at batch 64 and 256 (fresh process each)
 #   second  one second-order step per mode at batch 64
 #   ops     candidate-set sizes 2, 4, 6, 12 for exact and lean at batch 64 (8 is in `first`)
+#   reference  the official code's plain formulation against exact, both orders, batch 64
 #   conv    the search's depthwise convs per formulation (dartsnas bench conv) at batch 64 and 256
 #   search  a real short search through the command line
 #   train   one CIFAR-10-sized training epoch of DARTS_V2 (random CIFAR-shaped data)
@@ -13,7 +14,7 @@
 set -uo pipefail
 out=${1:-gpu-results}
 shift || true
-stages=${*:-tests first second ops conv search train}
+stages=${*:-tests first second ops reference conv search train}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -28,6 +29,8 @@ for stage in $stages; do
     first) timeout 300 $bench --mode exact lean partial sample --order first --batch 64 256 2>&1 | tee "$out/bench-first.txt" ;;
     second) timeout 200 $bench --mode exact lean partial sample --order second --batch 64 2>&1 | tee "$out/bench-second.txt" ;;
     ops) timeout 280 $bench --mode exact lean --ops 2 4 6 12 --order first --batch 64 2>&1 | tee "$out/bench-ops.txt" ;;
+    reference) timeout 200 $bench --mode reference exact --order first second --batch 64 2>&1 \
+                 | tee "$out/bench-reference.txt" ;;
     conv) timeout 120 $py -m dartsnas bench conv --device cuda --batch 64 256 --steps 11 --warmup 3 2>&1 \
             | tee "$out/bench-conv.txt" ;;
     search) timeout 60 $py -m dartsnas search --config quick --set dataset=digits --set subset=null --set epochs=3 \
@@ -35,7 +38,7 @@ for stage in $stages; do
     train) timeout 100 $py -m dartsnas train DARTS_V2 --config cifar10 --set dataset=fake \
              --set "data_options={shape: [3, 32, 32], size: 50000}" --set epochs=1 --set plot=false \
              --device cuda --amp --no-progress --out "$out/runs" 2>&1 | grep -vE "^\s*$" | tail -4 | tee "$out/train.txt" ;;
-    *) echo "unknown stage $stage (tests first second ops conv search train)"; exit 2 ;;
+    *) echo "unknown stage $stage (tests first second ops reference conv search train)"; exit 2 ;;
   esac
 done
 rm -rf "$out/runs"
