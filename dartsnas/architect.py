@@ -56,19 +56,22 @@ class Architect:
 
     def step(self, x_train, y_train, x_val, y_val, weight_optimizer: torch.optim.SGD) -> torch.Tensor:
         """One Adam step on the alphas; returns the validation loss it saw (detached, no host sync)."""
-        if self.unrolled:
-            grads, loss = self.second_order_grads(x_train, y_train, x_val, y_val, weight_optimizer)
-        else:
-            # The weights enter as constants: no op computes their gradients (autograd would skip
-            # them anyway; the lean mode's recomputation can only tell from requires_grad).
-            constants = {n: w.detach() for n, w in self.model.named_weights()}
-            loss = self._loss(constants, x_val, y_val)
-            grads = _grad(loss, self.alphas)
+        grads, loss = self.grads(x_train, y_train, x_val, y_val, weight_optimizer)
         for a, g in zip(self.alphas, grads):
             a.grad = g
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
+
+    def grads(self, x_train, y_train, x_val, y_val, weight_optimizer) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The alphas' gradients of this step's order, and the validation loss."""
+        if self.unrolled:
+            return self.second_order_grads(x_train, y_train, x_val, y_val, weight_optimizer)
+        # The weights enter as constants: no op computes their gradients (autograd would skip
+        # them anyway; the lean mode's recomputation can only tell from requires_grad).
+        constants = {n: w.detach() for n, w in self.model.named_weights()}
+        loss = self._loss(constants, x_val, y_val)
+        return _grad(loss, self.alphas), loss
 
     # -- second order ----------------------------------------------------------------------------
 
