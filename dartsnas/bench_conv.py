@@ -8,7 +8,9 @@ paper's search network) in the formulations one could choose, with gradients of 
 - `channels-last`: the same in channels-last (the search's format);
 - `subsample`: stride = dilation = d as an undilated conv on every d-th pixel (ops.Conv2d);
 - `phase split`: dilation 2 at stride 1 as an undilated conv on the four pixel phases folded into
-  channels (pixel_unshuffle), then unfolded.
+  channels (pixel_unshuffle), then unfolded;
+- `transposed`: dilation 2 at stride 1 in channels-last, the input gradient computed as a forward conv
+  with the transposed kernel (ops._SameConv, what ops.Conv2d does on CPU).
 
 What ops.py uses is what this measured fastest (README, Measured).
 """
@@ -21,7 +23,7 @@ import time
 import torch
 from torch.nn import functional as F
 
-from .ops import Conv2d
+from .ops import Conv2d, _SameConv
 
 # (kernel, dilation, stride, channels, input resolution) of the depthwise convs in the paper's search
 # network (C=16, 32x32 inputs): normal cells at 32, 16 and 8 pixels, reduction edges halving 32 and 16.
@@ -42,6 +44,8 @@ def _formulations(kernel, dilation, stride, channels):
                          4 * channels)
             return F.pixel_shuffle(y, 2)
         out["phase split"] = (phases, torch.channels_last)
+        out["transposed"] = (lambda x, w: _SameConv.apply(x, w, (padding, padding), (dilation, dilation), channels),
+                             torch.channels_last)
     return out
 
 
@@ -76,7 +80,7 @@ def conv(args) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
-    names = ["nchw", "channels-last", "subsample", "phase split"]
+    names = ["nchw", "channels-last", "subsample", "phase split", "transposed"]
     if not args.json:
         print(f"forward + backward (input and weight gradients), median of {args.steps} after {args.warmup}, {device}")
         print("| conv | stride | batch x C x H x W | " + " | ".join(f"{n} (ms)" for n in names) + " | fastest |")

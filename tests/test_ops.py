@@ -239,6 +239,41 @@ def test_strided_dilated_conv_takes_the_subsampled_path(monkeypatch):
     assert len(calls) == 2 and all(d in (1, (1, 1)) for d in calls)  # depthwise and pointwise, undilated
 
 
+@pytest.mark.parametrize("c_out, kernel, dilation, groups", [
+    (C, 3, 2, C), (C, 5, 2, C), (C, 3, 1, C), (4, 1, 1, 1), (C, (1, 7), 1, 1), (9, 3, 2, 3)])
+def test_size_keeping_conv_input_gradient_as_a_conv(c_out, kernel, dilation, groups):
+    """_SameConv's backward (input gradient as a conv with the transposed kernel) against finite
+    differences, twice over (the second-order tests differentiate it again), and its values against
+    PyTorch's conv: depthwise dilated and not, dense 1x1, asymmetric, grouped with more outputs."""
+    conv = ops_module.Conv2d(C, c_out, kernel, padding=0, dilation=dilation, groups=groups, bias=False).double()
+    conv.padding = tuple(dilation * (k - 1) // 2 for k in conv.kernel_size)
+    assert conv.keeps_size()
+    x = torch.randn(2, C, 7, 8, dtype=torch.float64, requires_grad=True)
+
+    def same(x, w):
+        return ops_module._SameConv.apply(x, w, conv.padding, conv.dilation, groups)
+
+    torch.testing.assert_close(same(x, conv.weight), nn.functional.conv2d(x, conv.weight, None, 1, conv.padding,
+                                                                          conv.dilation, groups), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(same, (x, conv.weight))
+    assert torch.autograd.gradgradcheck(same, (x, conv.weight))
+
+
+def test_dilated_size_keeping_convs_take_the_transposed_backward_on_cpu(monkeypatch):
+    """dil_conv at stride 1 on CPU goes through _SameConv; undilated convs, autocast and stride 2 do not."""
+    calls = []
+    real = ops_module._SameConv.apply
+    monkeypatch.setattr(ops_module._SameConv, "apply", lambda *a: calls.append(a[3]) or real(*a))
+    x = torch.randn(2, C, 8, 8)
+    OPS["dil_conv_5x5"](C, 1, False)(x)
+    assert calls == [(2, 2)]
+    OPS["sep_conv_3x3"](C, 1, False)(x)
+    OPS["dil_conv_3x3"](C, 2, False)(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        OPS["dil_conv_3x3"](C, 1, False)(x)
+    assert calls == [(2, 2)]
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("name", [n for n in OPS if n != "none"])
 def test_every_op_gradient_against_finite_differences(name, stride):
