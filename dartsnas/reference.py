@@ -115,7 +115,9 @@ class Cell(nn.Module):
 
 
 class Network(nn.Module):
-    """The search network of supernet.Supernet (same shapes, same parameter order), computed plainly."""
+    """The search network of supernet.Supernet (same shapes, same parameter order), computed plainly.
+    Its layout loop repeats Supernet's on purpose: the tests compare the two, so neither borrows from
+    the other."""
 
     def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
                  nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3):
