@@ -1,0 +1,48 @@
+"""Whole-step effect of ops.Conv2d's transposed input gradient for dilated stride-1 convs (CPU).
+
+Alternates search steps (architecture + weight step, `exact`, first order, the paper's setting) in one
+process with the formulation on and off (off: ops.Conv2d.keeps_size answers False, so PyTorch's own
+backward runs), so that both see the same host state; prints the medians and their ratio.
+Usage: python benchmarks/dilated_backward_ab.py [--batch 64] [--rounds 7]
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from dartsnas import ops
+from dartsnas.config import SearchConfig
+from dartsnas.search import Searcher, prepare_data, resolve_device
+from dartsnas.spaces import DARTS_OPS
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--batch", type=int, default=64)
+parser.add_argument("--rounds", type=int, default=7, help="on/off pairs; the first is warm-up")
+args = parser.parse_args()
+config = SearchConfig(dataset="fake", data_options={"shape": [3, 32, 32], "size": 2 * args.batch},
+                      batch_size=args.batch, device="cpu", progress=False, ops=DARTS_OPS, plot=False).validate()
+device = resolve_device("cpu")
+searcher = Searcher(config, prepare_data(config, device), device)
+data = searcher.data
+x = searcher.prepare_inputs(data.train_augment(data.weight_half.images[:args.batch], searcher.generator))
+y = data.weight_half.labels[:args.batch]
+xa = searcher.prepare_inputs(data.train_augment(data.arch_half.images[:args.batch], searcher.generator))
+ya = data.arch_half.labels[:args.batch]
+keeps_size = ops.Conv2d.keeps_size
+times = {"transposed": [], "native": []}
+for i in range(args.rounds):
+    for name in times:
+        ops.Conv2d.keeps_size = keeps_size if name == "transposed" else (lambda self: False)
+        start = time.perf_counter()
+        searcher.architect.step(x, y, xa, ya, searcher.optimizer)
+        searcher.weight_step(x, y)
+        if i:
+            times[name].append(time.perf_counter() - start)
+ops.Conv2d.keeps_size = keeps_size
+medians = {name: statistics.median(t) for name, t in times.items()}
+print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.rounds - 1} steps each")
+for name, m in medians.items():
+    print(f"{name:10s} median step {m:.2f} s")
+print(f"transposed / native: {medians['transposed'] / medians['native']:.3f}")
