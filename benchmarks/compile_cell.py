@@ -8,8 +8,8 @@ import time
 
 import torch
 
-from dartsnas.spaces import DARTS_OPS
-from dartsnas.supernet import SearchCell
+from dartsnas.conv.spaces import DARTS_OPS
+from dartsnas.conv.supernet import SearchCell
 
 torch.manual_seed(0)
 cell = SearchCell(4, 16, 16, 16, False, False, DARTS_OPS, "exact")

@@ -1,7 +1,7 @@
-"""Whole-step effect of ops.Conv2d's transposed input gradient for dilated stride-1 convs (CPU).
+"""Whole-step effect of kernels.Conv2d's transposed input gradient for dilated stride-1 convs (CPU).
 
 Alternates search steps (architecture + weight step, `exact`, first order, the paper's setting) in one
-process with the formulation on and off (off: ops.Conv2d.keeps_size answers False, so PyTorch's own
+process with the formulation on and off (off: kernels.Conv2d.keeps_size answers False, so PyTorch's own
 backward runs), so that both see the same host state; prints the medians and their ratio.
 Usage: python benchmarks/dilated_backward_ab.py [--batch 64] [--rounds 7]
 """
@@ -12,10 +12,11 @@ import time
 
 import torch
 
-from dartsnas import ops
-from dartsnas.config import SearchConfig
-from dartsnas.search import Searcher, prepare_data, resolve_device
-from dartsnas.spaces import DARTS_OPS
+from dartsnas.conv import kernels
+from dartsnas.conv.config import SearchConfig
+from dartsnas.conv.search import Searcher, prepare_data
+from dartsnas.core.device import resolve_device
+from dartsnas.conv.spaces import DARTS_OPS
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--batch", type=int, default=64)
@@ -30,17 +31,17 @@ x = searcher.prepare_inputs(data.train_augment(data.weight_half.images[:args.bat
 y = data.weight_half.labels[:args.batch]
 xa = searcher.prepare_inputs(data.train_augment(data.arch_half.images[:args.batch], searcher.generator))
 ya = data.arch_half.labels[:args.batch]
-keeps_size = ops.Conv2d.keeps_size
+keeps_size = kernels.Conv2d.keeps_size
 times = {"transposed": [], "native": []}
 for i in range(args.rounds):
     for name in times:
-        ops.Conv2d.keeps_size = keeps_size if name == "transposed" else (lambda self: False)
+        kernels.Conv2d.keeps_size = keeps_size if name == "transposed" else (lambda self: False)
         start = time.perf_counter()
         searcher.architect.step(x, y, xa, ya, searcher.optimizer)
         searcher.weight_step(x, y)
         if i:
             times[name].append(time.perf_counter() - start)
-ops.Conv2d.keeps_size = keeps_size
+kernels.Conv2d.keeps_size = keeps_size
 medians = {name: statistics.median(t) for name, t in times.items()}
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.rounds - 1} steps each")
 for name, m in medians.items():

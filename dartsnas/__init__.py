@@ -1,7 +1,18 @@
 """dartsnas: DARTS, Differentiable Architecture Search (Liu, Simonyan & Yang, ICLR 2019), in PyTorch.
 
-Read in pipeline order: ops -> spaces -> supernet -> architect -> derive -> search. Importing the
-package does no work; import the module you need (e.g. `from dartsnas.genotype import PUBLISHED`).
+The rooms, in reading order:
+
+    conv/plain.py   the method written plainly (cell, mixed op, search network, search step): read first
+    core/           what every kind of cell shares: genotypes, the architecture step, derivation rules,
+                    relaxations, config loading, run folders, downloads, pictures
+    conv/           the convolutional side: ops and search spaces, the fast supernet, the search loop,
+                    networks for training, training, image data, export, memory estimates
+    recurrent/      the recurrent side: cells, search, training, text data
+    tools/          benchmarks
+    cli.py          the command line
+
+Importing the package does no work; import the module you need
+(e.g. `from dartsnas.core.genotype import PUBLISHED`).
 """
 
 __version__ = "0.1.0"

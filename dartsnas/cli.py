@@ -12,13 +12,13 @@ from pathlib import Path
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from .config import ConfigError
-    from .data import DataError
-    from .genotype import GenotypeError
-    from .runs import RunError
+    from .core.config import ConfigError
+    from .conv.data import DataError
+    from .core.genotype import GenotypeError
+    from .core.runs import RunError
     errors = [ConfigError, DataError, GenotypeError, RunError]
     try:
-        from .plot import PlotError
+        from .core.plot import PlotError
         errors.append(PlotError)
     except ImportError:
         pass
@@ -28,8 +28,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def cmd_search(args) -> None:
     if args.task or (args.resume and _recurrent_run(args.resume)):
         return cmd_search_recurrent(args)
-    from .config import ConfigError, load_config
-    from .search import run_search
+    from .conv.config import load_config
+    from .core.config import ConfigError
+    from .conv.search import run_search
 
     overrides = _overrides(args)
     if args.resume:
@@ -50,11 +51,11 @@ def cmd_search(args) -> None:
 
 def cmd_plot(args) -> None:
     if _recurrent_run(args.run):
-        from .plot import plot_recurrent_run
+        from .recurrent.plot import plot_recurrent_run
         for f in plot_recurrent_run(args.run):
             print(f)
         return
-    from .plot import plot_run
+    from .core.plot import plot_run
 
     files = plot_run(args.run)
     for f in files:
@@ -62,8 +63,9 @@ def cmd_plot(args) -> None:
 
 
 def cmd_genotype(args) -> None:
-    from .genotype import PUBLISHED, RECURRENT_PUBLISHED, load_genotype, load_recurrent_genotype, names_recurrent
-    from .ops import OPS
+    from .core.genotype import PUBLISHED, load_genotype
+    from .recurrent.genotype import RECURRENT_PUBLISHED, load_recurrent_genotype, names_recurrent
+    from .conv.ops import OPS
 
     if args.list or not args.spec:
         for name, g in (PUBLISHED | RECURRENT_PUBLISHED).items():
@@ -79,11 +81,11 @@ def cmd_genotype(args) -> None:
 def cmd_train(args) -> None:
     if args.task or (args.resume and _recurrent_run(args.resume)):
         return cmd_train_recurrent(args)
-    from .config import ConfigError
-    from .genotype import load_genotype
-    from .ops import OPS
-    from .train import run_training
-    from .train_config import load_train_config
+    from .core.config import ConfigError
+    from .core.genotype import load_genotype
+    from .conv.ops import OPS
+    from .conv.train import run_training
+    from .conv.config import load_train_config
 
     overrides = _overrides(args)
     overrides += [f"{flag}=true" for flag in ("amp", "compile") if getattr(args, flag)]
@@ -109,7 +111,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .export import export_run
+    from .conv.export import export_run
 
     for report in export_run(Path(args.run), args.format, best=args.best):
         print(f"{report['format']:<12} {report['path']}  max |logit difference| against eager: "
@@ -117,13 +119,13 @@ def cmd_export(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from .genotype import names_recurrent
+    from .recurrent.genotype import names_recurrent
     if names_recurrent(args.genotype):
         return cmd_info_recurrent(args)
-    from .config import ConfigError
-    from .genotype import load_genotype
-    from .network import network_info
-    from .ops import OPS
+    from .core.config import ConfigError
+    from .core.genotype import load_genotype
+    from .conv.network import network_info
+    from .conv.ops import OPS
 
     genotype = load_genotype(args.genotype, known_ops=OPS)
     options = {k: v for k, v in (("init_channels", args.init_channels), ("layers", args.layers)) if v is not None}
@@ -208,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
-    from .bench import add_parser
+    from .tools.bench import add_parser
     add_parser(sub)
     return parser
 
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 # The recurrent side (language modelling): `search --task`, `train --task`, `plot` and `genotype` of such runs.
 
 def _recurrent_run(run_dir) -> bool:
-    from .rnn_config import is_recurrent_run
+    from .recurrent.config import is_recurrent_run
     return is_recurrent_run(run_dir)
 
 
@@ -251,7 +253,7 @@ def _apply_flags(config, args):
 
 def _new_run(args, name: str) -> Path:
     """A fresh run folder under --out (named --name, or `name`), announced on stderr."""
-    from .runs import new_run_dir
+    from .core.runs import new_run_dir
 
     run_dir = new_run_dir(args.out, args.name or name)
     print(f"run folder: {run_dir}", file=sys.stderr)
@@ -259,9 +261,9 @@ def _new_run(args, name: str) -> Path:
 
 
 def cmd_search_recurrent(args) -> None:
-    from .config import ConfigError
-    from .rnn_config import RecurrentSearchConfig, load_recurrent_config, read_run_config
-    from .rnn_search import run_recurrent_search
+    from .core.config import ConfigError
+    from .recurrent.config import RecurrentSearchConfig, load_recurrent_config, read_run_config
+    from .recurrent.search import run_recurrent_search
 
     overrides = _overrides(args)
     if args.resume:
@@ -279,10 +281,10 @@ def cmd_search_recurrent(args) -> None:
 
 
 def cmd_train_recurrent(args) -> None:
-    from .config import ConfigError
-    from .genotype import load_recurrent_genotype
-    from .rnn_config import RecurrentTrainConfig, load_recurrent_config, read_run_config
-    from .rnn_train import run_recurrent_training
+    from .core.config import ConfigError
+    from .recurrent.genotype import load_recurrent_genotype
+    from .recurrent.config import RecurrentTrainConfig, load_recurrent_config, read_run_config
+    from .recurrent.train import run_recurrent_training
 
     overrides = _overrides(args)
     if args.amp or args.compile:
@@ -315,9 +317,9 @@ VOCABULARY = {"ptb": 10_000, "wikitext2": 33_278}
 def cmd_info_recurrent(args) -> None:
     import torch
 
-    from .genotype import load_recurrent_genotype
-    from .rnn import evaluation_model
-    from .rnn_train import count_parameters
+    from .recurrent.genotype import load_recurrent_genotype
+    from .recurrent.model import evaluation_model
+    from .recurrent.train import count_parameters
 
     genotype = load_recurrent_genotype(args.genotype)
     emsize = args.emsize or 850

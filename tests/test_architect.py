@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from dartsnas.architect import Architect
-from dartsnas.supernet import Supernet
+from dartsnas.core.architect import Architect
+from dartsnas.conv.supernet import Supernet
 
 SMOOTH_OPS = ["none", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3"]
 

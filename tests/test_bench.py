@@ -2,7 +2,7 @@
 
 import json
 
-from dartsnas.bench import add_ratios, table
+from dartsnas.tools.bench import add_ratios, table
 from dartsnas.cli import main
 
 
@@ -70,7 +70,7 @@ def test_ratio_table_is_markdown():
 
 
 def test_bench_conv_times_every_formulation_of_every_depthwise_conv(capsys):
-    from dartsnas.bench_conv import SHAPES
+    from dartsnas.tools.bench_conv import SHAPES
 
     assert main(["bench", "conv", "--batch", "2", "--steps", "1", "--warmup", "0", "--threads", "1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -85,7 +85,7 @@ def test_bench_conv_times_every_formulation_of_every_depthwise_conv(capsys):
 def test_every_conv_formulation_computes_the_same_conv():
     import torch
 
-    from dartsnas.bench_conv import SHAPES, _formulations
+    from dartsnas.tools.bench_conv import SHAPES, _formulations
 
     for kernel, dilation, stride, channels, _ in SHAPES:
         x = torch.randn(2, channels, 8, 8, dtype=torch.float64)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dartsnas.config import CONFIG_DIR, ConfigError, SearchConfig, load_config, save_config
+from dartsnas.conv.config import SearchConfig, load_config
+from dartsnas.core.config import CONFIG_DIR, ConfigError, save_config
 
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from dartsnas import data
-from dartsnas.data import Augment, DataError, ImageSet, batches, channel_stats, load_images
+from dartsnas.conv import data
+from dartsnas.conv.data import Augment, DataError, ImageSet, batches, channel_stats, load_images
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 CIFAR_JPEG = Path("/work/shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz")

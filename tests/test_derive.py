@@ -6,10 +6,10 @@ import random
 import pytest
 import torch
 
-from dartsnas.derive import derive, derive_cell
-from dartsnas.genotype import PUBLISHED, Genotype, edge_names, parse
-from dartsnas.spaces import DARTS_OPS
-from dartsnas.supernet import Supernet
+from dartsnas.core.derive import derive, derive_cell
+from dartsnas.core.genotype import PUBLISHED, Genotype, edge_names, parse
+from dartsnas.conv.spaces import DARTS_OPS
+from dartsnas.conv.supernet import Supernet
 
 NONE = DARTS_OPS.index("none")
 
@@ -176,15 +176,15 @@ def test_agrees_with_the_reference_rule(seed, decimals):
 # Edge weights, other candidate sets
 
 
-def test_edge_weights_change_the_kept_edges_not_their_ops():
+def test_edge_probs_change_the_kept_edges_not_their_ops():
     probs = TWO_NODES[:2] + [row(sep_conv_3x3=0.5), row(max_pool_3x3=0.4), row(dil_conv_3x3=0.3)]
     assert derive_cell(probs, DARTS_OPS, nodes=2)[2:] == [("sep_conv_3x3", 0), ("max_pool_3x3", 1)]
     weights = [1.0, 1.0, 0.1, 1.0, 2.0]  # strengths 0.05, 0.4, 0.6
-    assert derive_cell(probs, DARTS_OPS, nodes=2, edge_weights=weights)[2:] == [("dil_conv_3x3", 2), ("max_pool_3x3", 1)]
+    assert derive_cell(probs, DARTS_OPS, nodes=2, edge_probs=weights)[2:] == [("dil_conv_3x3", 2), ("max_pool_3x3", 1)]
     # Each edge keeps its own best op whatever the scaling; node 2 (both inputs kept) is unchanged.
-    assert derive_cell(probs, DARTS_OPS, nodes=2, edge_weights=weights)[:2] == derive_cell(probs, DARTS_OPS, nodes=2)[:2]
+    assert derive_cell(probs, DARTS_OPS, nodes=2, edge_probs=weights)[:2] == derive_cell(probs, DARTS_OPS, nodes=2)[:2]
     g = derive({"normal": probs, "reduce": probs}, DARTS_OPS, nodes=2,
-               edge_weights={"normal": torch.tensor(weights), "reduce": [1.0] * 5})
+               edge_probs={"normal": torch.tensor(weights), "reduce": [1.0] * 5})
     assert list(g.normal[2:]) == [("dil_conv_3x3", 2), ("max_pool_3x3", 1)]
     assert list(g.reduce[2:]) == [("sep_conv_3x3", 0), ("max_pool_3x3", 1)]
 
@@ -194,7 +194,7 @@ def test_candidate_set_without_none():
     probs = [[0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4], [0.5, 0.45, 0.05]]
     assert derive_cell(probs, ops, nodes=2) == [
         ("max_pool_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 0), ("max_pool_3x3", 2)]
-    assert derive_cell(probs, ops, nodes=2, edge_weights=[1, 1, 1, 1, 1]) == derive_cell(probs, ops, nodes=2)
+    assert derive_cell(probs, ops, nodes=2, edge_probs=[1, 1, 1, 1, 1]) == derive_cell(probs, ops, nodes=2)
 
 
 def test_none_anywhere_in_the_candidate_list_is_skipped():

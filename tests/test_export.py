@@ -6,10 +6,10 @@ import zipfile
 import pytest
 import torch
 
-from dartsnas import export as export_module
+from dartsnas.conv import export as export_module
 from dartsnas.cli import main
-from dartsnas.export import export_run, load_trained
-from dartsnas.network import count_parameters
+from dartsnas.conv.export import export_run, load_trained
+from dartsnas.conv.network import count_parameters
 
 pytest.importorskip("sklearn")
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dartsnas.genotype import (
+from dartsnas.core.genotype import (
     PUBLISHED, Genotype, GenotypeError, check_ops, edge_names, format_genotype, load_genotype, parse,
 )
 

@@ -1,5 +1,7 @@
-"""The dependency direction of STYLE.md, read from the package source with `ast`: lower layers never
-import higher ones, nothing imports the command line, and genotypes and configs load without torch."""
+"""The dependency direction of STYLE.md, read from the package source with `ast`: `core` imports nothing of
+`conv`, `recurrent` or `tools`; the two sides import only `core` and themselves; nothing imports the
+command line; the plain network borrows nothing from the fast code it is the ground truth of; genotypes and
+configs load without torch."""
 
 import ast
 import subprocess
@@ -11,30 +13,43 @@ import pytest
 import dartsnas
 
 PACKAGE = Path(dartsnas.__file__).parent
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
+# Every module as a dotted name below the package: "cli", "core.genotype", "conv.supernet", ...
+MODULES = sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
+                 if p.name != "__init__.py")
+
+# Which folders a folder's modules may import from (besides their own).
+ALLOWED = {"core": set(), "conv": {"core"}, "recurrent": {"core"}, "tools": {"core", "conv", "recurrent"}}
+TOP_LEVEL = {"cli", "__main__"}  # the command line: may import anything
 
 
-def package_imports(source: str) -> set[tuple[str, bool]]:
-    """(imported package module, lazy) pairs; lazy: the import sits inside a function body."""
+def package_imports(source: str, module: str = "x") -> set[tuple[str, bool]]:
+    """(imported package module as a dotted name, lazy) pairs of `module`'s source; lazy: the import sits
+    inside a function body. Relative imports are resolved against `module`'s folder."""
+    package = module.split(".")[:-1]
     found = set()
+
+    def resolve(level: int, name: str | None) -> str:
+        base = package[:len(package) - (level - 1)] if level > 1 else package
+        return ".".join(base + ([name] if name else []))
 
     def visit(node, lazy):
         for child in ast.iter_child_nodes(node):
             inner = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.ImportFrom):
-                if child.level > 0:  # from .x import y / from . import x
-                    targets = [child.module] if child.module else [a.name for a in child.names]
+                if child.level > 0:  # from .x import y / from ..core.x import y / from . import x
+                    prefix = resolve(child.level, child.module)
+                    targets = [prefix] if child.module else [".".join(filter(None, [prefix, a.name])) for a in child.names]
                 elif child.module == "dartsnas":
                     targets = [a.name for a in child.names]
                 elif child.module and child.module.startswith("dartsnas."):
-                    targets = [child.module]
+                    targets = [child.module.removeprefix("dartsnas.")]
                 else:
                     targets = []
-                found.update((t.removeprefix("dartsnas.").split(".")[0], inner) for t in targets)
+                found.update((t, inner) for t in targets)
             elif isinstance(child, ast.Import):
                 for alias in child.names:
                     if alias.name == "dartsnas" or alias.name.startswith("dartsnas."):
-                        found.add((alias.name.removeprefix("dartsnas").lstrip(".").split(".")[0] or "dartsnas", inner))
+                        found.add((alias.name.removeprefix("dartsnas").lstrip(".") or "dartsnas", inner))
             visit(child, inner)
 
     visit(ast.parse(source), False)
@@ -42,54 +57,67 @@ def package_imports(source: str) -> set[tuple[str, bool]]:
 
 
 def imports_of(module: str) -> set[tuple[str, bool]]:
-    return package_imports((PACKAGE / f"{module}.py").read_text())
+    return package_imports((PACKAGE / (module.replace(".", "/") + ".py")).read_text(), module)
+
+
+def folder(module: str) -> str:
+    return module.split(".")[0] if "." in module else module
 
 
 def test_the_import_reader_sees_every_form():
     source = (
-        "from .a import x\nfrom . import b\nfrom dartsnas.c import y\nfrom dartsnas import d\n"
-        "import dartsnas.e\nimport dartsnas\nimport torch\nfrom torch import nn\n"
+        "from .a import x\nfrom . import b\nfrom ..core.c import y\nfrom dartsnas import d\n"
+        "import dartsnas.e.f\nimport dartsnas\nimport torch\nfrom torch import nn\n"
         "def f():\n    from .g import z\n    import dartsnas.h as h\n"
-        "class K:\n    def m(self):\n        from .i import w\n"
+        "class K:\n    def m(self):\n        from ..i import w\n"
     )
-    assert package_imports(source) == {
-        ("a", False), ("b", False), ("c", False), ("d", False), ("e", False), ("dartsnas", False),
-        ("g", True), ("h", True), ("i", True),
+    assert package_imports(source, "conv.search") == {
+        ("conv.a", False), ("conv.b", False), ("core.c", False), ("d", False), ("e.f", False),
+        ("dartsnas", False), ("conv.g", True), ("h", True), ("i", True),
     }
 
 
 def test_the_reader_finds_the_known_edges():
     # Guards the tests below against passing vacuously (say, after a change of import style).
-    assert {m for m, _ in imports_of("supernet")} >= {"genotype", "ops", "spaces"}
-    assert ("config", True) in imports_of("cli")
+    assert {m for m, _ in imports_of("conv.supernet")} >= {"core.genotype", "conv.ops", "conv.spaces", "conv.fast"}
+    assert ("conv.config", True) in imports_of("cli")
 
 
-def test_the_layered_modules_exist():
-    assert {"genotype", "ops", "data", "spaces", "runs", "config", "plot", "cli"} <= set(MODULES)
+def test_every_module_lives_in_a_known_room():
+    # A module outside the rooms would escape every rule below: give it a room (and a rule) first.
+    assert set(MODULES) >= {"core.genotype", "conv.plain", "conv.supernet", "recurrent.model", "cli"}
+    assert {folder(m) for m in MODULES} <= set(ALLOWED) | TOP_LEVEL
 
 
-@pytest.mark.parametrize("module", ["genotype", "ops", "data", "spaces", "runs"])
+@pytest.mark.parametrize("module", [m for m in MODULES if m not in TOP_LEVEL])
+def test_rooms_import_only_the_rooms_below_them(module):
+    own = folder(module)
+    reached = {folder(m) for m, _ in imports_of(module)}
+    assert reached <= ALLOWED[own] | {own}, f"{module} imports from {sorted(reached - ALLOWED[own] - {own})}"
+
+
+@pytest.mark.parametrize("module", ["core.genotype", "core.download"])
 def test_bottom_layer_imports_nothing_of_the_package(module):
     assert imports_of(module) == set()
 
 
-def test_config_imports_only_spaces_and_ops_lazily():
-    found = imports_of("config")
-    assert {m for m, lazy in found if not lazy} <= {"spaces"}
-    assert {m for m, lazy in found if lazy} <= {"spaces", "ops"}  # ops (torch) only when validating
+def test_the_plain_network_borrows_nothing_from_the_fast_code():
+    assert {m for m, _ in imports_of("conv.plain")} <= {"conv.spaces"}
 
 
-@pytest.mark.parametrize("module", [m for m in MODULES if m not in ("cli", "__main__")])
+def test_core_plot_imports_only_genotypes():
+    assert {m for m, _ in imports_of("core.plot")} <= {"core.genotype"}
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m not in TOP_LEVEL])
 def test_nothing_imports_cli(module):
     # __main__ is the entry point of `python -m dartsnas`: it is the command line's one caller.
     assert "cli" not in {m for m, _ in imports_of(module)}
 
 
-def test_plot_imports_only_genotype():
-    assert {m for m, _ in imports_of("plot")} <= {"genotype"}
-
-
-def test_genotype_and_config_import_without_torch():
-    code = "import dartsnas.genotype, dartsnas.config, sys; assert 'torch' not in sys.modules, 'torch imported'"
+def test_genotypes_and_configs_import_without_torch():
+    modules = "dartsnas.core.genotype, dartsnas.recurrent.genotype, dartsnas.core.config, dartsnas.conv.config, " \
+              "dartsnas.recurrent.config"
+    code = f"import {modules}, sys; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from dartsnas.architect import Architect
-from dartsnas.supernet import Supernet
+from dartsnas.core.architect import Architect
+from dartsnas.conv.supernet import Supernet
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
@@ -114,18 +114,18 @@ def test_lean_is_plain_weighted_sum_without_grad():
 def test_first_order_architecture_step_computes_no_weight_gradients(monkeypatch):
     """The weights are constants of a first-order architecture step: lean's recomputation must not
     compute their gradients (the costly part of a depthwise conv's backward)."""
-    from dartsnas import supernet
+    from dartsnas.conv import lean as lean_module
 
     _, lean = _pair(torch.float32)
     x, y, xv, yv = _batch(torch.float32)
     seen = []
-    real = supernet._LeanMix.backward
+    real = lean_module.LeanMix.backward
 
     def spy(ctx, grad_out):
         seen.append(any(ctx.needs_input_grad[5:]))  # the parameters
         return real(ctx, grad_out)
 
-    monkeypatch.setattr(supernet._LeanMix, "backward", staticmethod(spy))
+    monkeypatch.setattr(lean_module.LeanMix, "backward", staticmethod(spy))
     optimizer = torch.optim.SGD(lean.weights(), lr=0.1)
     Architect(lean, nn.CrossEntropyLoss()).step(x, y, xv, yv, optimizer)
     assert seen and not any(seen)

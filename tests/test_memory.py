@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from dartsnas import search as search_module
+from dartsnas.conv import search as search_module
 from dartsnas.cli import main
-from dartsnas.config import SearchConfig
-from dartsnas.memory import advice, estimate_bytes, saved_activation_bytes
-from dartsnas.spaces import OP_SETS
+from dartsnas.conv.config import SearchConfig
+from dartsnas.conv.memory import advice, estimate_bytes, saved_activation_bytes
+from dartsnas.conv.spaces import OP_SETS
 
 from test_search import TINY, _search  # noqa: F401
 

@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from dartsnas.derive import derive
-from dartsnas.genotype import edge_names
-from dartsnas.ops import OPS, strip_leading_relu
-from dartsnas.relax import GumbelHard, Softmax, temperature
-from dartsnas.spaces import DARTS_OPS, LARGE_OPS, OP_SETS
-from dartsnas.supernet import MixedOp, Supernet
+from dartsnas.core.derive import derive
+from dartsnas.core.genotype import edge_names
+from dartsnas.conv.fast import strip_leading_relu
+from dartsnas.conv.ops import OPS
+from dartsnas.core.relax import GumbelHard, Softmax, temperature
+from dartsnas.conv.spaces import DARTS_OPS, LARGE_OPS, OP_SETS
+from dartsnas.conv.supernet import MixedOp, Supernet
 
 from test_search import _search  # noqa: F401  (the CLI helper on digits)
 
@@ -87,13 +88,13 @@ def test_partial_mixed_op_is_the_pc_darts_formula(stride, device):
     torch.testing.assert_close(out, expected)
 
 
-def test_partial_edge_weights_are_a_softmax_per_node_and_enter_derivation():
+def test_partial_edge_probs_are_a_softmax_per_node_and_enter_derivation():
     torch.manual_seed(0)
     model = Supernet(1, 3, init_channels=8, layers=3, nodes=3, mixed_op="partial")
     assert set(model.alphas) == {"normal", "reduce", "normal_edges", "reduce_edges"}
     with torch.no_grad():
         model.alphas["normal_edges"].copy_(torch.arange(9.0))
-    weights = model.edge_weights()["normal"]
+    weights = model.edge_probs()["normal"]
     for start, n in ((0, 2), (2, 3), (5, 4)):
         torch.testing.assert_close(weights[start:start + n], torch.arange(start, start + n, dtype=torch.float).softmax(0))
     # Edge weights change which edges win, not which op an edge takes.
@@ -101,7 +102,7 @@ def test_partial_edge_weights_are_a_softmax_per_node_and_enter_derivation():
     for p in probs.values():
         p[:, DARTS_OPS.index("sep_conv_3x3")] = torch.linspace(0.3, 0.2, 9)  # earlier edges stronger
     plain = derive(probs, DARTS_OPS, 3)
-    weighted = derive(probs, DARTS_OPS, 3, edge_weights=model.edge_weights())
+    weighted = derive(probs, DARTS_OPS, 3, edge_probs=model.edge_probs())
     assert [j for _, j in plain.normal] == [0, 1, 0, 1, 0, 1]
     assert [j for _, j in weighted.normal] == [1, 0, 2, 1, 3, 2]  # later edges: higher betas
     assert {op for op, _ in weighted.normal} == {"sep_conv_3x3"}
@@ -123,7 +124,7 @@ def test_partial_forward_weighs_each_edge(monkeypatch):
 def test_gumbel_weights_are_one_hot_with_softmax_gradients():
     alphas = torch.randn(14, 8, requires_grad=True)
     g = torch.Generator().manual_seed(0)
-    w = GumbelHard().weights(alphas, 2.0, g)
+    w = GumbelHard().mix(alphas, 2.0, g)
     assert torch.equal(w.detach().sum(-1), torch.ones(14))
     assert set(w.detach().flatten().tolist()) <= {0.0, 1.0}
     # Straight-through: d w_k / d alphas is the Jacobian of softmax((alphas + noise) / tau).
@@ -131,7 +132,7 @@ def test_gumbel_weights_are_one_hot_with_softmax_gradients():
     assert (alphas.grad != 0).all()
     # Samples follow softmax(alphas): frequencies over many draws.
     logits = torch.tensor([[2.0, 0.0, -1.0, 1.0]]).expand(20000, 4)
-    draws = GumbelHard().weights(logits, 1.0, g).argmax(-1)
+    draws = GumbelHard().mix(logits, 1.0, g).argmax(-1)
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     torch.testing.assert_close(freq, logits[0].softmax(0), atol=0.015, rtol=0)
     torch.testing.assert_close(GumbelHard().probs(alphas.detach(), 5.0), alphas.detach().softmax(-1))
@@ -199,7 +200,7 @@ def test_temperature_schedules_hit_their_ends():
 
 def test_softmax_temperature_sharpens():
     a = torch.tensor([1.0, 0.0, -1.0])
-    hot, cold = Softmax().weights(a, 1.0), Softmax().weights(a, 0.1)
+    hot, cold = Softmax().mix(a, 1.0), Softmax().mix(a, 0.1)
     torch.testing.assert_close(hot, a.softmax(0))
     assert cold[0] > 0.99 > hot[0]
 
@@ -214,8 +215,8 @@ def test_softmax_temperature_sharpens():
     ("sample", ["epochs=6", "subset=640", "lr=0.01"]),
 ])
 def test_modes_search_and_derive_valid_genotypes(tmp_path, mode, settings):
-    from dartsnas.genotype import load_genotype
-    from dartsnas.runs import read_jsonl
+    from dartsnas.core.genotype import load_genotype
+    from dartsnas.core.runs import read_jsonl
 
     run_dir = _search(tmp_path, "plot=false", f"mixed_op={mode}", "init_channels=8", *settings)
     genotype = load_genotype(run_dir, known_ops=OPS)
@@ -229,7 +230,7 @@ def test_modes_search_and_derive_valid_genotypes(tmp_path, mode, settings):
         assert taus == [1.0] * 3
         assert metrics[-1]["train_acc"] > 0.3  # 10 classes: chance is 0.1
         record = read_jsonl(run_dir / "alphas.jsonl")[-1]
-        assert len(record["edge_weights"]["normal"]) == len(edge_names(4))
+        assert len(record["edge_probs"]["normal"]) == len(edge_names(4))
 
 
 def test_op_sets_come_from_the_registry():
@@ -241,7 +242,7 @@ def test_op_sets_come_from_the_registry():
 
 def test_sample_mode_second_order_step_runs_with_undrawn_ops():
     # The virtual step's gradient is zero for the weights of ops no edge drew; the step still runs.
-    from dartsnas.architect import Architect
+    from dartsnas.core.architect import Architect
 
     torch.manual_seed(0)
     model = Supernet(1, 3, init_channels=4, layers=3, nodes=2, mixed_op="sample")
@@ -257,7 +258,7 @@ def test_sample_mode_second_order_step_runs_with_undrawn_ops():
 
 def test_arch_warm_up_epochs_leave_alphas_alone(tmp_path):
     # PC-DARTS trains the weights alone for its first 15 epochs (arch_start_epoch).
-    from dartsnas.runs import read_jsonl
+    from dartsnas.core.runs import read_jsonl
 
     run_dir = _search(tmp_path, "epochs=2", "plot=false", "arch_start_epoch=1")
     alphas = [r["alphas"]["normal"] for r in read_jsonl(run_dir / "alphas.jsonl")]
@@ -267,7 +268,7 @@ def test_arch_warm_up_epochs_leave_alphas_alone(tmp_path):
 
 
 def test_shipped_pcdarts_and_gdas_configs():
-    from dartsnas.config import load_config
+    from dartsnas.conv.config import load_config
 
     pc = load_config("cifar10-pcdarts")
     assert (pc.mixed_op, pc.partial_k, pc.arch_start_epoch, pc.batch_size, pc.lr, pc.arch_lr) == (
@@ -282,7 +283,7 @@ def test_a_search_step_reads_nothing_back_to_the_host(monkeypatch, mode, syncs, 
     # On a GPU every read of a tensor's value by Python waits for the device. A step needs none,
     # except `sample`, which must learn which op each edge drew: one read per forward pass
     # (architecture step + weight step; second order adds its four probe passes).
-    from dartsnas.architect import Architect
+    from dartsnas.core.architect import Architect
 
     torch.manual_seed(0)
     model = Supernet(1, 3, init_channels=8, layers=3, nodes=2, mixed_op=mode)
@@ -316,7 +317,7 @@ def test_a_search_step_reads_nothing_back_to_the_host(monkeypatch, mode, syncs, 
 def test_shared_parameter_free_candidates_change_nothing(mode, monkeypatch):
     """Pools computed once per state (SharedOps) give the outputs, gradients and BN statistics of the
     network that computes them on every edge (float64)."""
-    from dartsnas import supernet
+    from dartsnas.conv import supernet
     from test_lean import op_buffers
 
     def build():
@@ -349,7 +350,7 @@ def test_shared_parameter_free_candidates_change_nothing(mode, monkeypatch):
 def test_sample_mode_step_runs_when_every_edge_of_a_kind_draws_none(unrolled):
     # Every normal-cell edge draws `none`: the loss does not depend on the normal cells' alphas.
     # Their gradient is then zero (as for any op not drawn), not an error.
-    from dartsnas.architect import Architect
+    from dartsnas.core.architect import Architect
 
     torch.manual_seed(0)
     model = Supernet(1, 3, init_channels=4, layers=3, nodes=2, ops=["none", "skip_connect"], mixed_op="sample")

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dartsnas import network as network_module
+from dartsnas.conv import network as network_module
 from dartsnas.cli import main
-from dartsnas.genotype import PUBLISHED, parse
-from dartsnas.network import (NETWORKS, AuxiliaryHead, NetworkCIFAR, NetworkImageNet, build_network, count_macs,
+from dartsnas.core.genotype import PUBLISHED, parse
+from dartsnas.conv.network import (NETWORKS, AuxiliaryHead, NetworkCIFAR, NetworkImageNet, build_network, count_macs,
                               count_parameters, drop_path, drop_path_ramp, network_info)
 
 

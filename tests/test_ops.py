@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from dartsnas import ops as ops_module
-from dartsnas.ops import OPS, FactorizedReduce
-from dartsnas.spaces import DARTS_OPS
-from dartsnas.supernet import MixedOp, Supernet
+from dartsnas.conv import fast, kernels
+from dartsnas.conv import ops as ops_module
+from dartsnas.conv.ops import OPS, FactorizedReduce
+from dartsnas.conv.spaces import DARTS_OPS
+from dartsnas.conv.supernet import MixedOp, Supernet
 
 C = 6
 
@@ -215,7 +216,7 @@ def test_supernet_size_matches_the_official_search_network():
 @pytest.mark.parametrize("groups", [1, C])
 def test_strided_dilated_conv_equals_the_native_conv(size, kernel, groups):
     """ops.Conv2d computes stride = dilation = 2 on the subsampled input; same outputs and gradients."""
-    conv = ops_module.Conv2d(C, C, kernel, stride=2, padding=kernel - 1, dilation=2, groups=groups,
+    conv = kernels.Conv2d(C, C, kernel, stride=2, padding=kernel - 1, dilation=2, groups=groups,
                              bias=True).double()
     x = torch.randn(2, C, size, size, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, C, math.ceil(size / 2), math.ceil(size / 2), dtype=torch.float64)
@@ -245,13 +246,13 @@ def test_size_keeping_conv_input_gradient_as_a_conv(c_out, kernel, dilation, gro
     """_SameConv's backward (input gradient as a conv with the transposed kernel) against finite
     differences, twice over (the second-order tests differentiate it again), and its values against
     PyTorch's conv: depthwise dilated and not, dense 1x1, asymmetric, grouped with more outputs."""
-    conv = ops_module.Conv2d(C, c_out, kernel, padding=0, dilation=dilation, groups=groups, bias=False).double()
+    conv = kernels.Conv2d(C, c_out, kernel, padding=0, dilation=dilation, groups=groups, bias=False).double()
     conv.padding = tuple(dilation * (k - 1) // 2 for k in conv.kernel_size)
     assert conv.keeps_size()
     x = torch.randn(2, C, 7, 8, dtype=torch.float64, requires_grad=True)
 
     def same(x, w):
-        return ops_module._SameConv.apply(x, w, conv.padding, conv.dilation, groups)
+        return kernels._SameConv.apply(x, w, conv.padding, conv.dilation, groups)
 
     torch.testing.assert_close(same(x, conv.weight), nn.functional.conv2d(x, conv.weight, None, 1, conv.padding,
                                                                           conv.dilation, groups), rtol=1e-12, atol=1e-12)
@@ -262,8 +263,8 @@ def test_size_keeping_conv_input_gradient_as_a_conv(c_out, kernel, dilation, gro
 def test_dilated_size_keeping_convs_take_the_transposed_backward_on_cpu(monkeypatch):
     """dil_conv at stride 1 on CPU goes through _SameConv; undilated convs, autocast and stride 2 do not."""
     calls = []
-    real = ops_module._SameConv.apply
-    monkeypatch.setattr(ops_module._SameConv, "apply", lambda *a: calls.append(a[3]) or real(*a))
+    real = kernels._SameConv.apply
+    monkeypatch.setattr(kernels._SameConv, "apply", lambda *a: calls.append(a[3]) or real(*a))
     x = torch.randn(2, C, 8, 8)
     OPS["dil_conv_5x5"](C, 1, False)(x)
     assert calls == [(2, 2)]
@@ -314,7 +315,7 @@ def test_scaled_equals_weight_times_op(name, stride, train):
         v.copy_(u)
     x = torch.randn(3, 4, 7, 7, dtype=torch.float64, requires_grad=True)
     w = torch.tensor(0.37, dtype=torch.float64, requires_grad=True)
-    out, ref = ops_module.scaled(a, x, w), w * b(x)
+    out, ref = fast.scaled(a, x, w), w * b(x)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     g = torch.randn_like(ref)
     got = torch.autograd.grad(out, [x, w, *a.parameters()], g)

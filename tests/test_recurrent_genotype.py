@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from dartsnas.genotype import (
-    PUBLISHED, RECURRENT_PUBLISHED, GenotypeError, RecurrentGenotype, load_genotype, load_recurrent_genotype,
-    names_recurrent, parse_recurrent,
+from dartsnas.core.genotype import PUBLISHED, GenotypeError, load_genotype
+from dartsnas.recurrent.genotype import (
+    RECURRENT_PUBLISHED, RecurrentGenotype, load_recurrent_genotype, names_recurrent, parse_recurrent,
 )
 
 # Verbatim from quark0/darts rnn/genotypes.py.

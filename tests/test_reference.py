@@ -9,10 +9,10 @@ dilated convs computed on a subsample, the lean mode's recomputation, the detach
 import pytest
 import torch
 
-from dartsnas.architect import Architect
-from dartsnas.reference import Network, Step, candidate
-from dartsnas.spaces import DARTS_OPS, LARGE_OPS
-from dartsnas.supernet import Supernet
+from dartsnas.core.architect import Architect
+from dartsnas.conv.plain import Network, Step, candidate
+from dartsnas.conv.spaces import DARTS_OPS, LARGE_OPS
+from dartsnas.conv.supernet import Supernet
 
 
 def _pair(mode="exact", ops=DARTS_OPS, seed=0):

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from dartsnas.architect import Architect
-from dartsnas.derive import derive_recurrent
-from dartsnas.genotype import RECURRENT_OPS, RECURRENT_PUBLISHED, RecurrentGenotype, recurrent_edge_names
-from dartsnas.rnn import ACTIVATIONS, GenotypeCell, SearchCell, SearchModel, Segment, evaluation_model
+from dartsnas.core.architect import Architect
+from dartsnas.recurrent.genotype import derive_recurrent
+from dartsnas.recurrent.genotype import RECURRENT_OPS, RECURRENT_PUBLISHED, RecurrentGenotype, recurrent_edge_names
+from dartsnas.recurrent.model import ACTIVATIONS, GenotypeCell, SearchCell, SearchModel, Segment, evaluation_model
 
 SMOOTH_OPS = ["none", "tanh", "sigmoid", "identity"]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dartsnas import rnn_search
+from dartsnas.recurrent import search as rnn_search
 from dartsnas.cli import main
-from dartsnas.genotype import load_recurrent_genotype
-from dartsnas.rnn_config import RecurrentSearchConfig, load_recurrent_config
-from dartsnas.runs import read_jsonl
+from dartsnas.recurrent.genotype import load_recurrent_genotype
+from dartsnas.recurrent.config import RecurrentSearchConfig, load_recurrent_config
+from dartsnas.core.runs import read_jsonl
 
 PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
 pytestmark = pytest.mark.skipif(not PTB.is_dir(), reason="needs ../shared/data/ptb")

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from dartsnas import rnn_train
+from dartsnas.recurrent import train as rnn_train
 from dartsnas.cli import main
-from dartsnas.config import ConfigError
-from dartsnas.genotype import RECURRENT_PUBLISHED
-from dartsnas.rnn_config import RNN_CONFIG_DIR, RecurrentSearchConfig, RecurrentTrainConfig, load_recurrent_config
-from dartsnas.rnn_search import evaluate
-from dartsnas.rnn_train import RecurrentTrainer, TrainText, should_switch
-from dartsnas.runs import read_jsonl
-from dartsnas.text import Corpus, batchify
+from dartsnas.core.config import ConfigError
+from dartsnas.recurrent.genotype import RECURRENT_PUBLISHED
+from dartsnas.recurrent.config import RNN_CONFIG_DIR, RecurrentSearchConfig, RecurrentTrainConfig, load_recurrent_config
+from dartsnas.recurrent.search import evaluate
+from dartsnas.recurrent.train import RecurrentTrainer, TrainText, should_switch
+from dartsnas.core.runs import read_jsonl
+from dartsnas.recurrent.text import Corpus, batchify
 
 PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
 needs_ptb = pytest.mark.skipif(not PTB.is_dir(), reason="needs ../shared/data/ptb")

@@ -8,13 +8,13 @@ import sys
 import pytest
 import torch
 
-from dartsnas import search as search_module
+from dartsnas.conv import search as search_module
 from dartsnas.cli import main
-from dartsnas.config import load_config
-from dartsnas.genotype import load_genotype
-from dartsnas.ops import OPS
-from dartsnas.runs import read_jsonl
-from dartsnas.search import run_search
+from dartsnas.conv.config import load_config
+from dartsnas.core.genotype import load_genotype
+from dartsnas.conv.ops import OPS
+from dartsnas.core.runs import read_jsonl
+from dartsnas.conv.search import run_search
 
 pytest.importorskip("sklearn")
 

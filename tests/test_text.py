@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dartsnas import text
-from dartsnas.data import DataError
-from dartsnas.text import batchify, load_corpus, segment, seq_length, windows
+from dartsnas.recurrent import text
+from dartsnas.core.download import DataError
+from dartsnas.recurrent.text import batchify, load_corpus, segment, seq_length, windows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PTB = SHARED / "ptb"

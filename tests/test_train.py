@@ -7,15 +7,15 @@ import sys
 import pytest
 import torch
 
-from dartsnas import train as train_module
+from dartsnas.conv import train as train_module
 from dartsnas.cli import main
-from dartsnas.config import ConfigError
-from dartsnas.data import ImageSet
-from dartsnas.genotype import PUBLISHED, load_genotype
-from dartsnas.ops import OPS
-from dartsnas.runs import read_jsonl
-from dartsnas.train import Trainer, prepare_data, split_valid
-from dartsnas.train_config import TRAIN_CONFIG_DIR, TrainConfig, load_train_config
+from dartsnas.core.config import ConfigError
+from dartsnas.conv.data import ImageSet
+from dartsnas.core.genotype import PUBLISHED, load_genotype
+from dartsnas.conv.ops import OPS
+from dartsnas.core.runs import read_jsonl
+from dartsnas.conv.train import Trainer, prepare_data, split_valid
+from dartsnas.conv.config import TRAIN_CONFIG_DIR, TrainConfig, load_train_config
 
 pytest.importorskip("sklearn")
 
@@ -52,7 +52,7 @@ def test_one_epoch_through_cli_learns_and_leaves_a_run_folder(tmp_path):
 
 def test_drop_path_ramps_over_the_epochs_and_plots_are_drawn(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from dartsnas import plot
+    from dartsnas.core import plot
 
     def no_graphviz(*args):
         raise plot.PlotError("drawing needs the 'graphviz' package")

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .genotype import Genotype
+from ..core.genotype import Genotype
 from .ops import OPS, FactorizedReduce, ReLUConvBN
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, load_dataclass, save_config
+from ..core.config import CONFIG_DIR, ConfigError, load_dataclass
 from .genotype import RECURRENT_OPS
 
-RNN_CONFIG_DIR = Path(__file__).parent / "configs" / "rnn"
+RNN_CONFIG_DIR = CONFIG_DIR / "rnn"
 CORPORA = ("ptb", "wikitext2", "text")  # text.CORPORA, named here so that configs load without torch
 SPLITS = ("train", "valid", "test")
 
@@ -144,10 +144,6 @@ def load_recurrent_config(cls, path: str | Path | None = None, overrides: list[s
     """Defaults of `cls`, then the YAML file (a path or a shipped recurrent config's name), then overrides."""
     folder = RNN_CONFIG_DIR / "train" if cls is RecurrentTrainConfig else RNN_CONFIG_DIR
     return load_dataclass(cls, path, overrides, folder, what="recurrent config")
-
-
-def save_recurrent_config(config, path: Path) -> None:
-    save_config(config, path)
 
 
 def is_recurrent_run(run_dir: str | Path) -> bool:

@@ -1,7 +1,7 @@
-"""Relaxations: how architecture logits become the weights that mix an edge's candidate ops.
+"""Relaxations: how architecture logits become the coefficients that mix an edge's candidate ops.
 
 A relaxation gives two things per cell kind (edges x ops):
-- `weights(alphas, tau, generator)`: what the forward pass multiplies each op's output with;
+- `mix(alphas, tau, generator)`: what the forward pass multiplies each op's output with;
 - `probs(alphas, tau)`: the probabilities logged, plotted and derived from.
 
 `Softmax` is the paper's (Eq. 2) at tau = 1; a temperature annealed towards 0 pushes it towards one-hot,
@@ -16,24 +16,25 @@ import math
 
 import torch
 
-from .spaces import TEMPERATURE_SCHEDULES as SCHEDULES
+
+SCHEDULES = ("linear", "exponential")  # how the temperature moves from its start to its end value
 
 
 class Softmax:
     name = "softmax"
     samples = False
 
-    def weights(self, alphas: torch.Tensor, tau: float = 1.0, generator=None) -> torch.Tensor:
+    def mix(self, alphas: torch.Tensor, tau: float = 1.0, generator=None) -> torch.Tensor:
         return (alphas / tau).softmax(dim=-1) if tau != 1.0 else alphas.softmax(dim=-1)
 
     def probs(self, alphas: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-        return self.weights(alphas, tau)
+        return self.mix(alphas, tau)
 
 
 class GumbelHard:
     """One op per edge, drawn from softmax(alphas) by the Gumbel-max trick.
 
-    Forward weights are exactly one-hot; their gradient is that of softmax((alphas + g) / tau)
+    Its coefficients are exactly one-hot; their gradient is that of softmax((alphas + g) / tau)
     (straight-through), so the sampled op's output moves every logit of its edge.
     Its probabilities are softmax(alphas): the distribution the samples come from, whatever tau.
     """
@@ -41,7 +42,7 @@ class GumbelHard:
     name = "gumbel"
     samples = True
 
-    def weights(self, alphas: torch.Tensor, tau: float = 1.0, generator=None) -> torch.Tensor:
+    def mix(self, alphas: torch.Tensor, tau: float = 1.0, generator=None) -> torch.Tensor:
         # Exponential(1) draws give Gumbel noise as -log(E); clamp keeps log finite for E = 0.
         e = torch.empty_like(alphas).exponential_(generator=generator).clamp_min(torch.finfo(alphas.dtype).tiny)
         soft = ((alphas - e.log()) / tau).softmax(dim=-1)

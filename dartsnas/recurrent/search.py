@@ -21,13 +21,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .architect import Architect
-from .derive import derive_recurrent
-from .genotype import RecurrentGenotype, recurrent_edge_names
-from .rnn import LanguageModel, SearchModel, Segment
-from .rnn_config import RecurrentSearchConfig
-from .runs import append_jsonl, progress_bar, resume_run, save_checkpoint, start_run
-from .search import peak_memory_gb, resolve_device
+from ..core.architect import Architect
+from .genotype import RecurrentGenotype, derive_recurrent, recurrent_edge_names
+from .model import LanguageModel, SearchModel, Segment
+from .config import RecurrentSearchConfig
+from ..core.runs import append_jsonl, progress_bar, resume_run, save_checkpoint, start_run
+from ..core.device import peak_memory_gb, resolve_device
 from .text import Corpus, batchify, load_corpus, segment, windows
 
 log = logging.getLogger("dartsnas")

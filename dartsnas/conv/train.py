@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ConfigError
+from ..core.config import ConfigError
 from .data import Augment, ImageSet, batches, channel_stats, load_images
-from .genotype import Genotype
+from ..core.genotype import Genotype
 from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
-from .runs import append_jsonl, load_checkpoint, progress_bar, read_jsonl, resume_run, save_checkpoint, start_run
-from .search import peak_memory_gb, resolve_device
-from .train_config import TrainConfig
+from ..core.runs import append_jsonl, load_checkpoint, progress_bar, read_jsonl, resume_run, save_checkpoint, start_run
+from ..core.device import peak_memory_gb, resolve_device
+from .config import TrainConfig
 
 log = logging.getLogger("dartsnas")
 
@@ -268,11 +268,11 @@ def _final_results(trainer: Trainer, run_dir: Path) -> dict:
 def _draw(run_dir: Path) -> None:
     """The curves (matplotlib) and the two cells (graphviz), each drawn if its package is there."""
     try:
-        from .plot import PlotError, draw_cell, plot_curves
+        from ..core.plot import PlotError, draw_cell, plot_curves
     except ImportError as err:
         log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
         return
-    from .genotype import CELL_KINDS, load_genotype
+    from ..core.genotype import CELL_KINDS, load_genotype
 
     plots, written = run_dir / "plots", []
     genotype = load_genotype(run_dir / "genotype.json")

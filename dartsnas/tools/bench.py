@@ -20,7 +20,7 @@ import sys
 import time
 
 from .bench_conv import conv
-from .spaces import MIXED_OPS, OP_SETS
+from ..conv.spaces import MIXED_OPS, OP_SETS
 
 
 def measure(setting: dict) -> dict:
@@ -32,9 +32,10 @@ def measure(setting: dict) -> dict:
     if setting["mode"] == "reference":
         return _measure_reference(setting)
 
-    from .config import SearchConfig
-    from .memory import estimate_bytes, held_bytes
-    from .search import Searcher, prepare_data, resolve_device
+    from ..conv.config import SearchConfig
+    from ..conv.memory import estimate_bytes, held_bytes
+    from ..conv.search import Searcher, prepare_data
+    from ..core.device import resolve_device
 
     batch = setting["batch_size"]
     config = SearchConfig(dataset="fake", data_options={"shape": [3, setting["resolution"], setting["resolution"]],
@@ -68,8 +69,8 @@ def _measure_reference(setting: dict) -> dict:
     """The plain formulation of the official code (reference.py), timed the same way, on random data."""
     import torch
 
-    from .reference import Network, Step
-    from .search import resolve_device
+    from ..conv.plain import Network, Step
+    from ..core.device import resolve_device
 
     device = resolve_device(setting["device"])
     torch.manual_seed(0)
@@ -87,7 +88,7 @@ def _timed(step, setting: dict, device) -> dict:
     """Median seconds of `setting['steps']` calls after `setting['warmup']`, and the peak memory."""
     import torch
 
-    from .search import peak_memory_gb
+    from ..core.device import peak_memory_gb
 
     times = []
     for _ in range(setting["warmup"] + setting["steps"]):
@@ -103,7 +104,7 @@ def _timed(step, setting: dict, device) -> dict:
 
 
 def _run_fresh(setting: dict) -> dict:
-    out = subprocess.run([sys.executable, "-m", "dartsnas.bench", json.dumps(setting)],
+    out = subprocess.run([sys.executable, "-m", "dartsnas.tools.bench", json.dumps(setting)],
                          capture_output=True, text=True)
     if out.returncode != 0:
         lines = out.stderr.strip().splitlines()

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from .genotype import RecurrentGenotype
-from .rnn import LanguageModel, Segment, evaluation_model
-from .rnn_config import RecurrentTrainConfig
-from .rnn_search import evaluate, weight_step
-from .runs import RunError, append_jsonl, load_checkpoint, progress_bar, resume_run, save_checkpoint, start_run
-from .search import peak_memory_gb, resolve_device
+from .model import LanguageModel, Segment, evaluation_model
+from .config import RecurrentTrainConfig
+from .search import evaluate, weight_step
+from ..core.runs import RunError, append_jsonl, load_checkpoint, progress_bar, resume_run, save_checkpoint, start_run
+from ..core.device import peak_memory_gb, resolve_device
 from .text import Corpus, batchify, load_corpus, segment, windows
 
 log = logging.getLogger("dartsnas")

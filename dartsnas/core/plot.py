@@ -15,7 +15,7 @@ import math
 import shutil
 from pathlib import Path
 
-from dartsnas.genotype import CELL_KINDS, Genotype, RecurrentGenotype, parse, parse_recurrent
+from .genotype import CELL_KINDS, Genotype, parse
 
 log = logging.getLogger(__name__)
 
@@ -34,33 +34,21 @@ class PlotError(Exception):
 
 def draw_cell(genotype: Genotype, kind: str, path_stem: Path | str) -> list[Path]:
     """Draw one cell like the DARTS paper's figures; write path_stem.gv, and .png and .pdf when dot exists."""
-    graphviz = _import("graphviz")
     if kind not in CELL_KINDS:
         raise PlotError(f"cell kind {kind!r} is unknown; use one of {', '.join(CELL_KINDS)}")
-    stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    graph = graphviz.Digraph(
-        name=f"{kind}_cell", engine="dot",
-        graph_attr=dict(rankdir="LR", dpi="150"),
+    graph = cell_graph(f"{kind}_cell")
+    _add_cell(graph, getattr(genotype, kind), getattr(genotype, f"{kind}_concat"))
+    return render(graph, Path(path_stem))
+
+
+def cell_graph(name: str):
+    """An empty graphviz graph in the paper's figure style (left to right, Times, filled boxes)."""
+    graphviz = require("graphviz")
+    return graphviz.Digraph(
+        name=name, engine="dot", graph_attr=dict(rankdir="LR", dpi="150"),
         node_attr=dict(style="filled", shape="rect", align="center", fontsize="20", height="0.5", width="0.5",
                        penwidth="2", fontname="times"),
         edge_attr=dict(fontsize="20", fontname="times"))
-    _add_cell(graph, getattr(genotype, kind), getattr(genotype, f"{kind}_concat"))
-
-    gv = stem.with_suffix(".gv")
-    graph.save(gv)
-    written = [gv]
-    if shutil.which("dot") is None:
-        log.warning("Graphviz's `dot` is not on PATH: wrote only %s; install Graphviz to get PNG and PDF", gv)
-        return written
-    for fmt in ("png", "pdf"):
-        out = stem.with_suffix(f".{fmt}")
-        try:
-            graphviz.render("dot", fmt, gv, outfile=out, quiet=True)
-        except graphviz.CalledProcessError as err:
-            raise PlotError(f"dot could not render {gv} as {fmt}: {err.stderr or err}") from None
-        written.append(out)
-    return written
 
 
 def _add_cell(graph, edges: tuple[tuple[str, int], ...], concat: tuple[int, ...]) -> None:
@@ -94,7 +82,7 @@ def plot_probs(probs: dict, ops: list[str], edges: list[str], path: Path, title:
         if table.shape != (len(edges), len(ops)):
             raise PlotError(f"{kind} probs have shape {table.shape} but there are {len(edges)} edges and "
                             f"{len(ops)} ops; probs must be a list per edge of one value per op")
-    fig = _figure((1.6 + 0.75 * len(ops)) * len(kinds), 1.6 + 0.36 * len(edges))
+    fig = figure((1.6 + 0.75 * len(ops)) * len(kinds), 1.6 + 0.36 * len(edges))
     axes = fig.subplots(1, len(kinds), squeeze=False)[0]
     for ax, kind in zip(axes, kinds):
         table = tables[kind]
@@ -112,7 +100,7 @@ def plot_probs(probs: dict, ops: list[str], edges: list[str], path: Path, title:
         fig.colorbar(image, ax=ax, shrink=0.8, label="probability")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_trajectories(alpha_records: list[dict], path: Path) -> Path:
@@ -126,7 +114,7 @@ def plot_trajectories(alpha_records: list[dict], path: Path) -> Path:
     series = {kind: [_probs(r)[kind] for r in records] for kind in kinds}  # epoch -> edge -> op
 
     layout, rows, cols = _edge_grid(edges)
-    fig = _figure(2.1 * cols, 1.5 * rows * len(kinds) + 0.9)
+    fig = figure(2.1 * cols, 1.5 * rows * len(kinds) + 0.9)
     grid = fig.subplots(rows * len(kinds), cols, squeeze=False, sharex=True, sharey=True)
     for ax in grid.flat:
         ax.set_visible(False)  # only the cells of real edges are shown below
@@ -142,14 +130,14 @@ def plot_trajectories(alpha_records: list[dict], path: Path) -> Path:
             ax.set_title(f"{kind} {edge}", fontsize=9)
             ax.set_ylim(0, min(1.0, top * 1.05))
             ax.tick_params(labelsize=7, labelbottom=True, labelleft=True)
-            ax.xaxis.set_major_locator(_integer_ticks())
+            ax.xaxis.set_major_locator(integer_ticks())
             ax.grid(alpha=0.3)
     handles, labels = grid[0, 0].get_legend_handles_labels()
     # Four ops a row: eight op names in one row are wider than the five panel columns of a 4-node cell.
     fig.legend(handles, labels, loc="outside upper center", ncols=min(len(ops), 4), fontsize=9)
     fig.supxlabel("epoch")
     fig.supylabel("probability (softmax of alphas)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _edge_grid(edges: list[str]) -> tuple[list[tuple[int, int]], int, int]:
@@ -171,7 +159,7 @@ def plot_curves(metrics: list[dict], path: Path) -> Path:
     if not panels:
         raise PlotError("metrics have no *_loss or *_acc values to plot; expected lines like "
                         '{"epoch": 1, "train_loss": 2.1, "valid_acc": 0.35}')
-    fig = _figure(5.2 * len(panels), 3.8)
+    fig = figure(5.2 * len(panels), 3.8)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (suffix, keys) in zip(axes, panels):
         for key in keys:
@@ -182,11 +170,11 @@ def plot_curves(metrics: list[dict], path: Path) -> Path:
             ax.plot(*zip(*points), marker="o" if len(points) < 12 else None, markersize=3,
                     label=key.removesuffix(suffix))
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(_integer_ticks())
+        ax.xaxis.set_major_locator(integer_ticks())
         ax.set_ylabel("loss" if suffix == "_loss" else "accuracy")
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,8 +197,8 @@ def plot_run(run_dir: Path | str) -> list[Path]:
     if genotype is not None:
         for kind in CELL_KINDS:
             written += draw_cell(genotype, kind, out / f"cell_{kind}")
-    written += _plot_alphas(run, out)
-    metrics = _read_jsonl(run / "metrics.jsonl")
+    written += plot_alphas(run, out)
+    metrics = read_jsonl(run / "metrics.jsonl")
     if metrics:
         written.append(plot_curves(metrics, out / "curves.png"))
     log.info("wrote %d pictures to %s", len(written), out)
@@ -222,11 +210,11 @@ def _final_genotype(run: Path) -> Genotype | None:
     final = run / "genotype.json"
     if final.exists() and final.read_text().strip():
         return parse(final.read_text())  # a malformed file raises GenotypeError naming the problem
-    history = _read_jsonl(run / "genotypes.jsonl")
+    history = read_jsonl(run / "genotypes.jsonl")
     return Genotype.from_dict(history[-1]["genotype"]) if history else None
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     """The records of a .jsonl file; [] if it is absent or empty. A torn last line (run still writing) is dropped."""
     if not path.exists():
         return []
@@ -259,69 +247,10 @@ def _probs(record: dict) -> dict:
     return probs
 
 
-# ----------------------------------------------------------------------------------------------
-# Optional dependencies
-
-def _import(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise PlotError(f"drawing needs the {name!r} package, an optional extra: {INSTALL_HINT}") from None
-
-
-def _figure(width: float, height: float):
-    _import("matplotlib")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)  # Agg: renders to files only, never a window
-    return fig
-
-
-def _integer_ticks():
-    from matplotlib.ticker import MaxNLocator
-
-    return MaxNLocator(integer=True)  # epochs are whole numbers; '2.5' would suggest otherwise
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
-
-
-# ----------------------------------------------------------------------------------------------
-# Recurrent cells and runs
-
-def draw_recurrent_cell(genotype: RecurrentGenotype, path_stem: Path | str) -> list[Path]:
-    """Draw a recurrent cell like the DARTS paper's Figure 6: x_t and h_{t-1} into node 0, an op on every
-    edge, the averaged nodes into h_t. Writes path_stem.gv, and .png and .pdf when dot exists."""
-    graphviz = _import("graphviz")
-    stem = Path(path_stem)
+def render(graph, stem: Path) -> list[Path]:
+    """Save a graphviz graph as stem.gv, and render .png and .pdf when Graphviz's `dot` is on PATH."""
+    graphviz = require("graphviz")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    graph = graphviz.Digraph(
-        name="recurrent_cell", engine="dot", graph_attr=dict(rankdir="LR", dpi="150"),
-        node_attr=dict(style="filled", shape="rect", align="center", fontsize="20", height="0.5", width="0.5",
-                       penwidth="2", fontname="times"),
-        edge_attr=dict(fontsize="20", fontname="times"))
-    for name in ("x_{t}", "h_{t-1}"):
-        graph.node(name, fillcolor=INPUT_COLOUR)
-        graph.edge(name, "0", fillcolor="gray")
-    graph.node("0", fillcolor=NODE_COLOUR)
-    for i in range(1, genotype.nodes + 1):
-        graph.node(str(i), fillcolor=NODE_COLOUR, style="filled" if i in genotype.concat else "filled,dashed")
-    for i, (op, j) in enumerate(genotype.recurrent, start=1):
-        graph.edge(str(j), str(i), label=op)
-    graph.node("h_{t}", fillcolor=OUTPUT_COLOUR)
-    for i in genotype.concat:
-        graph.edge(str(i), "h_{t}", fillcolor="gray")
-    return _render(graph, stem)
-
-
-def _render(graph, stem: Path) -> list[Path]:
-    graphviz = _import("graphviz")
     gv = stem.with_suffix(".gv")
     graph.save(gv)
     written = [gv]
@@ -338,56 +267,9 @@ def _render(graph, stem: Path) -> list[Path]:
     return written
 
 
-def plot_perplexity(metrics: list[dict], path: Path) -> Path:
-    """Every *_ppl against the epoch, on a log scale (perplexity is exp(loss)); ASGD's start marked if any."""
-    keys = sorted({k for m in metrics for k in m if k.endswith("_ppl")})
-    if not keys:
-        raise PlotError('metrics have no *_ppl values to plot; expected lines like {"epoch": 1, "valid_ppl": 150.2}')
-    fig = _figure(5.6, 3.8)
-    ax = fig.subplots()
-    for key in keys:
-        points = [(m.get("epoch", n + 1), m[key]) for n, m in enumerate(metrics) if isinstance(m.get(key), (int, float))]
-        if points:
-            ax.plot(*zip(*points), marker="o" if len(points) < 12 else None, markersize=3, label=key.removesuffix("_ppl"))
-    switched = [m["epoch"] for m in metrics if m.get("optimizer") == "asgd"]
-    if switched:
-        ax.axvline(min(switched) - 0.5, color="grey", linestyle=":", label="averaged SGD from here")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("perplexity")
-    ax.xaxis.set_major_locator(_integer_ticks())
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    return _save(fig, path)
-
-
-def plot_recurrent_run(run_dir: Path | str) -> list[Path]:
-    """Draw every picture a recurrent run folder has data for into RUN/plots/: the cell (when graphviz is
-    installed), the probabilities and their trajectories (search runs), the perplexity curves."""
-    run = Path(run_dir)
-    if not run.is_dir() or not any((run / name).exists() for name in RUN_FILES):
-        raise PlotError(f"{run} is not a run folder: expected {', '.join(RUN_FILES)} in it; give the folder a run wrote")
-    out = run / "plots"
-    out.mkdir(exist_ok=True)
-    written: list[Path] = []
-    genotype = _final_recurrent_genotype(run)
-    if genotype is not None:
-        try:
-            written += draw_recurrent_cell(genotype, out / "cell_recurrent")
-        except PlotError as err:  # no graphviz package: the other pictures still come
-            log.warning("cell drawing skipped: %s", err)
-    written += _plot_alphas(run, out)
-    metrics = _read_jsonl(run / "metrics.jsonl")
-    if metrics:
-        written.append(plot_perplexity(metrics, out / "perplexity.png"))
-        written.append(plot_curves(metrics, out / "curves.png"))
-    log.info("wrote %d pictures to %s", len(written), out)
-    return written
-
-
-def _plot_alphas(run: Path, out: Path) -> list[Path]:
+def plot_alphas(run: Path, out: Path) -> list[Path]:
     """The final probabilities and their trajectories, from RUN/alphas.jsonl (any search run)."""
-    alphas = _read_jsonl(run / "alphas.jsonl")
+    alphas = read_jsonl(run / "alphas.jsonl")
     if not alphas:
         return []
     last = max(alphas, key=lambda r: r["epoch"])
@@ -396,9 +278,36 @@ def _plot_alphas(run: Path, out: Path) -> list[Path]:
             plot_trajectories(alphas, out / "trajectories.png")]
 
 
-def _final_recurrent_genotype(run: Path) -> RecurrentGenotype | None:
-    final = run / "genotype.json"
-    if final.exists() and final.read_text().strip():
-        return parse_recurrent(final.read_text())
-    history = _read_jsonl(run / "genotypes.jsonl")
-    return RecurrentGenotype.from_dict(history[-1]["genotype"]) if history else None
+# ----------------------------------------------------------------------------------------------
+# Optional dependencies
+
+def require(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise PlotError(f"drawing needs the {name!r} package, an optional extra: {INSTALL_HINT}") from None
+
+
+def figure(width: float, height: float):
+    require("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # Agg: renders to files only, never a window
+    return fig
+
+
+def integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)  # epochs are whole numbers; '2.5' would suggest otherwise
+
+
+def save_figure(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .data import DataError, _data_home, fetch_file, md5sum
+from ..core.download import DataError, data_home, fetch_file, md5sum
 
 SPLITS = ("train", "valid", "test")
 EOS, UNK = "<eos>", "<unk>"
@@ -145,7 +145,7 @@ def load_corpus(name: str, root: str | Path | None = None, download: bool = Fals
         raise DataError(f"unknown corpus {name!r}; valid names: {', '.join(CORPORA)}.")
     if name == "text" and root is None:
         raise DataError("the corpus 'text' is a folder of your own: give it as data_dir (--set data_dir=DIR).")
-    folder = Path(root).expanduser() if root is not None else _data_home() / name
+    folder = Path(root).expanduser() if root is not None else data_home() / name
     if download and name in SOURCES and (not folder.is_dir() or _missing(folder)):
         fetch(name, folder)
     if not folder.is_dir():

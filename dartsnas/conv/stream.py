@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError
+from ..core.config import ConfigError
 from .data import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

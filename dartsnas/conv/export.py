@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from .genotype import load_genotype
+from ..core.genotype import load_genotype
 from .network import build_network
 from .ops import OPS
-from .runs import RunError, load_checkpoint
+from ..core.runs import RunError, load_checkpoint
 
 FORMATS = {"pt2": None, "onnx": ("onnx", "onnxscript", "onnxruntime"), "safetensors": ("safetensors",)}
 EXTRA = {"onnx": "onnx", "safetensors": "safetensors"}

@@ -21,7 +21,6 @@ OP_SETS = {
     12: LARGE_OPS,
 }
 
-# How a mixed op is computed (supernet.MixedOp) and how temperatures move (relax.temperature): named
-# here so that configs can be checked without importing torch.
+# How a mixed op is computed (supernet.MixedOp): named here so that configs can be checked without
+# importing torch.
 MIXED_OPS = ("exact", "lean", "partial", "sample")
-TEMPERATURE_SCHEDULES = ("linear", "exponential")

@@ -5,7 +5,6 @@ on the training half, batch by batch; derive and log the genotype every epoch.
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,37 +12,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .architect import Architect
-from .config import ConfigError, SearchConfig
+from ..core.architect import Architect
+from ..core.config import ConfigError
+from .config import SearchConfig
 from .data import Augment, ImageSet, batches, channel_stats, load_images
-from .derive import derive
-from .genotype import Genotype, edge_names
+from ..core.derive import derive
+from ..core.genotype import Genotype, edge_names
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
-from .relax import temperature
-from .runs import RunError, append_jsonl, progress_bar, resume_run, save_checkpoint, start_run
+from ..core.relax import temperature
+from ..core.device import peak_memory_gb, resolve_device
+from ..core.runs import RunError, append_jsonl, progress_bar, resume_run, save_checkpoint, start_run
 from .supernet import Supernet
 
 log = logging.getLogger("dartsnas")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU "
-                          f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
-    return device
-
-
-def peak_memory_gb(device: torch.device) -> float:
-    """Peak memory so far: allocated GPU memory on CUDA, resident memory of the process on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
 @dataclass
@@ -177,16 +158,16 @@ class Searcher:
         return {"valid_loss": s[0] / s[2], "valid_acc": s[1] / s[2]}
 
     def genotype(self) -> Genotype:
-        return derive(self.model.probs(), self.config.ops, self.config.nodes, edge_weights=self.model.edge_weights())
+        return derive(self.model.probs(), self.config.ops, self.config.nodes, edge_probs=self.model.edge_probs())
 
     def alphas_record(self) -> dict:
-        probs, edge_weights = self.model.probs(), self.model.edge_weights()
+        probs, edge_probs = self.model.probs(), self.model.edge_probs()
         record = {"epoch": self.epoch, "ops": self.config.ops, "edges": edge_names(self.config.nodes),
                   "temperature": self.model.temperature,
                   "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
                   "probs": {k: p.cpu().tolist() for k, p in probs.items()}}
-        if edge_weights is not None:
-            record["edge_weights"] = {k: w.cpu().tolist() for k, w in edge_weights.items()}
+        if edge_probs is not None:
+            record["edge_probs"] = {k: w.cpu().tolist() for k, w in edge_probs.items()}
         return record
 
     def steps_per_epoch(self) -> int:
@@ -302,7 +283,7 @@ def _tensorboard(run_dir: Path):
 
 def _draw(run_dir: Path) -> None:
     try:
-        from .plot import plot_run
+        from ..core.plot import plot_run
         files = plot_run(run_dir)
     except ImportError as err:
         log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")

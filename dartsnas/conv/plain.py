@@ -1,14 +1,22 @@
-"""The paper's search network and search step written the plain way, as the official code computes them:
-the baseline that `dartsnas bench search-step --mode reference` measures the fast supernet against in the
-same run, and the ground truth the supernet's and architect's tests compare with.
+"""DARTS written plainly: the cell, the mixed op, the search network and the search step, as the paper
+states them and the official code computes them. Read this file first.
 
-Plain means: NCHW tensors; every candidate of every edge computed on its own (its own ReLU, its own
-pools and their batch norm, `none` multiplied by zero); the mixed op as sum(p * op(x)); a first-order
-architecture step that differentiates the whole network, weights included; a second-order step whose
-unrolled network is a copy with its parameters overwritten and whose finite-difference probes move the
-weights in place and back. None of this is wrong: it is what supernet.py and architect.py compute
-faster and in less memory. Parameters are registered in supernet.Supernet's order (alphas last), so
-weights copy across by position.
+- A cell (`Cell`) is a DAG: two input states (the two previous cells' outputs, brought to C channels),
+  then `nodes` intermediate states, each the sum over all earlier states j of edge (i, j)'s mixed op; the
+  cell's output concatenates the intermediate states (Sec. 2.1).
+- A mixed op (`MixedOp`) is the softmax-weighted sum of every candidate op, sum_o p_o * o(x) (Eq. 2), with
+  p = softmax(alphas[edge]); `none` is a zero (Sec. 2.2).
+- The search network (`Network`): a stem, `layers` cells with reductions at 1/3 and 2/3 of the depth, a
+  classifier; one alpha matrix for all normal cells, one for all reduction cells (Sec. 3.1.1).
+- The search step (`Step`): an Adam step on the alphas down the validation loss, first order or through one
+  virtual SGD step w' = w - xi * grad_w L_train with the Hessian-vector product by finite differences
+  (Eq. 6-8); then an SGD step on the weights down the training loss (Alg. 1).
+
+The fast supernet (supernet.py) and the architecture step (core/architect.py) compute exactly this, faster
+and in less memory; tests copy the same weights into both and compare outputs, every gradient and the
+batch-norm statistics in float64. So this file is the ground truth, and it borrows nothing from the code it
+checks. It is also the baseline `dartsnas bench search-step --mode reference` measures against. Parameters
+are registered in supernet.Supernet's order (alphas last), so weights copy across by position.
 """
 
 from __future__ import annotations

@@ -25,10 +25,8 @@ import io
 import os
 import pickle
 import struct
-import sys
 import tarfile
 import tempfile
-import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,11 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.download import DataError, cache_home, data_home, fetch_file, md5sum
+
 SPLITS = ("train", "test")
-
-
-class DataError(Exception):
-    """A data problem the user can fix; the message says what is wrong, where we looked and what to do."""
 
 
 @dataclass
@@ -93,16 +89,8 @@ class ImageSet:
 
 # ----------------------------------------------------------------------------------------------- where data lives
 
-def _cache_home() -> Path:
-    return Path(os.environ.get("DARTSNAS_CACHE") or "~/.cache/dartsnas").expanduser()
-
-
-def _data_home() -> Path:
-    return Path(os.environ.get("DARTSNAS_DATA") or _cache_home() / "data").expanduser()
-
-
 def _default_root(name: str, root) -> Path:
-    return Path(root).expanduser() if root is not None else _data_home() / name
+    return Path(root).expanduser() if root is not None else data_home() / name
 
 
 def _list_paths(paths) -> str:
@@ -132,36 +120,6 @@ SOURCES = {
 
 def _source_url(name: str, filename: str) -> str:
     return SOURCES[name]["url"].rstrip("/") + "/" + filename
-
-
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch_file(url: str, target: Path, md5: str) -> Path:
-    """Download url to target; the file appears under its name only once its md5 matches."""
-    partial = target.with_name(target.name + ".part")
-    print(f"downloading {url} -> {target}", file=sys.stderr, flush=True)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-        actual = md5sum(partial)
-        if actual != md5:
-            raise DataError(f"download of {url} is corrupt (md5 {actual}, expected {md5}); the partial "
-                            f"file was deleted. Try again, or fetch the file yourself and put it at {target}.")
-        os.replace(partial, target)
-    except OSError as error:  # urllib's URLError is an OSError too
-        raise DataError(f"could not download {url}: {error}. Check the network, or fetch the file yourself "
-                        f"and put it at {target}.") from None
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
 
 
 def _download(name: str, filename: str, folder: Path) -> Path:
@@ -294,7 +252,7 @@ def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageSet:
     if root is not None:
         candidates = [Path(root).expanduser()]
     else:
-        candidates = [_data_home() / name, _SYSTEM_DIRS[name]]
+        candidates = [data_home() / name, _SYSTEM_DIRS[name]]
     for folder in candidates:
         found = [_idx_file(folder, f) for f in wanted]
         if all(found):
@@ -472,7 +430,7 @@ def _imagefolder_cache_path(root: Path, split: str, options: dict) -> Path:
         _, files = _folder_listing(root, split, options["limit_per_class"])
         identity = "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p, _ in files)
     key = hashlib.sha1(f"v1|{root}|{identity}|{sorted(options.items())}".encode()).hexdigest()
-    return _cache_home() / "imagefolder" / f"{key}-{split}.pt"
+    return cache_home() / "imagefolder" / f"{key}-{split}.pt"
 
 
 def _load_cached(path: Path) -> ImageSet | None:

@@ -6,11 +6,11 @@ paper's search network) in the formulations one could choose, with gradients of 
 
 - `nchw`: nn.functional.conv2d in the default memory format;
 - `channels-last`: the same in channels-last (the search's format);
-- `subsample`: stride = dilation = d as an undilated conv on every d-th pixel (ops.Conv2d);
+- `subsample`: stride = dilation = d as an undilated conv on every d-th pixel (kernels.Conv2d);
 - `phase split`: dilation 2 at stride 1 as an undilated conv on the four pixel phases folded into
   channels (pixel_unshuffle), then unfolded;
 - `transposed`: dilation 2 at stride 1 in channels-last, the input gradient computed as a forward conv
-  with the transposed kernel (ops._SameConv, what ops.Conv2d does on CPU).
+  with the transposed kernel (kernels._SameConv, what kernels.Conv2d does on CPU).
 
 What ops.py uses is what this measured fastest (README, Measured).
 """
@@ -23,7 +23,7 @@ import time
 import torch
 from torch.nn import functional as F
 
-from .ops import Conv2d, _SameConv
+from ..conv.kernels import Conv2d, _SameConv
 
 # (kernel, dilation, stride, channels, input resolution) of the depthwise convs in the paper's search
 # network (C=16, 32x32 inputs): normal cells at 32, 16 and 8 pixels, reduction edges halving 32 and 16.
@@ -74,7 +74,7 @@ def time_conv(fn, fmt, batch, channels, resolution, kernel, device, steps, warmu
 def conv(args) -> list[dict]:
     import json
 
-    from .search import resolve_device
+    from ..core.device import resolve_device
 
     device = resolve_device(args.device)
     if args.threads:

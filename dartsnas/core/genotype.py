@@ -70,7 +70,7 @@ class Genotype:
         if missing:
             raise GenotypeError(f"genotype is missing field(s) {missing}; a genotype has {list(fields)}")
         try:
-            return cls(*(_edges(data[f]) if "concat" not in f else list(data[f]) for f in fields))
+            return cls(*(edge_pairs(data[f]) if "concat" not in f else list(data[f]) for f in fields))
         except (TypeError, ValueError) as err:
             if isinstance(err, GenotypeError):
                 raise
@@ -80,12 +80,12 @@ class Genotype:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
 
-def _edges(items) -> list[Edge]:
+def edge_pairs(items) -> list[Edge]:
     """Edges as (op, input) pairs; also accepts the per-node pair form ((op, i), (op, j)) of AutoDL."""
     out = []
     for item in items:
         if len(item) == 2 and all(isinstance(e, (list, tuple)) for e in item):
-            out.extend(_edges(item))
+            out.extend(edge_pairs(item))
         elif len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], int) and not isinstance(item[1], bool):
             out.append((item[0], item[1]))
         else:
@@ -125,7 +125,7 @@ def check_ops(g: Genotype, known_ops: Iterable[str]) -> Genotype:
     return g
 
 
-def _format_concat(concat: tuple[int, ...]) -> str:
+def format_concat(concat: tuple[int, ...]) -> str:
     if len(concat) > 1 and list(concat) == list(range(concat[0], concat[-1] + 1)):
         return f"range({concat[0]}, {concat[-1] + 1})"
     return str(list(concat))
@@ -136,7 +136,7 @@ def format_genotype(g: Genotype) -> str:
     parts = []
     for kind in CELL_KINDS:
         parts.append(f"{kind}={[tuple(e) for e in getattr(g, kind)]!r}")
-        parts.append(f"{kind}_concat={_format_concat(getattr(g, f'{kind}_concat'))}")
+        parts.append(f"{kind}_concat={format_concat(getattr(g, f'{kind}_concat'))}")
     return f"Genotype({', '.join(parts)})"
 
 
@@ -146,19 +146,19 @@ def format_genotype(g: Genotype) -> str:
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 
-def _literal(node: ast.AST):
+def literal(node: ast.AST):
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)):
         return node.value
     if isinstance(node, (ast.List, ast.Tuple)):
-        return [_literal(e) for e in node.elts]
-    if isinstance(node, ast.Call) and _call_name(node) == "range" and not node.keywords:
-        args = [_literal(a) for a in node.args]
+        return [literal(e) for e in node.elts]
+    if isinstance(node, ast.Call) and call_name(node) == "range" and not node.keywords:
+        args = [literal(a) for a in node.args]
         if all(isinstance(a, int) for a in args) and 1 <= len(args) <= 3:
             return list(range(*args))
     raise GenotypeError(f"unexpected expression {ast.unparse(node)!r} in genotype text")
 
 
-def _call_name(node: ast.Call) -> str:
+def call_name(node: ast.Call) -> str:
     func = node.func
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
@@ -183,18 +183,18 @@ def parse(text: str) -> Genotype:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as err:
         raise GenotypeError(f"cannot read genotype text: {err.msg} at column {err.offset}") from None
-    if not (isinstance(tree, ast.Call) and _call_name(tree) == "Genotype"):
+    if not (isinstance(tree, ast.Call) and call_name(tree) == "Genotype"):
         raise GenotypeError("genotype text must look like Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)")
     if len(tree.args) > len(_FIELDS):
         raise GenotypeError(f"Genotype takes {len(_FIELDS)} fields, got {len(tree.args)} positional values")
-    values = dict(zip(_FIELDS, (_literal(a) for a in tree.args)))
+    values = dict(zip(_FIELDS, (literal(a) for a in tree.args)))
     for kw in tree.keywords:
         if kw.arg in ("connectN", "connects") and isinstance(kw.value, ast.Constant) and kw.value.value is None:
             continue  # AutoDL's genotypes carry these extra fields, None for every DARTS-space cell
         if kw.arg not in _FIELDS:
             close = difflib.get_close_matches(str(kw.arg), _FIELDS, n=1)
             raise GenotypeError(f"unknown genotype field {kw.arg!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
-        values[kw.arg] = _literal(kw.value)
+        values[kw.arg] = literal(kw.value)
     for kind in CELL_KINDS:
         if kind in values:
             values[kind] = _drop_weights(values[kind])
@@ -267,190 +267,18 @@ def load_genotype(spec: str | Path, known_ops: Iterable[str] | None = None) -> G
     if spec_str in PUBLISHED:
         g = PUBLISHED[spec_str]
     else:
-        path = Path(spec_str)
-        try:
-            is_dir, is_file = path.is_dir(), path.is_file()
-        except OSError:  # pasted genotype text is longer than the OS allows a file name to be
-            is_dir = is_file = False
-        if is_dir:
-            path = path / "genotype.json"
-            if not path.exists():
-                raise GenotypeError(f"{spec_str} is a folder without genotype.json; give a finished search run folder")
-        if path.suffix == ".json" or is_dir or is_file:
-            if not path.exists():
-                raise GenotypeError(f"genotype file {path} does not exist")
-            g = parse(path.read_text())
-        elif "(" in spec_str or spec_str.lstrip().startswith("{"):
-            g = parse(spec_str)
-        else:
+        text = genotype_text(spec_str)
+        if text is None:
             close = difflib.get_close_matches(spec_str, PUBLISHED, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise GenotypeError(
                 f"{spec_str!r} is neither a published genotype, a file nor genotype text; {hint}"
                 f"published: {', '.join(sorted(PUBLISHED))}")
+        g = parse(text)
     return check_ops(g, known_ops) if known_ops is not None else g
 
 
-# ----------------------------------------------------------------------------------------------
-# Recurrent cells (Sec. 2.1 and 3.1.2): node 0 is the cell's input state (x_t and h_{t-1} combined); node
-# i = 1..N takes exactly one predecessor j < i through one activation op; the cell's output h_t averages
-# the nodes in `concat`. The official code prints
-#
-#     Genotype(recurrent=[('relu', 0), ('relu', 1), ('tanh', 2), ...], concat=range(1, 9))
-#
-# with the same class name as the convolutional form; `parse_recurrent` reads that (and
-# `RecurrentGenotype(...)`, and this package's JSON) without eval, as `parse` does.
-
-RECURRENT_OPS = ("none", "tanh", "relu", "sigmoid", "identity")  # the paper's candidates, official order
-
-
-@dataclass(frozen=True)
-class RecurrentGenotype:
-    recurrent: tuple[Edge, ...]
-    concat: tuple[int, ...]
-
-    def __post_init__(self):
-        try:
-            edges = tuple((str(op), int(j)) for op, j in self.recurrent)
-        except (TypeError, ValueError):
-            raise GenotypeError(f"recurrent must be a list of (op name, input index) pairs, got {self.recurrent!r}") from None
-        object.__setattr__(self, "recurrent", edges)
-        object.__setattr__(self, "concat", tuple(int(i) for i in self.concat))
-        if not edges:
-            raise GenotypeError("recurrent has no nodes; each node is one (op, input) pair")
-        for k, (op, j) in enumerate(edges):
-            if not 0 <= j <= k:
-                raise GenotypeError(f"recurrent node {k + 1} ({op!r}, {j}): input {j} is out of range "
-                                    f"(node {k + 1} can take inputs 0..{k})")
-        bad = [i for i in self.concat if not 0 <= i <= len(edges)]
-        if bad or not self.concat:
-            raise GenotypeError(f"concat {list(self.concat)}: nodes must lie in 0..{len(edges)}")
-
-    @property
-    def nodes(self) -> int:
-        return len(self.recurrent)
-
-    def ops(self) -> set[str]:
-        return {op for op, _ in self.recurrent}
-
-    def __str__(self) -> str:
-        return format_recurrent(self)
-
-    def to_dict(self) -> dict:
-        return {"recurrent": [[op, j] for op, j in self.recurrent], "concat": list(self.concat)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RecurrentGenotype":
-        missing = [f for f in ("recurrent", "concat") if f not in data]
-        if missing:
-            raise GenotypeError(f"recurrent genotype is missing field(s) {missing}; it has ['recurrent', 'concat']")
-        unknown = sorted(set(data) - {"recurrent", "concat"})
-        if unknown:
-            raise GenotypeError(f"unknown recurrent genotype field(s) {unknown}; it has ['recurrent', 'concat']")
-        try:
-            return cls(tuple(_edges(data["recurrent"])), tuple(data["concat"]))
-        except (TypeError, ValueError) as err:
-            if isinstance(err, GenotypeError):
-                raise
-            raise GenotypeError(f"malformed recurrent genotype: {err}") from None
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-
-
-def format_recurrent(g: RecurrentGenotype) -> str:
-    """The official code's printed form (its class is called Genotype too), so logs stay interchangeable."""
-    return f"Genotype(recurrent={[tuple(e) for e in g.recurrent]!r}, concat={_format_concat(g.concat)})"
-
-
-def is_recurrent_text(text: str) -> bool:
-    """Does genotype text (printed form or JSON) describe a recurrent cell?"""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            return "recurrent" in json.loads(text)
-        except (json.JSONDecodeError, TypeError):
-            return False
-    return "recurrent" in text.split("[", 1)[0]
-
-
-def parse_recurrent(text: str) -> RecurrentGenotype:
-    """Parse the official printed form of a recurrent cell, or this package's JSON form."""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            return RecurrentGenotype.from_dict(json.loads(text))
-        except json.JSONDecodeError as err:
-            raise GenotypeError(f"genotype JSON is malformed: {err}") from None
-    if "=" in text.split("(", 1)[0]:  # "DARTS_V2 = Genotype(...)" pasted from rnn/genotypes.py
-        text = text.split("=", 1)[1].strip()
-    try:
-        tree = ast.parse(text, mode="eval").body
-    except SyntaxError as err:
-        raise GenotypeError(f"cannot read genotype text: {err.msg} at column {err.offset}") from None
-    if not (isinstance(tree, ast.Call) and _call_name(tree) in ("Genotype", "RecurrentGenotype")):
-        raise GenotypeError("recurrent genotype text must look like Genotype(recurrent=[('relu', 0), ...], concat=range(1, 9))")
-    fields = ("recurrent", "concat")
-    if len(tree.args) > len(fields):
-        raise GenotypeError(f"a recurrent genotype has {len(fields)} fields, got {len(tree.args)} positional values")
-    values = dict(zip(fields, (_literal(a) for a in tree.args)))
-    for kw in tree.keywords:
-        if kw.arg not in fields:
-            close = difflib.get_close_matches(str(kw.arg), fields, n=1)
-            raise GenotypeError(f"unknown recurrent genotype field {kw.arg!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
-        values[kw.arg] = _literal(kw.value)
-    return RecurrentGenotype.from_dict(values)
-
-
-def check_recurrent_ops(g: RecurrentGenotype, known_ops: Iterable[str] = RECURRENT_OPS) -> RecurrentGenotype:
-    """Reject a recurrent genotype naming an op outside `known_ops`, or 'none' (a node needs an op)."""
-    known = [op for op in known_ops if op != "none"]
-    for k, (op, j) in enumerate(g.recurrent):
-        if op not in known:
-            close = difflib.get_close_matches(op, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise GenotypeError(f"recurrent node {k + 1} ({op!r}, {j}): unknown op {op!r}; {hint}known ops: {', '.join(known)}")
-    return g
-
-
-def _r(edges, concat=range(1, 9)) -> RecurrentGenotype:
-    return RecurrentGenotype(tuple(edges), tuple(concat))
-
-
-# Published recurrent cells (PTB searches), as in the official rnn/genotypes.py.
-RECURRENT_PUBLISHED: dict[str, RecurrentGenotype] = {
-    # DARTS first order.
-    "DARTS_RNN_V1": _r([("relu", 0), ("relu", 1), ("tanh", 2), ("relu", 3), ("relu", 4), ("identity", 1),
-                        ("relu", 5), ("relu", 1)]),
-    # DARTS second order: the paper's cell, 55.7 test perplexity on PTB with 23M parameters.
-    "DARTS_RNN_V2": _r([("sigmoid", 0), ("relu", 1), ("relu", 1), ("identity", 1), ("tanh", 2), ("sigmoid", 5),
-                        ("tanh", 3), ("relu", 5)]),
-    # Pham et al., ENAS (ICML 2018), as transcribed in the DARTS release: 11 nodes.
-    "ENAS_RNN": _r([("tanh", 0), ("tanh", 1), ("relu", 1), ("tanh", 3), ("tanh", 3), ("relu", 3), ("relu", 4),
-                    ("relu", 7), ("relu", 8), ("relu", 8), ("relu", 8)], concat=(2, 5, 6, 9, 10, 11)),
-}
-RECURRENT_PUBLISHED["DARTS_RNN"] = RECURRENT_PUBLISHED["DARTS_RNN_V2"]  # the official code's DARTS = DARTS_V2
-
-
-def load_recurrent_genotype(spec: str | Path, known_ops: Iterable[str] | None = RECURRENT_OPS) -> RecurrentGenotype:
-    """A recurrent genotype from a registry name, a genotype.json, a run folder, or pasted text."""
-    spec_str = str(spec)
-    if spec_str in RECURRENT_PUBLISHED:
-        g = RECURRENT_PUBLISHED[spec_str]
-    else:
-        text = _genotype_text(spec_str)
-        if text is None:
-            close = difflib.get_close_matches(spec_str, RECURRENT_PUBLISHED, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise GenotypeError(f"{spec_str!r} is neither a published recurrent genotype, a file nor genotype text; "
-                                f"{hint}published: {', '.join(sorted(RECURRENT_PUBLISHED))}")
-        if _is_convolutional_text(text):
-            raise GenotypeError(f"{spec_str} is a convolutional genotype; a recurrent one has recurrent=[...] and concat")
-        g = parse_recurrent(text)
-    return check_recurrent_ops(g, known_ops) if known_ops is not None else g
-
-
-def _genotype_text(spec: str) -> str | None:
+def genotype_text(spec: str) -> str | None:
     """The genotype text a spec names: the file's, the run folder's genotype.json, or the spec itself."""
     path = Path(spec)
     try:
@@ -471,20 +299,7 @@ def _genotype_text(spec: str) -> str | None:
     return None
 
 
-def names_recurrent(spec: str | Path) -> bool:
-    """Does a spec (name, file, folder or text) name a recurrent genotype? False when it names nothing."""
-    if str(spec) in RECURRENT_PUBLISHED:
-        return True
-    if str(spec) in PUBLISHED:
-        return False
-    try:
-        text = _genotype_text(str(spec))
-    except GenotypeError:
-        return False
-    return text is not None and is_recurrent_text(text)
-
-
-def _is_convolutional_text(text: str) -> bool:
+def is_convolutional_text(text: str) -> bool:
     text = text.strip()
     if text.startswith("{"):
         try:
@@ -492,8 +307,3 @@ def _is_convolutional_text(text: str) -> bool:
         except (json.JSONDecodeError, TypeError):
             return False
     return "normal" in text.split("[", 1)[0]
-
-
-def recurrent_edge_names(nodes: int) -> list[str]:
-    """Readable names of a recurrent search cell's edges in the alphas' row order: '1<-0', '2<-0', '2<-1', ..."""
-    return [f"{i}<-{j}" for i in range(1, nodes + 1) for j in range(i)]

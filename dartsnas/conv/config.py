@@ -1,0 +1,199 @@
+"""Settings of the convolutional side: one typed dataclass for the search (the paper's, Sec. 3.1.1 and
+A.1.1) and one for training a found cell (Sec. 3.3 and A.2), each default with its source. The image
+data fields are declared once (`ImageData`) and shared by both.
+
+Shipped configs live in `dartsnas/configs/` (search) and `dartsnas/configs/train/` (training) and can be
+named without a path; YAML files and `--set key=value` override fields by the rules of core/config.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.config import CONFIG_DIR, ConfigError, load_dataclass
+from .spaces import DARTS_OPS, MIXED_OPS
+
+TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
+LR_SCHEDULES = ("cosine", "step")
+DATA_LOADERS = ("memory", "workers")
+
+
+@dataclass
+class ImageData:
+    """Which images a run reads and how the training batches are augmented (conv/data.py)."""
+
+    dataset: str = "cifar10"            # a name from data.DATASETS
+    data_dir: str | None = None         # where the dataset lies; None: the default places (see README)
+    download: bool = False              # fetch the official files (checksummed) when missing
+    data_options: dict = field(default_factory=dict)  # dataset-specific options (e.g. imagefolder size)
+    subset: int | None = None           # use only the first N training images (quick runs, tests)
+    cutout: bool = False                # cutout (DeVries & Taylor 2017); the official search uses none
+    cutout_length: int = 16
+    crop_padding: int | None = None     # random-crop padding in pixels; None: 4 for 32x32 and larger, else 0
+    flip: bool | None = None            # horizontal flips; None: on for colour images, off for grey ones
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SearchConfig(ImageData):
+    train_portion: float = 0.5          # share of the training set for the weights; the rest tunes alphas
+    # search space
+    ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))  # candidate op names from ops.OPS
+    nodes: int = 4                      # intermediate nodes per cell
+    init_channels: int = 16             # C of the first cell
+    layers: int = 8                     # cells
+    stem_multiplier: int = 3
+    mixed_op: str = "exact"             # exact | lean | partial | sample (see README, "Mixed-op modes")
+    partial_k: int = 4                  # partial: 1/K of the channels go through the candidate ops (PC-DARTS)
+    temperature: list[float] | None = None  # [start, end] of the relaxation's temperature over the search;
+                                        # None: [1, 1] (the paper's softmax), or [10, 0.1] for sample (GDAS)
+    temperature_schedule: str = "linear"  # linear | exponential, from start (first epoch) to end (last)
+    # weight optimisation (SGD, cosine schedule per epoch)
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 0.025                   # learning_rate in the official code
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    # architecture optimisation (Adam)
+    unrolled: bool = False              # second order (Eq. 7) when true, first order otherwise
+    arch_lr: float = 3e-4
+    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    arch_weight_decay: float = 1e-3
+    arch_start_epoch: int = 0           # epochs of weight training only before the first alpha step (PC-DARTS: 15)
+    # run
+    seed: int = 2
+    device: str = "auto"                # cpu, cuda, cuda:N, or auto (cuda when available)
+    deterministic: bool = False         # deterministic kernels on CUDA (slower); CPU runs are anyway
+    channels_last: bool = True          # NHWC memory format: faster depthwise convs on CPU and GPU
+    progress: bool = True               # a progress bar on the terminal
+    tensorboard: bool = False           # also log scalars to RUN/tb (needs the tensorboard extra)
+    plot: bool = True                   # draw the pictures at the end (needs the plot extra)
+
+    def validate(self) -> "SearchConfig":
+        # Imported here so that importing this module needs no torch.
+        from ..core.relax import SCHEDULES
+        from .ops import OPS
+
+        unknown = [o for o in self.ops if o not in OPS]
+        if unknown:
+            raise ConfigError(f"ops: unknown op(s) {unknown}; known ops: {', '.join(OPS)}")
+        if len(set(self.ops)) != len(self.ops):
+            raise ConfigError(f"ops: {self.ops} lists an op twice")
+        if not [o for o in self.ops if o != "none"]:
+            raise ConfigError("ops: the candidate set needs at least one op besides 'none'")
+        if self.mixed_op not in MIXED_OPS:
+            raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: {', '.join(MIXED_OPS)}")
+        if self.mixed_op == "partial" and (self.partial_k < 1 or self.init_channels % (2 * self.partial_k)):
+            raise ConfigError(f"partial_k={self.partial_k} must be at least 1 and divide init_channels="
+                              f"{self.init_channels} into parts of an even number of channels; "
+                              f"use e.g. partial_k=4 with init_channels a multiple of 8")
+        if self.temperature is not None and (len(self.temperature) != 2 or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in self.temperature)):
+            raise ConfigError(f"temperature must be two positive numbers [start, end], got {self.temperature}")
+        if self.temperature_schedule not in SCHEDULES:
+            raise ConfigError(f"temperature_schedule: unknown {self.temperature_schedule!r}; "
+                              f"available: {', '.join(SCHEDULES)}")
+        if not 0.0 < self.train_portion < 1.0:
+            raise ConfigError(f"train_portion must lie strictly between 0 and 1, got {self.train_portion}")
+        _at_least_one(self, "epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier")
+        if not 0 <= self.arch_start_epoch < self.epochs:
+            raise ConfigError(f"arch_start_epoch must lie in [0, epochs) = [0, {self.epochs}), got {self.arch_start_epoch}")
+        _check_cells(self)
+        if len(self.arch_betas) != 2:
+            raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
+        return self
+
+    def temperatures(self) -> tuple[float, float]:
+        """[start, end] of the relaxation temperature, with the mode's default when unset."""
+        if self.temperature is not None:
+            return float(self.temperature[0]), float(self.temperature[1])
+        return (10.0, 0.1) if self.mixed_op == "sample" else (1.0, 1.0)
+
+
+@dataclass
+class TrainConfig(ImageData):
+    """The paper's CIFAR-10 evaluation defaults (Sec. 3.3, A.2); ImageNet and the quick CPU run are
+    shipped YAML files (`imagenet`, `quick`; `cifar10` restates the defaults)."""
+
+    cutout: bool = True                 # as the paper's CIFAR evaluation
+    valid_portion: float = 0.1          # share of the training set held out to pick the best epoch; 0: none
+    data_loader: str = "memory"         # memory: whole split on the device; workers: image folders decoded by DataLoader workers
+    workers: int = 8                    # DataLoader worker processes (data_loader: workers)
+    image_size: int = 224               # crop side of the workers loader (ImageNet: 224)
+    # network
+    net: str = "cifar10"                # layout: cifar10 (stem keeps the resolution) or imagenet (stem divides by 8)
+    init_channels: int = 36             # C of the first cell (paper: 36 CIFAR, 48 ImageNet)
+    layers: int = 20                    # cells (paper: 20 CIFAR, 14 ImageNet)
+    auxiliary: bool = True              # auxiliary head after the second reduction cell
+    auxiliary_weight: float = 0.4       # its loss weight
+    drop_path_prob: float = 0.2         # ramped linearly from 0 over the epochs (official train.py)
+    # optimisation (SGD)
+    epochs: int = 600
+    batch_size: int = 96
+    lr: float = 0.025                   # learning_rate in the official code
+    lr_schedule: str = "cosine"         # cosine: to lr_min over the epochs; step: times lr_gamma every epoch
+    lr_min: float = 0.0
+    lr_gamma: float = 0.97              # step schedule's factor per epoch (ImageNet)
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0              # max gradient norm
+    label_smoothing: float = 0.0        # 0.1 for ImageNet
+    # run
+    seed: int = 0
+    device: str = "auto"                # cpu, cuda, cuda:N, or auto (cuda when available)
+    deterministic: bool = False         # deterministic kernels on CUDA (slower); CPU runs are anyway
+    channels_last: bool = True          # NHWC memory format: faster depthwise convs on CPU and GPU
+    amp: bool = False                   # bfloat16 autocast (meant for CUDA; on CPU it runs, mostly slower)
+    compile: bool = False               # torch.compile the network
+    progress: bool = True               # a progress bar on the terminal
+    plot: bool = True                   # draw the cells and the curves at the end (needs the plot extra)
+
+    def validate(self) -> "TrainConfig":
+        from .network import NETWORKS  # imported here so that importing this module needs no torch
+
+        if self.net not in NETWORKS:
+            raise ConfigError(f"net: unknown layout {self.net!r}; available: {', '.join(NETWORKS)}")
+        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("data_loader", DATA_LOADERS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: unknown value {getattr(self, name)!r}; available: {', '.join(allowed)}")
+        if not 0.0 <= self.valid_portion < 1.0:
+            raise ConfigError(f"valid_portion must lie in [0, 1), got {self.valid_portion}")
+        if not 0.0 <= self.drop_path_prob < 1.0:
+            raise ConfigError(f"drop_path_prob must lie in [0, 1), got {self.drop_path_prob}")
+        _at_least_one(self, "epochs", "batch_size", "init_channels", "workers", "image_size")
+        _check_cells(self)
+        if self.data_loader == "workers" and self.dataset != "imagefolder":
+            raise ConfigError(f"data_loader: workers reads image folders; set dataset: imagefolder (got {self.dataset!r}) "
+                              "or use data_loader: memory")
+        return self
+
+
+def _at_least_one(config, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+
+
+def _check_cells(config) -> None:
+    """What the DARTS network layout needs of any config that builds one."""
+    if config.layers < 3:
+        raise ConfigError(f"layers must be at least 3 (two of them are reduction cells), got {config.layers}")
+    if config.init_channels % 2:
+        raise ConfigError(f"init_channels must be even (factorized reduction halves it), got {config.init_channels}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SearchConfig:
+    """The search config: defaults, then the YAML file (a path or a shipped name), then overrides."""
+    return load_dataclass(SearchConfig, path, overrides)
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """The training config: defaults, then the YAML file (a path or a shipped name), then overrides."""
+    return load_dataclass(TrainConfig, path, overrides, TRAIN_CONFIG_DIR, "training config")

@@ -1,0 +1,228 @@
+"""The fast search supernet: the network of conv/plain.py, computed faster and in less memory.
+
+Read plain.py first: it states the method. This file computes the same function (tested equal in
+float64: outputs, every gradient, batch-norm statistics) and adds the mixed-op modes:
+
+- `exact`: the paper's weighted sum over all candidates (Eq. 2);
+- `lean`: the same sum and gradients, each candidate recomputed in backward instead of kept (lean.py);
+- `partial`: PC-DARTS (Xu et al., ICLR 2020): only 1/K of the channels go through the candidates, the
+  rest bypass them, then channels are shuffled; each node weighs its incoming edges by a softmax over
+  edge logits (edge normalisation), and these edge probabilities enter the derivation;
+- `sample`: GDAS (Dong & Yang, CVPR 2019): one candidate per edge, drawn by the hard Gumbel
+  relaxation; only that op is computed.
+
+The architecture logits `alphas` are registered parameters (checkpoints and optimisers see them). How
+they become the mixing coefficients `mix` is the relaxation (core/relax.py). The speed tricks (a ReLU
+shared per state, parameter-free ops computed once per state, the mixing weight folded into batch norm,
+dense concatenation gradients) are in fast.py, each explained there.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..core.architect import Searchable
+from ..core.genotype import edge_names
+from ..core.relax import GumbelHard, Softmax
+from .fast import SharedOps, SharedOutputs, concat, is_parameter_free, memory_format, scaled, strip_leading_relu
+from .lean import LeanMix
+from .ops import FactorizedReduce, ReLUConvBN, candidate
+from .spaces import DARTS_OPS, MIXED_OPS
+
+KINDS = ("normal", "reduce")
+
+
+class MixedOp(nn.Module):
+    """sum_o mix_o * o(x) over the candidates of one edge (Eq. 2), computed as `mode` says.
+
+    `none` contributes mix * 0: it is never built or computed, yet its coefficient still takes its share
+    of the softmax, so gradients and derivation are exactly the paper's. Candidates named in `shared`
+    are not built here either: the cell computes them once per state (fast.SharedOps).
+    """
+
+    def __init__(self, c: int, stride: int, ops: list[str], mode: str = "exact", partial_k: int = 4,
+                 shared: tuple[str, ...] = ()):
+        super().__init__()
+        if mode not in MIXED_OPS:
+            raise ValueError(f"mixed-op mode must be one of {MIXED_OPS}, got {mode!r}")
+        self.mode, self.stride = mode, stride
+        self.k = partial_k if mode == "partial" else 1
+        if c % self.k:
+            raise ValueError(f"partial channels: {c} channels do not split into {self.k} parts")
+        self.index = [k for k, name in enumerate(ops) if name != "none" and name not in shared]
+        self.shared = [(k, name) for k, name in enumerate(ops) if name in shared]
+        self.ops = nn.ModuleList()
+        self.takes_relu = []  # per op: does it take relu(x) (its own leading ReLU removed) or x?
+        for k in self.index:
+            op, relu_first = strip_leading_relu(candidate(ops[k], c // self.k, stride))
+            self.ops.append(op)
+            self.takes_relu.append(relu_first)
+        self.needs_relu = any(self.takes_relu)
+        self.norms = [m for m in self.ops.modules() if isinstance(m, nn.BatchNorm2d)]  # for LeanMix
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor, x_relu: torch.Tensor | None = None,
+                choice: int | None = None, shared_outputs: SharedOutputs | None = None) -> torch.Tensor:
+        """`x_relu`: relu(x) when the caller has it already; `choice`: the one candidate to run (sample);
+        `shared_outputs`: the state's shared candidates, when this edge has any."""
+        if self.shared and shared_outputs is None:
+            raise ValueError("this mixed op shares candidates with its state's other edges: "
+                             "pass shared_outputs (SearchCell does)")
+        if x_relu is None and self.needs_relu:
+            x_relu = nn.functional.relu(x)
+        if choice is not None:
+            return self.one(x, x_relu, mix, choice)
+        if self.mode == "partial":
+            return self.partial(x, x_relu, mix, shared_outputs)
+        if self.mode == "lean" and torch.is_grad_enabled():
+            # The parameters as they are now (functional_call may have swapped in others).
+            params = [p for op in self.ops for p in op.parameters()]
+            return LeanMix.apply(x, x_relu, mix, self, shared_outputs, *params)
+        return self.weighted_sum(x, x_relu, mix, shared_outputs)
+
+    def weighted_sum(self, x, x_relu, mix, shared_outputs=None) -> torch.Tensor:
+        out = None
+        for k, op, relu_first in zip(self.index, self.ops, self.takes_relu):
+            y = scaled(op, x_relu if relu_first else x, mix[k])  # mix_k * op_k(x)
+            # In place: neither the norm nor the product needs its own output for backward, nor does add.
+            out = y if out is None else out.add_(y)
+        for k, name in self.shared:
+            y = shared_outputs.get(name, x)
+            out = mix[k] * y if out is None else out.addcmul_(y, mix[k])
+        return out
+
+    def one(self, x, x_relu, mix, choice: int) -> torch.Tensor:
+        """mix[choice] * op_choice(x): the other coefficients are zero (a one-hot sample)."""
+        if choice not in self.index:  # `none` was drawn: the edge contributes nothing
+            n, c, h, w = x.shape
+            return x.new_zeros(n, c, -(-h // self.stride), -(-w // self.stride))
+        i = self.index.index(choice)
+        return scaled(self.ops[i], x_relu if self.takes_relu[i] else x, mix[choice])
+
+    def partial(self, x, x_relu, mix, shared_outputs=None) -> torch.Tensor:
+        c = x.shape[1] // self.k
+        fmt = memory_format(x)
+        # One dense copy of the channel slice, instead of one inside every candidate op.
+        part = x[:, :c].contiguous(memory_format=fmt)
+        part_relu = None if x_relu is None else x_relu[:, :c].contiguous(memory_format=fmt)
+        mixed = self.weighted_sum(part, part_relu, mix, shared_outputs)
+        rest = x[:, c:]
+        if self.stride == 2:  # the bypassed channels are brought to the output size too
+            rest = nn.functional.max_pool2d(rest, 2, 2, ceil_mode=True)
+        return nn.functional.channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+
+
+class SearchCell(nn.Module):
+    def __init__(self, nodes, c_pp, c_p, c, reduction, reduction_prev, ops, mode="exact", partial_k=4):
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = nodes
+        # Inputs are brought to C channels (and to this cell's input resolution) first.
+        self.pre0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
+        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        # Modes that compute every candidate compute the parameter-free ones once per state (SharedOps;
+        # lean in its forward, recomputing them per edge in backward); sample runs one op per edge.
+        shared = tuple(n for n in ops if is_parameter_free(n)) if mode != "sample" else ()
+        stride = [2 if reduction and j < 2 else 1 for j in range(nodes + 1)]  # of each state's edges
+        k = partial_k if mode == "partial" else 1
+        self.shared = nn.ModuleList(SharedOps(shared, c // k, stride[j]) for j in range(nodes + 1)) if shared else None
+        self.edges = nn.ModuleList(
+            MixedOp(c, stride[j], ops, mode, partial_k, shared)
+            for i in range(nodes) for j in range(2 + i))
+        self.needs_relu = any(e.needs_relu for e in self.edges)
+
+    def forward(self, s0, s1, mix, edge_probs=None, choices=None):
+        """Node i = sum over its inputs j of edge (i, j)'s mixed op. `mix`: edges x ops; `edge_probs`:
+        one per edge (partial mode); `choices`: one op index per edge (sample mode)."""
+        states = [self.pre0(s0), self.pre1(s1)]
+        relus = [nn.functional.relu(h) for h in states] if self.needs_relu else [None] * 2
+        shared = [None] * (self.nodes + 1)  # per state feeding edges: its shared candidates' outputs
+        if self.shared is not None:
+            shared[:2] = [self.shared[0].outputs(), self.shared[1].outputs()]
+        offset = 0
+        for _ in range(self.nodes):
+            terms = []
+            for j, (h, r) in enumerate(zip(states, relus)):
+                e = offset + j
+                y = self.edges[e](h, mix[e], r, None if choices is None else choices[e], shared[j])
+                terms.append(y if edge_probs is None else edge_probs[e] * y)
+            offset += len(states)
+            node = terms[0]  # a fresh tensor of this cell's (an edge's output): summed into in place
+            for t in terms[1:]:
+                node = node.add_(t)
+            states.append(node)
+            last = len(states) == self.nodes + 2  # the last node feeds no edge
+            relus.append(nn.functional.relu(node) if self.needs_relu and not last else None)
+            if self.shared is not None and not last:
+                shared[len(states) - 1] = self.shared[len(states) - 1].outputs()
+        return concat(states[2:])
+
+
+class Supernet(Searchable):
+    """The DARTS search network (Sec. 3.1): a stem, `layers` cells, reductions at 1/3 and 2/3 of depth."""
+
+    def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
+                 nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3,
+                 relaxation=None, mixed_op: str = "exact", partial_k: int = 4):
+        super().__init__()
+        self.ops = list(ops or DARTS_OPS)
+        self.nodes = nodes
+        if mixed_op not in MIXED_OPS:
+            raise ValueError(f"mixed_op must be one of {MIXED_OPS}, got {mixed_op!r}")
+        self.mixed_op = mixed_op
+        self.relaxation = relaxation or (GumbelHard() if mixed_op == "sample" else Softmax())
+        self.temperature = 1.0   # set per epoch by the search's schedule
+        self.generator = None    # draws the samples of a sampling relaxation (None: torch's global RNG)
+        c = init_channels
+        c_curr = stem_multiplier * c
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_pp, c_p, c_curr = c_curr, c_curr, c
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                c_curr *= 2
+            self.cells.append(SearchCell(nodes, c_pp, c_p, c_curr, reduction, reduction_prev, self.ops,
+                                         mixed_op, partial_k))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, nodes * c_curr
+        self.classifier = nn.Linear(c_p, num_classes)
+        num_edges = len(edge_names(nodes))
+        # Paper (Sec. 2.2 / official code): alphas start near uniform, 1e-3 * N(0, 1).
+        logits = {kind: nn.Parameter(1e-3 * torch.randn(num_edges, len(self.ops))) for kind in KINDS}
+        if mixed_op == "partial":  # PC-DARTS edge-normalisation logits, one per edge, same start
+            logits |= {f"{kind}_edges": nn.Parameter(1e-3 * torch.randn(num_edges)) for kind in KINDS}
+        self.alphas = nn.ParameterDict(logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mix = {k: self.relaxation.mix(self.alphas[k], self.temperature, self.generator) for k in KINDS}
+        edge_probs = self.edge_probs(detach=False) if self.mixed_op == "partial" else dict.fromkeys(KINDS)
+        choices = dict.fromkeys(KINDS)
+        if self.relaxation.samples:
+            # One host transfer per forward for all edges of both kinds: which ops to run.
+            choices = dict(zip(KINDS, torch.stack([mix[k].argmax(dim=-1) for k in KINDS]).tolist()))
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, mix[kind], edge_probs[kind], choices[kind])
+        # A plain mean, not adaptive pooling: its CUDA backward has no deterministic kernel.
+        return self.classifier(s1.mean(dim=(2, 3)))
+
+    @torch.no_grad()
+    def probs(self) -> dict[str, torch.Tensor]:
+        """Current mixing probabilities per cell kind (edges x ops), detached."""
+        return {k: self.relaxation.probs(self.alphas[k], self.temperature) for k in KINDS}
+
+    def edge_probs(self, detach: bool = True) -> dict[str, torch.Tensor] | None:
+        """PC-DARTS edge probabilities per cell kind: a softmax over each node's incoming edges (None otherwise)."""
+        if self.mixed_op != "partial":
+            return None
+        out = {}
+        for kind in KINDS:
+            betas, parts, start = self.alphas[f"{kind}_edges"], [], 0
+            for i in range(self.nodes):
+                parts.append(betas[start:start + 2 + i].softmax(dim=-1))
+                start += 2 + i
+            out[kind] = torch.cat(parts).detach() if detach else torch.cat(parts)
+        return out

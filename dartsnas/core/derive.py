@@ -1,0 +1,62 @@
+"""Derivation (Sec. 2.4): from continuous mixing probabilities to a discrete cell, as pure functions.
+
+The paper's rule: for every intermediate node keep the `k` strongest incoming edges (k = 2 in
+convolutional cells, 1 in recurrent ones), an edge's strength being its best non-`none` probability,
+and give each its best non-`none` op. Ties keep the official code's order: among equal strengths the
+lower input index wins, among equal ops the earlier candidate; the kept edges are listed strongest
+first, as the official code prints them.
+
+A new derivation rule is one function here, from probabilities to edges.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .genotype import Genotype
+
+
+def strongest_edges(probs: Sequence[Sequence[float]], ops: Sequence[str], fan_in: Sequence[int], k: int,
+                    edge_probs: Sequence[float] | None = None) -> list[tuple[str, int]]:
+    """(op, input) edges of one cell: per node, its `k` strongest inputs with their best non-`none` op.
+
+    `probs` is edges x ops, the edges of node i (which has `fan_in[i]` inputs, 0..fan_in[i]-1) after those
+    of node i-1. `edge_probs` optionally scales each edge's strength (PC-DARTS edge normalisation); the
+    op choice on an edge does not depend on it.
+    """
+    candidates = [i for i, name in enumerate(ops) if name != "none"]
+    if not candidates:
+        raise ValueError("the candidate set has no op besides 'none'; nothing can be derived")
+    rows = [list(map(float, row)) for row in _rows(probs)]
+    if len(rows) != sum(fan_in) or any(len(r) != len(ops) for r in rows):
+        raise ValueError(f"probabilities must be {sum(fan_in)} edges x {len(ops)} ops for {len(fan_in)} nodes")
+    edges, start = [], 0
+    for n in fan_in:
+        best_op = {j: max(candidates, key=lambda o: (rows[start + j][o], -o)) for j in range(n)}
+
+        def strength(j):
+            scale = 1.0 if edge_probs is None else float(edge_probs[start + j])
+            return rows[start + j][best_op[j]] * scale
+
+        kept = sorted(range(n), key=lambda j: -strength(j))[:k]  # stable: lower index wins ties
+        edges.extend((ops[best_op[j]], j) for j in kept)
+        start += n
+    return edges
+
+
+def derive_cell(probs: Sequence[Sequence[float]], ops: Sequence[str], nodes: int, k: int = 2,
+                edge_probs: Sequence[float] | None = None) -> list[tuple[str, int]]:
+    """Edges (op, input) of one convolutional cell (edges in `edge_names` order: node i has 2 + i inputs)."""
+    return strongest_edges(probs, ops, [2 + i for i in range(nodes)], k, edge_probs)
+
+
+def derive(probs: dict, ops: Sequence[str], nodes: int, k: int = 2, edge_probs: dict | None = None) -> Genotype:
+    """Genotype from {'normal': probs, 'reduce': probs}; the output concatenates all intermediate nodes."""
+    cells = {kind: derive_cell(probs[kind], ops, nodes, k, None if edge_probs is None else _rows(edge_probs[kind]))
+             for kind in ("normal", "reduce")}
+    concat = tuple(range(2, 2 + nodes))
+    return Genotype(tuple(cells["normal"]), concat, tuple(cells["reduce"]), concat)
+
+
+def _rows(x):
+    return x.tolist() if hasattr(x, "tolist") else x

@@ -1,0 +1,30 @@
+"""Where a run computes (`--device`) and how much memory it took there."""
+
+from __future__ import annotations
+
+import resource
+
+import torch
+
+from .config import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """cpu, cuda, cuda:N, or auto (cuda when available); an unusable name is a ConfigError that says why."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU "
+                          f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+    return device
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak memory so far: allocated GPU memory on CUDA, resident memory of the process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
