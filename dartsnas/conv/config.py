@@ -26,7 +26,7 @@ class ImageData:
     """Which images a run reads and how the training batches are augmented (conv/data.py)."""
 
     dataset: str = "cifar10"            # a name from data.DATASETS
-    data_dir: str | None = None         # where the dataset lies; None: the default places (see README)
+    data_dir: str | None = None         # where the dataset lies; None: the default places (docs/search.md, Datasets)
     download: bool = False              # fetch the official files (checksummed) when missing
     data_options: dict = field(default_factory=dict)  # dataset-specific options (e.g. imagefolder size)
     subset: int | None = None           # use only the first N training images (quick runs, tests)
@@ -48,8 +48,10 @@ class SearchConfig(ImageData):
     init_channels: int = 16             # C of the first cell
     layers: int = 8                     # cells
     stem_multiplier: int = 3
-    mixed_op: str = "exact"             # exact | lean | partial | sample (see README, "Mixed-op modes")
+    mixed_op: str = "exact"             # exact | lean | partial | sample (docs/search.md, Mixed-op modes)
     partial_k: int = 4                  # partial: 1/K of the channels go through the candidate ops (PC-DARTS)
+    sample_grad: str = "straight_through"  # sample: straight_through | gdas_nb201 (GDAS's NAS-Bench-201 cell; supernet.SAMPLE_GRADS)
+    derive: str = "darts"               # derivation rule: darts (Sec. 2.4) | gdas (top-2 (op, input) pairs; derive.RULES)
     temperature: list[float] | None = None  # [start, end] of the relaxation's temperature over the search;
                                         # None: [1, 1] (the paper's softmax), or [10, 0.1] for sample (GDAS)
     temperature_schedule: str = "linear"  # linear | exponential, from start (first epoch) to end (last)
@@ -78,8 +80,10 @@ class SearchConfig(ImageData):
 
     def validate(self) -> "SearchConfig":
         # Imported here so that importing this module needs no torch.
+        from ..core.derive import RULES
         from ..core.relax import SCHEDULES
         from .ops import OPS
+        from .supernet import SAMPLE_GRADS
 
         unknown = [o for o in self.ops if o not in OPS]
         if unknown:
@@ -90,6 +94,13 @@ class SearchConfig(ImageData):
             raise ConfigError("ops: the candidate set needs at least one op besides 'none'")
         if self.mixed_op not in MIXED_OPS:
             raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: {', '.join(MIXED_OPS)}")
+        if self.sample_grad not in SAMPLE_GRADS:
+            raise ConfigError(f"sample_grad: unknown {self.sample_grad!r}; available: {', '.join(SAMPLE_GRADS)}")
+        if self.sample_grad != "straight_through" and self.mixed_op != "sample":
+            raise ConfigError(f"sample_grad: {self.sample_grad} shapes the gradient of drawn ops; it needs "
+                              f"mixed_op: sample (got {self.mixed_op!r})")
+        if self.derive not in RULES:
+            raise ConfigError(f"derive: unknown derivation rule {self.derive!r}; available: {', '.join(RULES)}")
         if self.mixed_op == "partial" and (self.partial_k < 1 or self.init_channels % (2 * self.partial_k)):
             raise ConfigError(f"partial_k={self.partial_k} must be at least 1 and divide init_channels="
                               f"{self.init_channels} into parts of an even number of channels; "

@@ -9,7 +9,8 @@ float64: outputs, every gradient, batch-norm statistics) and adds the mixed-op m
   rest bypass them, then channels are shuffled; each node weighs its incoming edges by a softmax over
   edge logits (edge normalisation), and these edge probabilities enter the derivation;
 - `sample`: GDAS (Dong & Yang, CVPR 2019): one candidate per edge, drawn by the hard Gumbel
-  relaxation; only that op is computed.
+  relaxation; only that op is computed. `sample_grad` says which coefficients get a gradient
+  (`SAMPLE_GRADS`); `same_draw()` holds one draw across the passes of an architecture step.
 
 The architecture logits `alphas` are registered parameters (checkpoints and optimisers see them). How
 they become the mixing coefficients `mix` is the relaxation (core/relax.py). The speed tricks (a ReLU
@@ -18,6 +19,8 @@ dense concatenation gradients) are in fast.py, each explained there.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -32,6 +35,15 @@ from .spaces import DARTS_OPS, MIXED_OPS
 
 KINDS = ("normal", "reduce")
 
+# How a drawn edge passes gradient to its one-hot coefficients (sample mode):
+# - straight_through: mix[drawn] * op_drawn(x); only the drawn op's coefficient has a gradient, which
+#   reaches every logit of the edge through the soft sample. GDAS's own code for the DARTS space does
+#   this (xautodl search_cells.py, MixedOp.forward_gdas: `self._ops[index](x) * weights[index]`).
+# - gdas_nb201: sum_k (mix[k] * op_k(x) if k is drawn else mix[k]), as GDAS's NAS-Bench-201 cell
+#   (xautodl search_cells.py, NAS201SearchCell.forward_gdas). Undrawn coefficients are 0 in value, so
+#   the output is unchanged, but each gets the sum of the edge output's gradient.
+SAMPLE_GRADS = ("straight_through", "gdas_nb201")
+
 
 class MixedOp(nn.Module):
     """sum_o mix_o * o(x) over the candidates of one edge (Eq. 2), computed as `mode` says.
@@ -42,11 +54,13 @@ class MixedOp(nn.Module):
     """
 
     def __init__(self, c: int, stride: int, ops: list[str], mode: str = "exact", partial_k: int = 4,
-                 shared: tuple[str, ...] = ()):
+                 shared: tuple[str, ...] = (), sample_grad: str = "straight_through"):
         super().__init__()
         if mode not in MIXED_OPS:
             raise ValueError(f"mixed-op mode must be one of {MIXED_OPS}, got {mode!r}")
-        self.mode, self.stride = mode, stride
+        if sample_grad not in SAMPLE_GRADS:
+            raise ValueError(f"sample_grad must be one of {SAMPLE_GRADS}, got {sample_grad!r}")
+        self.mode, self.stride, self.sample_grad = mode, stride, sample_grad
         self.k = partial_k if mode == "partial" else 1
         if c % self.k:
             raise ValueError(f"partial channels: {c} channels do not split into {self.k} parts")
@@ -92,12 +106,17 @@ class MixedOp(nn.Module):
         return out
 
     def one(self, x, x_relu, mix, choice: int) -> torch.Tensor:
-        """mix[choice] * op_choice(x): the other coefficients are zero (a one-hot sample)."""
+        """mix[choice] * op_choice(x): the other coefficients are zero (a one-hot sample). With
+        sample_grad gdas_nb201 they are added as well (SAMPLE_GRADS): same value, more gradient."""
         if choice not in self.index:  # `none` was drawn: the edge contributes nothing
             n, c, h, w = x.shape
-            return x.new_zeros(n, c, -(-h // self.stride), -(-w // self.stride))
-        i = self.index.index(choice)
-        return scaled(self.ops[i], x_relu if self.takes_relu[i] else x, mix[choice])
+            out = x.new_zeros(n, c, -(-h // self.stride), -(-w // self.stride))
+        else:
+            i = self.index.index(choice)
+            out = scaled(self.ops[i], x_relu if self.takes_relu[i] else x, mix[choice])
+        if self.sample_grad == "gdas_nb201":  # + sum of the undrawn coefficients, each exactly 0
+            out = out + torch.cat([mix[:choice], mix[choice + 1:]]).sum()
+        return out
 
     def partial(self, x, x_relu, mix, shared_outputs=None) -> torch.Tensor:
         c = x.shape[1] // self.k
@@ -113,7 +132,8 @@ class MixedOp(nn.Module):
 
 
 class SearchCell(nn.Module):
-    def __init__(self, nodes, c_pp, c_p, c, reduction, reduction_prev, ops, mode="exact", partial_k=4):
+    def __init__(self, nodes, c_pp, c_p, c, reduction, reduction_prev, ops, mode="exact", partial_k=4,
+                 sample_grad="straight_through"):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -127,7 +147,7 @@ class SearchCell(nn.Module):
         k = partial_k if mode == "partial" else 1
         self.shared = nn.ModuleList(SharedOps(shared, c // k, stride[j]) for j in range(nodes + 1)) if shared else None
         self.edges = nn.ModuleList(
-            MixedOp(c, stride[j], ops, mode, partial_k, shared)
+            MixedOp(c, stride[j], ops, mode, partial_k, shared, sample_grad)
             for i in range(nodes) for j in range(2 + i))
         self.needs_relu = any(e.needs_relu for e in self.edges)
 
@@ -163,7 +183,8 @@ class Supernet(Searchable):
 
     def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
                  nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3,
-                 relaxation=None, mixed_op: str = "exact", partial_k: int = 4):
+                 relaxation=None, mixed_op: str = "exact", partial_k: int = 4,
+                 sample_grad: str = "straight_through"):
         super().__init__()
         self.ops = list(ops or DARTS_OPS)
         self.nodes = nodes
@@ -173,6 +194,7 @@ class Supernet(Searchable):
         self.relaxation = relaxation or (GumbelHard() if mixed_op == "sample" else Softmax())
         self.temperature = 1.0   # set per epoch by the search's schedule
         self.generator = None    # draws the samples of a sampling relaxation (None: torch's global RNG)
+        self.held_noise = None   # inside same_draw(): the draw's noise per cell kind, once drawn
         c = init_channels
         c_curr = stem_multiplier * c
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
@@ -184,7 +206,7 @@ class Supernet(Searchable):
             if reduction:
                 c_curr *= 2
             self.cells.append(SearchCell(nodes, c_pp, c_p, c_curr, reduction, reduction_prev, self.ops,
-                                         mixed_op, partial_k))
+                                         mixed_op, partial_k, sample_grad))
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c_curr
         self.classifier = nn.Linear(c_p, num_classes)
@@ -195,8 +217,32 @@ class Supernet(Searchable):
             logits |= {f"{kind}_edges": nn.Parameter(1e-3 * torch.randn(num_edges)) for kind in KINDS}
         self.alphas = nn.ParameterDict(logits)
 
+    @contextlib.contextmanager
+    def same_draw(self):
+        """Inside, every forward pass reuses the first one's Gumbel noise: the same ops are drawn and the
+        coefficients are one function of the alphas, so the passes of an architecture step (the virtual
+        step, the validation pass at w', the probes at w +- eps v of Eq. 8) are passes of one network and
+        their finite difference is a Hessian-vector product. Forward passes outside (the weight step)
+        draw afresh, as GDAS does on every forward. Deterministic relaxations hold nothing."""
+        if not self.relaxation.samples or self.held_noise is not None:  # nothing to hold, or held already
+            yield
+            return
+        self.held_noise = {}
+        try:
+            yield
+        finally:
+            self.held_noise = None
+
+    def mix(self, kind: str) -> torch.Tensor:
+        """The mixing coefficients of one cell kind (edges x ops): a fresh draw, or the held one."""
+        if self.held_noise is None:
+            return self.relaxation.mix(self.alphas[kind], self.temperature, self.generator)
+        if kind not in self.held_noise:  # the first pass draws, as it would have outside
+            self.held_noise[kind] = self.relaxation.noise(self.alphas[kind], self.generator)
+        return self.relaxation.mix(self.alphas[kind], self.temperature, noise=self.held_noise[kind])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mix = {k: self.relaxation.mix(self.alphas[k], self.temperature, self.generator) for k in KINDS}
+        mix = {k: self.mix(k) for k in KINDS}
         edge_probs = self.edge_probs(detach=False) if self.mixed_op == "partial" else dict.fromkeys(KINDS)
         choices = dict.fromkeys(KINDS)
         if self.relaxation.samples:

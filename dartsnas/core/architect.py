@@ -15,10 +15,18 @@ are moved only by the network's own training pass.
 With `grad_clip`, the virtual step clips grad_w L_train to that norm as the real weight step does
 (the official recurrent search does; its convolutional search does not). The clipping factor c is
 taken as a constant of alpha, so the implicit term is scaled by it: xi * c * [...] / (2 eps).
+`official_clip` instead follows the official rnn/architect.py `_backward_step_unrolled` to the letter:
+it clips v = grad_w' L_val(w', alpha) to `grad_clip` too, and scales the implicit term by the uncapped
+factor c = grad_clip / (||grad_w L_train|| + 1e-6), which exceeds 1 when the virtual step is not clipped.
+
+All passes of one architecture step (the virtual step's, the validation pass, both probes) run inside
+the model's `same_draw()`: a sampling relaxation draws one architecture for them all, otherwise the
+finite difference of Eq. 8 would compare two different networks.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator
 
 import torch
@@ -40,14 +48,27 @@ class Searchable(nn.Module):
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.alphas.values())
 
+    def same_draw(self) -> contextlib.AbstractContextManager:
+        """A context in which every forward pass computes the same function of (weights, alphas).
+
+        Networks that draw their architecture (a sampling relaxation) must reuse one draw inside it:
+        the architecture step differentiates and differences several passes of one network (Eq. 7-8).
+        Deterministic networks have nothing to hold: a no-op.
+        """
+        return contextlib.nullcontext()
+
 
 class Architect:
     def __init__(self, model: nn.Module, criterion: nn.Module, arch_lr: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
-                 unrolled: bool = False, grad_clip: float | None = None):
+                 unrolled: bool = False, grad_clip: float | None = None, official_clip: bool = False):
+        if official_clip and grad_clip is None:
+            raise ValueError("official_clip clips to the network's gradient clip: pass grad_clip as well")
         self.model = model
         self.grad_clip = grad_clip
-        self.clip_scale = 1.0  # the clipping factor of the last virtual step
+        self.official_clip = official_clip
+        self.clip_scale = 1.0  # the clipping factor of the last virtual step, at most 1
+        self.clip_coef = 1.0   # the same, uncapped: grad_clip / (norm + 1e-6) (official_clip's implicit scale)
         self.criterion = criterion
         self.unrolled = unrolled
         self.alphas = model.arch_parameters()
@@ -65,13 +86,14 @@ class Architect:
 
     def grads(self, x_train, y_train, x_val, y_val, weight_optimizer) -> tuple[list[torch.Tensor], torch.Tensor]:
         """The alphas' gradients of this step's order, and the validation loss."""
-        if self.unrolled:
-            return self.second_order_grads(x_train, y_train, x_val, y_val, weight_optimizer)
-        # The weights enter as constants: no op computes their gradients (autograd would skip
-        # them anyway; the lean mode's recomputation can only tell from requires_grad).
-        constants = {n: w.detach() for n, w in self.model.named_weights()}
-        loss = self._loss(constants, x_val, y_val)
-        return _grad(loss, self.alphas), loss
+        with self.model.same_draw():  # one architecture for all passes of this step
+            if self.unrolled:
+                return self.second_order_grads(x_train, y_train, x_val, y_val, weight_optimizer)
+            # The weights enter as constants: no op computes their gradients (autograd would skip
+            # them anyway; the lean mode's recomputation can only tell from requires_grad).
+            constants = {n: w.detach() for n, w in self.model.named_weights()}
+            loss = self._loss(constants, x_val, y_val)
+            return _grad(loss, self.alphas), loss
 
     # -- second order ----------------------------------------------------------------------------
 
@@ -86,10 +108,10 @@ class Architect:
         xi, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
         named = dict(self.model.named_weights())
         grads = _grad(self._loss(named, x_train, y_train), list(named.values()))
-        self.clip_scale = 1.0
+        self.clip_scale = self.clip_coef = 1.0
         if self.grad_clip is not None:  # as nn.utils.clip_grad_norm_
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-            self.clip_scale = (self.grad_clip / (norm + 1e-6)).clamp(max=1.0)
+            self.clip_coef = self.grad_clip / (_norm(grads) + 1e-6)
+            self.clip_scale = self.clip_coef.clamp(max=1.0)
         unrolled = {}
         with torch.no_grad():
             for (name, w), g in zip(named.items(), grads):
@@ -106,13 +128,17 @@ class Architect:
         loss = self._loss(unrolled, x_val, y_val)
         grads = _grad(loss, self.alphas + list(unrolled.values()))
         alpha_grads, v = grads[: len(self.alphas)], grads[len(self.alphas):]
+        scale = self.clip_scale
+        if self.official_clip:  # official rnn/architect.py: _clip(dtheta, clip), then eta * clip_coef
+            v = [t * (self.grad_clip / (_norm(v) + 1e-6)).clamp(max=1.0) for t in v]
+            scale = self.clip_coef
         implicit = self.hessian_vector_product(v, x_train, y_train, r)
-        grads = [g - xi * self.clip_scale * h for g, h in zip(alpha_grads, implicit)]
+        grads = [g - xi * scale * h for g, h in zip(alpha_grads, implicit)]
         return grads, loss
 
     def hessian_vector_product(self, v, x, y, r: float = 1e-2):
         """(grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps), Eq. 8."""
-        eps = r / torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in v]))
+        eps = r / _norm(v)
         named = dict(self.model.named_weights())
         out = []
         for sign in (1.0, -1.0):
@@ -120,6 +146,11 @@ class Architect:
                 shifted = {n: w + (sign * eps) * d for (n, w), d in zip(named.items(), v)}
             out.append(_grad(self._loss(shifted, x, y), self.alphas))
         return [(gp - gn) / (2 * eps) for gp, gn in zip(*out)]
+
+
+def _norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all tensors together, as one vector (nn.utils.clip_grad_norm_'s total norm)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
 
 def _grad(loss: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:

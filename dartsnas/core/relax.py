@@ -1,7 +1,8 @@
 """Relaxations: how architecture logits become the coefficients that mix an edge's candidate ops.
 
 A relaxation gives two things per cell kind (edges x ops):
-- `mix(alphas, tau, generator)`: what the forward pass multiplies each op's output with;
+- `mix(alphas, tau, generator, noise)`: what the forward pass multiplies each op's output with (a
+  sampling relaxation also has `noise(alphas, generator)`: pass its result back as `noise` to repeat a draw);
 - `probs(alphas, tau)`: the probabilities logged, plotted and derived from.
 
 `Softmax` is the paper's (Eq. 2) at tau = 1; a temperature annealed towards 0 pushes it towards one-hot,
@@ -24,7 +25,7 @@ class Softmax:
     name = "softmax"
     samples = False
 
-    def mix(self, alphas: torch.Tensor, tau: float = 1.0, generator=None) -> torch.Tensor:
+    def mix(self, alphas: torch.Tensor, tau: float = 1.0, generator=None, noise=None) -> torch.Tensor:
         return (alphas / tau).softmax(dim=-1) if tau != 1.0 else alphas.softmax(dim=-1)
 
     def probs(self, alphas: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
@@ -42,10 +43,17 @@ class GumbelHard:
     name = "gumbel"
     samples = True
 
-    def mix(self, alphas: torch.Tensor, tau: float = 1.0, generator=None) -> torch.Tensor:
+    def noise(self, alphas: torch.Tensor, generator=None) -> torch.Tensor:
+        """Gumbel(0, 1) noise shaped like `alphas`: the whole randomness of one draw."""
         # Exponential(1) draws give Gumbel noise as -log(E); clamp keeps log finite for E = 0.
         e = torch.empty_like(alphas).exponential_(generator=generator).clamp_min(torch.finfo(alphas.dtype).tiny)
-        soft = ((alphas - e.log()) / tau).softmax(dim=-1)
+        return -e.log()
+
+    def mix(self, alphas: torch.Tensor, tau: float = 1.0, generator=None, noise=None) -> torch.Tensor:
+        """A fresh draw, or with `noise` (from `noise()`) a deterministic function of alphas: the same
+        draw again, as the passes of one architecture step need (Supernet.same_draw)."""
+        g = self.noise(alphas, generator) if noise is None else noise
+        soft = ((alphas + g) / tau).softmax(dim=-1)
         hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
         # hard + (soft - soft): exactly one-hot in value (s - s is 0), the soft gradient in backward.
         return hard + (soft - soft.detach())

@@ -21,6 +21,10 @@ from .genotype import RECURRENT_OPS
 RNN_CONFIG_DIR = CONFIG_DIR / "rnn"
 CORPORA = ("ptb", "wikitext2", "text")  # text.CORPORA, named here so that configs load without torch
 SPLITS = ("train", "valid", "test")
+# How the second-order step treats gradient clipping (core/architect.py, `official_clip`): "paper"
+# scales the implicit term by the virtual step's clipping factor capped at 1 and leaves v unclipped;
+# "official" follows rnn/architect.py `_backward_step_unrolled`: v clipped to grad_clip, factor uncapped.
+UNROLLED_FORMS = ("paper", "official")
 
 
 @dataclass
@@ -40,7 +44,7 @@ class RecurrentSearchConfig:
     dropouth: float = 0.25              # ... on the states entering each node
     dropoutx: float = 0.75              # ... on the cell's input x_t
     dropouti: float = 0.2               # ... on the embeddings
-    dropoute: float = 0.0               # words dropped from the embedding matrix
+    dropoute: float = 0.0               # words dropped from the embedding matrix (official rnn/train_search.py: 0)
     # weight optimisation (SGD)
     epochs: int = 50
     batch_size: int = 256
@@ -53,6 +57,7 @@ class RecurrentSearchConfig:
     tar: float = 1e-3                   # temporal activation regularisation (beta in the official code)
     # architecture optimisation (Adam)
     unrolled: bool = False              # second order (Eq. 7) when true
+    unrolled_form: str = "paper"        # paper | official: clipping in the second-order step (UNROLLED_FORMS)
     arch_lr: float = 3e-3
     arch_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     arch_weight_decay: float = 1e-3
@@ -71,6 +76,10 @@ class RecurrentSearchConfig:
             raise ConfigError(f"ops: {self.ops} must list each op once and at least one besides 'none'")
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
+        if self.unrolled_form not in UNROLLED_FORMS:
+            raise ConfigError(f"unrolled_form: unknown {self.unrolled_form!r}; available: {', '.join(UNROLLED_FORMS)}")
+        if self.unrolled_form != "paper" and not self.unrolled:
+            raise ConfigError(f"unrolled_form: {self.unrolled_form} shapes the second-order step; set unrolled=true too")
         if self.mixed_op not in ("exact", "lean"):
             raise ConfigError(f"mixed_op: the recurrent search has the modes exact and lean, got {self.mixed_op!r}")
         return self
@@ -92,7 +101,7 @@ class RecurrentTrainConfig:
     dropouth: float = 0.25
     dropoutx: float = 0.75
     dropouti: float = 0.2
-    dropoute: float = 0.0               # the official train.py default
+    dropoute: float = 0.1               # words dropped from the embedding matrix (official rnn/train.py --dropoute)
     # optimisation: SGD, then averaged SGD once validation stops improving (non-monotone trigger)
     epochs: int = 8000                  # the official upper limit; the paper trains to convergence
     batch_size: int = 64
@@ -154,8 +163,3 @@ def is_recurrent_run(run_dir: str | Path) -> bool:
     except (OSError, yaml.YAMLError):
         return False
     return isinstance(data, dict) and "corpus" in data
-
-
-def read_run_config(cls, run_dir: str | Path):
-    """The config a recurrent run saved, for --resume."""
-    return load_dataclass(cls, Path(run_dir) / "config.yaml")
