@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks behind the README's CUDA figures, as one script of named stages:
+# The GPU checks behind the CUDA figures of docs/benchmarks.md, as one script of named stages:
 #   tests   CUDA variants of the lean, sample and partial tests
 #   first   one first-order search step per mode at batch 64 and 256 (fresh process each)
 #   second  one second-order step per mode at batch 64

@@ -1,6 +1,8 @@
-"""The command line: `dartsnas search`, `dartsnas plot`, `dartsnas genotype`, `dartsnas info`, `dartsnas train`.
+"""The command line: `dartsnas search | train | plot | genotype | info | export | bench`.
 
-Errors a user can cause end here as one line on stderr and exit status 2, not as a traceback.
+`search` and `train` run a convolutional cell, or with `--task` (or when resuming such a run) a recurrent
+one; both sides take the same flags and start or resume a run the same way. Errors a user can cause end
+here as one line on stderr and exit status 2, not as a traceback.
 """
 
 from __future__ import annotations
@@ -9,63 +11,157 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable, NamedTuple
+
+TASKS = ("ptb", "wikitext2", "text")  # recurrent tasks: corpora (text: a folder of your own)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from .core.config import ConfigError
-    from .conv.data import DataError
+    from .core.download import DataError
     from .core.genotype import GenotypeError
+    from .core.plot import PlotError
     from .core.runs import RunError
-    errors = [ConfigError, DataError, GenotypeError, RunError]
-    try:
-        from .core.plot import PlotError
-        errors.append(PlotError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return ConfigError, DataError, GenotypeError, RunError, PlotError
 
 
-def cmd_search(args) -> None:
+# ----------------------------------------------------------------------------------------------
+# search and train: one way to start or resume a run, for both sides
+
+class Side(NamedTuple):
+    """What a run command needs of the side (convolutional or recurrent) it runs on."""
+    config: type          # the config dataclass
+    folder: Path          # its shipped configs
+    what: str             # how messages name its configs
+    run: Callable         # run(config, [genotype,] run_dir, resume=...)
+    name: str             # the default run folder name
+    recurrent: bool
+
+
+def _side(args, command: str) -> Side:
+    """A recurrent run with --task or when resuming a recurrent run folder, a convolutional one otherwise."""
+    from .core.config import CONFIG_DIR
+
+    stem = Path(args.config).stem if args.config else None
     if args.task or (args.resume and _recurrent_run(args.resume)):
-        return cmd_search_recurrent(args)
-    from .conv.config import load_config
-    from .core.config import ConfigError
-    from .conv.search import run_search
+        from .recurrent import config as rc
+        if command == "search":
+            from .recurrent.search import run_recurrent_search
+            return Side(rc.RecurrentSearchConfig, rc.RNN_CONFIG_DIR, "recurrent config", run_recurrent_search,
+                        f"{args.task}-{stem or 'search'}", True)
+        from .recurrent.train import run_recurrent_training
+        return Side(rc.RecurrentTrainConfig, rc.RNN_CONFIG_DIR / "train", "recurrent config", run_recurrent_training,
+                    f"train-{args.task}-{stem or 'paper'}", True)
+    from .conv import config as cc
+    if command == "search":
+        from .conv.search import run_search
+        return Side(cc.SearchConfig, CONFIG_DIR, "config", run_search, stem or "search", False)
+    from .conv.train import run_training
+    return Side(cc.TrainConfig, cc.TRAIN_CONFIG_DIR, "training config", run_training,
+                f"train-{stem}" if stem else "train", False)
 
-    overrides = _overrides(args)
+
+def _run(args, command: str) -> None:
+    """Start a new run folder from --config/--set, or continue --resume RUN with its own saved files."""
+    from .core.config import ConfigError, load_dataclass
+
+    side = _side(args, command)
     if args.resume:
-        if args.config or overrides:
-            raise ConfigError("--resume continues a run with its own saved config; drop --config, --set, "
-                              "--device and --seed (or start a new run)")
         run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").exists():
-            raise ConfigError(f"--resume {run_dir}: no config.yaml there; give the folder of an earlier search run")
-        config = load_config(run_dir / "config.yaml")
-        run_search(config, run_dir, resume=True)
+        _refuse_new_run_flags(args)
+        needed = ["config.yaml"] + (["genotype.json"] if command == "train" else [])
+        if not all((run_dir / name).exists() for name in needed):
+            raise ConfigError(f"--resume {run_dir}: no {' and '.join(needed)} there; give the folder of an earlier "
+                              f"{command} run")
+        config = _apply_flags(load_dataclass(side.config, run_dir / "config.yaml"), args)
+        genotype = (_genotype(run_dir / "genotype.json", side.recurrent),) if command == "train" else ()
+        side.run(config, *genotype, run_dir, resume=True)
         return
-    config = load_config(args.config, overrides)
-    config = _apply_flags(config, args)
-    run_dir = _new_run(args, Path(args.config).stem if args.config else "search")
-    run_search(config, run_dir)
+    genotype = ()
+    if command == "train":
+        if not args.genotype:
+            example = "DARTS_RNN" if side.recurrent else "DARTS_V2"
+            raise ConfigError(f"name the {'recurrent ' * side.recurrent}genotype to train: {example}, a genotype.json, "
+                              "a search run folder or genotype text")
+        genotype = (_genotype(args.genotype, side.recurrent),)
+    overrides = ([f"corpus={args.task}"] if side.recurrent else []) + _overrides(args, side.recurrent)
+    config = _apply_flags(load_dataclass(side.config, args.config, overrides, side.folder, side.what), args)
+    side.run(config, *genotype, _new_run(args, side.name))
 
+
+def _genotype(spec, recurrent: bool):
+    if recurrent:
+        from .recurrent.genotype import load_recurrent_genotype
+        return load_recurrent_genotype(spec)
+    from .conv.ops import OPS
+    from .core.genotype import load_genotype
+    return load_genotype(spec, known_ops=OPS)
+
+
+def _refuse_new_run_flags(args) -> None:
+    """A resumed run keeps its own config and genotype: flags that would change them are refused."""
+    from .core.config import ConfigError
+
+    given = [flag for flag, value in (("GENOTYPE", getattr(args, "genotype", None)), ("--task", args.task),
+                                      ("--config", args.config), ("--set", args.set), ("--device", args.device),
+                                      ("--seed", args.seed), ("--amp", getattr(args, "amp", False)),
+                                      ("--compile", getattr(args, "compile", False))) if value]
+    if given:
+        raise ConfigError(f"--resume continues a run with its own saved config and genotype; drop {', '.join(given)} "
+                          "(or start a new run)")
+
+
+def _overrides(args, recurrent: bool) -> list[str]:
+    """--set items, then the flags that set config fields (--device, --seed; --amp and --compile for training)."""
+    from .core.config import ConfigError
+
+    overrides = list(args.set or [])
+    for flag in ("device", "seed"):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{flag}={getattr(args, flag)}")
+    switches = [flag for flag in ("amp", "compile") if getattr(args, flag, False)]
+    if switches and recurrent:
+        raise ConfigError("--amp and --compile are for convolutional networks; drop them for a recurrent cell")
+    return overrides + [f"{flag}=true" for flag in switches]
+
+
+def _apply_flags(config, args):
+    """The config with the command line's flags that are not config fields applied (--no-progress)."""
+    if args.no_progress:
+        config.progress = False
+    return config
+
+
+def _new_run(args, name: str) -> Path:
+    """A fresh run folder under --out (named --name, or `name`), announced on stderr."""
+    from .core.runs import new_run_dir
+
+    run_dir = new_run_dir(args.out, args.name or name)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    return run_dir
+
+
+def _recurrent_run(run_dir) -> bool:
+    from .recurrent.config import is_recurrent_run
+    return is_recurrent_run(run_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# the other commands
 
 def cmd_plot(args) -> None:
     if _recurrent_run(args.run):
-        from .recurrent.plot import plot_recurrent_run
-        for f in plot_recurrent_run(args.run):
-            print(f)
-        return
-    from .core.plot import plot_run
-
-    files = plot_run(args.run)
-    for f in files:
+        from .recurrent.plot import plot_recurrent_run as plot
+    else:
+        from .core.plot import plot_run as plot
+    for f in plot(args.run):
         print(f)
 
 
 def cmd_genotype(args) -> None:
+    from .conv.ops import OPS
     from .core.genotype import PUBLISHED, load_genotype
     from .recurrent.genotype import RECURRENT_PUBLISHED, load_recurrent_genotype, names_recurrent
-    from .conv.ops import OPS
 
     if args.list or not args.spec:
         for name, g in (PUBLISHED | RECURRENT_PUBLISHED).items():
@@ -76,38 +172,6 @@ def cmd_genotype(args) -> None:
     else:
         g = load_genotype(args.spec, known_ops=OPS)
     print(json.dumps(g.to_dict()) if args.json else g)
-
-
-def cmd_train(args) -> None:
-    if args.task or (args.resume and _recurrent_run(args.resume)):
-        return cmd_train_recurrent(args)
-    from .core.config import ConfigError
-    from .core.genotype import load_genotype
-    from .conv.ops import OPS
-    from .conv.train import run_training
-    from .conv.config import load_train_config
-
-    overrides = _overrides(args)
-    overrides += [f"{flag}=true" for flag in ("amp", "compile") if getattr(args, flag)]
-    if args.resume:
-        if args.genotype or args.config or overrides:
-            raise ConfigError("--resume continues a run with its own genotype and config; drop GENOTYPE, --config, "
-                              "--set, --device, --seed, --amp and --compile (or start a new run)")
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").exists() or not (run_dir / "genotype.json").exists():
-            raise ConfigError(f"--resume {run_dir}: no config.yaml and genotype.json there; give the folder of an "
-                              "earlier training run")
-        config = load_train_config(run_dir / "config.yaml")
-        config = _apply_flags(config, args)
-        run_training(config, load_genotype(run_dir / "genotype.json", known_ops=OPS), run_dir, resume=True)
-        return
-    if not args.genotype:
-        raise ConfigError("name the genotype to train: DARTS_V2, a genotype.json, a search run folder or genotype text")
-    genotype = load_genotype(args.genotype, known_ops=OPS)
-    config = load_train_config(args.config, overrides)
-    config = _apply_flags(config, args)
-    run_dir = _new_run(args, "train-" + Path(args.config).stem if args.config else "train")
-    run_training(config, genotype, run_dir)
 
 
 def cmd_export(args) -> None:
@@ -122,12 +186,10 @@ def cmd_info(args) -> None:
     from .recurrent.genotype import names_recurrent
     if names_recurrent(args.genotype):
         return cmd_info_recurrent(args)
-    from .core.config import ConfigError
-    from .core.genotype import load_genotype
     from .conv.network import network_info
-    from .conv.ops import OPS
+    from .core.config import ConfigError
 
-    genotype = load_genotype(args.genotype, known_ops=OPS)
+    genotype = _genotype(args.genotype, recurrent=False)
     options = {k: v for k, v in (("init_channels", args.init_channels), ("layers", args.layers)) if v is not None}
     try:
         info = network_info(args.net, genotype, num_classes=args.classes, **options)
@@ -145,26 +207,68 @@ def cmd_info(args) -> None:
           f"eval mode, as torch's FlopCounterMode counts them)")
 
 
+# Vocabulary sizes of the standard corpora (their training files' words, <eos> included).
+VOCABULARY = {"ptb": 10_000, "wikitext2": 33_278}
+
+
+def cmd_info_recurrent(args) -> None:
+    import torch
+
+    from .recurrent.model import evaluation_model
+    from .recurrent.train import count_parameters
+
+    genotype = _genotype(args.genotype, recurrent=True)
+    emsize = args.emsize or 850
+    vocab = VOCABULARY[args.task]
+    with torch.device("meta"):  # only the shapes are needed: nothing is allocated
+        model = evaluation_model(genotype, vocab, emsize)
+    n = count_parameters(model)
+    if args.json:
+        print(json.dumps({"net": "recurrent", "nodes": genotype.nodes, "emsize": emsize, "vocabulary": vocab,
+                          "task": args.task, "parameters": n}))
+        return
+    print(f"network        recurrent language model: {genotype.nodes} nodes, embedding and hidden {emsize}, "
+          f"vocabulary {vocab:,} ({args.task}), tied weights")
+    print(f"parameters     {n / 1e6:.3f} M ({n:,}; the decoder matrix is the embedding's, counted once)")
+
+
+# ----------------------------------------------------------------------------------------------
+# the parser
+
+def _run_flags(p, what: str, configs: str, default_name: str, task_help: str) -> None:
+    """The flags every run command takes (search and train, both sides)."""
+    p.add_argument("--config", help=f"a YAML file, or the name of a shipped config ({configs})")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config's device)")
+    p.add_argument("--seed", type=int, help="random seed (sets the config's seed)")
+    p.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
+    p.add_argument("--name", help=f"run folder name prefix (default: {default_name})")
+    p.add_argument("--resume", metavar="RUN", help=f"continue the {what} run in folder RUN from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--task", choices=TASKS, help=task_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dartsnas", description="Differentiable architecture search (DARTS).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("search", help="search a convolutional cell (a recurrent one with --task); writes a run folder")
-    p.add_argument("--config", help="a YAML file, or the name of a shipped config (quick, cifar10, ...)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config's device)")
-    p.add_argument("--seed", type=int, help="random seed (sets the config's seed)")
-    p.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
-    p.add_argument("--name", help="run folder name prefix (default: the config's name)")
-    p.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
-    p.add_argument("--task", choices=["ptb", "wikitext2", "text"],
-                   help="search a recurrent cell on a word-level corpus (text: your own, --set data_dir=DIR); "
-                        "configs are then the shipped recurrent ones (quick, ptb, ...)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_search)
+    _run_flags(p, "search", "quick, cifar10, ...", "the config's name",
+               "search a recurrent cell on a word-level corpus (text: your own, --set data_dir=DIR); "
+               "configs are then the shipped recurrent ones (quick, ptb, ...)")
+    p.set_defaults(func=lambda args: _run(args, "search"))
+
+    p = sub.add_parser("train", help="train a genotype from scratch (the paper's evaluation); writes a run folder")
+    p.add_argument("genotype", nargs="?", help="DARTS_V2, a genotype.json, a search run folder, or genotype text")
+    _run_flags(p, "training", "cifar10, imagenet, quick", "train-<config name>",
+               "train a recurrent genotype as a language model on this corpus (text: your own, --set data_dir=DIR); "
+               "configs are then the shipped recurrent ones (ptb, wikitext2, quick)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (for CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.set_defaults(func=lambda args: _run(args, "train"))
 
     p = sub.add_parser("plot", help="draw the pictures of a run folder into RUN/plots")
-    p.add_argument("run", help="a search run folder")
+    p.add_argument("run", help="a search or training run folder")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("genotype", help="print a genotype (registry name, genotype.json, run folder, or text)")
@@ -172,23 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the published genotypes")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_genotype)
-
-    p = sub.add_parser("train", help="train a genotype from scratch (the paper's evaluation); writes a run folder")
-    p.add_argument("genotype", nargs="?", help="DARTS_V2, a genotype.json, a search run folder, or genotype text")
-    p.add_argument("--config", help="a YAML file, or a shipped training config: cifar10, imagenet, quick")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config's device)")
-    p.add_argument("--seed", type=int, help="random seed (sets the config's seed)")
-    p.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
-    p.add_argument("--name", help="run folder name prefix (default: train-<config name>)")
-    p.add_argument("--resume", metavar="RUN", help="continue the training run in folder RUN from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (for CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
-    p.add_argument("--task", choices=["ptb", "wikitext2", "text"],
-                   help="train a recurrent genotype as a language model on this corpus (text: your own, "
-                        "--set data_dir=DIR); configs are then the shipped recurrent ones (ptb, wikitext2, quick)")
-    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="export a trained network (torch.export .pt2, ONNX, safetensors) into RUN/export")
     p.add_argument("run", help="a training run folder")
@@ -226,111 +313,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; continue with: dartsnas {args.command} --resume RUN", file=sys.stderr)
         return 130
     return 0
-
-
-# ----------------------------------------------------------------------------------------------
-# The recurrent side (language modelling): `search --task`, `train --task`, `plot` and `genotype` of such runs.
-
-def _recurrent_run(run_dir) -> bool:
-    from .recurrent.config import is_recurrent_run
-    return is_recurrent_run(run_dir)
-
-
-def _overrides(args) -> list[str]:
-    overrides = list(args.set or [])
-    for flag in ("device", "seed"):
-        if getattr(args, flag) is not None:
-            overrides.append(f"{flag}={getattr(args, flag)}")
-    return overrides
-
-
-def _apply_flags(config, args):
-    """The config with the command line's flags that are not config fields applied (--no-progress)."""
-    if args.no_progress:
-        config.progress = False
-    return config
-
-
-def _new_run(args, name: str) -> Path:
-    """A fresh run folder under --out (named --name, or `name`), announced on stderr."""
-    from .core.runs import new_run_dir
-
-    run_dir = new_run_dir(args.out, args.name or name)
-    print(f"run folder: {run_dir}", file=sys.stderr)
-    return run_dir
-
-
-def cmd_search_recurrent(args) -> None:
-    from .core.config import ConfigError
-    from .recurrent.config import RecurrentSearchConfig, load_recurrent_config, read_run_config
-    from .recurrent.search import run_recurrent_search
-
-    overrides = _overrides(args)
-    if args.resume:
-        if args.config or overrides or args.task:
-            raise ConfigError("--resume continues a run with its own saved config; drop --task, --config, --set, "
-                              "--device and --seed (or start a new run)")
-        config = read_run_config(RecurrentSearchConfig, args.resume)
-        config = _apply_flags(config, args)
-        run_recurrent_search(config, Path(args.resume), resume=True)
-        return
-    config = load_recurrent_config(RecurrentSearchConfig, args.config, [f"corpus={args.task}"] + overrides)
-    config = _apply_flags(config, args)
-    run_dir = _new_run(args, f"{args.task}-" + (Path(args.config).stem if args.config else "search"))
-    run_recurrent_search(config, run_dir)
-
-
-def cmd_train_recurrent(args) -> None:
-    from .core.config import ConfigError
-    from .recurrent.genotype import load_recurrent_genotype
-    from .recurrent.config import RecurrentTrainConfig, load_recurrent_config, read_run_config
-    from .recurrent.train import run_recurrent_training
-
-    overrides = _overrides(args)
-    if args.amp or args.compile:
-        raise ConfigError("--amp and --compile are for convolutional networks; drop them for a recurrent cell")
-    if args.resume:
-        if args.genotype or args.config or overrides or args.task:
-            raise ConfigError("--resume continues a run with its own genotype and config; drop GENOTYPE, --task, "
-                              "--config, --set, --device and --seed (or start a new run)")
-        run_dir = Path(args.resume)
-        if not (run_dir / "genotype.json").exists():
-            raise ConfigError(f"--resume {run_dir}: no genotype.json there; give the folder of an earlier training run")
-        config = read_run_config(RecurrentTrainConfig, run_dir)
-        config = _apply_flags(config, args)
-        run_recurrent_training(config, load_recurrent_genotype(run_dir / "genotype.json"), run_dir, resume=True)
-        return
-    if not args.genotype:
-        raise ConfigError("name the recurrent genotype to train: DARTS_RNN, a genotype.json, a search run folder or "
-                          "genotype text")
-    genotype = load_recurrent_genotype(args.genotype)
-    config = load_recurrent_config(RecurrentTrainConfig, args.config, [f"corpus={args.task}"] + overrides)
-    config = _apply_flags(config, args)
-    run_dir = _new_run(args, f"train-{args.task}-" + (Path(args.config).stem if args.config else "paper"))
-    run_recurrent_training(config, genotype, run_dir)
-
-
-# Vocabulary sizes of the standard corpora (their training files' words, <eos> included).
-VOCABULARY = {"ptb": 10_000, "wikitext2": 33_278}
-
-
-def cmd_info_recurrent(args) -> None:
-    import torch
-
-    from .recurrent.genotype import load_recurrent_genotype
-    from .recurrent.model import evaluation_model
-    from .recurrent.train import count_parameters
-
-    genotype = load_recurrent_genotype(args.genotype)
-    emsize = args.emsize or 850
-    vocab = VOCABULARY[args.task]
-    with torch.device("meta"):  # only the shapes are needed: nothing is allocated
-        model = evaluation_model(genotype, vocab, emsize)
-    n = count_parameters(model)
-    if args.json:
-        print(json.dumps({"net": "recurrent", "nodes": genotype.nodes, "emsize": emsize, "vocabulary": vocab,
-                          "task": args.task, "parameters": n}))
-        return
-    print(f"network        recurrent language model: {genotype.nodes} nodes, embedding and hidden {emsize}, "
-          f"vocabulary {vocab:,} ({args.task}), tied weights")
-    print(f"parameters     {n / 1e6:.3f} M ({n:,}; the decoder matrix is the embedding's, counted once)")

@@ -640,6 +640,14 @@ class Augment:
         return x.masked_fill(hole, 0.0)
 
 
+def training_augment(config, data: ImageSet, mean, std) -> Augment:
+    """The training augmentation a config (conv.config.ImageData) asks for, its defaults resolved for `data`:
+    random-crop padding 4 for images of 32 pixels and more, else 0; flips for colour images only."""
+    padding = config.crop_padding if config.crop_padding is not None else (4 if min(data.size) >= 32 else 0)
+    flip = config.flip if config.flip is not None else data.in_channels == 3
+    return Augment(mean, std, crop_padding=padding, flip=flip, cutout=config.cutout_length if config.cutout else 0)
+
+
 def batches(data: ImageSet, batch_size: int, generator: torch.Generator | None, augment: Augment | None = None,
             shuffle: bool = True, drop_last: bool = False):
     """Iterate one epoch of (x float32, y int64) batches on data's device.

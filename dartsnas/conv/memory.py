@@ -6,7 +6,7 @@ measured, not guessed: one training forward at a small probe batch runs under
 own saved inputs included); their distinct storages, minus the parameters, scaled linearly to the
 batch, give the activations. Weights, gradients, optimiser state and (second order) the copies of the
 weights the virtual step makes are added, with the allocator's transient headroom as a factor measured
-against `dartsnas bench search-step` (README, Measured).
+against `dartsnas bench search-step` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .spaces import MIXED_OPS
 
 PROBE_BATCH = 4
 # Peak over (kept activations + weight state), calibrated against `dartsnas bench search-step` at the
-# paper setting on CPU (README, Measured): the backward's transient buffers and the allocator's slack.
+# paper setting on CPU (docs/benchmarks.md): the backward's transient buffers and the allocator's slack.
 # In lean mode these dominate what is kept (each op's recomputation and its gradients live for a while).
 HEADROOM = {"exact": 1.15, "partial": 1.15, "sample": 1.15, "lean": 2.5}
 

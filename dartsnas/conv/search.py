@@ -5,7 +5,6 @@ on the training half, batch by batch; derive and log the genotype every epoch.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +14,13 @@ from torch import nn
 from ..core.architect import Architect
 from ..core.config import ConfigError
 from .config import SearchConfig
-from .data import Augment, ImageSet, batches, channel_stats, load_images
+from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
 from ..core.derive import derive
 from ..core.genotype import Genotype, edge_names
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
 from ..core.relax import temperature
-from ..core.device import peak_memory_gb, resolve_device
-from ..core.runs import RunError, append_jsonl, progress_bar, resume_run, save_checkpoint, start_run
+from ..core.device import resolve_device
+from ..core.runs import RunError, SearchRecords, run_epochs, start_run
 from .supernet import Supernet
 
 log = logging.getLogger("dartsnas")
@@ -47,16 +46,13 @@ def prepare_data(config: SearchConfig, device: torch.device) -> SearchData:
         raise ConfigError(f"{n} training images split at train_portion={config.train_portion} leave a half "
                           "with fewer than 2 images; use more data (subset) or another train_portion")
     mean, std = channel_stats(data.images)
-    big = min(data.size) >= 32
-    padding = config.crop_padding if config.crop_padding is not None else (4 if big else 0)
-    flip = config.flip if config.flip is not None else data.in_channels == 3
-    cutout = config.cutout_length if config.cutout else 0
     return SearchData(data.subset(perm[:split]).to(device), data.subset(perm[split:]).to(device),
-                      Augment(mean, std, crop_padding=padding, flip=flip, cutout=cutout), Augment(mean, std))
+                      training_augment(config, data, mean, std), Augment(mean, std))
 
 
-class Searcher:
-    """Owns the supernet, both optimisers and the data generator: everything a checkpoint must hold."""
+class Searcher(SearchRecords):
+    """Owns the supernet, both optimisers and the data generator: everything a checkpoint must hold.
+    A `core.runs.Driver`: run_epochs starts, resumes and loops it."""
 
     def __init__(self, config: SearchConfig, data: SearchData, device: torch.device):
         self.config, self.data, self.device = config, data, device
@@ -64,7 +60,7 @@ class Searcher:
         sample = data.weight_half
         self.model = Supernet(sample.in_channels, sample.num_classes, config.init_channels, config.layers,
                               config.nodes, config.ops, config.stem_multiplier,
-                              mixed_op=config.mixed_op, partial_k=config.partial_k).to(device)
+                              mixed_op=config.mixed_op, partial_k=config.partial_k, sample_grad=config.sample_grad).to(device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.criterion = nn.CrossEntropyLoss()
@@ -125,6 +121,7 @@ class Searcher:
 
     def train_epoch(self, progress) -> dict:
         cfg, data = self.config, self.data
+        self.set_temperature()
         self.model.train()
         sums = torch.zeros(4, device=self.device)  # train loss, train correct, arch loss, seen
         weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment)
@@ -158,7 +155,8 @@ class Searcher:
         return {"valid_loss": s[0] / s[2], "valid_acc": s[1] / s[2]}
 
     def genotype(self) -> Genotype:
-        return derive(self.model.probs(), self.config.ops, self.config.nodes, edge_probs=self.model.edge_probs())
+        return derive(self.model.probs(), self.config.ops, self.config.nodes, edge_probs=self.model.edge_probs(),
+                      rule=self.config.derive)
 
     def alphas_record(self) -> dict:
         probs, edge_probs = self.model.probs(), self.model.edge_probs()
@@ -174,6 +172,45 @@ class Searcher:
         shortest = min(len(self.data.weight_half), len(self.data.arch_half))
         return -(-shortest // self.config.batch_size)  # the two halves are zipped; ceil division
 
+    # -- the parts of core.runs.run_epochs that are a search's own ----------------------------------
+
+    writer = None  # TensorBoard, when the config asks for it
+
+    def announce(self) -> None:
+        config, data = self.config, self.data
+        n_weights = sum(p.numel() for p in self.model.weights())
+        log.info(f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
+                 f"{config.layers} cells, C={config.init_channels}, {len(config.ops)} ops, "
+                 f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, device {self.device}")
+        report_memory(self)
+
+    def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
+        lr = self.scheduler.get_last_lr()[0]  # the one this epoch trained with
+        self.scheduler.step()
+        metrics |= self.evaluate(self.data.arch_half)
+        self.epoch += 1
+        self.record_epoch(run_dir)
+        return {**metrics, "lr": lr, "temperature": self.model.temperature}
+
+    def log_epoch(self, metrics: dict) -> None:
+        log.info(f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} train loss {metrics['train_loss']:.4f} "
+                 f"acc {metrics['train_acc']:.4f} | arch loss {metrics['arch_loss']:.4f} | valid loss "
+                 f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | {metrics['seconds']:.1f} s")
+        log.info(f"genotype: {self.last_genotype}")
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if key != "epoch":
+                    self.writer.add_scalar(key, value, self.epoch)
+            self.writer.add_text("genotype", str(self.last_genotype), self.epoch)
+
+    def finish(self, run_dir: Path) -> Genotype:
+        if self.writer is not None:
+            self.writer.close()
+        return super().finish(run_dir)
+
+    def pictures(self, run_dir: Path) -> list[Path]:
+        from ..core.plot import plot_run
+        return plot_run(run_dir)
 
 
 def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Genotype:
@@ -181,33 +218,15 @@ def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Gen
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
     start_run(run_dir, config, device, resume)
-    data = prepare_data(config, device)
-    searcher = Searcher(config, data, device)
-    if resume:
-        resume_run(run_dir, searcher, device, ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"))
-    else:
-        append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
-    n_weights = sum(p.numel() for p in searcher.model.weights())
-    log.info(f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
-             f"{config.layers} cells, C={config.init_channels}, {len(config.ops)} ops, "
-             f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, device {device}")
-    report_memory(searcher)
-    writer = _tensorboard(run_dir) if config.tensorboard else None
+    searcher = Searcher(config, prepare_data(config, device), device)
+    if config.tensorboard:
+        searcher.writer = _tensorboard(run_dir)
     try:
-        while searcher.epoch < config.epochs:
-            _search_epoch(searcher, run_dir, writer)
+        return run_epochs(searcher, run_dir, resume)
     except (torch.OutOfMemoryError, RuntimeError) as err:
         if not _out_of_memory(err):
             raise
         raise RunError(out_of_memory_message(searcher, run_dir)) from None
-    genotype = searcher.genotype()
-    genotype.save(run_dir / "genotype.json")
-    log.info(f"final genotype: {genotype}")
-    if writer is not None:
-        writer.close()
-    if config.plot:
-        _draw(run_dir)
-    return genotype
 
 
 def _shape(searcher: Searcher) -> tuple:
@@ -245,47 +264,9 @@ def out_of_memory_message(searcher: Searcher, run_dir: Path) -> str:
             f"(checkpoints so far are in {run_dir})")
 
 
-def _search_epoch(searcher: Searcher, run_dir: Path, writer) -> None:
-    config = searcher.config
-    lr = searcher.scheduler.get_last_lr()[0]
-    tau = searcher.set_temperature()
-    start = time.perf_counter()
-    with progress_bar(config, searcher.steps_per_epoch(), searcher.epoch + 1) as progress:
-        metrics = searcher.train_epoch(progress)
-    searcher.scheduler.step()
-    metrics |= searcher.evaluate(searcher.data.arch_half)
-    searcher.epoch += 1
-    genotype = searcher.genotype()
-    metrics = {"epoch": searcher.epoch, **metrics, "lr": lr, "temperature": tau, "seconds": time.perf_counter() - start,
-               "peak_memory_gb": peak_memory_gb(searcher.device)}
-    append_jsonl(run_dir / "metrics.jsonl", metrics)
-    append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
-    append_jsonl(run_dir / "genotypes.jsonl", {"epoch": searcher.epoch, "genotype": genotype.to_dict()})
-    save_checkpoint(searcher.state_dict(), run_dir / "checkpoint.pt")
-    log.info(f"epoch {searcher.epoch}/{config.epochs} lr {lr:.4g} train loss {metrics['train_loss']:.4f} "
-             f"acc {metrics['train_acc']:.4f} | arch loss {metrics['arch_loss']:.4f} | valid loss "
-             f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | {metrics['seconds']:.1f} s")
-    log.info(f"genotype: {genotype}")
-    if writer is not None:
-        for key, value in metrics.items():
-            if key != "epoch":
-                writer.add_scalar(key, value, searcher.epoch)
-        writer.add_text("genotype", str(genotype), searcher.epoch)
-
-
 def _tensorboard(run_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError("tensorboard: true needs TensorBoard: pip install 'dartsnas[tensorboard]'") from None
     return SummaryWriter(str(run_dir / "tb"))
-
-
-def _draw(run_dir: Path) -> None:
-    try:
-        from ..core.plot import plot_run
-        files = plot_run(run_dir)
-    except ImportError as err:
-        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
-        return
-    log.info(f"pictures: {', '.join(sorted(str(f.name) for f in files))} in {run_dir / 'plots'}")

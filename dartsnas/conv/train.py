@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,11 @@ import torch
 from torch import nn
 
 from ..core.config import ConfigError
-from .data import Augment, ImageSet, batches, channel_stats, load_images
+from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
 from ..core.genotype import Genotype
 from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
-from ..core.runs import append_jsonl, load_checkpoint, progress_bar, read_jsonl, resume_run, save_checkpoint, start_run
-from ..core.device import peak_memory_gb, resolve_device
+from ..core.runs import load_checkpoint, run_epochs, save_checkpoint, start_run
+from ..core.device import resolve_device
 from .config import TrainConfig
 
 log = logging.getLogger("dartsnas")
@@ -78,9 +77,7 @@ def prepare_data(config: TrainConfig, device: torch.device, generator: torch.Gen
         raise ConfigError(f"cutout_length {config.cutout_length} blanks the whole {train.size[0]}x{train.size[1]} image "
                           "wherever it falls; set cutout: false or a cutout_length below twice the image side")
     mean, std = channel_stats(train.images)
-    padding = config.crop_padding if config.crop_padding is not None else (4 if min(train.size) >= 32 else 0)
-    flip = config.flip if config.flip is not None else train.in_channels == 3
-    augment = Augment(mean, std, crop_padding=padding, flip=flip, cutout=config.cutout_length if config.cutout else 0)
+    augment = training_augment(config, train, mean, std)
     plain = Augment(mean, std)
     eval_batch = 2 * config.batch_size  # no activations kept for backward
     return TrainData(InMemory(train.to(device), config.batch_size, augment, generator),
@@ -103,7 +100,10 @@ def split_valid(data: ImageSet, portion: float, seed: int) -> tuple[ImageSet, Im
 
 
 class Trainer:
-    """Owns the network, the optimiser, its schedule and the random state: everything a checkpoint holds."""
+    """Owns the network, the optimiser, its schedule and the random state: everything a checkpoint holds.
+    A `core.runs.Driver`: run_epochs starts, resumes and loops it."""
+
+    logs = ("metrics.jsonl",)
 
     def __init__(self, config: TrainConfig, genotype: Genotype, data: TrainData, device: torch.device,
                  generator: torch.Generator):
@@ -188,6 +188,44 @@ class Trainer:
         s = sums.tolist()
         return {f"{prefix}_loss": s[0] / s[2], f"{prefix}_acc": s[1] / s[2]}
 
+    # -- the parts of core.runs.run_epochs that are a training's own --------------------------------
+
+    def steps_per_epoch(self) -> int:
+        return len(self.data.train)
+
+    def begin(self, run_dir: Path) -> None:
+        (run_dir / "network.json").write_text(json.dumps(network_record(self.config, self.data), indent=1) + "\n")
+
+    def announce(self) -> None:
+        config = self.config
+        log.info(f"train: {config.dataset} ({len(self.data.train)} batches of {config.batch_size} per epoch), "
+                 f"{config.net} layout, {config.layers} cells, C={config.init_channels}, "
+                 f"{count_parameters(self.model) / 1e6:.3f}M parameters (auxiliary head apart), device {self.device}")
+
+    def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
+        config = self.config
+        lr, drop = self.scheduler.get_last_lr()[0], drop_path_ramp(config.drop_path_prob, self.epoch, config.epochs)
+        self.scheduler.step()
+        self.epoch += 1
+        if self.data.valid is not None:
+            metrics |= self.evaluate(self.data.valid, "valid")
+            if self.best["valid_acc"] is None or metrics["valid_acc"] > self.best["valid_acc"]:
+                self.best = {"epoch": self.epoch, "valid_acc": metrics["valid_acc"]}
+                save_checkpoint({"model": self.model.state_dict(), "epoch": self.epoch}, run_dir / "best.pt")
+        return {**metrics, "lr": lr, "drop_path_prob": drop}
+
+    def log_epoch(self, metrics: dict) -> None:
+        valid = f" | valid loss {metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f}" if "valid_acc" in metrics else ""
+        log.info(f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} drop path {metrics['drop_path_prob']:.3f} "
+                 f"train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.4f}{valid} | {metrics['seconds']:.1f} s")
+
+    def finish(self, run_dir: Path) -> dict:
+        return _final_results(self, run_dir)
+
+    def pictures(self, run_dir: Path) -> list[Path]:
+        from ..core.plot import plot_run
+        return plot_run(run_dir)
+
 
 def network_record(config: TrainConfig, data: TrainData) -> dict:
     """What it takes to rebuild the network and feed it (export, deployment): RUN/network.json."""
@@ -209,42 +247,7 @@ def run_training(config: TrainConfig, genotype: Genotype, run_dir: Path, resume:
     if min(data.size) < smallest:
         raise ConfigError(f"net: the {config.net} layout needs images of at least {smallest}x{smallest}, the data "
                           f"has {data.size[0]}x{data.size[1]}; use net: cifar10 for small images")
-    trainer = Trainer(config, genotype, data, device, generator)
-    if not resume:
-        (run_dir / "network.json").write_text(json.dumps(network_record(config, data), indent=1) + "\n")
-    if resume:
-        resume_run(run_dir, trainer, device, ("metrics.jsonl",))
-    log.info(f"train: {config.dataset} ({len(data.train)} batches of {config.batch_size} per epoch), {config.net} "
-             f"layout, {config.layers} cells, C={config.init_channels}, "
-             f"{count_parameters(trainer.model) / 1e6:.3f}M parameters (auxiliary head apart), device {device}")
-    while trainer.epoch < config.epochs:
-        _train_epoch(trainer, run_dir)
-    results = _final_results(trainer, run_dir)
-    if config.plot:
-        _draw(run_dir)
-    return results
-
-
-def _train_epoch(trainer: Trainer, run_dir: Path) -> None:
-    config = trainer.config
-    lr, drop = trainer.scheduler.get_last_lr()[0], drop_path_ramp(config.drop_path_prob, trainer.epoch, config.epochs)
-    start = time.perf_counter()
-    with progress_bar(config, len(trainer.data.train), trainer.epoch + 1) as progress:
-        metrics = trainer.train_epoch(progress)
-    trainer.scheduler.step()
-    trainer.epoch += 1
-    if trainer.data.valid is not None:
-        metrics |= trainer.evaluate(trainer.data.valid, "valid")
-        if trainer.best["valid_acc"] is None or metrics["valid_acc"] > trainer.best["valid_acc"]:
-            trainer.best = {"epoch": trainer.epoch, "valid_acc": metrics["valid_acc"]}
-            save_checkpoint({"model": trainer.model.state_dict(), "epoch": trainer.epoch}, run_dir / "best.pt")
-    metrics = {"epoch": trainer.epoch, **metrics, "lr": lr, "drop_path_prob": drop,
-               "seconds": time.perf_counter() - start, "peak_memory_gb": peak_memory_gb(trainer.device)}
-    append_jsonl(run_dir / "metrics.jsonl", metrics)
-    save_checkpoint(trainer.state_dict(), run_dir / "checkpoint.pt")
-    valid = f" | valid loss {metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f}" if "valid_acc" in metrics else ""
-    log.info(f"epoch {trainer.epoch}/{config.epochs} lr {lr:.4g} drop path {drop:.3f} train loss "
-             f"{metrics['train_loss']:.4f} acc {metrics['train_acc']:.4f}{valid} | {metrics['seconds']:.1f} s")
+    return run_epochs(Trainer(config, genotype, data, device, generator), run_dir, resume)
 
 
 def _final_results(trainer: Trainer, run_dir: Path) -> dict:
@@ -263,25 +266,3 @@ def _final_results(trainer: Trainer, run_dir: Path) -> dict:
             log.info(f"{which} (epoch {r['epoch']}): test loss {r['test_loss']:.4f}, test accuracy {r['test_acc']:.4f}, "
                      f"test error {100 * (1 - r['test_acc']):.2f} %")
     return results
-
-
-def _draw(run_dir: Path) -> None:
-    """The curves (matplotlib) and the two cells (graphviz), each drawn if its package is there."""
-    try:
-        from ..core.plot import PlotError, draw_cell, plot_curves
-    except ImportError as err:
-        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
-        return
-    from ..core.genotype import CELL_KINDS, load_genotype
-
-    plots, written = run_dir / "plots", []
-    genotype = load_genotype(run_dir / "genotype.json")
-    steps = [lambda: [plot_curves(read_jsonl(run_dir / "metrics.jsonl"), plots / "curves.png")]]
-    steps += [lambda kind=kind: draw_cell(genotype, kind, plots / f"cell_{kind}") for kind in CELL_KINDS]
-    for step in steps:
-        try:
-            written += step()
-        except (ImportError, PlotError) as err:
-            log.info(f"a picture was skipped ({err})")
-    if written:
-        log.info(f"pictures: {', '.join(sorted(str(f.name) for f in written))} in {plots}")

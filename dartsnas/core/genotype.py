@@ -263,19 +263,22 @@ PUBLISHED["DARTS"] = PUBLISHED["DARTS_V2"]  # the official code's alias
 
 def load_genotype(spec: str | Path, known_ops: Iterable[str] | None = None) -> Genotype:
     """A genotype from a registry name, a genotype.json, a search run folder, or pasted text."""
-    spec_str = str(spec)
-    if spec_str in PUBLISHED:
-        g = PUBLISHED[spec_str]
-    else:
-        text = genotype_text(spec_str)
-        if text is None:
-            close = difflib.get_close_matches(spec_str, PUBLISHED, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise GenotypeError(
-                f"{spec_str!r} is neither a published genotype, a file nor genotype text; {hint}"
-                f"published: {', '.join(sorted(PUBLISHED))}")
-        g = parse(text)
+    g = load_named(spec, PUBLISHED, parse, "published genotype")
     return check_ops(g, known_ops) if known_ops is not None else g
+
+
+def load_named(spec: str | Path, registry: dict, parse_text, what: str):
+    """registry[spec], or the genotype in the file, run folder or text `spec` names, read by `parse_text`."""
+    spec_str = str(spec)
+    if spec_str in registry:
+        return registry[spec_str]
+    text = genotype_text(spec_str)
+    if text is None:
+        close = difflib.get_close_matches(spec_str, registry, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise GenotypeError(f"{spec_str!r} is neither a {what}, a file nor genotype text; {hint}"
+                            f"published: {', '.join(sorted(registry))}")
+    return parse_text(text)
 
 
 def genotype_text(spec: str) -> str | None:

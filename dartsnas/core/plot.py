@@ -183,35 +183,46 @@ def plot_curves(metrics: list[dict], path: Path) -> Path:
 RUN_FILES = ("genotype.json", "genotypes.jsonl", "metrics.jsonl", "alphas.jsonl")
 
 
-def plot_run(run_dir: Path | str) -> list[Path]:
-    """Draw every picture a run folder has data for into RUN/plots/; return the files written."""
+def plot_run(run_dir: Path | str, parse_genotype=parse, draw_cells=None, curves=()) -> list[Path]:
+    """Draw every picture a run folder has data for into RUN/plots/; return the files written.
+
+    The final cell (or, while a search runs, the latest one) when graphviz is installed, the probabilities
+    and their trajectories (search runs), the curves. Defaults draw a convolutional run; the recurrent side
+    passes its own genotype parser, cell drawing and extra curves (recurrent/plot.py).
+    """
     run = Path(run_dir)
     if not run.is_dir() or not any((run / name).exists() for name in RUN_FILES):
-        raise PlotError(f"{run} is not a search run folder: expected {', '.join(RUN_FILES)} in it; "
-                        "give the folder a search wrote")
+        raise PlotError(f"{run} is not a run folder: expected {', '.join(RUN_FILES)} in it; "
+                        "give the folder a search or a training wrote")
     out = run / "plots"
     out.mkdir(exist_ok=True)
     written: list[Path] = []
-
-    genotype = _final_genotype(run)
+    genotype = _final_genotype(run, parse_genotype)
     if genotype is not None:
-        for kind in CELL_KINDS:
-            written += draw_cell(genotype, kind, out / f"cell_{kind}")
+        try:
+            written += (draw_cells or _draw_cells)(genotype, out)
+        except PlotError as err:  # no graphviz package: the other pictures still come
+            log.warning("cell drawing skipped: %s", err)
     written += plot_alphas(run, out)
     metrics = read_jsonl(run / "metrics.jsonl")
     if metrics:
+        written += [curve(metrics, out) for curve in curves]
         written.append(plot_curves(metrics, out / "curves.png"))
     log.info("wrote %d pictures to %s", len(written), out)
     return written
 
 
-def _final_genotype(run: Path) -> Genotype | None:
+def _draw_cells(genotype: Genotype, out: Path) -> list[Path]:
+    return [f for kind in CELL_KINDS for f in draw_cell(genotype, kind, out / f"cell_{kind}")]
+
+
+def _final_genotype(run: Path, parse_genotype):
     # A finished search writes genotype.json; one still running has only its per-epoch genotypes so far.
     final = run / "genotype.json"
     if final.exists() and final.read_text().strip():
-        return parse(final.read_text())  # a malformed file raises GenotypeError naming the problem
+        return parse_genotype(final.read_text())  # a malformed file raises GenotypeError naming the problem
     history = read_jsonl(run / "genotypes.jsonl")
-    return Genotype.from_dict(history[-1]["genotype"]) if history else None
+    return parse_genotype(json.dumps(history[-1]["genotype"])) if history else None
 
 
 def read_jsonl(path: Path) -> list[dict]:

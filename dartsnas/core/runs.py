@@ -1,4 +1,4 @@
-"""Run folders: every run leaves one folder that explains itself.
+"""Run folders, and the epoch loop every run shares: every run leaves one folder that explains itself.
 
     RUN/config.yaml       the resolved config          RUN/env.json        versions, device, git commit
     RUN/metrics.jsonl     one line per epoch           RUN/alphas.jsonl    alphas and probs per epoch (0 = initial)
@@ -8,6 +8,9 @@
 
 Checkpoints are written to a temporary file and renamed, so a killed run never leaves a torn one,
 and are read with `weights_only=True`: a checkpoint is data, never code.
+
+The four drivers (convolutional and recurrent search and training) differ in what an epoch does; how a run
+starts, resumes, loops over epochs, logs its metrics, checkpoints and draws is `run_epochs`, written once.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Protocol
 
 import torch
+
+from .device import peak_memory_gb
 
 
 class RunError(RuntimeError):
@@ -166,3 +172,90 @@ def progress_bar(config, total: int, epoch: int):
         yield bar
     finally:
         bar.close()
+
+
+class Driver(Protocol):
+    """What `run_epochs` needs of a search or a training: its state (everything a checkpoint holds) and
+    the parts of an epoch that differ from one kind of run to another."""
+
+    config: object                 # has epochs, progress, plot
+    device: torch.device
+    epoch: int                     # epochs finished
+    logs: tuple[str, ...]          # per-epoch .jsonl files of the run folder, cut back on resume
+
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+    def begin(self, run_dir: Path) -> None: ...          # a new run's records before its first epoch
+    def announce(self) -> None: ...                      # log what is about to run (new or resumed)
+    def steps_per_epoch(self) -> int: ...
+    def train_epoch(self, progress) -> dict: ...         # one epoch's steps; their metrics
+    def end_epoch(self, run_dir: Path, metrics: dict) -> dict: ...  # evaluate, count the epoch, write its records
+    def log_epoch(self, metrics: dict) -> None: ...
+    def finish(self, run_dir: Path): ...                 # the run's result (genotype, test results)
+    def pictures(self, run_dir: Path) -> list[Path]: ...
+
+
+class SearchRecords:
+    """What every search writes besides its metrics: alphas.jsonl (epoch 0 = the initial alphas, then one
+    line after every epoch), genotypes.jsonl (the cell derived after every epoch) and genotype.json (the
+    final cell, the hand-off to training). A mixin for search drivers that have `alphas_record()` and
+    `genotype()`."""
+
+    logs = ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl")
+
+    def begin(self, run_dir: Path) -> None:
+        append_jsonl(run_dir / "alphas.jsonl", self.alphas_record())
+
+    def record_epoch(self, run_dir: Path) -> None:
+        """After an epoch (self.epoch counted already): its alphas and its derived cell."""
+        self.last_genotype = self.genotype()
+        append_jsonl(run_dir / "alphas.jsonl", self.alphas_record())
+        append_jsonl(run_dir / "genotypes.jsonl", {"epoch": self.epoch, "genotype": self.last_genotype.to_dict()})
+
+    def finish(self, run_dir: Path):
+        genotype = self.genotype()
+        genotype.save(run_dir / "genotype.json")
+        logging.getLogger("dartsnas").info(f"final genotype: {genotype}")
+        return genotype
+
+
+def run_epochs(driver: Driver, run_dir: Path, resume: bool):
+    """Start or resume `driver`'s run in `run_dir`, run its remaining epochs, finish and draw it.
+
+    After every epoch: one line in metrics.jsonl (the driver's metrics, with the epoch's wall time and the
+    peak memory so far), then the checkpoint. A resumed run first cuts its logs back to the checkpoint's
+    epoch, so the epochs after it are redone exactly once.
+    """
+    if resume:
+        resume_run(run_dir, driver, driver.device, driver.logs)
+    else:
+        driver.begin(run_dir)
+    driver.announce()
+    config = driver.config
+    while driver.epoch < config.epochs:
+        start = time.perf_counter()
+        with progress_bar(config, driver.steps_per_epoch(), driver.epoch + 1) as progress:
+            metrics = driver.train_epoch(progress)
+        metrics = driver.end_epoch(run_dir, metrics)
+        metrics = {"epoch": driver.epoch, **metrics, "seconds": time.perf_counter() - start,
+                   "peak_memory_gb": peak_memory_gb(driver.device)}
+        append_jsonl(run_dir / "metrics.jsonl", metrics)
+        save_checkpoint(driver.state_dict(), run_dir / "checkpoint.pt")
+        driver.log_epoch(metrics)
+    result = driver.finish(run_dir)
+    if config.plot:
+        draw_pictures(run_dir, driver.pictures)
+    return result
+
+
+def draw_pictures(run_dir: Path, draw: Callable[[Path], list[Path]]) -> None:
+    """Draw a finished run's pictures; without the plot extra, say how to draw them later instead."""
+    log = logging.getLogger("dartsnas")
+    from .plot import PlotError
+
+    try:
+        files = draw(run_dir)
+    except (ImportError, PlotError) as err:
+        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
+        return
+    log.info(f"pictures: {', '.join(sorted(str(f.name) for f in files))} in {run_dir / 'plots'}")

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 from ..core.derive import strongest_edges
 from ..core.genotype import (PUBLISHED, Edge, GenotypeError, call_name, edge_pairs, format_concat, genotype_text,
-                             is_convolutional_text, literal)
+                             is_convolutional_text, literal, load_named)
 
 RECURRENT_OPS = ("none", "tanh", "relu", "sigmoid", "identity")  # the paper's candidates, official order
 
@@ -155,19 +155,12 @@ RECURRENT_PUBLISHED["DARTS_RNN"] = RECURRENT_PUBLISHED["DARTS_RNN_V2"]  # the of
 
 def load_recurrent_genotype(spec: str | Path, known_ops: Iterable[str] | None = RECURRENT_OPS) -> RecurrentGenotype:
     """A recurrent genotype from a registry name, a genotype.json, a run folder, or pasted text."""
-    spec_str = str(spec)
-    if spec_str in RECURRENT_PUBLISHED:
-        g = RECURRENT_PUBLISHED[spec_str]
-    else:
-        text = genotype_text(spec_str)
-        if text is None:
-            close = difflib.get_close_matches(spec_str, RECURRENT_PUBLISHED, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise GenotypeError(f"{spec_str!r} is neither a published recurrent genotype, a file nor genotype text; "
-                                f"{hint}published: {', '.join(sorted(RECURRENT_PUBLISHED))}")
+    def parse_text(text: str) -> RecurrentGenotype:
         if is_convolutional_text(text):
-            raise GenotypeError(f"{spec_str} is a convolutional genotype; a recurrent one has recurrent=[...] and concat")
-        g = parse_recurrent(text)
+            raise GenotypeError(f"{spec} is a convolutional genotype; a recurrent one has recurrent=[...] and concat")
+        return parse_recurrent(text)
+
+    g = load_named(spec, RECURRENT_PUBLISHED, parse_text, "published recurrent genotype")
     return check_recurrent_ops(g, known_ops) if known_ops is not None else g
 
 

@@ -3,15 +3,11 @@ probabilities and their trajectories (search runs), the perplexity and loss curv
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from ..core.plot import (INPUT_COLOUR, NODE_COLOUR, OUTPUT_COLOUR, RUN_FILES, PlotError, cell_graph, figure,
-                         integer_ticks, plot_alphas, plot_curves, read_jsonl, render, save_figure)
+from ..core.plot import (INPUT_COLOUR, NODE_COLOUR, OUTPUT_COLOUR, PlotError, cell_graph, figure, integer_ticks,
+                         plot_run, render, save_figure)
 from .genotype import RecurrentGenotype, parse_recurrent
-
-log = logging.getLogger(__name__)
-
 
 def draw_recurrent_cell(genotype: RecurrentGenotype, path_stem: Path | str) -> list[Path]:
     """Draw a recurrent cell like the DARTS paper's Figure 6: x_t and h_{t-1} into node 0, an op on every
@@ -56,31 +52,6 @@ def plot_perplexity(metrics: list[dict], path: Path) -> Path:
 
 def plot_recurrent_run(run_dir: Path | str) -> list[Path]:
     """Draw every picture a recurrent run folder has data for into RUN/plots/: the cell (when graphviz is
-    installed), the probabilities and their trajectories (search runs), the perplexity curves."""
-    run = Path(run_dir)
-    if not run.is_dir() or not any((run / name).exists() for name in RUN_FILES):
-        raise PlotError(f"{run} is not a run folder: expected {', '.join(RUN_FILES)} in it; give the folder a run wrote")
-    out = run / "plots"
-    out.mkdir(exist_ok=True)
-    written: list[Path] = []
-    genotype = _final_recurrent_genotype(run)
-    if genotype is not None:
-        try:
-            written += draw_recurrent_cell(genotype, out / "cell_recurrent")
-        except PlotError as err:  # no graphviz package: the other pictures still come
-            log.warning("cell drawing skipped: %s", err)
-    written += plot_alphas(run, out)
-    metrics = read_jsonl(run / "metrics.jsonl")
-    if metrics:
-        written.append(plot_perplexity(metrics, out / "perplexity.png"))
-        written.append(plot_curves(metrics, out / "curves.png"))
-    log.info("wrote %d pictures to %s", len(written), out)
-    return written
-
-
-def _final_recurrent_genotype(run: Path) -> RecurrentGenotype | None:
-    final = run / "genotype.json"
-    if final.exists() and final.read_text().strip():
-        return parse_recurrent(final.read_text())
-    history = read_jsonl(run / "genotypes.jsonl")
-    return RecurrentGenotype.from_dict(history[-1]["genotype"]) if history else None
+    installed), the probabilities and their trajectories (search runs), the perplexity and loss curves."""
+    return plot_run(run_dir, parse_recurrent, lambda g, out: draw_recurrent_cell(g, out / "cell_recurrent"),
+                    curves=[lambda metrics, out: plot_perplexity(metrics, out / "perplexity.png")])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from ..core.architect import Architect
 from .genotype import RecurrentGenotype, derive_recurrent, recurrent_edge_names
 from .model import LanguageModel, SearchModel, Segment
 from .config import RecurrentSearchConfig
-from ..core.runs import append_jsonl, progress_bar, resume_run, save_checkpoint, start_run
-from ..core.device import peak_memory_gb, resolve_device
+from ..core.runs import SearchRecords, run_epochs, start_run
+from ..core.device import resolve_device
 from .text import Corpus, batchify, load_corpus, segment, windows
 
 log = logging.getLogger("dartsnas")
@@ -78,8 +77,9 @@ def weight_step(model: LanguageModel, optimizer, seg: Segment, y: torch.Tensor, 
     return loss.detach()
 
 
-class RecurrentSearcher:
-    """Owns the search model, both optimisers and the random generator: everything a checkpoint holds."""
+class RecurrentSearcher(SearchRecords):
+    """Owns the search model, both optimisers and the random generator: everything a checkpoint holds.
+    A `core.runs.Driver`: run_epochs starts, resumes and loops it."""
 
     def __init__(self, config: RecurrentSearchConfig, text: SearchText, device: torch.device):
         self.config, self.text, self.device = config, text, device
@@ -90,7 +90,8 @@ class RecurrentSearcher:
                                  dropouti=config.dropouti, dropoute=config.dropoute).to(device)
         self.optimizer = torch.optim.SGD(self.model.weights(), config.lr, weight_decay=config.weight_decay)
         self.architect = Architect(self.model, nn.CrossEntropyLoss(), config.arch_lr, tuple(config.arch_betas),
-                                   config.arch_weight_decay, config.unrolled, grad_clip=config.grad_clip)
+                                   config.arch_weight_decay, config.unrolled, grad_clip=config.grad_clip,
+                                   official_clip=config.unrolled_form == "official")
         # Window lengths and dropout masks come from this CPU generator, whose state the checkpoint keeps.
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.epoch = 0
@@ -154,6 +155,29 @@ class RecurrentSearcher:
                 "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
                 "probs": {k: p.cpu().tolist() for k, p in self.model.probs().items()}}
 
+    # -- the parts of core.runs.run_epochs that are a search's own ----------------------------------
+
+    def announce(self) -> None:
+        config, corpus = self.config, self.text.corpus
+        n_weights = sum(p.numel() for p in self.model.weights())
+        log.info(f"recurrent search: {config.corpus} ({len(corpus.train):,} training and {len(corpus.valid):,} "
+                 f"validation tokens, vocabulary {len(corpus):,}), {config.nodes} nodes, size {config.emsize}, "
+                 f"{'second' if config.unrolled else 'first'} order, {n_weights:,} weights, device {self.device}")
+
+    def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
+        valid_loss = evaluate(self.model, self.text.valid, self.config.bptt)
+        self.epoch += 1
+        self.record_epoch(run_dir)
+        return {**metrics, "valid_loss": valid_loss, "valid_ppl": math.exp(valid_loss), "lr": self.config.lr}
+
+    def log_epoch(self, metrics: dict) -> None:
+        log.info(f"epoch {self.epoch}/{self.config.epochs} train ppl {metrics['train_ppl']:.2f} | arch loss "
+                 f"{metrics['arch_loss']:.4f} | valid ppl {metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s")
+        log.info(f"genotype: {self.last_genotype}")
+
+    def pictures(self, run_dir: Path) -> list[Path]:
+        from .plot import plot_recurrent_run
+        return plot_recurrent_run(run_dir)
 
 
 def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: bool = False) -> RecurrentGenotype:
@@ -161,50 +185,4 @@ def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: b
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
     start_run(run_dir, config, device, resume)
-    text = prepare_text(config, device)
-    searcher = RecurrentSearcher(config, text, device)
-    if resume:
-        resume_run(run_dir, searcher, device, ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"))
-    else:
-        append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
-    n_weights = sum(p.numel() for p in searcher.model.weights())
-    log.info(f"recurrent search: {config.corpus} ({len(text.corpus.train):,} training and {len(text.corpus.valid):,} "
-             f"validation tokens, vocabulary {len(text.corpus):,}), {config.nodes} nodes, size {config.emsize}, "
-             f"{'second' if config.unrolled else 'first'} order, {n_weights:,} weights, device {device}")
-    while searcher.epoch < config.epochs:
-        _search_epoch(searcher, run_dir)
-    genotype = searcher.genotype()
-    genotype.save(run_dir / "genotype.json")
-    log.info(f"final genotype: {genotype}")
-    if config.plot:
-        _draw(run_dir)
-    return genotype
-
-
-def _search_epoch(searcher: RecurrentSearcher, run_dir: Path) -> None:
-    config = searcher.config
-    start = time.perf_counter()
-    with progress_bar(config, searcher.steps_per_epoch(), searcher.epoch + 1) as progress:
-        metrics = searcher.train_epoch(progress)
-    valid_loss = evaluate(searcher.model, searcher.text.valid, config.bptt)
-    searcher.epoch += 1
-    genotype = searcher.genotype()
-    metrics = {"epoch": searcher.epoch, **metrics, "valid_loss": valid_loss, "valid_ppl": math.exp(valid_loss),
-               "lr": config.lr, "seconds": time.perf_counter() - start, "peak_memory_gb": peak_memory_gb(searcher.device)}
-    append_jsonl(run_dir / "metrics.jsonl", metrics)
-    append_jsonl(run_dir / "alphas.jsonl", searcher.alphas_record())
-    append_jsonl(run_dir / "genotypes.jsonl", {"epoch": searcher.epoch, "genotype": genotype.to_dict()})
-    save_checkpoint(searcher.state_dict(), run_dir / "checkpoint.pt")
-    log.info(f"epoch {searcher.epoch}/{config.epochs} train ppl {metrics['train_ppl']:.2f} | arch loss "
-             f"{metrics['arch_loss']:.4f} | valid ppl {metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s")
-    log.info(f"genotype: {genotype}")
-
-
-def _draw(run_dir: Path) -> None:
-    try:
-        from .plot import plot_recurrent_run
-        files = plot_recurrent_run(run_dir)
-    except ImportError as err:
-        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
-        return
-    log.info(f"pictures: {', '.join(sorted(str(f.name) for f in files))} in {run_dir / 'plots'}")
+    return run_epochs(RecurrentSearcher(config, prepare_text(config, device), device), run_dir, resume)

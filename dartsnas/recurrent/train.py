@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from .genotype import RecurrentGenotype
 from .model import LanguageModel, Segment, evaluation_model
 from .config import RecurrentTrainConfig
 from .search import evaluate, weight_step
-from ..core.runs import RunError, append_jsonl, load_checkpoint, progress_bar, resume_run, save_checkpoint, start_run
-from ..core.device import peak_memory_gb, resolve_device
+from ..core.runs import RunError, append_jsonl, load_checkpoint, run_epochs, save_checkpoint, start_run
+from ..core.device import resolve_device
 from .text import Corpus, batchify, load_corpus, segment, windows
 
 log = logging.getLogger("dartsnas")
@@ -56,7 +55,10 @@ def prepare_text(config: RecurrentTrainConfig, device: torch.device) -> TrainTex
 
 
 class RecurrentTrainer:
-    """Owns the model, the optimiser (SGD, later ASGD), the validation history and the random state."""
+    """Owns the model, the optimiser (SGD, later ASGD), the validation history and the random state.
+    A `core.runs.Driver`: run_epochs starts, resumes and loops it."""
+
+    logs = ("metrics.jsonl",)
 
     def __init__(self, config: RecurrentTrainConfig, genotype: RecurrentGenotype, text: TrainText, device):
         self.config, self.text, self.device = config, text, device
@@ -150,6 +152,46 @@ class RecurrentTrainer:
     def steps_per_epoch(self) -> int:
         return max(1, -(-(len(self.text.train) - 1) // self.config.bptt))
 
+    # -- the parts of core.runs.run_epochs that are a training's own --------------------------------
+
+    def begin(self, run_dir: Path) -> None:
+        initial = evaluate(self.model, self.text.valid, self.config.bptt)  # the curves start from the untrained model
+        append_jsonl(run_dir / "metrics.jsonl", {"epoch": 0, "valid_loss": initial, "valid_ppl": math.exp(initial)})
+
+    def announce(self) -> None:
+        config, corpus = self.config, self.text.corpus
+        log.info(f"train: {config.corpus} ({len(corpus.train):,} training tokens, vocabulary {len(corpus):,}), "
+                 f"size {config.emsize}, {count_parameters(self.model):,} parameters, device {self.device}")
+
+    def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
+        kind = "asgd" if self.averaging else "sgd"  # the optimiser of the epoch just trained
+        val_loss = self.evaluate(self.text.valid)
+        self.epoch += 1
+        if self.best["valid_loss"] is None or val_loss < self.best["valid_loss"]:
+            self.best = {"epoch": self.epoch, "valid_loss": val_loss}
+            save_checkpoint({"model": self.best_weights(), "epoch": self.epoch}, run_dir / "best.pt")
+        self.switched = False
+        if not self.averaging:
+            self.switched = should_switch(self.history, val_loss, self.config.nonmono)
+            self.history.append(val_loss)
+            if self.switched:
+                self.switch_to_asgd()
+        return {**metrics, "valid_loss": val_loss, "valid_ppl": math.exp(val_loss), "optimizer": kind,
+                "lr": self.config.lr}
+
+    def log_epoch(self, metrics: dict) -> None:
+        log.info(f"epoch {self.epoch}/{self.config.epochs} ({metrics['optimizer']}) train ppl {metrics['train_ppl']:.2f} "
+                 f"| valid ppl {metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s")
+        if self.switched:
+            log.info(f"validation stopped improving (worse than the best before the last {self.config.nonmono} "
+                     "epochs): averaged SGD from the next epoch")
+
+    def finish(self, run_dir: Path) -> dict:
+        return _final_results(self, run_dir)
+
+    def pictures(self, run_dir: Path) -> list[Path]:
+        from .plot import plot_recurrent_run
+        return plot_recurrent_run(run_dir)
 
 
 def run_recurrent_training(config: RecurrentTrainConfig, genotype: RecurrentGenotype, run_dir: Path,
@@ -158,50 +200,8 @@ def run_recurrent_training(config: RecurrentTrainConfig, genotype: RecurrentGeno
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
     start_run(run_dir, config, device, resume, genotype)
-    text = prepare_text(config, device)
-    trainer = RecurrentTrainer(config, genotype, text, device)
-    if resume:
-        resume_run(run_dir, trainer, device, ("metrics.jsonl",))
-    else:
-        initial = evaluate(trainer.model, text.valid, config.bptt)  # the curves start from the untrained model
-        append_jsonl(run_dir / "metrics.jsonl", {"epoch": 0, "valid_loss": initial, "valid_ppl": math.exp(initial)})
-    log.info(f"train: {config.corpus} ({len(text.corpus.train):,} training tokens, vocabulary {len(text.corpus):,}), "
-             f"size {config.emsize}, {count_parameters(trainer.model):,} parameters, device {device}")
-    while trainer.epoch < config.epochs:
-        _train_epoch(trainer, run_dir)
-    results = _final_results(trainer, run_dir)
-    if config.plot:
-        _draw(run_dir)
-    return results
-
-
-def _train_epoch(trainer: RecurrentTrainer, run_dir: Path) -> None:
-    config = trainer.config
-    start = time.perf_counter()
-    with progress_bar(config, trainer.steps_per_epoch(), trainer.epoch + 1) as progress:
-        metrics = trainer.train_epoch(progress)
-    kind = "asgd" if trainer.averaging else "sgd"
-    val_loss = trainer.evaluate(trainer.text.valid)
-    trainer.epoch += 1
-    if trainer.best["valid_loss"] is None or val_loss < trainer.best["valid_loss"]:
-        trainer.best = {"epoch": trainer.epoch, "valid_loss": val_loss}
-        save_checkpoint({"model": trainer.best_weights(), "epoch": trainer.epoch}, run_dir / "best.pt")
-    switched = False
-    if not trainer.averaging:
-        switched = should_switch(trainer.history, val_loss, config.nonmono)
-        trainer.history.append(val_loss)
-        if switched:
-            trainer.switch_to_asgd()
-    metrics = {"epoch": trainer.epoch, **metrics, "valid_loss": val_loss, "valid_ppl": math.exp(val_loss),
-               "optimizer": kind, "lr": config.lr, "seconds": time.perf_counter() - start,
-               "peak_memory_gb": peak_memory_gb(trainer.device)}
-    append_jsonl(run_dir / "metrics.jsonl", metrics)
-    save_checkpoint(trainer.state_dict(), run_dir / "checkpoint.pt")
-    log.info(f"epoch {trainer.epoch}/{config.epochs} ({kind}) train ppl {metrics['train_ppl']:.2f} | valid ppl "
-             f"{metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s")
-    if switched:
-        log.info(f"validation stopped improving (worse than the best before the last {config.nonmono} epochs): "
-                 "averaged SGD from the next epoch")
+    trainer = RecurrentTrainer(config, genotype, prepare_text(config, device), device)
+    return run_epochs(trainer, run_dir, resume)
 
 
 def _final_results(trainer: RecurrentTrainer, run_dir: Path) -> dict:
@@ -216,13 +216,3 @@ def _final_results(trainer: RecurrentTrainer, run_dir: Path) -> dict:
     log.info(f"best epoch {trainer.best['epoch']}: valid perplexity {results['best']['valid_ppl']:.2f}, "
              f"test perplexity {results['best']['test_ppl']:.2f}")
     return results
-
-
-def _draw(run_dir: Path) -> None:
-    try:
-        from .plot import plot_recurrent_run
-        files = plot_recurrent_run(run_dir)
-    except ImportError as err:
-        log.info(f"pictures skipped ({err}); pip install 'dartsnas[plot]' and run: dartsnas plot {run_dir}")
-        return
-    log.info(f"pictures: {', '.join(sorted(str(f.name) for f in files))} in {run_dir / 'plots'}")

@@ -3,7 +3,7 @@ step) over a grid of mode x order x batch size x candidate-set size, each config
 process so that peak memory is its own.
 
 Runs the search's own code (Searcher) on the `fake` dataset at the asked shape; mode `reference` runs
-the official code's plain formulation of the same network and step (reference.py), the baseline the
+the official code's plain formulation of the same network and step (conv/plain.py), the baseline the
 speed targets are stated against. Peak memory is the process's peak resident set on CPU (runtime,
 weights and data included) and `torch.cuda.max_memory_allocated` on CUDA. Ratios are taken within the
 same invocation: time and memory against `exact` and against `reference` at the same order, batch and
@@ -66,7 +66,7 @@ def measure(setting: dict) -> dict:
 
 
 def _measure_reference(setting: dict) -> dict:
-    """The plain formulation of the official code (reference.py), timed the same way, on random data."""
+    """The plain formulation of the official code (conv/plain.py), timed the same way, on random data."""
     import torch
 
     from ..conv.plain import Network, Step
@@ -186,7 +186,7 @@ def add_parser(sub) -> None:
     p.add_argument("what", choices=["search-step", "conv"],
                    help="search-step: a search step over a grid of settings; conv: the depthwise convs per formulation")
     p.add_argument("--mode", nargs="+", choices=[*MIXED_OPS, "reference"], default=list(MIXED_OPS),
-                   help="mixed-op modes; reference: the official code's plain formulation (reference.py), the baseline")
+                   help="mixed-op modes; reference: the official code's plain formulation (conv/plain.py), the baseline")
     p.add_argument("--batch", type=int, nargs="+", default=[64])
     p.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
     p.add_argument("--ops", type=int, nargs="+", choices=sorted(OP_SETS), default=[8],

@@ -12,7 +12,7 @@ paper's search network) in the formulations one could choose, with gradients of 
 - `transposed`: dilation 2 at stride 1 in channels-last, the input gradient computed as a forward conv
   with the transposed kernel (kernels._SameConv, what kernels.Conv2d does on CPU).
 
-What ops.py uses is what this measured fastest (README, Measured).
+What kernels.py uses is what this measured fastest (docs/benchmarks.md).
 """
 
 from __future__ import annotations
