@@ -52,6 +52,7 @@ def _rel(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
+@pytest.mark.slow  # (the same check with the paper's ops, below, is quick)
 def test_finite_differences_match_exact_second_order_on_smooth_supernet(monkeypatch):
     # SiLU for ReLU and no max pool: a smooth loss, where Eq. 8 has its textbook O(r^2) error.
     # (nn.ReLU modules and the cells' shared ReLU both call nn.functional.relu.)

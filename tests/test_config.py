@@ -258,8 +258,14 @@ def test_validate_catches_direct_construction():
         SearchConfig(layers=2).validate()
 
 
-def test_config_error_is_a_value_error():
-    assert issubclass(ConfigError, ValueError)
+def test_config_errors_reach_library_callers_as_value_errors():
+    # A program that drives dartsnas as a library catches a bad setting as it would any bad value
+    # (`except ValueError`) and still gets the message that names the key.
+    for override, message in (("lr=fast", "lr must be float"), ("epoch=3", "did you mean 'epochs'"),
+                              ("layers=2", "layers")):
+        with pytest.raises(ValueError, match=message) as caught:
+            load_config(None, [override])
+        assert caught.type is ConfigError, override
 
 
 # ---------------------------------------------------------------------------------------------------

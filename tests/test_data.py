@@ -16,7 +16,6 @@ from dartsnas.conv import data
 from dartsnas.conv.data import Augment, DataError, ImageSet, batches, channel_stats, load_images
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-CIFAR_JPEG = Path("/work/shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz")
 
 
 @pytest.fixture(autouse=True)
@@ -274,10 +273,12 @@ def test_imagefolder_second_load_comes_from_cache(tmp_path, monkeypatch):
         load_images("imagefolder", "train", root=tmp_path / "tree", limit_per_class=2)
 
 
-def test_imagefolder_real_archive_quick_read():
-    if not CIFAR_JPEG.is_file():
-        pytest.skip(f"{CIFAR_JPEG} absent")
-    train = load_images("imagefolder", "train", root=CIFAR_JPEG, limit_per_class=5)
+@pytest.mark.slow
+def test_imagefolder_real_archive_quick_read(shared_data):
+    archive = shared_data / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"reads the real CIFAR-10 JPEG archive; {archive} is absent")
+    train = load_images("imagefolder", "train", root=archive, limit_per_class=5)
     assert train.images.shape == (50, 3, 32, 32) and train.num_classes == 10
     assert train.labels.bincount().tolist() == [5] * 10 and train.classes[0] == "airplane"
 

@@ -13,12 +13,19 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 
 @pytest.fixture(autouse=True)
-def _no_tf32(monkeypatch):
+def _no_tf32():
     # cuDNN convolutions run in TF32 by default on recent GPUs: its 10-bit mantissa turns the fp32
     # reordering differences of the two modes into ~1e-4 differences (measured on an H200). The
-    # comparison is of float32 arithmetic, so TF32 is switched off here.
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    # comparison is of float32 arithmetic, so TF32 is switched off here, through torch's fp32_precision
+    # settings (which replace allow_tf32; torch refuses to read back a mix of the two) and restored by
+    # plain assignment: monkeypatch cannot undo these attributes, which the modules serve from __getattr__.
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved
 
 
 def _pair(dtype, device="cpu"):
@@ -44,28 +51,9 @@ def _all_grads(model):
     return [p.grad for p in model.parameters()]
 
 
-def op_buffers(model):
-    """Every candidate's BN statistics, per (cell, edge, op name): a state's shared candidates
-    (supernet.SharedOps, exact mode) stand for each of its outgoing edges."""
-    out = {}
-    for c, cell in enumerate(model.cells):
-        e = 0
-        for i in range(cell.nodes):
-            for j in range(2 + i):
-                edge = cell.edges[e]
-                ops = [(model.ops[k], op) for k, op in zip(edge.index, edge.ops)]
-                if cell.shared is not None:
-                    ops += list(cell.shared[j].ops.items())
-                for name, op in ops:
-                    for b, t in op.named_buffers():
-                        out[c, e, name, b] = t
-                e += 1
-    return out
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_lean_training_pass_matches_exact(dtype, tol, device):
+def test_lean_training_pass_matches_exact(dtype, tol, device, op_buffers):
     exact, lean = _pair(dtype, device)
     x, y, _, _ = _batch(dtype, device)
     for model in (exact, lean):

@@ -10,8 +10,6 @@ from dartsnas.conv.config import SearchConfig
 from dartsnas.conv.memory import advice, estimate_bytes, saved_activation_bytes
 from dartsnas.conv.spaces import OP_SETS
 
-from test_search import TINY, _search  # noqa: F401
-
 
 def test_saved_activations_are_counted_exactly():
     # Linear keeps its input (4 x 10 floats), ReLU its output (4 x 20); parameters are not counted.
@@ -24,6 +22,7 @@ def _estimate(**kw):
     return estimate_bytes(config, 3, 10, (16, 16), torch.device("cpu"))
 
 
+@pytest.mark.slow  # each estimate runs a supernet once
 def test_estimates_scale_with_batch_and_order_modes_as_expected():
     assert _estimate(batch_size=32) == pytest.approx(2 * _estimate(batch_size=16), rel=0.1)
     exact, lean, partial, sample = (_estimate(mixed_op=m, batch_size=32) for m in ("exact", "lean", "partial", "sample"))
@@ -34,6 +33,7 @@ def test_estimates_scale_with_batch_and_order_modes_as_expected():
     assert exact / exact2 > 1.4 and lean / lean2 < 1.3
 
 
+@pytest.mark.slow
 def test_advice_names_settings_that_fit():
     config = SearchConfig(init_channels=8, layers=5, batch_size=64)
     exact = _estimate(batch_size=64)
@@ -45,22 +45,24 @@ def test_advice_names_settings_that_fit():
     assert "no mode fits" in advice(config, 3, 10, (16, 16), torch.device("cpu"), 1000)
 
 
-def test_search_logs_expected_memory_and_warns_when_it_will_not_fit(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_search_logs_expected_memory_and_warns_when_it_will_not_fit(tmp_path, monkeypatch, cli_search):
     monkeypatch.setattr(search_module, "available_bytes", lambda device: 10 * 2**20)
-    run_dir = _search(tmp_path, "epochs=1", "plot=false")
+    run_dir = cli_search(tmp_path, "epochs=1", "plot=false")
     text = (run_dir / "log.txt").read_text()
     assert "memory: a search step should take about" in text
     assert "exact mode at batch_size=32 will likely not fit; settings that should fit in 0.01 GB: " in text
 
 
-def test_out_of_memory_ends_with_advice(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_out_of_memory_ends_with_advice(tmp_path, monkeypatch, capsys, tiny_search):
     def boom(self, progress):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(search_module.Searcher, "train_epoch", boom)
     monkeypatch.setattr(search_module, "available_bytes", lambda device: 2**40)
     args = ["search", "--out", str(tmp_path)]
-    for item in TINY + ["epochs=1", "plot=false"]:
+    for item in tiny_search + ["epochs=1", "plot=false"]:
         args += ["--set", item]
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -15,8 +15,6 @@ from dartsnas.core.relax import GumbelHard, Softmax, temperature
 from dartsnas.conv.spaces import DARTS_OPS, LARGE_OPS, OP_SETS
 from dartsnas.conv.supernet import MixedOp, Supernet
 
-from test_search import _search  # noqa: F401  (the CLI helper on digits)
-
 
 # ---------------------------------------------------------------------------------------------------
 # The shared ReLU
@@ -209,16 +207,17 @@ def test_softmax_temperature_sharpens():
 # Through the command line on digits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, settings", [
     ("partial", ["epochs=3"]),
     # One random path per step learns slowly (as GDAS does: 250 epochs in the paper): more data, more epochs.
     ("sample", ["epochs=6", "subset=640", "lr=0.01"]),
 ])
-def test_modes_search_and_derive_valid_genotypes(tmp_path, mode, settings):
+def test_modes_search_and_derive_valid_genotypes(tmp_path, cli_search, mode, settings):
     from dartsnas.core.genotype import load_genotype
     from dartsnas.core.runs import read_jsonl
 
-    run_dir = _search(tmp_path, "plot=false", f"mixed_op={mode}", "init_channels=8", *settings)
+    run_dir = cli_search(tmp_path, "plot=false", f"mixed_op={mode}", "init_channels=8", *settings)
     genotype = load_genotype(run_dir, known_ops=OPS)
     assert genotype.nodes == 4 and all(op != "none" for op, _ in genotype.normal + genotype.reduce)
     metrics = read_jsonl(run_dir / "metrics.jsonl")
@@ -256,11 +255,12 @@ def test_sample_mode_second_order_step_runs_with_undrawn_ops():
     assert all(not torch.equal(a, b) for a, b in zip(model.arch_parameters(), before))
 
 
-def test_arch_warm_up_epochs_leave_alphas_alone(tmp_path):
+@pytest.mark.slow
+def test_arch_warm_up_epochs_leave_alphas_alone(tmp_path, cli_search):
     # PC-DARTS trains the weights alone for its first 15 epochs (arch_start_epoch).
     from dartsnas.core.runs import read_jsonl
 
-    run_dir = _search(tmp_path, "epochs=2", "plot=false", "arch_start_epoch=1")
+    run_dir = cli_search(tmp_path, "epochs=2", "plot=false", "arch_start_epoch=1")
     alphas = [r["alphas"]["normal"] for r in read_jsonl(run_dir / "alphas.jsonl")]
     assert alphas[1] == alphas[0] and alphas[2] != alphas[1]
     metrics = read_jsonl(run_dir / "metrics.jsonl")
@@ -314,11 +314,10 @@ def test_a_search_step_reads_nothing_back_to_the_host(monkeypatch, mode, syncs, 
 
 
 @pytest.mark.parametrize("mode", ["exact", "partial", "lean"])
-def test_shared_parameter_free_candidates_change_nothing(mode, monkeypatch):
+def test_shared_parameter_free_candidates_change_nothing(mode, monkeypatch, op_buffers):
     """Pools computed once per state (SharedOps) give the outputs, gradients and BN statistics of the
     network that computes them on every edge (float64)."""
     from dartsnas.conv import supernet
-    from test_lean import op_buffers
 
     def build():
         torch.manual_seed(0)

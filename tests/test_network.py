@@ -175,6 +175,7 @@ def test_macs_count_convolutions_and_matrix_products_only():
     assert model.training  # counted in eval mode, then restored
 
 
+@pytest.mark.slow  # counts the multiply-adds of two full-size networks
 def test_darts_v2_macs_regression_pin():
     # A regression pin, not a paper figure: what torch's FlopCounterMode measured once (torch 2.13) for
     # DARTS_V2 in eval mode at batch 1. The paper quotes 574M multiply-adds for the ImageNet network; the
@@ -187,6 +188,7 @@ def test_darts_v2_macs_regression_pin():
     assert cifar["input_shape"] == [3, 32, 32] and imagenet["input_shape"] == [3, 224, 224]
 
 
+@pytest.mark.slow
 def test_info_command(tmp_path, capsys):
     assert main(["info", "DARTS_V2", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

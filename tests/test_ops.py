@@ -240,8 +240,10 @@ def test_strided_dilated_conv_takes_the_subsampled_path(monkeypatch):
     assert len(calls) == 2 and all(d in (1, (1, 1)) for d in calls)  # depthwise and pointwise, undilated
 
 
-@pytest.mark.parametrize("c_out, kernel, dilation, groups", [
-    (C, 3, 2, C), (C, 5, 2, C), (C, 3, 1, C), (4, 1, 1, 1), (C, (1, 7), 1, 1), (9, 3, 2, 3)])
+@pytest.mark.parametrize("c_out, kernel, dilation, groups", [  # gradgradcheck: the 1x1 case is the quick one
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [(C, 3, 2, C), (C, 5, 2, C), (C, 3, 1, C)]),
+    (4, 1, 1, 1),
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [(C, (1, 7), 1, 1), (9, 3, 2, 3)])])
 def test_size_keeping_conv_input_gradient_as_a_conv(c_out, kernel, dilation, groups):
     """_SameConv's backward (input gradient as a conv with the transposed kernel) against finite
     differences, twice over (the second-order tests differentiate it again), and its values against

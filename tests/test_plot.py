@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from dartsnas.core import plot
 from dartsnas.core.genotype import PUBLISHED, Genotype, GenotypeError, edge_names
 from dartsnas.core.plot import PlotError, draw_cell, plot_curves, plot_probs, plot_run
 
@@ -63,6 +62,7 @@ def plotted(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 # A whole run folder
 
+@pytest.mark.slow  # the `plotted` fixture draws a whole run folder
 def test_plot_run_writes_every_picture(plotted):
     run, written = plotted
     assert sorted(p.name for p in written) == sorted(EVERY_PICTURE)
@@ -75,6 +75,7 @@ def test_plot_run_writes_every_picture(plotted):
             assert path.read_bytes()[:5] == b"%PDF-", name
 
 
+@pytest.mark.slow
 def test_cell_source_names_every_op_and_node(plotted):
     run, _ = plotted
     g = PUBLISHED["DARTS_V2"]
@@ -90,9 +91,9 @@ def test_cell_source_names_every_op_and_node(plotted):
 
 def test_not_a_run_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(PlotError, match="not a search run folder: expected genotype.json.*alphas.jsonl"):
+    with pytest.raises(PlotError, match="not a run folder: expected genotype.json.*alphas.jsonl"):
         plot_run(tmp_path)
-    with pytest.raises(PlotError, match="not a search run folder"):
+    with pytest.raises(PlotError, match="not a run folder"):
         plot_run(tmp_path / "missing")
 
 

@@ -43,7 +43,8 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("mode", ["exact", "lean"])
-@pytest.mark.parametrize("ops", [DARTS_OPS, LARGE_OPS], ids=["8ops", "12ops"])
+@pytest.mark.parametrize("ops", [pytest.param(DARTS_OPS, id="8ops"),
+                                 pytest.param(LARGE_OPS, id="12ops", marks=pytest.mark.slow)])
 def test_supernet_computes_the_plain_network(mode, ops):
     model, reference = _pair(mode, ops)
     (x, y), = _batches(1)
@@ -66,7 +67,8 @@ def test_supernet_computes_the_plain_network(mode, ops):
     assert not torch.allclose(stats[1][-1], torch.ones_like(stats[1][-1]))  # they did move
 
 
-@pytest.mark.parametrize("unrolled", [False, True], ids=["first", "second"])
+@pytest.mark.parametrize("unrolled", [pytest.param(False, id="first"),
+                                      pytest.param(True, id="second", marks=pytest.mark.slow)])
 def test_architecture_step_is_the_official_one(unrolled):
     model, reference = _pair("exact")
     (x_train, y_train), (x_val, y_val) = _batches(2)

@@ -1,37 +1,44 @@
-"""End to end: recurrent searches through the command line on a slice of the real Penn Treebank."""
+"""End to end: recurrent searches through the command line on a tiny generated corpus (conftest's
+`tiny_corpus`: sentences of a small grammar, in the layout of Penn Treebank)."""
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 
-from dartsnas.recurrent import search as rnn_search
 from dartsnas.cli import main
+from dartsnas.core import runs as runs_module
 from dartsnas.recurrent.genotype import load_recurrent_genotype
 from dartsnas.recurrent.config import RecurrentSearchConfig, load_recurrent_config
 from dartsnas.core.runs import read_jsonl
 
-PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
-pytestmark = pytest.mark.skipif(not PTB.is_dir(), reason="needs ../shared/data/ptb")
-
-TINY = [f"data_dir={PTB}", "max_lines={train: 200, valid: 40}", "nodes=4", "emsize=16", "batch_size=32",
+TINY = ["max_lines={train: 200, valid: 40}", "nodes=4", "emsize=16", "batch_size=32",
         "eval_batch_size=4", "bptt=10", "progress=false"]
 
 
-def _search(tmp_path, *extra, name="run"):
-    args = ["search", "--task", "ptb", "--config", "quick", "--out", str(tmp_path), "--name", name]
-    for item in TINY + list(extra):
+def _args(corpus, out, name, extra):
+    args = ["search", "--task", "text", "--config", "quick", "--out", str(out), "--name", name]
+    for item in [f"data_dir={corpus}"] + TINY + list(extra):
         args += ["--set", item]
-    assert main(args) == 0
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
-    return run_dir
+    return args
 
 
+@pytest.fixture
+def search_text(tiny_corpus):
+    """run(out, *extra, name="run") -> the run folder of a tiny recurrent search on the tiny corpus."""
+    def run(out, *extra, name="run"):
+        assert main(_args(tiny_corpus, out, name, extra)) == 0
+        (run_dir,) = [p for p in out.iterdir() if p.name.startswith(name + "-")]
+        return run_dir
+
+    return run
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["first", "second"])
-def test_short_search_lowers_validation_perplexity(tmp_path, order):
-    run_dir = _search(tmp_path, "epochs=3", f"unrolled={order == 'second'}")
+def test_short_search_lowers_validation_perplexity(tmp_path, search_text, order):
+    run_dir = search_text(tmp_path, "epochs=3", f"unrolled={order == 'second'}")
     for name in ("config.yaml", "env.json", "log.txt", "checkpoint.pt", "genotype.json"):
         assert (run_dir / name).stat().st_size > 0, name
     genotype = load_recurrent_genotype(run_dir)
@@ -43,7 +50,7 @@ def test_short_search_lowers_validation_perplexity(tmp_path, order):
     assert [r["epoch"] for r in read_jsonl(run_dir / "alphas.jsonl")] == [0, 1, 2, 3]
     assert read_jsonl(run_dir / "alphas.jsonl")[0]["edges"][:3] == ["1<-0", "2<-0", "2<-1"]
     config = load_recurrent_config(RecurrentSearchConfig, run_dir / "config.yaml")  # reruns as saved
-    assert config.unrolled == (order == "second") and config.corpus == "ptb" and config.nodes == 4
+    assert config.unrolled == (order == "second") and config.corpus == "text" and config.nodes == 4
     assert json.loads((run_dir / "env.json").read_text())["torch"] == torch.__version__
     plots = run_dir / "plots"
     expected = ["probs.png", "trajectories.png", "perplexity.png", "curves.png"]
@@ -53,10 +60,11 @@ def test_short_search_lowers_validation_perplexity(tmp_path, order):
         assert (plots / name).stat().st_size > 0, name
 
 
-def test_killed_search_resumes_exactly(tmp_path, monkeypatch):
-    whole = _search(tmp_path, "epochs=2", "plot=false", name="whole")
+@pytest.mark.slow
+def test_killed_search_resumes_exactly(tmp_path, monkeypatch, search_text, tiny_corpus):
+    whole = search_text(tmp_path, "epochs=2", "plot=false", name="whole")
     calls = {"n": 0}
-    real_save = rnn_search.save_checkpoint
+    real_save = runs_module.save_checkpoint
 
     def save_then_die(state, path):
         real_save(state, path)
@@ -64,11 +72,8 @@ def test_killed_search_resumes_exactly(tmp_path, monkeypatch):
         if calls["n"] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(rnn_search, "save_checkpoint", save_then_die)
-    args = ["search", "--task", "ptb", "--config", "quick", "--out", str(tmp_path), "--name", "killed"]
-    for item in TINY + ["epochs=2", "plot=false"]:
-        args += ["--set", item]
-    assert main(args) == 130
+    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
+    assert main(_args(tiny_corpus, tmp_path, "killed", ["epochs=2", "plot=false"])) == 130
     (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
     assert main(["search", "--resume", str(killed)]) == 0
     a = torch.load(whole / "checkpoint.pt", weights_only=True)["model"]["alphas.recurrent"]

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from dartsnas.conv import search as search_module
 from dartsnas.cli import main
+from dartsnas.core import runs as runs_module
 from dartsnas.conv.config import load_config
 from dartsnas.core.genotype import load_genotype
 from dartsnas.conv.ops import OPS
@@ -18,22 +18,13 @@ from dartsnas.conv.search import run_search
 
 pytest.importorskip("sklearn")
 
-TINY = ["dataset=digits", "subset=320", "batch_size=32", "init_channels=4", "layers=3", "lr=0.1",
-        "arch_lr=0.01", "progress=false"]
+# The tiny search on digits is conftest's: fixtures `tiny_search` (its --set items) and `cli_search`.
 
 
-def _search(tmp_path, *extra, name="run"):
-    args = ["search", "--out", str(tmp_path), "--name", name]
-    for item in TINY + list(extra):
-        args += ["--set", item]
-    assert main(args) == 0
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
-    return run_dir
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["first", "second"])
-def test_two_epoch_search_through_cli(tmp_path, order):
-    run_dir = _search(tmp_path, "epochs=2", f"unrolled={order == 'second'}")
+def test_two_epoch_search_through_cli(tmp_path, cli_search, order):
+    run_dir = cli_search(tmp_path, "epochs=2", f"unrolled={order == 'second'}")
     for name in ("config.yaml", "env.json", "log.txt", "checkpoint.pt", "genotype.json"):
         assert (run_dir / name).stat().st_size > 0, name
     genotype = load_genotype(run_dir, known_ops=OPS)
@@ -60,27 +51,29 @@ def _final_alphas(run_dir):
     return [v for k, v in state["model"].items() if k.startswith("alphas.")]
 
 
-def test_same_seed_gives_bit_identical_alphas(tmp_path):
-    config = load_config(None, TINY + ["epochs=1", "plot=false"])
+@pytest.mark.slow
+def test_same_seed_gives_bit_identical_alphas(tmp_path, tiny_search):
+    config = load_config(None, tiny_search + ["epochs=1", "plot=false"])
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         run_search(config, tmp_path / name)
     for x, y in zip(_final_alphas(tmp_path / "a"), _final_alphas(tmp_path / "b")):
         assert torch.equal(x, y)
-    other = load_config(None, TINY + ["epochs=1", "plot=false", "seed=3"])
+    other = load_config(None, tiny_search + ["epochs=1", "plot=false", "seed=3"])
     (tmp_path / "c").mkdir()
     run_search(other, tmp_path / "c")
     assert not torch.equal(_final_alphas(tmp_path / "a")[0], _final_alphas(tmp_path / "c")[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["exact", "sample", "partial"])
-def test_killed_run_resumes_exactly(tmp_path, monkeypatch, mode):
+def test_killed_run_resumes_exactly(tmp_path, monkeypatch, cli_search, tiny_search, mode):
     # sample: the draws continue from the checkpointed generator; partial: edge logits are restored too.
     extra = [f"mixed_op={mode}"] + (["init_channels=8"] if mode == "partial" else [])
-    whole = _search(tmp_path, "epochs=3", "plot=false", *extra, name="whole")
+    whole = cli_search(tmp_path, "epochs=3", "plot=false", *extra, name="whole")
 
     calls = {"n": 0}
-    real_save = search_module.save_checkpoint
+    real_save = runs_module.save_checkpoint
 
     def save_then_die(state, path):  # the process dies right after the first epoch's checkpoint
         real_save(state, path)
@@ -88,9 +81,9 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch, mode):
         if calls["n"] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(search_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
     args = ["search", "--out", str(tmp_path), "--name", "killed"]
-    for item in TINY + ["epochs=3", "plot=false"] + extra:
+    for item in tiny_search + ["epochs=3", "plot=false"] + extra:
         args += ["--set", item]
     assert main(args) == 130
     (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
@@ -124,13 +117,15 @@ def test_genotype_command_prints_published_cells(capsys):
     assert "PC_DARTS" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "dartsnas", "--help"], capture_output=True, text=True, check=True)
     assert "search" in out.stdout and "plot" in out.stdout
 
 
-def test_tensorboard_logging_writes_events(tmp_path):
+@pytest.mark.slow
+def test_tensorboard_logging_writes_events(tmp_path, cli_search):
     pytest.importorskip("tensorboard")
-    run_dir = _search(tmp_path, "epochs=1", "plot=false", "tensorboard=true")
+    run_dir = cli_search(tmp_path, "epochs=1", "plot=false", "tensorboard=true")
     events = list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0

@@ -12,15 +12,29 @@ from dartsnas.recurrent import text
 from dartsnas.core.download import DataError
 from dartsnas.recurrent.text import batchify, load_corpus, segment, seq_length, windows
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-PTB = SHARED / "ptb"
-WIKITEXT2 = SHARED / "wikitext-2"
-
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DARTSNAS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DARTSNAS_DATA", raising=False)
+
+
+# The real corpora in ../shared/data (conftest's `shared_data`): the tests that use them check the official
+# files themselves (md5s, token counts, vocabularies), which no generated corpus can stand in for.
+
+@pytest.fixture
+def real_ptb(shared_data):
+    if not (shared_data / "ptb").is_dir():
+        pytest.skip(f"checks the real Penn Treebank files (md5s, counts, 10,000 words); {shared_data / 'ptb'} is absent")
+    return shared_data / "ptb"
+
+
+@pytest.fixture
+def real_wikitext2(shared_data):
+    if not (shared_data / "wikitext-2").is_dir():
+        pytest.skip(f"checks the real WikiText-2 files (md5s, counts, 33,278 words); {shared_data / 'wikitext-2'} "
+                    f"is absent")
+    return shared_data / "wikitext-2"
 
 
 def write_corpus(folder: Path, train="a b c\nb c <unk>\n", valid="c a\nzz b\n", test="b\n", names=("train.txt", "valid.txt", "test.txt")):
@@ -93,24 +107,21 @@ def test_unknown_corpus_and_text_without_folder():
         load_corpus("ptb")  # nothing in the (private) cache
 
 
-@pytest.mark.skipif(not PTB.is_dir(), reason="needs ../shared/data/ptb")
-def test_real_penn_treebank():
-    corpus = load_corpus("ptb", PTB)
+def test_real_penn_treebank(real_ptb):
+    corpus = load_corpus("ptb", real_ptb)
     # The counts SOURCES.md states: whitespace words plus one <eos> per line; vocabulary 10,000.
     assert (len(corpus.train), len(corpus.valid), len(corpus.test)) == (929_589, 73_760, 82_430)
     assert len(corpus) == 10_000 and "<unk>" in corpus.vocab and corpus.vocab[corpus.train[0]] == "aer"
 
 
-@pytest.mark.skipif(not PTB.is_dir(), reason="needs ../shared/data/ptb")
-def test_shared_ptb_files_are_the_official_ones():
+def test_shared_ptb_files_are_the_official_ones(real_ptb):
     for name, md5 in text.SOURCES["ptb"]["files"].items():
-        assert hashlib.md5((PTB / name).read_bytes()).hexdigest() == md5
+        assert hashlib.md5((real_ptb / name).read_bytes()).hexdigest() == md5
 
 
-@pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="needs ../shared/data/wikitext-2")
-def test_shared_wikitext2_files_are_the_official_ones():
+def test_shared_wikitext2_files_are_the_official_ones(real_wikitext2):
     for name, md5 in text.SOURCES["wikitext2"]["files"].items():
-        assert hashlib.md5((WIKITEXT2 / name).read_bytes()).hexdigest() == md5
+        assert hashlib.md5((real_wikitext2 / name).read_bytes()).hexdigest() == md5
 
 
 # ---------------------------------------------------------------------------------------------- download
@@ -187,8 +198,8 @@ def test_sequence_lengths_follow_the_official_rule():
     assert 33.1 < lengths.mean().item() < 34.1
 
 
-@pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="needs ../shared/data/wikitext-2")
-def test_real_wikitext2_vocabulary_is_its_training_files():
-    corpus = load_corpus("wikitext2", WIKITEXT2)
+@pytest.mark.slow  # reads 2.5 million words
+def test_real_wikitext2_vocabulary_is_its_training_files(real_wikitext2):
+    corpus = load_corpus("wikitext2", real_wikitext2)
     assert len(corpus.train) == 2_088_628 and len(corpus.valid) == 217_646 and len(corpus.test) == 245_569
     assert len(corpus) == 33_278  # valid and test add no word: WikiText maps rare words to <unk> in all splits

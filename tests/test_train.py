@@ -7,9 +7,8 @@ import sys
 import pytest
 import torch
 
-from dartsnas.conv import train as train_module
 from dartsnas.cli import main
-from dartsnas.core.config import ConfigError
+from dartsnas.core import runs as runs_module
 from dartsnas.conv.data import ImageSet
 from dartsnas.core.genotype import PUBLISHED, load_genotype
 from dartsnas.conv.ops import OPS
@@ -33,6 +32,7 @@ def _train(tmp_path, *extra, name="run", genotype="DARTS_V2", code=0):
     return found[0] if found else None
 
 
+@pytest.mark.slow
 def test_one_epoch_through_cli_learns_and_leaves_a_run_folder(tmp_path):
     run_dir = _train(tmp_path, "epochs=1")
     for name in ("config.yaml", "env.json", "log.txt", "metrics.jsonl", "checkpoint.pt", "best.pt",
@@ -50,6 +50,7 @@ def test_one_epoch_through_cli_learns_and_leaves_a_run_folder(tmp_path):
     assert load_train_config(run_dir / "config.yaml").dataset == "digits"
 
 
+@pytest.mark.slow
 def test_drop_path_ramps_over_the_epochs_and_plots_are_drawn(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     from dartsnas.core import plot
@@ -66,10 +67,11 @@ def test_drop_path_ramps_over_the_epochs_and_plots_are_drawn(tmp_path, monkeypat
     assert results["best"] is None and not (run_dir / "best.pt").exists()  # nothing held out, nothing chosen
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     whole = _train(tmp_path, "epochs=3", "plot=false", name="whole")
     calls = {"n": 0}
-    real_save = train_module.save_checkpoint
+    real_save = runs_module.save_checkpoint
 
     def save_then_die(state, path):  # the process dies right after the first epoch's checkpoint
         real_save(state, path)
@@ -78,7 +80,7 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
             if calls["n"] == 1:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
     killed = _train(tmp_path, "epochs=3", "plot=false", name="killed", code=130)
     assert len(read_jsonl(killed / "metrics.jsonl")) == 1
     assert main(["train", "--resume", str(killed)]) == 0
@@ -92,6 +94,7 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     assert (json.loads((killed / "results.json").read_text()) == json.loads((whole / "results.json").read_text()))
 
 
+@pytest.mark.slow
 def test_bfloat16_autocast_trains(tmp_path):
     run_dir = _train(tmp_path, "epochs=1", "plot=false", "amp=true")
     results = json.loads((run_dir / "results.json").read_text())
@@ -164,6 +167,7 @@ def test_workers_loader_without_torchvision_names_the_extra(tmp_path, monkeypatc
     assert "pip install 'dartsnas[imagenet]'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_search_then_train_its_run_folder(tmp_path):
     # The hand-off of the README: `dartsnas search ...` then `dartsnas train runs/<search folder>`.
     args = ["search", "--out", str(tmp_path / "search"), "--name", "s"]
@@ -185,6 +189,7 @@ def _torchvision_works():
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _torchvision_works(), reason="needs an importable torchvision (pip install 'dartsnas[imagenet]')")
 def test_workers_loader_trains_on_an_image_folder(tmp_path):
     from PIL import Image
