@@ -1,4 +1,4 @@
-"""The fast supernet and architect against the plain formulation of the official code (reference.py):
+"""The fast supernet and architect against the plain formulation of the official code (conv/plain.py):
 same weights and alphas in, the same loss, gradients and architecture steps out (float64).
 
 This checks, in one comparison, everything supernet.py does differently from the plain network: no
@@ -94,3 +94,33 @@ def test_reference_network_is_the_official_size():
 def test_an_op_the_reference_cannot_build_is_named():
     with pytest.raises(ValueError, match="no op 'sep_conv_4x3'.*sep_conv_KxK"):
         candidate("sep_conv_4x3", 4, 1)
+
+
+@pytest.mark.parametrize("mode, unrolled", [("exact", False), ("lean", False),
+                                            pytest.param("exact", True, marks=pytest.mark.slow)])
+def test_a_short_search_moves_the_alphas_as_the_plain_step_does(mode, unrolled):
+    """Three search steps of the search loop's own code (Searcher: its architect and weight step, with
+    momentum, weight decay and clipping) against the plain Step, from the same weights: the same alphas
+    and weights after them. Pins a short run's trajectory, not only one gradient."""
+    from dartsnas.conv.config import SearchConfig
+    from dartsnas.conv.search import Searcher, prepare_data
+
+    config = SearchConfig(dataset="fake", data_options={"shape": [3, 12, 12], "size": 48, "num_classes": 5},
+                          init_channels=4, layers=3, nodes=3, batch_size=8, mixed_op=mode, unrolled=unrolled,
+                          device="cpu", progress=False, plot=False).validate()
+    searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
+    model = searcher.model.double()  # the optimisers hold the same parameter objects
+    reference = Network(3, 5, init_channels=4, layers=3, nodes=3).double()
+    with torch.no_grad():
+        for a in model.arch_parameters():
+            a.normal_()
+        for p, q in zip(list(model.weights()) + model.arch_parameters(),
+                        reference.weights() + list(reference.alphas.values()), strict=True):
+            q.copy_(p)
+    step = Step(reference, unrolled=unrolled)
+    for x, y, x_val, y_val in [(*a, *b) for a, b in zip(_batches(3, seed=2), _batches(3, seed=3))]:
+        searcher.architect.step(x, y, x_val, y_val, searcher.optimizer)
+        searcher.weight_step(x.contiguous(memory_format=torch.channels_last), y)
+        step(x, y, x_val, y_val)
+    assert _rel(_flat(model.arch_parameters()), _flat(reference.alphas.values())) < 1e-9
+    assert _rel(_flat(model.weights()), _flat(reference.weights())) < 1e-9
