@@ -131,7 +131,7 @@ def test_a_gdas_genotype_with_one_input_twice_is_a_valid_genotype():
 
 def test_derive_rule_registry_and_config():
     assert set(RULES) == {"darts", "gdas"}
-    assert SearchConfig().derive == "darts"
+    assert SearchConfig().derive is None and SearchConfig().derivation() == "darts"  # the space's own rule
     assert load_config(None, ["derive=gdas"]).derive == "gdas"
     with pytest.raises(ConfigError, match="derive.*darts, gdas"):
         SearchConfig(derive="pcdarts").validate()

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import CONFIG_DIR, ConfigError, load_dataclass
-from .spaces import DARTS_OPS, MIXED_OPS
+from .nb201.genotype import OPS as NB201_OPS
+from .nb201.table import DATASETS as BENCHMARK_DATASETS
+from .spaces import DARTS_OPS, DERIVATIONS, MIXED_OPS, SPACES
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
 LR_SCHEDULES = ("cosine", "step")
@@ -43,15 +45,19 @@ class ImageData:
 class SearchConfig(ImageData):
     train_portion: float = 0.5          # share of the training set for the weights; the rest tunes alphas
     # search space
-    ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))  # candidate op names from ops.OPS
-    nodes: int = 4                      # intermediate nodes per cell
+    space: str = "darts"                # darts | nas-bench-201 (spaces.py; docs/nas-bench-201.md)
+    ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))  # candidate op names (darts: ops.OPS)
+    nodes: int = 4                      # darts: intermediate nodes per cell (nas-bench-201's cell has 3)
     init_channels: int = 16             # C of the first cell
-    layers: int = 8                     # cells
-    stem_multiplier: int = 3
+    layers: int = 8                     # darts: cells
+    stem_multiplier: int = 3            # darts: the stem has stem_multiplier * C channels
+    stage_cells: int = 5                # nas-bench-201: cells per stage (N; three stages)
+    benchmark_dataset: str = "cifar10"  # nas-bench-201: the table column found cells are looked up in
     mixed_op: str = "exact"             # exact | lean | partial | sample (docs/search.md, Mixed-op modes)
     partial_k: int = 4                  # partial: 1/K of the channels go through the candidate ops (PC-DARTS)
     sample_grad: str = "straight_through"  # sample: straight_through | gdas_nb201 (GDAS's NAS-Bench-201 cell; supernet.SAMPLE_GRADS)
-    derive: str = "darts"               # derivation rule: darts (Sec. 2.4) | gdas (top-2 (op, input) pairs; derive.RULES)
+    derive: str | None = None           # derivation rule (core/derive.py); None: the space's own. darts space:
+                                        # darts (Sec. 2.4) | gdas (top-2 (op, input) pairs); nas-bench-201: its own
     temperature: list[float] | None = None  # [start, end] of the relaxation's temperature over the search;
                                         # None: [1, 1] (the paper's softmax), or [10, 0.1] for sample (GDAS)
     temperature_schedule: str = "linear"  # linear | exponential, from start (first epoch) to end (last)
@@ -61,6 +67,7 @@ class SearchConfig(ImageData):
     lr: float = 0.025                   # learning_rate in the official code
     lr_min: float = 0.001
     momentum: float = 0.9
+    nesterov: bool = False              # Nesterov momentum (NAS-Bench-201's search: true)
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
     # architecture optimisation (Adam)
@@ -80,14 +87,18 @@ class SearchConfig(ImageData):
 
     def validate(self) -> "SearchConfig":
         # Imported here so that importing this module needs no torch.
-        from ..core.derive import RULES
         from ..core.relax import SCHEDULES
         from .ops import OPS
         from .supernet import SAMPLE_GRADS
 
-        unknown = [o for o in self.ops if o not in OPS]
+        if self.space not in SPACES:
+            raise ConfigError(f"space: unknown {self.space!r}; available: {', '.join(SPACES)}")
+        known = OPS if self.space == "darts" else NB201_OPS
+        unknown = [o for o in self.ops if o not in known]
         if unknown:
-            raise ConfigError(f"ops: unknown op(s) {unknown}; known ops: {', '.join(OPS)}")
+            raise ConfigError(f"ops: unknown op(s) {unknown} for the {self.space} space; known ops: "
+                              f"{', '.join(known)}" + (" (the shipped nb201-* configs set them)" if known is NB201_OPS
+                                                     else ""))
         if len(set(self.ops)) != len(self.ops):
             raise ConfigError(f"ops: {self.ops} lists an op twice")
         if not [o for o in self.ops if o != "none"]:
@@ -99,8 +110,13 @@ class SearchConfig(ImageData):
         if self.sample_grad != "straight_through" and self.mixed_op != "sample":
             raise ConfigError(f"sample_grad: {self.sample_grad} shapes the gradient of drawn ops; it needs "
                               f"mixed_op: sample (got {self.mixed_op!r})")
-        if self.derive not in RULES:
-            raise ConfigError(f"derive: unknown derivation rule {self.derive!r}; available: {', '.join(RULES)}")
+        rules = DERIVATIONS[self.space]
+        if self.derive is not None and self.derive not in rules:
+            raise ConfigError(f"derive: unknown derivation rule {self.derive!r} for the {self.space} space; "
+                              f"available: {', '.join(rules)}")
+        if self.benchmark_dataset not in BENCHMARK_DATASETS:
+            raise ConfigError(f"benchmark_dataset: unknown {self.benchmark_dataset!r}; the NAS-Bench-201 table has "
+                              f"{', '.join(BENCHMARK_DATASETS)}")
         if self.mixed_op == "partial" and (self.partial_k < 1 or self.init_channels % (2 * self.partial_k)):
             raise ConfigError(f"partial_k={self.partial_k} must be at least 1 and divide init_channels="
                               f"{self.init_channels} into parts of an even number of channels; "
@@ -113,13 +129,17 @@ class SearchConfig(ImageData):
                               f"available: {', '.join(SCHEDULES)}")
         if not 0.0 < self.train_portion < 1.0:
             raise ConfigError(f"train_portion must lie strictly between 0 and 1, got {self.train_portion}")
-        _at_least_one(self, "epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier")
+        _at_least_one(self, "epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier", "stage_cells")
         if not 0 <= self.arch_start_epoch < self.epochs:
             raise ConfigError(f"arch_start_epoch must lie in [0, epochs) = [0, {self.epochs}), got {self.arch_start_epoch}")
         _check_cells(self)
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
         return self
+
+    def derivation(self) -> str:
+        """The derivation rule: `derive`, or the space's own when unset."""
+        return self.derive or DERIVATIONS[self.space][0]
 
     def temperatures(self) -> tuple[float, float]:
         """[start, end] of the relaxation temperature, with the mode's default when unset."""
@@ -130,8 +150,9 @@ class SearchConfig(ImageData):
 
 @dataclass
 class TrainConfig(ImageData):
-    """The paper's CIFAR-10 evaluation defaults (Sec. 3.3, A.2); ImageNet and the quick CPU run are
-    shipped YAML files (`imagenet`, `quick`; `cifar10` restates the defaults)."""
+    """The paper's CIFAR-10 evaluation defaults (Sec. 3.3, A.2); ImageNet, NAS-Bench-201's training and the
+    quick CPU runs are shipped YAML files (`imagenet`, `nb201`, `quick`, `nb201-quick`; `cifar10` restates
+    the defaults)."""
 
     cutout: bool = True                 # as the paper's CIFAR evaluation
     valid_portion: float = 0.1          # share of the training set held out to pick the best epoch; 0: none
@@ -139,9 +160,10 @@ class TrainConfig(ImageData):
     workers: int = 8                    # DataLoader worker processes (data_loader: workers)
     image_size: int = 224               # crop side of the workers loader (ImageNet: 224)
     # network
-    net: str = "cifar10"                # layout: cifar10 (stem keeps the resolution) or imagenet (stem divides by 8)
-    init_channels: int = 36             # C of the first cell (paper: 36 CIFAR, 48 ImageNet)
-    layers: int = 20                    # cells (paper: 20 CIFAR, 14 ImageNet)
+    net: str = "cifar10"                # layout: cifar10 (stem keeps the resolution), imagenet (stem divides by 8),
+                                        # or nas-bench-201 (the benchmark's network of a NAS-Bench-201 cell)
+    init_channels: int = 36             # C of the first cell (paper: 36 CIFAR, 48 ImageNet; NAS-Bench-201: 16)
+    layers: int = 20                    # cells (paper: 20 CIFAR, 14 ImageNet; NAS-Bench-201: 15, 3 stages of N=5)
     auxiliary: bool = True              # auxiliary head after the second reduction cell
     auxiliary_weight: float = 0.4       # its loss weight
     drop_path_prob: float = 0.2         # ramped linearly from 0 over the epochs (official train.py)
@@ -153,8 +175,9 @@ class TrainConfig(ImageData):
     lr_min: float = 0.0
     lr_gamma: float = 0.97              # step schedule's factor per epoch (ImageNet)
     momentum: float = 0.9
+    nesterov: bool = False              # Nesterov momentum (NAS-Bench-201's training: true)
     weight_decay: float = 3e-4
-    grad_clip: float = 5.0              # max gradient norm
+    grad_clip: float | None = 5.0       # max gradient norm; None: no clipping (NAS-Bench-201's training)
     label_smoothing: float = 0.0        # 0.1 for ImageNet
     # run
     seed: int = 0
@@ -178,8 +201,15 @@ class TrainConfig(ImageData):
             raise ConfigError(f"valid_portion must lie in [0, 1), got {self.valid_portion}")
         if not 0.0 <= self.drop_path_prob < 1.0:
             raise ConfigError(f"drop_path_prob must lie in [0, 1), got {self.drop_path_prob}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be a positive gradient norm, or null for no clipping; got {self.grad_clip}")
+        if self.nesterov and not self.momentum > 0:
+            raise ConfigError(f"nesterov needs momentum above 0 (got {self.momentum}); set nesterov: false or a momentum")
         _at_least_one(self, "epochs", "batch_size", "init_channels", "workers", "image_size")
-        _check_cells(self)
+        if self.net == "nas-bench-201":
+            _check_nb201_network(self)
+        else:
+            _check_cells(self)
         if self.data_loader == "workers" and self.dataset != "imagefolder":
             raise ConfigError(f"data_loader: workers reads image folders; set dataset: imagefolder (got {self.dataset!r}) "
                               "or use data_loader: memory")
@@ -198,6 +228,21 @@ def _check_cells(config) -> None:
         raise ConfigError(f"layers must be at least 3 (two of them are reduction cells), got {config.layers}")
     if config.init_channels % 2:
         raise ConfigError(f"init_channels must be even (factorized reduction halves it), got {config.init_channels}")
+
+
+def _check_nb201_network(config: TrainConfig) -> None:
+    """What NAS-Bench-201's network needs: three stages of N cells, and no auxiliary head or drop path (its
+    benchmark trains without them and nb201/model.py's Network201 has neither). Every conflict in one message."""
+    fixes = []
+    if config.layers < 3 or config.layers % 3:
+        fixes.append(f"layers: a positive multiple of 3, three stages of N cells (the benchmark's 15), not {config.layers}")
+    if config.auxiliary:
+        fixes.append("auxiliary: false (the network has no auxiliary head)")
+    if config.drop_path_prob:
+        fixes.append(f"drop_path_prob: 0 (the benchmark trains without drop path), not {config.drop_path_prob}")
+    if fixes:
+        raise ConfigError("net: nas-bench-201 needs " + "; ".join(fixes) + ". Set them (--set key=value), or start "
+                          "from the benchmark's recipe: --config nb201")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SearchConfig:

@@ -80,8 +80,9 @@ def _until_final_bn(op: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, nn.Ba
     return op(x), None
 
 
-def is_parameter_free(name: str) -> bool:
-    """Is candidate `name` a function of its input alone (no weights; BN statistics of its own input)?
+def is_parameter_free(name: str, build=candidate) -> bool:
+    """Is candidate `name` (as `build(name, c, stride)` makes it) a function of its input alone (no
+    weights; BN statistics of its own input)?
 
     Such an op gives the same output on every outgoing edge of a state: the cell computes it once
     (SharedOps). A stride-1 skip is the input itself, nothing to share.
@@ -89,7 +90,7 @@ def is_parameter_free(name: str) -> bool:
     if name in ("none", "skip_connect"):
         return False
     with torch.device("meta"):  # built only to look: no memory, no draw from the random generator
-        return not any(True for _ in candidate(name, 4, 1).parameters())
+        return not any(True for _ in build(name, 4, 1).parameters())
 
 
 class SharedOps(nn.Module):
@@ -98,9 +99,9 @@ class SharedOps(nn.Module):
     outputs, gradients and BN running statistics are those of the paper's one-op-per-edge network,
     at a fraction of the work (a state has up to `nodes` outgoing edges)."""
 
-    def __init__(self, names: list[str], c: int, stride: int):
+    def __init__(self, names: list[str], c: int, stride: int, build=candidate):
         super().__init__()
-        self.ops = nn.ModuleDict({name: candidate(name, c, stride) for name in names})
+        self.ops = nn.ModuleDict({name: build(name, c, stride) for name in names})
 
     def outputs(self) -> "SharedOutputs":
         """A holder for one forward's outputs."""

@@ -11,6 +11,8 @@ against `dartsnas bench search-step` (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 
 import torch
@@ -46,13 +48,13 @@ def estimate_bytes(config, in_channels: int, num_classes: int, size: tuple[int, 
     Builds a probe supernet on the device without touching the global random state, and excludes the
     memory the process holds already (runtime, data).
     """
-    from .supernet import Supernet
+    from .spaces import search_network
 
     mode = mode or config.mixed_op
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        model = Supernet(in_channels, num_classes, config.init_channels, config.layers, config.nodes,
-                         config.ops, config.stem_multiplier, mixed_op=mode, partial_k=config.partial_k).to(device)
+        probe = dataclasses.replace(config, mixed_op=mode, sample_grad="straight_through")
+        model = search_network(probe, in_channels, num_classes).to(device)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         model.to(memory_format=memory_format)
         x = torch.randn(PROBE_BATCH, in_channels, *size, device=device).contiguous(memory_format=memory_format)

@@ -15,13 +15,13 @@ from ..core.architect import Architect
 from ..core.config import ConfigError
 from .config import SearchConfig
 from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
-from ..core.derive import derive
-from ..core.genotype import Genotype, edge_names
+from ..core.genotype import Genotype
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
 from ..core.relax import temperature
 from ..core.device import resolve_device
 from ..core.runs import RunError, SearchRecords, run_epochs, start_run
-from .supernet import Supernet
+from .nb201.table import load_table
+from .spaces import search_network
 
 log = logging.getLogger("dartsnas")
 
@@ -58,14 +58,12 @@ class Searcher(SearchRecords):
         self.config, self.data, self.device = config, data, device
         torch.manual_seed(config.seed)
         sample = data.weight_half
-        self.model = Supernet(sample.in_channels, sample.num_classes, config.init_channels, config.layers,
-                              config.nodes, config.ops, config.stem_multiplier,
-                              mixed_op=config.mixed_op, partial_k=config.partial_k, sample_grad=config.sample_grad).to(device)
+        self.model = search_network(config, sample.in_channels, sample.num_classes).to(device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.criterion = nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.model.weights(), config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
+                                         weight_decay=config.weight_decay, nesterov=config.nesterov)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.epochs, eta_min=config.lr_min)
         self.architect = Architect(self.model, self.criterion, config.arch_lr, config.arch_betas,
                                    config.arch_weight_decay, config.unrolled)
@@ -154,13 +152,13 @@ class Searcher(SearchRecords):
         s = sums.tolist()
         return {"valid_loss": s[0] / s[2], "valid_acc": s[1] / s[2]}
 
-    def genotype(self) -> Genotype:
-        return derive(self.model.probs(), self.config.ops, self.config.nodes, edge_probs=self.model.edge_probs(),
-                      rule=self.config.derive)
+    def genotype(self):
+        """The cell the alphas derive now, by the space's rule (`derive`)."""
+        return self.model.derive(self.config.derivation())
 
     def alphas_record(self) -> dict:
         probs, edge_probs = self.model.probs(), self.model.edge_probs()
-        record = {"epoch": self.epoch, "ops": self.config.ops, "edges": edge_names(self.config.nodes),
+        record = {"epoch": self.epoch, "ops": self.config.ops, "edges": self.model.edge_names(),
                   "temperature": self.model.temperature,
                   "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
                   "probs": {k: p.cpu().tolist() for k, p in probs.items()}}
@@ -179,8 +177,10 @@ class Searcher(SearchRecords):
     def announce(self) -> None:
         config, data = self.config, self.data
         n_weights = sum(p.numel() for p in self.model.weights())
+        cells = (f"{config.layers} cells" if config.space == "darts"
+                 else f"NAS-Bench-201 space, 3 x {config.stage_cells} cells")
         log.info(f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
-                 f"{config.layers} cells, C={config.init_channels}, {len(config.ops)} ops, "
+                 f"{cells}, C={config.init_channels}, {len(config.ops)} ops, "
                  f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, device {self.device}")
         report_memory(self)
 
@@ -190,13 +190,17 @@ class Searcher(SearchRecords):
         metrics |= self.evaluate(self.data.arch_half)
         self.epoch += 1
         self.record_epoch(run_dir)
+        if self.config.space == "nas-bench-201":  # the true accuracy of the cell derived so far: a collapse shows
+            metrics["benchmark_acc"] = load_table().accuracy(self.last_genotype, self.config.benchmark_dataset) / 100
         return {**metrics, "lr": lr, "temperature": self.model.temperature}
 
     def log_epoch(self, metrics: dict) -> None:
         log.info(f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} train loss {metrics['train_loss']:.4f} "
                  f"acc {metrics['train_acc']:.4f} | arch loss {metrics['arch_loss']:.4f} | valid loss "
                  f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | {metrics['seconds']:.1f} s")
-        log.info(f"genotype: {self.last_genotype}")
+        log.info(f"genotype: {self.last_genotype}" + (f" | NAS-Bench-201 {self.config.benchmark_dataset} test "
+                                                      f"accuracy {100 * metrics['benchmark_acc']:.2f} %"
+                                                      if "benchmark_acc" in metrics else ""))
         if self.writer is not None:
             for key, value in metrics.items():
                 if key != "epoch":
@@ -206,11 +210,26 @@ class Searcher(SearchRecords):
     def finish(self, run_dir: Path) -> Genotype:
         if self.writer is not None:
             self.writer.close()
-        return super().finish(run_dir)
+        genotype = super().finish(run_dir)
+        if self.config.space == "nas-bench-201":
+            log.info(benchmark_summary(genotype, self.config.benchmark_dataset))
+        return genotype
 
     def pictures(self, run_dir: Path) -> list[Path]:
+        if self.config.space == "nas-bench-201":
+            from .nb201.plot import plot_nb201_run
+            return plot_nb201_run(run_dir)
         from ..core.plot import plot_run
         return plot_run(run_dir)
+
+
+def benchmark_summary(cell, dataset: str) -> str:
+    """The found cell's true accuracy beside what the table expects of cells picked at random."""
+    table = load_table()
+    _, best = table.best(dataset)
+    return (f"NAS-Bench-201 {dataset} test accuracy of the found cell: {table.accuracy(cell, dataset):.2f} %; "
+            f"the table's best cell {best:.2f} %, a random cell {table.mean(dataset):.2f} % on average, the best of "
+            f"10 random cells {table.expected_best_of_k(dataset, 10):.2f} % (dartsnas bench quality compares seeds)")
 
 
 def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Genotype:

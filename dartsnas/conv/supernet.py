@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from ..core.architect import Searchable
-from ..core.genotype import edge_names
+from ..core.derive import derive
+from ..core.genotype import Genotype, edge_names
 from ..core.relax import GumbelHard, Softmax
 from .fast import SharedOps, SharedOutputs, concat, is_parameter_free, memory_format, scaled, strip_leading_relu
 from .lean import LeanMix
@@ -50,11 +51,12 @@ class MixedOp(nn.Module):
 
     `none` contributes mix * 0: it is never built or computed, yet its coefficient still takes its share
     of the softmax, so gradients and derivation are exactly the paper's. Candidates named in `shared`
-    are not built here either: the cell computes them once per state (fast.SharedOps).
+    are not built here either: the cell computes them once per state (fast.SharedOps). `build(name, c,
+    stride)` makes a candidate (the space's own: ops.candidate for DARTS).
     """
 
     def __init__(self, c: int, stride: int, ops: list[str], mode: str = "exact", partial_k: int = 4,
-                 shared: tuple[str, ...] = (), sample_grad: str = "straight_through"):
+                 shared: tuple[str, ...] = (), sample_grad: str = "straight_through", build=candidate):
         super().__init__()
         if mode not in MIXED_OPS:
             raise ValueError(f"mixed-op mode must be one of {MIXED_OPS}, got {mode!r}")
@@ -69,7 +71,7 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList()
         self.takes_relu = []  # per op: does it take relu(x) (its own leading ReLU removed) or x?
         for k in self.index:
-            op, relu_first = strip_leading_relu(candidate(ops[k], c // self.k, stride))
+            op, relu_first = strip_leading_relu(build(ops[k], c // self.k, stride))
             self.ops.append(op)
             self.takes_relu.append(relu_first)
         self.needs_relu = any(self.takes_relu)
@@ -178,43 +180,30 @@ class SearchCell(nn.Module):
         return concat(states[2:])
 
 
-class Supernet(Searchable):
-    """The DARTS search network (Sec. 3.1): a stem, `layers` cells, reductions at 1/3 and 2/3 of depth."""
+class SearchNetwork(Searchable):
+    """What every search network of a convolutional space shares: alphas per cell kind (`kinds`), turned
+    into mixing coefficients by the relaxation at the current temperature, a draw held across the passes
+    of an architecture step, and PC-DARTS edge probabilities over each node's incoming edges (`fan_in`:
+    the number of inputs of each node, in edge order)."""
 
-    def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
-                 nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3,
-                 relaxation=None, mixed_op: str = "exact", partial_k: int = 4,
-                 sample_grad: str = "straight_through"):
-        super().__init__()
-        self.ops = list(ops or DARTS_OPS)
-        self.nodes = nodes
+    kinds: tuple[str, ...]
+    fan_in: list[int]
+
+    def init_search(self, ops: list[str], mixed_op: str, relaxation=None) -> None:
         if mixed_op not in MIXED_OPS:
             raise ValueError(f"mixed_op must be one of {MIXED_OPS}, got {mixed_op!r}")
-        self.mixed_op = mixed_op
+        self.ops, self.mixed_op = list(ops), mixed_op
         self.relaxation = relaxation or (GumbelHard() if mixed_op == "sample" else Softmax())
         self.temperature = 1.0   # set per epoch by the search's schedule
         self.generator = None    # draws the samples of a sampling relaxation (None: torch's global RNG)
         self.held_noise = None   # inside same_draw(): the draw's noise per cell kind, once drawn
-        c = init_channels
-        c_curr = stem_multiplier * c
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_pp, c_p, c_curr = c_curr, c_curr, c
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                c_curr *= 2
-            self.cells.append(SearchCell(nodes, c_pp, c_p, c_curr, reduction, reduction_prev, self.ops,
-                                         mixed_op, partial_k, sample_grad))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, nodes * c_curr
-        self.classifier = nn.Linear(c_p, num_classes)
-        num_edges = len(edge_names(nodes))
+
+    def init_alphas(self) -> None:
         # Paper (Sec. 2.2 / official code): alphas start near uniform, 1e-3 * N(0, 1).
-        logits = {kind: nn.Parameter(1e-3 * torch.randn(num_edges, len(self.ops))) for kind in KINDS}
-        if mixed_op == "partial":  # PC-DARTS edge-normalisation logits, one per edge, same start
-            logits |= {f"{kind}_edges": nn.Parameter(1e-3 * torch.randn(num_edges)) for kind in KINDS}
+        edges = sum(self.fan_in)
+        logits = {kind: nn.Parameter(1e-3 * torch.randn(edges, len(self.ops))) for kind in self.kinds}
+        if self.mixed_op == "partial":  # PC-DARTS edge-normalisation logits, one per edge, same start
+            logits |= {f"{kind}_edges": nn.Parameter(1e-3 * torch.randn(edges)) for kind in self.kinds}
         self.alphas = nn.ParameterDict(logits)
 
     @contextlib.contextmanager
@@ -241,13 +230,74 @@ class Supernet(Searchable):
             self.held_noise[kind] = self.relaxation.noise(self.alphas[kind], self.generator)
         return self.relaxation.mix(self.alphas[kind], self.temperature, noise=self.held_noise[kind])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mix = {k: self.mix(k) for k in KINDS}
-        edge_probs = self.edge_probs(detach=False) if self.mixed_op == "partial" else dict.fromkeys(KINDS)
-        choices = dict.fromkeys(KINDS)
+    def mixes(self) -> tuple[dict, dict, dict]:
+        """One forward's (mix, edge_probs, choices) per cell kind; choices: the drawn op per edge (sample)."""
+        mix = {k: self.mix(k) for k in self.kinds}
+        edge_probs = self.edge_probs(detach=False) if self.mixed_op == "partial" else dict.fromkeys(self.kinds)
+        choices = dict.fromkeys(self.kinds)
         if self.relaxation.samples:
-            # One host transfer per forward for all edges of both kinds: which ops to run.
-            choices = dict(zip(KINDS, torch.stack([mix[k].argmax(dim=-1) for k in KINDS]).tolist()))
+            # One host transfer per forward for all edges of every kind: which ops to run.
+            drawn = torch.stack([mix[k].argmax(dim=-1) for k in self.kinds]).tolist()
+            choices = dict(zip(self.kinds, drawn))
+        return mix, edge_probs, choices
+
+    @torch.no_grad()
+    def probs(self) -> dict[str, torch.Tensor]:
+        """Current mixing probabilities per cell kind (edges x ops), detached."""
+        return {k: self.relaxation.probs(self.alphas[k], self.temperature) for k in self.kinds}
+
+    def edge_probs(self, detach: bool = True) -> dict[str, torch.Tensor] | None:
+        """PC-DARTS edge probabilities per cell kind: a softmax over each node's incoming edges (None otherwise)."""
+        if self.mixed_op != "partial":
+            return None
+        out = {}
+        for kind in self.kinds:
+            betas, parts, start = self.alphas[f"{kind}_edges"], [], 0
+            for n in self.fan_in:
+                parts.append(betas[start:start + n].softmax(dim=-1))
+                start += n
+            out[kind] = torch.cat(parts).detach() if detach else torch.cat(parts)
+        return out
+
+
+class Supernet(SearchNetwork):
+    """The DARTS search network (Sec. 3.1): a stem, `layers` cells, reductions at 1/3 and 2/3 of depth."""
+
+    kinds = KINDS
+
+    def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
+                 nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3,
+                 relaxation=None, mixed_op: str = "exact", partial_k: int = 4,
+                 sample_grad: str = "straight_through"):
+        super().__init__()
+        self.init_search(ops or DARTS_OPS, mixed_op, relaxation)
+        self.nodes = nodes
+        self.fan_in = [2 + i for i in range(nodes)]
+        c = init_channels
+        c_curr = stem_multiplier * c
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_pp, c_p, c_curr = c_curr, c_curr, c
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                c_curr *= 2
+            self.cells.append(SearchCell(nodes, c_pp, c_p, c_curr, reduction, reduction_prev, self.ops,
+                                         mixed_op, partial_k, sample_grad))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, nodes * c_curr
+        self.classifier = nn.Linear(c_p, num_classes)
+        self.init_alphas()
+
+    @classmethod
+    def from_config(cls, config, in_channels: int, num_classes: int) -> "Supernet":
+        return cls(in_channels, num_classes, config.init_channels, config.layers, config.nodes, config.ops,
+                   config.stem_multiplier, mixed_op=config.mixed_op, partial_k=config.partial_k,
+                   sample_grad=config.sample_grad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mix, edge_probs, choices = self.mixes()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
@@ -255,20 +305,9 @@ class Supernet(Searchable):
         # A plain mean, not adaptive pooling: its CUDA backward has no deterministic kernel.
         return self.classifier(s1.mean(dim=(2, 3)))
 
-    @torch.no_grad()
-    def probs(self) -> dict[str, torch.Tensor]:
-        """Current mixing probabilities per cell kind (edges x ops), detached."""
-        return {k: self.relaxation.probs(self.alphas[k], self.temperature) for k in KINDS}
+    def edge_names(self) -> list[str]:
+        return edge_names(self.nodes)
 
-    def edge_probs(self, detach: bool = True) -> dict[str, torch.Tensor] | None:
-        """PC-DARTS edge probabilities per cell kind: a softmax over each node's incoming edges (None otherwise)."""
-        if self.mixed_op != "partial":
-            return None
-        out = {}
-        for kind in KINDS:
-            betas, parts, start = self.alphas[f"{kind}_edges"], [], 0
-            for i in range(self.nodes):
-                parts.append(betas[start:start + 2 + i].softmax(dim=-1))
-                start += 2 + i
-            out[kind] = torch.cat(parts).detach() if detach else torch.cat(parts)
-        return out
+    def derive(self, rule: str = "darts") -> Genotype:
+        """The genotype of the current alphas (Sec. 2.4), by a rule of core/derive.py."""
+        return derive(self.probs(), self.ops, self.nodes, edge_probs=self.edge_probs(), rule=rule)

@@ -88,6 +88,15 @@ def derive(probs: dict, ops: Sequence[str], nodes: int, k: int = 2, edge_probs: 
     return Genotype(tuple(cells["normal"]), concat, tuple(cells["reduce"]), concat)
 
 
+def strongest_ops(probs: Sequence[Sequence[float]], ops: Sequence[str]) -> list[str]:
+    """Each edge's most probable op, `none` included: NAS-Bench-201's rule (its authors' `genotype()`), where
+    every edge is kept and `none` is a choice that cuts it. Ties: the earlier op (argmax's first maximum)."""
+    rows = [list(map(float, row)) for row in _rows(probs)]
+    if any(len(r) != len(ops) for r in rows):
+        raise ValueError(f"probabilities must have one value per op ({len(ops)}) on every edge")
+    return [ops[max(range(len(ops)), key=lambda o: (row[o], -o))] for row in rows]
+
+
 def _checked(probs, ops, fan_in) -> tuple[list[int], list[list[float]]]:
     """(indices of the non-`none` candidates, probabilities as rows of floats), checked for shape."""
     candidates = [i for i, name in enumerate(ops) if name != "none"]
