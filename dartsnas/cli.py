@@ -86,13 +86,20 @@ def _run(args, command: str) -> None:
         genotype = (_genotype(args.genotype, side.recurrent),)
     overrides = ([f"corpus={args.task}"] if side.recurrent else []) + _overrides(args, side.recurrent)
     config = _apply_flags(load_dataclass(side.config, args.config, overrides, side.folder, side.what), args)
+    if command == "train" and not side.recurrent:  # before the run folder is made (run_training checks again)
+        from .conv.train import check_genotype
+        check_genotype(config, *genotype)
     side.run(config, *genotype, _new_run(args, side.name))
 
 
 def _genotype(spec, recurrent: bool):
+    """The genotype a spec names: recurrent, or a convolutional one, a NAS-Bench-201 cell or a DARTS genotype."""
     if recurrent:
         from .recurrent.genotype import load_recurrent_genotype
         return load_recurrent_genotype(spec)
+    from .conv.nb201.genotype import load_nb201_genotype, names_nb201
+    if names_nb201(spec):  # NB201_BEST_CIFAR10, |op~0|+..., its JSON, or a file or run folder holding one
+        return load_nb201_genotype(spec)
     from .conv.ops import OPS
     from .core.genotype import load_genotype
     return load_genotype(spec, known_ops=OPS)
@@ -150,8 +157,12 @@ def _recurrent_run(run_dir) -> bool:
 # the other commands
 
 def cmd_plot(args) -> None:
+    from .conv.nb201.plot import is_nb201_run
+
     if _recurrent_run(args.run):
         from .recurrent.plot import plot_recurrent_run as plot
+    elif is_nb201_run(args.run):
+        from .conv.nb201.plot import plot_nb201_run as plot
     else:
         from .core.plot import plot_run as plot
     for f in plot(args.run):
@@ -159,18 +170,16 @@ def cmd_plot(args) -> None:
 
 
 def cmd_genotype(args) -> None:
-    from .conv.ops import OPS
-    from .core.genotype import PUBLISHED, load_genotype
-    from .recurrent.genotype import RECURRENT_PUBLISHED, load_recurrent_genotype, names_recurrent
+    from .conv.nb201.genotype import PUBLISHED_NB201
+    from .core.genotype import PUBLISHED
+    from .recurrent.genotype import RECURRENT_PUBLISHED, names_recurrent
 
     if args.list or not args.spec:
-        for name, g in (PUBLISHED | RECURRENT_PUBLISHED).items():
+        for name, g in (PUBLISHED | RECURRENT_PUBLISHED | PUBLISHED_NB201).items():
             print(f"{name}: {g}")
         return
-    if names_recurrent(args.spec):  # DARTS_RNN, a recurrent run folder, Genotype(recurrent=...)
-        g = load_recurrent_genotype(args.spec)
-    else:
-        g = load_genotype(args.spec, known_ops=OPS)
+    # DARTS_RNN, a recurrent run folder, Genotype(recurrent=...); else a NAS-Bench-201 cell or a DARTS genotype
+    g = _genotype(args.spec, recurrent=names_recurrent(args.spec))
     print(json.dumps(g.to_dict()) if args.json else g)
 
 
@@ -186,13 +195,21 @@ def cmd_info(args) -> None:
     from .recurrent.genotype import names_recurrent
     if names_recurrent(args.genotype):
         return cmd_info_recurrent(args)
+    from .conv.nb201.genotype import CellGenotype
     from .conv.network import network_info
     from .core.config import ConfigError
 
     genotype = _genotype(args.genotype, recurrent=False)
+    nb201 = isinstance(genotype, CellGenotype)  # its network is the benchmark's, and only it builds one
+    net = args.net or ("nas-bench-201" if nb201 else "cifar10")
+    if nb201 != (net == "nas-bench-201"):
+        raise ConfigError(f"{args.genotype} is a NAS-Bench-201 cell: its network is the benchmark's; drop --net "
+                          f"{net} (or give --net nas-bench-201)" if nb201 else
+                          f"--net nas-bench-201 builds NAS-Bench-201 cells; {args.genotype} is a DARTS genotype: "
+                          "use --net cifar10 or imagenet")
     options = {k: v for k, v in (("init_channels", args.init_channels), ("layers", args.layers)) if v is not None}
     try:
-        info = network_info(args.net, genotype, num_classes=args.classes, **options)
+        info = network_info(net, genotype, num_classes=args.classes, **options)
     except ValueError as err:  # a network that cannot be built (too few layers, odd channels)
         raise ConfigError(str(err)) from None
     if args.json:
@@ -201,8 +218,9 @@ def cmd_info(args) -> None:
     c, h, w = info["input_shape"]
     print(f"network        {info['net']} layout: {info['layers']} cells, {info['init_channels']} initial channels, "
           f"{info['num_classes']} classes")
-    print(f"parameters     {info['parameters'] / 1e6:.3f} M ({info['parameters']:,}; the auxiliary head's "
-          f"{info['auxiliary_parameters']:,} not counted, as in the paper)")
+    aux = (f"; the auxiliary head's {info['auxiliary_parameters']:,} not counted, as in the paper"
+           if info["auxiliary_parameters"] else "")
+    print(f"parameters     {info['parameters'] / 1e6:.3f} M ({info['parameters']:,}{aux})")
     print(f"multiply-adds  {info['macs'] / 1e6:.1f} M at {c}x{h}x{w} (convolutions and matrix products, "
           f"eval mode, as torch's FlopCounterMode counts them)")
 
@@ -259,8 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda args: _run(args, "search"))
 
     p = sub.add_parser("train", help="train a genotype from scratch (the paper's evaluation); writes a run folder")
-    p.add_argument("genotype", nargs="?", help="DARTS_V2, a genotype.json, a search run folder, or genotype text")
-    _run_flags(p, "training", "cifar10, imagenet, quick", "train-<config name>",
+    p.add_argument("genotype", nargs="?", help="DARTS_V2, a genotype.json, a search run folder, or genotype text; "
+                                               "a NAS-Bench-201 cell (NB201_BEST_CIFAR10, |op~0|+...) trains with "
+                                               "--config nb201")
+    _run_flags(p, "training", "cifar10, imagenet, quick, nb201, nb201-quick", "train-<config name>",
                "train a recurrent genotype as a language model on this corpus (text: your own, --set data_dir=DIR); "
                "configs are then the shipped recurrent ones (ptb, wikitext2, quick)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (for CUDA)")
@@ -272,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("genotype", help="print a genotype (registry name, genotype.json, run folder, or text)")
-    p.add_argument("spec", nargs="?", help="e.g. DARTS_V2, runs/quick-.../genotype.json, or a run folder")
+    p.add_argument("spec", nargs="?", help="e.g. DARTS_V2, NB201_BEST_CIFAR10, runs/quick-.../genotype.json, "
+                                           "a run folder, or a NAS-Bench-201 cell string |op~0|+...")
     p.add_argument("--list", action="store_true", help="list the published genotypes")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_genotype)
@@ -285,12 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="parameters and multiply-adds of the network a genotype makes")
-    p.add_argument("genotype", help="DARTS_V2, a genotype.json, a search run folder, or genotype text")
-    p.add_argument("--net", choices=["cifar10", "imagenet"], default="cifar10",
-                   help="the paper's CIFAR-10 (32x32) or ImageNet mobile (224x224) layout (default: cifar10)")
+    p.add_argument("genotype", help="DARTS_V2, NB201_BEST_CIFAR10, a genotype.json, a search run folder, or "
+                                    "genotype text")
+    p.add_argument("--net", choices=["cifar10", "imagenet", "nas-bench-201"],
+                   help="the paper's CIFAR-10 (32x32) or ImageNet mobile (224x224) layout, or NAS-Bench-201's "
+                        "network (32x32) (default: nas-bench-201 for a NAS-Bench-201 cell, cifar10 otherwise)")
     p.add_argument("--classes", type=int, help="class count (default: the layout's, 10 or 1000)")
-    p.add_argument("--init-channels", type=int, help="initial channels (default: 36 CIFAR, 48 ImageNet)")
-    p.add_argument("--layers", type=int, help="cells (default: 20 CIFAR, 14 ImageNet)")
+    p.add_argument("--init-channels", type=int,
+                   help="initial channels (default: 36 CIFAR, 48 ImageNet, 16 NAS-Bench-201)")
+    p.add_argument("--layers", type=int,
+                   help="cells (default: 20 CIFAR, 14 ImageNet, 15 NAS-Bench-201: 3 stages of 5)")
     p.add_argument("--task", choices=["ptb", "wikitext2"], default="ptb",
                    help="recurrent genotypes: the vocabulary of this corpus (10,000 or 33,278 words; default: ptb)")
     p.add_argument("--emsize", type=int, help="recurrent genotypes: embedding and hidden size (default: 850)")

@@ -4,5 +4,6 @@ plain.py (the method, plainly: the first file to read, and the ground truth the 
 against) - ops.py (candidate ops, the OPS registry) - spaces.py (candidate sets) - supernet.py (the fast
 supernet and its mixed-op modes; speed tricks in fast.py, lean.py, kernels.py) - search.py (the search
 loop) - network.py and train.py (training a found cell) - config.py - data.py, stream.py (images) -
-export.py - memory.py (memory estimates before a search).
+export.py - memory.py (memory estimates before a search) - nb201/ (the NAS-Bench-201 space as data and
+its benchmark table; no torch).
 """

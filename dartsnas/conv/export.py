@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..core.genotype import load_genotype
+from .nb201.genotype import CellGenotype, is_nb201_text
 from .network import build_network
 from .ops import OPS
 from ..core.runs import RunError, load_checkpoint
@@ -54,7 +55,9 @@ def load_trained(run_dir: Path, best: bool = False) -> tuple[torch.nn.Module, di
 
 def _network(record: dict, genotype_text: str) -> torch.nn.Module:
     """The deployed network: the run's layout and sizes, without the auxiliary head."""
-    return build_network(record["net"], load_genotype(genotype_text, known_ops=OPS), num_classes=record["num_classes"],
+    genotype = (CellGenotype.parse(genotype_text) if is_nb201_text(genotype_text)  # a NAS-Bench-201 cell
+                else load_genotype(genotype_text, known_ops=OPS))
+    return build_network(record["net"], genotype, num_classes=record["num_classes"],
                          in_channels=record["in_channels"], init_channels=record["init_channels"],
                          layers=record["layers"], auxiliary=False)
 

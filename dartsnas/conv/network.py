@@ -1,4 +1,5 @@
-"""Evaluation networks built from a genotype: the paper's CIFAR and ImageNet (mobile) layouts (Sec. 3.3, A.2).
+"""Evaluation networks built from a genotype: the paper's CIFAR and ImageNet (mobile) layouts (Sec. 3.3, A.2),
+and NAS-Bench-201's network for a cell of its space (`nas-bench-201`, nb201/model.py's Network201).
 
 A cell applies the genotype's ops (from `OPS`, with learnable BN) to its two inputs and sums the two
 ops of each node; the cell output concatenates the nodes of `*_concat`. Reductions sit at 1/3 and 2/3
@@ -14,7 +15,8 @@ Input channels, resolution and class count are free: the classifier averages glo
 head pools to 2x2 before its 2x2 convolution (identical to the official head at the official sizes,
 8x8 for CIFAR and 7x7 for ImageNet; see AuxiliaryHead). The one limit: the second reduction cell needs
 maps of at least 2x2, so inputs must be at least `NETWORKS[net].min_size` pixels on a side (3 for the
-CIFAR layout, 17 for the ImageNet one, whose stem divides the side by 8).
+CIFAR layout, 17 for the ImageNet one, whose stem divides the side by 8; NAS-Bench-201's takes sides
+that are multiples of 4, `NETWORKS[net].side_multiple`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.genotype import Genotype
+from .nb201.model import Network201
 from .ops import OPS, FactorizedReduce, ReLUConvBN
 
 
@@ -202,16 +205,24 @@ class Layout(NamedTuple):
     input_shape: tuple[int, int, int]  # the paper's input, C x H x W
     num_classes: int                   # the paper's class count
     min_size: int                      # smallest input side: the second reduction needs at least 2x2 maps
+    side_multiple: int = 1             # input sides must be multiples of this
 
 
 NETWORKS = {
     "cifar10": Layout(NetworkCIFAR, (3, 32, 32), 10, 3),
     "imagenet": Layout(NetworkImageNet, (3, 224, 224), 1000, 17),  # the stem divides the side by 8
+    # NAS-Bench-201's network of one of its cells (C=16, 3 x 5 cells; the genotype is a nb201 CellGenotype).
+    # Each of its two reductions adds a 2x2-pooled shortcut to a stride-2 conv: the two agree in size only
+    # on even sides (on odd ones they clash, or a 1x1 shortcut broadcasts silently over 2x2 maps), so the
+    # input side is a multiple of 4 (32 -> 16 -> 8), at least 4.
+    "nas-bench-201": Layout(Network201, (3, 32, 32), 10, 4, 4),
 }
 
 
-def build_network(net: str, genotype: Genotype, **options) -> _Network:
-    """A network by layout name; options are the class's keyword arguments (num_classes, init_channels, ...)."""
+def build_network(net: str, genotype, **options) -> nn.Module:
+    """A network by layout name; options are the class's keyword arguments (num_classes, init_channels, ...).
+    The genotype is a DARTS Genotype for the cifar10 and imagenet layouts, a NAS-Bench-201 CellGenotype for
+    nas-bench-201."""
     return _layout(net).cls(genotype, **options)
 
 
@@ -253,7 +264,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return counter.get_total_flops() // 2
 
 
-def network_info(net: str, genotype: Genotype, num_classes: int | None = None, in_channels: int | None = None,
+def network_info(net: str, genotype, num_classes: int | None = None, in_channels: int | None = None,
                  size: int | None = None, **options) -> dict:
     """Size and cost of a network: parameters (auxiliary head apart) and multiply-adds at its input size.
 
@@ -266,6 +277,8 @@ def network_info(net: str, genotype: Genotype, num_classes: int | None = None, i
     num_classes = layout.num_classes if num_classes is None else num_classes
     if min(shape[1:]) < layout.min_size:
         raise ValueError(f"the {net} layout needs inputs of at least {layout.min_size}x{layout.min_size}, got {size}")
+    if any(side % layout.side_multiple for side in shape[1:]):
+        raise ValueError(f"the {net} layout needs input sides that are multiples of {layout.side_multiple}, got {size}")
     with torch.device("meta"):
         model = layout.cls(genotype, num_classes=num_classes, in_channels=shape[0], **options)
     total = sum(p.numel() for p in model.parameters())

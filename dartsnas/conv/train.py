@@ -6,6 +6,10 @@ Model selection never sees the test split: with `valid_portion > 0` a held-out p
 picks the best epoch (best.pt); the test split is evaluated once, at the end, for the final weights and
 for the best ones. The official CIFAR-10 protocol trains on all 50,000 images and reports the last epoch
 (`valid_portion: 0` in the shipped cifar10 config).
+
+A NAS-Bench-201 cell trains the same way in the benchmark's own network (`net: nas-bench-201`; the shipped
+`nb201` config is the benchmark's recipe: Nesterov SGD, no gradient clipping, no auxiliary head, drop path
+or cutout). The genotype's kind and the layout must agree (`check_genotype`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torch import nn
 from ..core.config import ConfigError
 from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
 from ..core.genotype import Genotype
+from .nb201.genotype import EXAMPLE as NB201_EXAMPLE, CellGenotype
 from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
 from ..core.runs import load_checkpoint, run_epochs, save_checkpoint, start_run
 from ..core.device import resolve_device
@@ -105,7 +110,7 @@ class Trainer:
 
     logs = ("metrics.jsonl",)
 
-    def __init__(self, config: TrainConfig, genotype: Genotype, data: TrainData, device: torch.device,
+    def __init__(self, config: TrainConfig, genotype: Genotype | CellGenotype, data: TrainData, device: torch.device,
                  generator: torch.Generator):
         self.config, self.data, self.device, self.generator = config, data, device, generator
         torch.manual_seed(config.seed)
@@ -118,7 +123,7 @@ class Trainer:
         self.forward = torch.compile(self.model) if config.compile else self.model
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer = torch.optim.SGD(self.model.parameters(), config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
+                                         weight_decay=config.weight_decay, nesterov=config.nesterov)
         if config.lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.epochs, config.lr_min)
         else:
@@ -163,7 +168,8 @@ class Trainer:
                 total = loss if logits_aux is None else loss + cfg.auxiliary_weight * self.criterion(logits_aux, y)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             n = len(y)
             sums += torch.stack([loss.detach().float() * n, (logits.argmax(1) == y).sum().float(),
@@ -200,7 +206,8 @@ class Trainer:
         config = self.config
         log.info(f"train: {config.dataset} ({len(self.data.train)} batches of {config.batch_size} per epoch), "
                  f"{config.net} layout, {config.layers} cells, C={config.init_channels}, "
-                 f"{count_parameters(self.model) / 1e6:.3f}M parameters (auxiliary head apart), device {self.device}")
+                 f"{count_parameters(self.model) / 1e6:.3f}M parameters{' (auxiliary head apart)' * config.auxiliary}, "
+                 f"device {self.device}")
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
         config = self.config
@@ -223,6 +230,9 @@ class Trainer:
         return _final_results(self, run_dir)
 
     def pictures(self, run_dir: Path) -> list[Path]:
+        if self.config.net == "nas-bench-201":
+            from .nb201.plot import plot_nb201_run
+            return plot_nb201_run(run_dir)
         from ..core.plot import plot_run
         return plot_run(run_dir)
 
@@ -233,20 +243,36 @@ def network_record(config: TrainConfig, data: TrainData) -> dict:
             "input_size": list(data.size), "init_channels": config.init_channels, "layers": config.layers,
             "classes": data.classes, "mean": list(data.mean), "std": list(data.std)}
 
+def check_genotype(config: TrainConfig, genotype: Genotype | CellGenotype) -> None:
+    """The genotype decides the kind of network: a NAS-Bench-201 cell trains in the benchmark's network
+    (net: nas-bench-201) only, a DARTS genotype in the DARTS layouts (cifar10, imagenet) only."""
+    if isinstance(genotype, CellGenotype) and config.net != "nas-bench-201":
+        raise ConfigError(f"{genotype} is a NAS-Bench-201 cell; it trains in the benchmark's network, not the DARTS "
+                          f"{config.net} layout: use --config nb201 (the benchmark's recipe) or --set net=nas-bench-201")
+    if not isinstance(genotype, CellGenotype) and config.net == "nas-bench-201":
+        raise ConfigError(f"net: nas-bench-201 trains NAS-Bench-201 cells ({NB201_EXAMPLE}), not a DARTS genotype; "
+                          "train this one in a DARTS layout: a DARTS training config (--config cifar10, quick) "
+                          "or --set net=cifar10")
 
 
-def run_training(config: TrainConfig, genotype: Genotype, run_dir: Path, resume: bool = False) -> dict:
+def run_training(config: TrainConfig, genotype: Genotype | CellGenotype, run_dir: Path, resume: bool = False) -> dict:
     """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
+    check_genotype(config, genotype)
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
     start_run(run_dir, config, device, resume, genotype)
     # All randomness of the data (split aside: a function of the seed) comes from this CPU generator.
     generator = torch.Generator().manual_seed(config.seed + 1)
     data = prepare_data(config, device, generator)
-    smallest = NETWORKS[config.net].min_size
-    if min(data.size) < smallest:
-        raise ConfigError(f"net: the {config.net} layout needs images of at least {smallest}x{smallest}, the data "
-                          f"has {data.size[0]}x{data.size[1]}; use net: cifar10 for small images")
+    layout = NETWORKS[config.net]
+    if min(data.size) < layout.min_size:
+        raise ConfigError(f"net: the {config.net} layout needs images of at least {layout.min_size}x{layout.min_size}, "
+                          f"the data has {data.size[0]}x{data.size[1]}; " +
+                          ("use net: cifar10 for small images" if config.net == "imagenet" else "use larger images"))
+    if any(side % layout.side_multiple for side in data.size):
+        raise ConfigError(f"net: the {config.net} layout needs image sides that are multiples of "
+                          f"{layout.side_multiple}, the data has {data.size[0]}x{data.size[1]}; resize the images "
+                          "(the imagefolder dataset's size option, data_options: {size: 32})")
     return run_epochs(Trainer(config, genotype, data, device, generator), run_dir, resume)
 
 
