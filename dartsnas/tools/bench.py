@@ -182,24 +182,40 @@ def _ratio(x) -> str:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv")
-    p.add_argument("what", choices=["search-step", "conv"],
-                   help="search-step: a search step over a grid of settings; conv: the depthwise convs per formulation")
-    p.add_argument("--mode", nargs="+", choices=[*MIXED_OPS, "reference"], default=list(MIXED_OPS),
+    from .quality import add_arguments, quality
+
+    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality")
+    what = p.add_subparsers(dest="what", required=True)
+
+    s = what.add_parser("search-step", help="time and memory of one search step over a grid of settings")
+    s.add_argument("--mode", nargs="+", choices=[*MIXED_OPS, "reference"], default=list(MIXED_OPS),
                    help="mixed-op modes; reference: the official code's plain formulation (conv/plain.py), the baseline")
-    p.add_argument("--batch", type=int, nargs="+", default=[64])
-    p.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
-    p.add_argument("--ops", type=int, nargs="+", choices=sorted(OP_SETS), default=[8],
+    s.add_argument("--batch", type=int, nargs="+", default=[64])
+    s.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
+    s.add_argument("--ops", type=int, nargs="+", choices=sorted(OP_SETS), default=[8],
                    help="candidate-set sizes (spaces.OP_SETS; 8 is the paper's set)")
-    p.add_argument("--init-channels", type=int, default=16)
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--resolution", type=int, default=32)
+    s.add_argument("--init-channels", type=int, default=16)
+    s.add_argument("--layers", type=int, default=8)
+    s.add_argument("--resolution", type=int, default=32)
+    _common(s, "measured steps (median reported)")
+    s.set_defaults(func=search_step)
+
+    c = what.add_parser("conv", help="the search's depthwise convs, timed per formulation")
+    c.add_argument("--batch", type=int, nargs="+", default=[64])
+    _common(c, "measured runs per conv (median reported)")
+    c.set_defaults(func=conv)
+
+    q = what.add_parser("quality", help="the NAS-Bench-201 accuracy of the cells K seeds of each search setting find")
+    add_arguments(q)
+    q.set_defaults(func=quality)
+
+
+def _common(p, steps_help: str) -> None:
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=3, help="measured steps (median reported)")
+    p.add_argument("--steps", type=int, default=3, help=steps_help)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda args: conv(args) if args.what == "conv" else search_step(args))
 
 
 if __name__ == "__main__":  # the child process of one configuration

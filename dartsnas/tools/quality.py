@@ -1,0 +1,261 @@
+"""`dartsnas bench quality`: how good are the cells a search finds? Measured on NAS-Bench-201 (Dong & Yang,
+ICLR 2020), whose table holds the true test accuracy of every cell of its space, so a search's quality is a
+lookup, not weeks of training.
+
+For every setting (a search config: a shipped name or a YAML file; `--set` overrides apply to all) and every
+seed, one search runs into OUT/<setting>/seed-<k>, a run folder as always. Reported per search: the cell it
+found, its accuracy in the table, the epoch after which the derived cell no longer changed, the wall time;
+per setting: the mean and standard deviation over seeds. Beside them, what the table itself expects with no
+search at all: the best cell, the mean and median over all 15,625 cells, and the expected best of k cells
+drawn at random (random search that trains k cells instead).
+
+Resumable: a search that finished (its genotype.json) is read, not rerun; one that stopped resumes from its
+checkpoint. Searches run in parallel over `--jobs` processes with `--threads` intra-op threads each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", nargs="+", required=True, metavar="CONFIG",
+                   help="search settings: shipped config names (nb201-cpu-darts-v1, ...) or YAML files")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per setting: 0 .. K-1 (default 3)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every setting")
+    p.add_argument("--out", default="runs/quality", help="folder of the run folders (default: runs/quality)")
+    p.add_argument("--jobs", type=int, default=1, help="searches at once, each in its own process (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads per search (default: the CPU's cores divided by --jobs)")
+    p.add_argument("--random-k", type=int, nargs="+", default=[1, 3, 10, 100],
+                   help="random search's expected best of k cells, for these k (default 1 3 10 100)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def quality(args) -> dict:
+    from ..core.config import ConfigError
+
+    if args.seeds < 1 or args.jobs < 1 or any(k < 1 for k in args.random_k):
+        raise ConfigError("--seeds, --jobs and --random-k must be at least 1")
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    out = Path(args.out)
+    runs = [(name, seed, config) for name, configs in _settings(args).items() for seed, config in enumerate(configs)]
+    todo = [(config, out / name / f"seed-{seed}") for name, seed, config in runs]
+    for config, run_dir in todo:
+        _check_same_settings(config, run_dir)
+    failures = _run_all([(c, d) for c, d in todo if not (d / "genotype.json").exists()], args.jobs, threads)
+    report = summarise(out, [(name, seed, out / name / f"seed-{seed}") for name, seed, _ in runs], failures,
+                       args.random_k)
+    (out / "quality.json").write_text(json.dumps(report, indent=1) + "\n")
+    from ..core.plot import PlotError
+
+    try:
+        report["picture"] = str(plot_quality(report, out / "quality.png"))
+    except PlotError as err:  # no matplotlib: the tables still come
+        report["picture"] = f"skipped ({err})"
+    print(json.dumps(report, indent=1) if args.json else tables(report))
+    if failures:
+        raise _failed(failures)
+    return report
+
+
+def _settings(args) -> dict[str, list]:
+    """setting name -> one validated config per seed (progress off, pictures off: the report draws its own)."""
+    from ..conv.config import load_config
+    from ..core.config import ConfigError
+
+    settings = {}
+    for spec in args.config:
+        name = Path(spec).stem
+        if name in settings:
+            raise ConfigError(f"--config names the setting {name!r} twice; give each setting its own file name")
+        configs = [load_config(spec, list(args.set or []) + [f"seed={seed}", "progress=false", "plot=false"])
+                   for seed in range(args.seeds)]
+        if configs[0].space != "nas-bench-201":
+            raise ConfigError(f"{spec}: bench quality measures searches in the NAS-Bench-201 space, whose cells have "
+                              f"known accuracies; this config searches the {configs[0].space} space "
+                              "(use an nb201-* config, or --set space=nas-bench-201 with its ops)")
+        settings[name] = configs
+    return settings
+
+
+def _run_all(todo: list, jobs: int, threads: int) -> dict[str, str]:
+    """Run (or resume) each search; -> run folder -> error of the ones that failed."""
+    failures = {}
+    if jobs == 1:
+        for config, run_dir in todo:
+            error = _search(config, run_dir, threads)
+            _announce(run_dir, error, failures)
+        return failures
+    # Fresh interpreters: a forked child would inherit this process's thread pools and locks.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_search, config, run_dir, threads): run_dir for config, run_dir in todo}
+        for future in as_completed(futures):
+            _announce(futures[future], future.result(), failures)
+    return failures
+
+
+def _announce(run_dir: Path, error: str | None, failures: dict) -> None:
+    if error:
+        failures[str(run_dir)] = error
+    print(f"{'failed' if error else 'done'}: {run_dir}" + (f" ({error})" if error else ""), file=sys.stderr, flush=True)
+
+
+def _search(config, run_dir: Path, threads: int) -> str | None:
+    """One search into run_dir: resumed from its checkpoint, or started afresh; -> None, or what went wrong."""
+    import torch
+
+    from ..conv.search import run_search
+
+    torch.set_num_threads(threads)
+    resume = (run_dir / "checkpoint.pt").exists()
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)  # a start that died before its first checkpoint: nothing to keep
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # The run's log.txt has everything; searches side by side would garble one terminal.
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
+            run_search(config, run_dir, resume=resume)
+    except Exception as err:  # one failed search is reported, the others still run
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _check_same_settings(config, run_dir: Path) -> None:
+    """A run folder kept from an earlier call must hold this very search (else its cell would be reported
+    under settings it was not found with)."""
+    from ..conv.config import SearchConfig
+    from ..core.config import ConfigError, load_dataclass
+
+    if not (run_dir / "checkpoint.pt").exists():
+        return  # nothing kept: it starts afresh
+    saved = load_dataclass(SearchConfig, run_dir / "config.yaml")
+    if saved.to_dict() != config.to_dict():
+        changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
+        raise ConfigError(f"{run_dir} holds a search with other settings ({', '.join(changed)}); give another --out, "
+                          "or delete that folder to run this one")
+
+
+def _failed(failures: dict):
+    from ..core.runs import RunError
+
+    return RunError(f"{len(failures)} search(es) failed: " + "; ".join(f"{d}: {e}" for d, e in failures.items())
+                    + ". Their log.txt says more; rerun the same command to resume them")
+
+
+def summarise(out: Path, runs: list, failures: dict, random_k: list[int]) -> dict:
+    """The report: per setting its seeds' cells, accuracies and times; the table's own expectations."""
+    from ..conv.nb201.genotype import load_nb201_genotype
+    from ..conv.nb201.table import load_table
+    from ..core.plot import read_jsonl
+
+    table = load_table()
+    settings, dataset = {}, None
+    for name, seed, run_dir in runs:
+        entry = settings.setdefault(name, {"seeds": []})
+        if str(run_dir) in failures or not (run_dir / "genotype.json").exists():
+            entry["seeds"].append({"seed": seed, "run": str(run_dir), "error": failures.get(str(run_dir), "not run")})
+            continue
+        config = _read_yaml(run_dir / "config.yaml")
+        dataset = dataset or config["benchmark_dataset"]
+        cell = load_nb201_genotype(run_dir)
+        metrics = read_jsonl(run_dir / "metrics.jsonl")
+        history = [str(load_nb201_genotype(json.dumps(r["genotype"]))) for r in read_jsonl(run_dir / "genotypes.jsonl")]
+        entry["seeds"].append({
+            "seed": seed, "run": str(run_dir), "cell": str(cell),
+            "accuracy": table.accuracy(cell, config["benchmark_dataset"]),
+            "last_change_epoch": last_change(history),
+            "epochs": len(metrics), "seconds": sum(m.get("seconds", 0.0) for m in metrics),
+            "benchmark_acc_by_epoch": [100 * m["benchmark_acc"] for m in metrics if "benchmark_acc" in m]})
+    dataset = dataset or "cifar10"
+    for entry in settings.values():
+        accs = [s["accuracy"] for s in entry["seeds"] if "accuracy" in s]
+        entry["mean"] = statistics.fmean(accs) if accs else None
+        entry["std"] = statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None
+        times = [s["seconds"] for s in entry["seeds"] if "seconds" in s]
+        entry["mean_seconds"] = statistics.fmean(times) if times else None
+    best_cell, best = table.best(dataset)
+    expect = {"dataset": dataset, "best_cell": str(best_cell), "best": best, "mean": table.mean(dataset),
+              "median": table.median(dataset),
+              "random_best_of_k": {str(k): table.expected_best_of_k(dataset, k) for k in random_k}}
+    return {"out": str(out), "settings": settings, "table": expect}
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def last_change(history: list[str]) -> int:
+    """The epoch (1-based) after which the derived cell stayed the same; 1 if it never changed."""
+    last = 1
+    for epoch in range(2, len(history) + 1):
+        if history[epoch - 1] != history[epoch - 2]:
+            last = epoch
+    return last
+
+
+def tables(report: dict) -> str:
+    t = report["table"]
+    lines = [f"NAS-Bench-201 {t['dataset']} test accuracy (%) of the cell each search found; run folders in "
+             f"{report['out']}", "",
+             "| setting | seeds | mean | std | mean wall (min) |", "|---|---:|---:|---:|---:|"]
+    for name, s in report["settings"].items():
+        done = [x for x in s["seeds"] if "accuracy" in x]
+        lines.append(f"| {name} | {len(done)}/{len(s['seeds'])} | {_num(s['mean'])} | {_num(s['std'])} | "
+                     f"{_num(s['mean_seconds'] / 60 if s['mean_seconds'] is not None else None, 1)} |")
+    lines += ["", "| setting | seed | cell | accuracy | last change (epoch) | epochs | wall (min) |",
+              "|---|---:|---|---:|---:|---:|---:|"]
+    for name, s in report["settings"].items():
+        for x in s["seeds"]:
+            if "error" in x:
+                lines.append(f"| {name} | {x['seed']} | failed: {x['error']} | | | | |")
+            else:
+                lines.append(f"| {name} | {x['seed']} | `{x['cell']}` | {x['accuracy']:.2f} | "
+                             f"{x['last_change_epoch']} | {x['epochs']} | {x['seconds'] / 60:.1f} |")
+    randoms = ", ".join(f"best of {k}: {v:.2f}" for k, v in t["random_best_of_k"].items())
+    lines += ["", f"The table itself: best {t['best']:.2f} (`{t['best_cell']}`), mean {t['mean']:.2f}, median "
+              f"{t['median']:.2f}; random cells, expected {randoms}."]
+    if report.get("picture"):
+        lines.append(f"Per-epoch accuracy of the derived cell: {report['picture']}")
+    return "\n".join(lines)
+
+
+def _num(x, digits: int = 2) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def plot_quality(report: dict, path: Path) -> Path:
+    """One panel per setting: each seed's derived cell's table accuracy after every epoch, with the table's
+    best and random search's expected best of k drawn across."""
+    from ..core.plot import figure, integer_ticks, save_figure
+
+    settings = report["settings"]
+    t = report["table"]
+    fig = figure(4.6 * len(settings), 3.6)
+    axes = fig.subplots(1, len(settings), squeeze=False, sharey=True)[0]
+    for ax, (name, s) in zip(axes, settings.items()):
+        for x in s["seeds"]:
+            curve = x.get("benchmark_acc_by_epoch") or []
+            if curve:
+                ax.plot(range(1, len(curve) + 1), curve, marker="o" if len(curve) < 12 else None, markersize=3,
+                        label=f"seed {x['seed']}")
+        ax.axhline(t["best"], color="black", linestyle="--", linewidth=1, label=f"best cell {t['best']:.2f}")
+        for (k, v), style in zip(t["random_best_of_k"].items(), (":", "-.")):
+            ax.axhline(v, color="grey", linestyle=style, linewidth=1, label=f"random, best of {k}: {v:.2f}")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(integer_ticks())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel(f"NAS-Bench-201 {t['dataset']} test accuracy (%)")
+    return save_figure(fig, path)
