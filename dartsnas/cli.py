@@ -212,6 +212,9 @@ def cmd_info(args) -> None:
         info = network_info(net, genotype, num_classes=args.classes, **options)
     except ValueError as err:  # a network that cannot be built (too few layers, odd channels)
         raise ConfigError(str(err)) from None
+    if nb201:  # its true accuracy: the benchmark trained every cell (200 epochs, C=16, N=5)
+        from .conv.nb201.table import DATASETS, load_table
+        info["nas_bench_201_test_acc"] = {d: load_table().accuracy(genotype, d) for d in DATASETS}
     if args.json:
         print(json.dumps(info))
         return
@@ -223,6 +226,9 @@ def cmd_info(args) -> None:
     print(f"parameters     {info['parameters'] / 1e6:.3f} M ({info['parameters']:,}{aux})")
     print(f"multiply-adds  {info['macs'] / 1e6:.1f} M at {c}x{h}x{w} (convolutions and matrix products, "
           f"eval mode, as torch's FlopCounterMode counts them)")
+    if nb201:
+        accs = ", ".join(f"{d} {a:.2f} %" for d, a in info["nas_bench_201_test_acc"].items())
+        print(f"NAS-Bench-201  test accuracy after the benchmark's training (C=16, N=5, 200 epochs): {accs}")
 
 
 # Vocabulary sizes of the standard corpora (their training files' words, <eos> included).

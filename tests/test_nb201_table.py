@@ -5,6 +5,7 @@ yardstick (expected best of k) equals brute force."""
 import csv
 import hashlib
 import itertools
+import json
 import lzma
 import random
 import statistics
@@ -184,3 +185,13 @@ def test_shipped_copy_equals_the_benchmark_csv(bench, shared_data):
         index = CellGenotype.parse(record["arch"]).index
         for dataset in DATASETS:
             assert bench.values(dataset)[index] == float(record[dataset]), (record["arch"], dataset)
+
+
+def test_info_prints_a_cells_true_accuracies(capsys):
+    from dartsnas.cli import main
+
+    assert main(["info", "NB201_ALL_SKIP", "--json"]) == 0
+    accs = json.loads(capsys.readouterr().out)["nas_bench_201_test_acc"]
+    assert accs == {"cifar10": 54.29666666666666, "cifar100": 15.606666662597656, "imagenet16_120": 16.322222197638617}
+    assert main(["info", "NB201_ALL_SKIP"]) == 0
+    assert "cifar10 54.30 %, cifar100 15.61 %, imagenet16_120 16.32 %" in capsys.readouterr().out

@@ -31,7 +31,8 @@ class ImageData:
     data_dir: str | None = None         # where the dataset lies; None: the default places (docs/search.md, Datasets)
     download: bool = False              # fetch the official files (checksummed) when missing
     data_options: dict = field(default_factory=dict)  # dataset-specific options (e.g. imagefolder size)
-    subset: int | None = None           # use only the first N training images (quick runs, tests)
+    subset: int | None = None           # use only the first N training images (quick runs, tests); image
+                                        # folders list theirs class by class: use data_options limit_per_class
     cutout: bool = False                # cutout (DeVries & Taylor 2017); the official search uses none
     cutout_length: int = 16
     crop_padding: int | None = None     # random-crop padding in pixels; None: 4 for 32x32 and larger, else 0
