@@ -138,7 +138,8 @@ def test_config_checks_name_the_space():
 
 
 @pytest.mark.parametrize("name", ["nb201-darts-v1", "nb201-darts-v2", "nb201-gdas", "nb201-pcdarts", "nb201-quick",
-                                  "nb201-cpu-darts-v1", "nb201-cpu-darts-v2", "nb201-cpu-gdas", "nb201-cpu-pcdarts"])
+                                  "nb201-cpu-darts-v1", "nb201-cpu-darts-v2", "nb201-cpu-gdas", "nb201-cpu-pcdarts",
+                                  "nb201-cpu-darts-v1-anneal"])
 def test_shipped_nb201_configs_build_their_supernet(name):
     config = load_config(name)
     assert config.space == "nas-bench-201" and config.nesterov and config.ops == list(OPS)
@@ -174,4 +175,5 @@ def test_cli_search_on_cifar10_logs_the_true_accuracy_every_epoch(shared_data, t
     table = load_table()
     for m, g in zip(metrics, history):
         assert m["benchmark_acc"] == pytest.approx(table.accuracy(g, "cifar10") / 100)
+        assert 0 <= m["onehot_gap"] <= 0.8 and 0 <= m["alpha_entropy"] <= 1  # 5 ops: uniform is 0.8 and 1
     assert history[-1] == cell

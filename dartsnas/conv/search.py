@@ -189,7 +189,7 @@ class Searcher(SearchRecords):
         self.scheduler.step()
         metrics |= self.evaluate(self.data.arch_half)
         self.epoch += 1
-        self.record_epoch(run_dir)
+        metrics |= self.record_epoch(run_dir)
         if self.config.space == "nas-bench-201":  # the true accuracy of the cell derived so far: a collapse shows
             metrics["benchmark_acc"] = load_table().accuracy(self.last_genotype, self.config.benchmark_dataset) / 100
         return {**metrics, "lr": lr, "temperature": self.model.temperature}
@@ -197,7 +197,8 @@ class Searcher(SearchRecords):
     def log_epoch(self, metrics: dict) -> None:
         log.info(f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} train loss {metrics['train_loss']:.4f} "
                  f"acc {metrics['train_acc']:.4f} | arch loss {metrics['arch_loss']:.4f} | valid loss "
-                 f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | {metrics['seconds']:.1f} s")
+                 f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | alphas: entropy "
+                 f"{metrics['alpha_entropy']:.3f}, one-hot gap {metrics['onehot_gap']:.3f} | {metrics['seconds']:.1f} s")
         log.info(f"genotype: {self.last_genotype}" + (f" | NAS-Bench-201 {self.config.benchmark_dataset} test "
                                                       f"accuracy {100 * metrics['benchmark_acc']:.2f} %"
                                                       if "benchmark_acc" in metrics else ""))

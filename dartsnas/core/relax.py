@@ -75,3 +75,14 @@ def temperature(epoch: int, epochs: int, start: float, end: float, schedule: str
     if schedule == "linear":
         return start + (end - start) * t
     return start * math.exp(math.log(end / start) * t)
+
+
+def discreteness(probs) -> dict[str, float]:
+    """How far a mixture is from a discrete cell, over every edge of the given probability tables (edges x
+    ops each): `alpha_entropy`, the mean entropy of an edge's probabilities as a share of log(ops) (1 for
+    uniform, 0 for one-hot), and `onehot_gap`, the mean of 1 - an edge's largest probability (0 when every
+    edge is one-hot). The gap between the continuous mixture and the cell derived from it shrinks with both."""
+    rows = torch.cat([p.detach().reshape(-1, p.shape[-1]).double() for p in probs])
+    entropy = -(rows * rows.clamp_min(1e-300).log()).sum(-1) / math.log(rows.shape[-1])
+    gap = 1 - rows.max(-1).values
+    return {"alpha_entropy": entropy.mean().item(), "onehot_gap": gap.mean().item()}

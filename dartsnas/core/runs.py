@@ -206,11 +206,15 @@ class SearchRecords:
     def begin(self, run_dir: Path) -> None:
         append_jsonl(run_dir / "alphas.jsonl", self.alphas_record())
 
-    def record_epoch(self, run_dir: Path) -> None:
-        """After an epoch (self.epoch counted already): its alphas and its derived cell."""
+    def record_epoch(self, run_dir: Path) -> dict:
+        """After an epoch (self.epoch counted already): its alphas and its derived cell; returns how far the
+        mixture is from a discrete cell (core.relax.discreteness), for the epoch's metrics."""
+        from .relax import discreteness
+
         self.last_genotype = self.genotype()
         append_jsonl(run_dir / "alphas.jsonl", self.alphas_record())
         append_jsonl(run_dir / "genotypes.jsonl", {"epoch": self.epoch, "genotype": self.last_genotype.to_dict()})
+        return discreteness(self.model.probs().values())
 
     def finish(self, run_dir: Path):
         genotype = self.genotype()

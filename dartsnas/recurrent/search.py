@@ -167,7 +167,7 @@ class RecurrentSearcher(SearchRecords):
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
         valid_loss = evaluate(self.model, self.text.valid, self.config.bptt)
         self.epoch += 1
-        self.record_epoch(run_dir)
+        metrics |= self.record_epoch(run_dir)
         return {**metrics, "valid_loss": valid_loss, "valid_ppl": math.exp(valid_loss), "lr": self.config.lr}
 
     def log_epoch(self, metrics: dict) -> None:
