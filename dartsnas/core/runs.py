@@ -30,6 +30,7 @@ from typing import Callable, Protocol
 import torch
 
 from .device import peak_memory_gb
+from .relax import discreteness
 
 
 class RunError(RuntimeError):
@@ -209,8 +210,6 @@ class SearchRecords:
     def record_epoch(self, run_dir: Path) -> dict:
         """After an epoch (self.epoch counted already): its alphas and its derived cell; returns how far the
         mixture is from a discrete cell (core.relax.discreteness), for the epoch's metrics."""
-        from .relax import discreteness
-
         self.last_genotype = self.genotype()
         append_jsonl(run_dir / "alphas.jsonl", self.alphas_record())
         append_jsonl(run_dir / "genotypes.jsonl", {"epoch": self.epoch, "genotype": self.last_genotype.to_dict()})

@@ -182,10 +182,9 @@ def summarise(out: Path, runs: list, failures: dict, random_k: list[int]) -> dic
         entry["std"] = statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None
         times = [s["seconds"] for s in entry["seeds"] if "seconds" in s]
         entry["mean_seconds"] = statistics.fmean(times) if times else None
-    best_cell, best = table.best(dataset)
-    expect = {"dataset": dataset, "best_cell": str(best_cell), "best": best, "mean": table.mean(dataset),
-              "median": table.median(dataset),
-              "random_best_of_k": {str(k): table.expected_best_of_k(dataset, k) for k in random_k}}
+    yardsticks = [table.expectations(dataset, k) for k in random_k]
+    expect = {key: yardsticks[0][key] for key in ("dataset", "best_cell", "best", "mean", "median")}
+    expect["random_best_of_k"] = {str(y["k"]): y["expected_best_of_k"] for y in yardsticks}
     return {"out": str(out), "settings": settings, "table": expect}
 
 
