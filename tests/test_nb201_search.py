@@ -139,7 +139,8 @@ def test_config_checks_name_the_space():
 
 @pytest.mark.parametrize("name", ["nb201-darts-v1", "nb201-darts-v2", "nb201-gdas", "nb201-pcdarts", "nb201-quick",
                                   "nb201-cpu-darts-v1", "nb201-cpu-darts-v2", "nb201-cpu-gdas", "nb201-cpu-pcdarts",
-                                  "nb201-cpu-darts-v1-anneal"])
+                                  "nb201-cpu-darts-v1-anneal", "nb201-cpu-anneal-entropy", "nb201-cpu-beta",
+                                  "nb201-cpu-darts-minus", "nb201-cpu-sgas", "nb201-cpu-darts-plus"])
 def test_shipped_nb201_configs_build_their_supernet(name):
     config = load_config(name)
     assert config.space == "nas-bench-201" and config.nesterov and config.ops == list(OPS)

@@ -62,6 +62,22 @@ class SearchConfig(ImageData):
     temperature: list[float] | None = None  # [start, end] of the relaxation's temperature over the search;
                                         # None: [1, 1] (the paper's softmax), or [10, 0.1] for sample (GDAS)
     temperature_schedule: str = "linear"  # linear | exponential, from start (first epoch) to end (last)
+    anneal_entropy: list[float] | None = None  # [start, end]: instead of a temperature schedule, each epoch's
+                                        # temperature is the one at which the mixture's mean normalised entropy
+                                        # is on the line from start to end (e.g. [1, 0.05]: ends near one-hot)
+    # answers to collapse (docs/collapse.md); all off by default: the paper's search
+    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda, linear over the epochs, times
+                                        # mean_edges logsumexp(alpha) added to the architecture loss
+    aux_skip: float = 0.0               # DARTS-: start of beta in edge = mixture + beta * skip(x), decaying
+                                        # linearly to 0 over the epochs (paper: 1); 0: off
+    early_stop: bool = False            # DARTS+: stop when the normal cell has early_stop_skips skip connections
+    early_stop_skips: int | None = 2    #   or more, or when the learnable ops' ranking has been stable for
+    early_stop_patience: int | None = 10  #   early_stop_patience epochs (null switches a criterion off)
+    skip_cap: int | None = None         # P-DARTS: at most this many skip connections in the derived normal cell
+    progressive: bool = False           # SGAS: decide edges during the search (core/progressive.py)
+    progressive_warmup: int = 9         #   first decision after this many epochs,
+    progressive_interval: int = 5       #   then one per cell kind every this many epochs
+    progressive_history: int | None = None  #   criterion 2: selection stability over this many past epochs
     # weight optimisation (SGD, cosine schedule per epoch)
     epochs: int = 50
     batch_size: int = 64
@@ -136,6 +152,7 @@ class SearchConfig(ImageData):
         _check_cells(self)
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
+        _check_collapse_options(self)
         return self
 
     def derivation(self) -> str:
@@ -215,6 +232,35 @@ class TrainConfig(ImageData):
             raise ConfigError(f"data_loader: workers reads image folders; set dataset: imagefolder (got {self.dataset!r}) "
                               "or use data_loader: memory")
         return self
+
+
+def _check_collapse_options(config: SearchConfig) -> None:
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if config.anneal_entropy is not None:
+        if len(config.anneal_entropy) != 2 or not all(number(x) and 0 < x <= 1 for x in config.anneal_entropy):
+            raise ConfigError(f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
+                              f"normalised entropy, or null; got {config.anneal_entropy}")
+        if config.temperature is not None or config.mixed_op == "sample":
+            raise ConfigError("anneal_entropy sets the softmax temperature itself: it cannot be combined with "
+                              "temperature, nor with mixed_op: sample (whose probabilities ignore the temperature)")
+    if config.beta_decay is not None and (len(config.beta_decay) != 2 or not all(
+            number(x) and x >= 0 for x in config.beta_decay)):
+        raise ConfigError(f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; got "
+                          f"{config.beta_decay}")
+    if not (number(config.aux_skip) and config.aux_skip >= 0):
+        raise ConfigError(f"aux_skip must be a number >= 0 (DARTS-'s starting coefficient, 1 in the paper; 0: off), "
+                          f"got {config.aux_skip}")
+    for name in ("early_stop_skips", "early_stop_patience", "skip_cap", "progressive_history"):
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (name != "skip_cap")):
+            raise ConfigError(f"{name} must be a whole number of at least {int(name != 'skip_cap')}, or null; got {value}")
+    if config.early_stop and config.early_stop_skips is None and config.early_stop_patience is None:
+        raise ConfigError("early_stop needs a criterion: set early_stop_skips or early_stop_patience")
+    if config.progressive_warmup < 0 or config.progressive_interval < 1:
+        raise ConfigError(f"progressive_warmup must be >= 0 and progressive_interval >= 1, got "
+                          f"{config.progressive_warmup} and {config.progressive_interval}")
 
 
 def _at_least_one(config, *names: str) -> None:

@@ -1,6 +1,11 @@
 """The search loop (Alg. 1): alternate an architecture step on the validation half and a weight step
 on the training half, batch by batch; derive and log the genotype every epoch.
+
+The answers to collapse are options of this loop, each a small piece of core/: beta-DARTS's beta decay
+(a penalty on the architecture step), DARTS-'s auxiliary skip (a per-epoch coefficient of the network),
+DARTS+'s early stopping and SGAS's progressive decisions (after an epoch), P-DARTS's skip cap (derivation).
 """
+
 
 from __future__ import annotations
 
@@ -17,7 +22,10 @@ from .config import SearchConfig
 from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
 from ..core.genotype import Genotype
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
-from ..core.relax import temperature
+from ..core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
+from ..core.progressive import decide_one, decision_epoch
+from ..core.relax import temperature, temperature_for_entropy
+from ..core.runs import append_jsonl, read_jsonl
 from ..core.device import resolve_device
 from ..core.runs import RunError, SearchRecords, run_epochs, start_run
 from .nb201.table import load_table
@@ -54,6 +62,8 @@ class Searcher(SearchRecords):
     """Owns the supernet, both optimisers and the data generator: everything a checkpoint must hold.
     A `core.runs.Driver`: run_epochs starts, resumes and loops it."""
 
+    logs = SearchRecords.logs + ("decisions.jsonl",)
+
     def __init__(self, config: SearchConfig, data: SearchData, device: torch.device):
         self.config, self.data, self.device = config, data, device
         torch.manual_seed(config.seed)
@@ -72,21 +82,36 @@ class Searcher(SearchRecords):
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         # Samples of a sampling relaxation are drawn on the device, from a generator the checkpoint keeps.
         self.model.generator = torch.Generator(device).manual_seed(config.seed + 2)
+        if config.beta_decay is not None:
+            self.architect.penalty = self.beta_penalty
         self.epoch = 0
-        self.set_temperature()
+        self.stop_reason = None  # DARTS+: why the search stopped early
+        self.set_schedules()
 
-    def set_temperature(self) -> float:
-        """The relaxation temperature of the current epoch, from the config's schedule."""
-        start, end = self.config.temperatures()
-        tau = temperature(self.epoch, self.config.epochs, start, end, self.config.temperature_schedule)
-        self.model.temperature = tau
-        return tau
+    def set_schedules(self) -> None:
+        """What changes from epoch to epoch by the config's schedules: the relaxation temperature, DARTS-'s
+        auxiliary skip coefficient, beta-DARTS's weight."""
+        cfg = self.config
+        if cfg.anneal_entropy:  # the temperature that puts the mixture at the epoch's entropy, never above 1
+            target = linear(self.epoch, cfg.epochs, *cfg.anneal_entropy)
+            self.model.temperature = temperature_for_entropy([self.model.alphas[k] for k in self.model.kinds], target,
+                                                             high=1.0)
+        else:
+            start, end = cfg.temperatures()
+            self.model.temperature = temperature(self.epoch, cfg.epochs, start, end, cfg.temperature_schedule)
+        self.model.aux_skip = aux_skip_coefficient(self.epoch, cfg.epochs, cfg.aux_skip) if cfg.aux_skip else 0.0
+        self.beta_weight = linear(self.epoch, cfg.epochs, *cfg.beta_decay) if cfg.beta_decay else 0.0
+
+    def beta_penalty(self) -> torch.Tensor:
+        """beta-DARTS: the epoch's weight times the beta decay of the op logits (not PC-DARTS's edge logits)."""
+        return self.beta_weight * beta_decay([self.model.alphas[k] for k in self.model.kinds])
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "arch_optimizer": self.architect.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                "sample_generator": self.model.generator.get_state(), "epoch": self.epoch}
+                "sample_generator": self.model.generator.get_state(), "epoch": self.epoch,
+                "decided": self.model.decided, "stop_reason": self.stop_reason}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -96,7 +121,9 @@ class Searcher(SearchRecords):
         self.generator.set_state(state["generator"].cpu())
         self.model.generator.set_state(state["sample_generator"].cpu())
         self.epoch = state["epoch"]
-        self.set_temperature()
+        self.model.set_decisions(state.get("decided", {}))
+        self.stop_reason = state.get("stop_reason")
+        self.set_schedules()
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.memory_format)
@@ -119,7 +146,7 @@ class Searcher(SearchRecords):
 
     def train_epoch(self, progress) -> dict:
         cfg, data = self.config, self.data
-        self.set_temperature()
+        self.set_schedules()
         self.model.train()
         sums = torch.zeros(4, device=self.device)  # train loss, train correct, arch loss, seen
         weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment)
@@ -153,8 +180,9 @@ class Searcher(SearchRecords):
         return {"valid_loss": s[0] / s[2], "valid_acc": s[1] / s[2]}
 
     def genotype(self):
-        """The cell the alphas derive now, by the space's rule (`derive`)."""
-        return self.model.derive(self.config.derivation())
+        """The cell the alphas derive now, by the space's rule (`derive`), with the decided edges as decided
+        and at most `skip_cap` skip connections."""
+        return self.model.derive(self.config.derivation(), self.config.skip_cap)
 
     def alphas_record(self) -> dict:
         probs, edge_probs = self.model.probs(), self.model.edge_probs()
@@ -164,7 +192,43 @@ class Searcher(SearchRecords):
                   "probs": {k: p.cpu().tolist() for k, p in probs.items()}}
         if edge_probs is not None:
             record["edge_probs"] = {k: w.cpu().tolist() for k, w in edge_probs.items()}
+        if self.model.decided:
+            record["decided"] = self.model.decided
         return record
+
+    def decide_edges(self, run_dir: Path) -> None:
+        """SGAS: at a decision epoch, fix the best-scored free edge of every cell kind (core/progressive.py);
+        one line per decision in RUN/decisions.jsonl."""
+        cfg, model = self.config, self.model
+        if not decision_epoch(self.epoch, cfg.progressive_warmup, cfg.progressive_interval):
+            return
+        probs = {k: p.cpu().tolist() for k, p in model.probs().items()}
+        past = read_jsonl(run_dir / "alphas.jsonl")[-cfg.progressive_history:] if cfg.progressive_history else []
+        names = model.edge_names()
+        for kind in model.kinds:
+            decided = list(model.decided.get(kind, [-1] * sum(model.fan_in)))
+            evidence = decide_one(probs[kind], cfg.ops, decided, model.fan_in, model.kept_per_node,
+                                  [r["probs"][kind] for r in past])
+            if evidence is None:
+                continue
+            model.set_decisions({**model.decided, kind: decided})
+            record = {"epoch": self.epoch, "kind": kind, **evidence, "edge_name": names[evidence["edge"]],
+                      "op_name": cfg.ops[evidence["op"]]}
+            append_jsonl(run_dir / "decisions.jsonl", record)
+            log.info(f"SGAS: {kind} edge {record['edge_name']} decided as {record['op_name']} "
+                     f"(score {evidence['score']:.3f})" + (f"; cut {len(evidence['removed'])} edge(s)"
+                                                          if evidence["removed"] else ""))
+
+    def early_stop(self, run_dir: Path) -> None:
+        """DARTS+: after an epoch, whether to stop (core/collapse.py); the normal cell, or NAS-Bench-201's cell."""
+        cfg, model = self.config, self.model
+        kind = model.kinds[0]
+        cell = self.last_genotype.normal if kind == "normal" else self.last_genotype.edges
+        history = [r["probs"][kind] for r in read_jsonl(run_dir / "alphas.jsonl") if r["epoch"] > 0]
+        self.stop_reason = darts_plus_stop(cell, history, model.learnable_ops(), cfg.early_stop_skips,
+                                           cfg.early_stop_patience)
+        if self.stop_reason:
+            log.info(f"DARTS+ early stop after epoch {self.epoch}: {self.stop_reason}")
 
     def steps_per_epoch(self) -> int:
         shortest = min(len(self.data.weight_half), len(self.data.arch_half))
@@ -189,7 +253,11 @@ class Searcher(SearchRecords):
         self.scheduler.step()
         metrics |= self.evaluate(self.data.arch_half)
         self.epoch += 1
+        if self.config.progressive:
+            self.decide_edges(run_dir)
         metrics |= self.record_epoch(run_dir)
+        if self.config.early_stop:
+            self.early_stop(run_dir)
         if self.config.space == "nas-bench-201":  # the true accuracy of the cell derived so far: a collapse shows
             metrics["benchmark_acc"] = load_table().accuracy(self.last_genotype, self.config.benchmark_dataset) / 100
         return {**metrics, "lr": lr, "temperature": self.model.temperature}

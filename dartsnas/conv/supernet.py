@@ -28,6 +28,7 @@ from torch import nn
 from ..core.architect import Searchable
 from ..core.derive import derive
 from ..core.genotype import Genotype, edge_names
+from ..core.progressive import FREE, REMOVED
 from ..core.relax import GumbelHard, Softmax
 from .fast import SharedOps, SharedOutputs, concat, is_parameter_free, memory_format, scaled, strip_leading_relu
 from .lean import LeanMix
@@ -135,7 +136,7 @@ class MixedOp(nn.Module):
 
 class SearchCell(nn.Module):
     def __init__(self, nodes, c_pp, c_p, c, reduction, reduction_prev, ops, mode="exact", partial_k=4,
-                 sample_grad="straight_through"):
+                 sample_grad="straight_through", aux_skip=False):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -152,10 +153,14 @@ class SearchCell(nn.Module):
             MixedOp(c, stride[j], ops, mode, partial_k, shared, sample_grad)
             for i in range(nodes) for j in range(2 + i))
         self.needs_relu = any(e.needs_relu for e in self.edges)
+        # DARTS-'s auxiliary skip per edge, outside the mixture: the skip_connect op of the edge's stride.
+        self.aux = nn.ModuleList(candidate("skip_connect", c, stride[j])
+                                 for i in range(nodes) for j in range(2 + i)) if aux_skip else None
 
-    def forward(self, s0, s1, mix, edge_probs=None, choices=None):
+    def forward(self, s0, s1, mix, edge_probs=None, choices=None, aux=0.0):
         """Node i = sum over its inputs j of edge (i, j)'s mixed op. `mix`: edges x ops; `edge_probs`:
-        one per edge (partial mode); `choices`: one op index per edge (sample mode)."""
+        one per edge (partial mode); `choices`: one op index per edge (sample mode); `aux`: DARTS-'s
+        coefficient of the auxiliary skip added to every edge."""
         states = [self.pre0(s0), self.pre1(s1)]
         relus = [nn.functional.relu(h) for h in states] if self.needs_relu else [None] * 2
         shared = [None] * (self.nodes + 1)  # per state feeding edges: its shared candidates' outputs
@@ -167,7 +172,8 @@ class SearchCell(nn.Module):
             for j, (h, r) in enumerate(zip(states, relus)):
                 e = offset + j
                 y = self.edges[e](h, mix[e], r, None if choices is None else choices[e], shared[j])
-                terms.append(y if edge_probs is None else edge_probs[e] * y)
+                y = y if edge_probs is None else edge_probs[e] * y
+                terms.append(y if not aux else y.add_(self.aux[e](h), alpha=aux))
             offset += len(states)
             node = terms[0]  # a fresh tensor of this cell's (an edge's output): summed into in place
             for t in terms[1:]:
@@ -180,6 +186,17 @@ class SearchCell(nn.Module):
         return concat(states[2:])
 
 
+def _projection(decided: list[int], n_ops: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep, fixed): coefficients * keep + fixed leaves free rows alone, makes decided rows one-hot, cuts
+    removed ones."""
+    keep = torch.tensor([[1.0] if d == FREE else [0.0] for d in decided], device=like.device)
+    fixed = torch.zeros(len(decided), n_ops, device=like.device)
+    for e, d in enumerate(decided):
+        if d >= 0:
+            fixed[e, d] = 1.0
+    return keep, fixed
+
+
 class SearchNetwork(Searchable):
     """What every search network of a convolutional space shares: alphas per cell kind (`kinds`), turned
     into mixing coefficients by the relaxation at the current temperature, a draw held across the passes
@@ -188,6 +205,7 @@ class SearchNetwork(Searchable):
 
     kinds: tuple[str, ...]
     fan_in: list[int]
+    kept_per_node: int | None  # inputs the derived cell keeps per node; None: every edge (`none` a choice)
 
     def init_search(self, ops: list[str], mixed_op: str, relaxation=None) -> None:
         if mixed_op not in MIXED_OPS:
@@ -197,6 +215,14 @@ class SearchNetwork(Searchable):
         self.temperature = 1.0   # set per epoch by the search's schedule
         self.generator = None    # draws the samples of a sampling relaxation (None: torch's global RNG)
         self.held_noise = None   # inside same_draw(): the draw's noise per cell kind, once drawn
+        # Edges taken out of the mixture (progressive discretisation, core/progressive.py): per cell kind one
+        # entry per edge, FREE, an op index (the edge is that op alone, coefficient 1) or REMOVED (the edge
+        # is cut). `masks`: per cell kind, edges x ops of 0/1 multiplying the coefficients (an op removed from
+        # its mixture without renormalising, as DARTS-PT's perturbation); transient, never saved.
+        self.decided: dict[str, list[int]] = {}
+        self.masks: dict[str, torch.Tensor] = {}
+        self.aux_skip = 0.0      # DARTS-'s auxiliary skip coefficient (0: off), set per epoch by the search
+        self._projection = {}    # kind -> (keep, fixed) tensors for mix(), rebuilt when decisions change
 
     def init_alphas(self) -> None:
         # Paper (Sec. 2.2 / official code): alphas start near uniform, 1e-3 * N(0, 1).
@@ -223,12 +249,55 @@ class SearchNetwork(Searchable):
             self.held_noise = None
 
     def mix(self, kind: str) -> torch.Tensor:
-        """The mixing coefficients of one cell kind (edges x ops): a fresh draw, or the held one."""
+        """The mixing coefficients of one cell kind (edges x ops): a fresh draw, or the held one; decided edges
+        and masked ops as `decided` and `masks` say."""
         if self.held_noise is None:
-            return self.relaxation.mix(self.alphas[kind], self.temperature, self.generator)
+            return self.project(kind, self.relaxation.mix(self.alphas[kind], self.temperature, self.generator))
         if kind not in self.held_noise:  # the first pass draws, as it would have outside
             self.held_noise[kind] = self.relaxation.noise(self.alphas[kind], self.generator)
-        return self.relaxation.mix(self.alphas[kind], self.temperature, noise=self.held_noise[kind])
+        return self.project(kind, self.relaxation.mix(self.alphas[kind], self.temperature, noise=self.held_noise[kind]))
+
+    # -- edges taken out of the mixture ------------------------------------------------------------
+
+    def project(self, kind: str, coefficients: torch.Tensor) -> torch.Tensor:
+        """Coefficients with the decided edges fixed (one-hot on their op, or all zero when cut) and the
+        masked ops zeroed. Decided rows are constants: no gradient reaches their alphas. No host sync."""
+        if kind in self.masks:
+            coefficients = coefficients * self.masks[kind].to(coefficients)
+        if any(d != FREE for d in self.decided.get(kind, ())):
+            if kind not in self._projection:
+                self._projection[kind] = _projection(self.decided[kind], len(self.ops), coefficients)
+            keep, fixed = self._projection[kind]
+            coefficients = coefficients * keep.to(coefficients) + fixed.to(coefficients)
+        return coefficients
+
+    def decide(self, kind: str, edge: int, op: int) -> None:
+        """Fix `edge` of cell kind `kind` to op index `op` (or cut it: REMOVED) from now on."""
+        if not (op == REMOVED or 0 <= op < len(self.ops)):
+            raise ValueError(f"op must be an op index in [0, {len(self.ops)}) or REMOVED, got {op}")
+        row = self.decided.setdefault(kind, [FREE] * sum(self.fan_in))
+        row[edge] = op
+        self._projection.pop(kind, None)
+
+    def set_decisions(self, decided: dict[str, list[int]]) -> None:
+        """Replace every decision (a checkpoint's `decided`; {} frees every edge)."""
+        self.decided = {kind: [int(d) for d in row] for kind, row in decided.items()}
+        self._projection = {}
+
+    @contextlib.contextmanager
+    def overridden(self, decided: dict[str, list[int]] | None = None, masks: dict[str, torch.Tensor] | None = None):
+        """Inside, the network computes with these decisions and masks instead of its own (a discrete cell on
+        the shared weights; an op removed from a mixture); its own are back on leaving."""
+        saved = self.decided, self.masks
+        try:
+            if decided is not None:
+                self.set_decisions(decided)
+            if masks is not None:
+                self.masks = masks
+            yield self
+        finally:
+            self.decided, self.masks = saved
+            self._projection = {}
 
     def mixes(self) -> tuple[dict, dict, dict]:
         """One forward's (mix, edge_probs, choices) per cell kind; choices: the drawn op per edge (sample)."""
@@ -241,10 +310,16 @@ class SearchNetwork(Searchable):
             choices = dict(zip(self.kinds, drawn))
         return mix, edge_probs, choices
 
+    def learnable_ops(self) -> list[int]:
+        """Indices of the candidates that have weights (convolutions; not `none`, pools or a stride-1 skip)."""
+        mixed = next(m for m in self.modules() if isinstance(m, MixedOp))
+        return [k for k, op in zip(mixed.index, mixed.ops) if any(True for _ in op.parameters())]
+
     @torch.no_grad()
     def probs(self) -> dict[str, torch.Tensor]:
-        """Current mixing probabilities per cell kind (edges x ops), detached."""
-        return {k: self.relaxation.probs(self.alphas[k], self.temperature) for k in self.kinds}
+        """Current mixing probabilities per cell kind (edges x ops), detached; a decided edge's row is its
+        one-hot op (all zero when cut), so derivation keeps every decision."""
+        return {k: self.project(k, self.relaxation.probs(self.alphas[k], self.temperature)) for k in self.kinds}
 
     def edge_probs(self, detach: bool = True) -> dict[str, torch.Tensor] | None:
         """PC-DARTS edge probabilities per cell kind: a softmax over each node's incoming edges (None otherwise)."""
@@ -264,11 +339,12 @@ class Supernet(SearchNetwork):
     """The DARTS search network (Sec. 3.1): a stem, `layers` cells, reductions at 1/3 and 2/3 of depth."""
 
     kinds = KINDS
+    kept_per_node = 2  # the derived cell keeps 2 inputs per node (Sec. 2.4)
 
     def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
                  nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3,
                  relaxation=None, mixed_op: str = "exact", partial_k: int = 4,
-                 sample_grad: str = "straight_through"):
+                 sample_grad: str = "straight_through", aux_skip: bool = False):
         super().__init__()
         self.init_search(ops or DARTS_OPS, mixed_op, relaxation)
         self.nodes = nodes
@@ -284,7 +360,7 @@ class Supernet(SearchNetwork):
             if reduction:
                 c_curr *= 2
             self.cells.append(SearchCell(nodes, c_pp, c_p, c_curr, reduction, reduction_prev, self.ops,
-                                         mixed_op, partial_k, sample_grad))
+                                         mixed_op, partial_k, sample_grad, aux_skip))
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c_curr
         self.classifier = nn.Linear(c_p, num_classes)
@@ -294,20 +370,21 @@ class Supernet(SearchNetwork):
     def from_config(cls, config, in_channels: int, num_classes: int) -> "Supernet":
         return cls(in_channels, num_classes, config.init_channels, config.layers, config.nodes, config.ops,
                    config.stem_multiplier, mixed_op=config.mixed_op, partial_k=config.partial_k,
-                   sample_grad=config.sample_grad)
+                   sample_grad=config.sample_grad, aux_skip=config.aux_skip > 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mix, edge_probs, choices = self.mixes()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, mix[kind], edge_probs[kind], choices[kind])
+            s0, s1 = s1, cell(s0, s1, mix[kind], edge_probs[kind], choices[kind], self.aux_skip)
         # A plain mean, not adaptive pooling: its CUDA backward has no deterministic kernel.
         return self.classifier(s1.mean(dim=(2, 3)))
 
     def edge_names(self) -> list[str]:
         return edge_names(self.nodes)
 
-    def derive(self, rule: str = "darts") -> Genotype:
-        """The genotype of the current alphas (Sec. 2.4), by a rule of core/derive.py."""
-        return derive(self.probs(), self.ops, self.nodes, edge_probs=self.edge_probs(), rule=rule)
+    def derive(self, rule: str = "darts", skip_cap: int | None = None) -> Genotype:
+        """The genotype of the current alphas (Sec. 2.4), by a rule of core/derive.py; `skip_cap`: at most that
+        many skip connections in the normal cell (P-DARTS)."""
+        return derive(self.probs(), self.ops, self.nodes, edge_probs=self.edge_probs(), rule=rule, skip_cap=skip_cap)

@@ -27,7 +27,7 @@ finite difference of Eq. 8 would compare two different networks.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -72,12 +72,17 @@ class Architect:
         self.criterion = criterion
         self.unrolled = unrolled
         self.alphas = model.arch_parameters()
+        # A regulariser of the alphas alone (beta-DARTS's beta decay), () -> scalar: its gradient is added to
+        # the step's, whatever the order (it does not depend on the weights, so Eq. 7 leaves it unchanged).
+        self.penalty: Callable[[], torch.Tensor] | None = None
         self.optimizer = torch.optim.Adam(self.alphas, lr=arch_lr, betas=tuple(arch_betas),
                                           weight_decay=arch_weight_decay)
 
     def step(self, x_train, y_train, x_val, y_val, weight_optimizer: torch.optim.SGD) -> torch.Tensor:
         """One Adam step on the alphas; returns the validation loss it saw (detached, no host sync)."""
         grads, loss = self.grads(x_train, y_train, x_val, y_val, weight_optimizer)
+        if self.penalty is not None:
+            grads = [g + p for g, p in zip(grads, _grad(self.penalty(), self.alphas))]
         for a, g in zip(self.alphas, grads):
             a.grad = g
         self.optimizer.step()

@@ -77,6 +77,25 @@ def temperature(epoch: int, epochs: int, start: float, end: float, schedule: str
     return start * math.exp(math.log(end / start) * t)
 
 
+def temperature_for_entropy(alphas, target: float, low: float = 1e-6, high: float = 1e3) -> float:
+    """The softmax temperature at which the mixture of the given logit tables (edges x ops each) has mean
+    normalised entropy `target` (discreteness()'s alpha_entropy): an annealing schedule that says where the
+    mixture should be, not the temperature, so that it ends close to one-hot whatever the logits' scale (at
+    the paper's alpha learning rate the logits of a short search spread by about 0.1, and a fixed end
+    temperature of 0.05 still leaves the mixture near uniform). Entropy grows with the temperature, so a
+    bisection on log(temperature) finds it; targets beyond the reachable range give `low` or `high`."""
+    rows = torch.cat([a.detach().reshape(-1, a.shape[-1]).double() for a in alphas])
+
+    def entropy(tau):
+        return discreteness([(rows / tau).softmax(-1)])["alpha_entropy"]
+
+    lo, hi = math.log(low), math.log(high)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if entropy(math.exp(mid)) < target else (lo, mid)
+    return math.exp((lo + hi) / 2)
+
+
 def discreteness(probs) -> dict[str, float]:
     """How far a mixture is from a discrete cell, over every edge of the given probability tables (edges x
     ops each): `alpha_entropy`, the mean entropy of an edge's probabilities as a share of log(ops) (1 for

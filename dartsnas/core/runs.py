@@ -235,7 +235,8 @@ def run_epochs(driver: Driver, run_dir: Path, resume: bool):
         driver.begin(run_dir)
     driver.announce()
     config = driver.config
-    while driver.epoch < config.epochs:
+    # A driver may stop before its last epoch (DARTS+'s early stopping sets `stop_reason`, kept by its checkpoint).
+    while driver.epoch < config.epochs and not getattr(driver, "stop_reason", None):
         start = time.perf_counter()
         with progress_bar(config, driver.steps_per_epoch(), driver.epoch + 1) as progress:
             metrics = driver.train_epoch(progress)

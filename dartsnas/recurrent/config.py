@@ -61,6 +61,7 @@ class RecurrentSearchConfig:
     arch_lr: float = 3e-3
     arch_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     arch_weight_decay: float = 1e-3
+    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda, linear over the epochs (core/collapse.py)
     # run
     seed: int = 2
     device: str = "auto"
@@ -69,6 +70,10 @@ class RecurrentSearchConfig:
 
     def validate(self) -> "RecurrentSearchConfig":
         _check_common(self)
+        if self.beta_decay is not None and (len(self.beta_decay) != 2 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in self.beta_decay)):
+            raise ConfigError(f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; "
+                              f"got {self.beta_decay}")
         unknown = [o for o in self.ops if o not in RECURRENT_OPS]
         if unknown:
             raise ConfigError(f"ops: unknown recurrent op(s) {unknown}; known: {', '.join(RECURRENT_OPS)}")

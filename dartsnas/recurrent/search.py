@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core.architect import Architect
+from ..core.collapse import beta_decay, linear
 from .genotype import RecurrentGenotype, derive_recurrent, recurrent_edge_names
 from .model import LanguageModel, SearchModel, Segment
 from .config import RecurrentSearchConfig
@@ -95,6 +96,9 @@ class RecurrentSearcher(SearchRecords):
         # Window lengths and dropout masks come from this CPU generator, whose state the checkpoint keeps.
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.epoch = 0
+        if config.beta_decay is not None:  # beta-DARTS, weighted by the epoch's lambda
+            self.architect.penalty = lambda: (linear(self.epoch, config.epochs, *config.beta_decay)
+                                              * beta_decay(self.model.arch_parameters()))
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

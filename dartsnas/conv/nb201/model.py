@@ -76,7 +76,7 @@ class SearchCell(nn.Module):
 
     def __init__(self, c: int, ops: list[str], mode: str = "exact", partial_k: int = 4,
                  sample_grad: str = "straight_through"):
-        super().__init__()
+        super().__init__()  # (DARTS-'s auxiliary skip needs no module here: every edge has stride 1)
         shared = tuple(n for n in ops if is_parameter_free(n, candidate)) if mode != "sample" else ()
         k = partial_k if mode == "partial" else 1
         self.shared = nn.ModuleList(SharedOps(shared, c // k, 1, candidate) for _ in range(NODES)) if shared else None
@@ -84,7 +84,8 @@ class SearchCell(nn.Module):
                                    for i in FAN_IN for _ in range(i))
         self.needs_relu = any(e.needs_relu for e in self.edges)
 
-    def forward(self, x, mix, edge_probs=None, choices=None):
+    def forward(self, x, mix, edge_probs=None, choices=None, aux=0.0):
+        """`aux`: DARTS-'s coefficient of the auxiliary skip added to every edge (all have stride 1)."""
         states = [x]
         relus = [nn.functional.relu(x) if self.needs_relu else None]
         shared = [None if self.shared is None else self.shared[0].outputs()]
@@ -94,6 +95,8 @@ class SearchCell(nn.Module):
             for j in range(i):
                 y = self.edges[e](states[j], mix[e], relus[j], None if choices is None else choices[e], shared[j])
                 y = y if edge_probs is None else edge_probs[e] * y
+                if aux:
+                    y = y.add_(states[j], alpha=aux)
                 node = y if node is None else node.add_(y)  # y is a fresh tensor of this cell's
                 e += 1
             states.append(node)
@@ -108,6 +111,7 @@ class Supernet201(SearchNetwork):
 
     kinds = ("cell",)
     fan_in = FAN_IN
+    kept_per_node = None  # every edge is kept; `none` is a choice
 
     def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, stage_cells: int = 5,
                  ops: list[str] | None = None, relaxation=None, mixed_op: str = "exact", partial_k: int = 4,
@@ -135,18 +139,20 @@ class Supernet201(SearchNetwork):
         mix, edge_probs, choices = self.mixes()
         x = self.stem(x)
         for layer in self.layers:
-            x = layer(x, mix["cell"], edge_probs["cell"], choices["cell"]) if isinstance(layer, SearchCell) else layer(x)
+            x = (layer(x, mix["cell"], edge_probs["cell"], choices["cell"], self.aux_skip) if isinstance(layer, SearchCell)
+                 else layer(x))
         # A plain mean, not adaptive pooling: its CUDA backward has no deterministic kernel.
         return self.classifier(self.last(x).mean(dim=(2, 3)))
 
     def edge_names(self) -> list[str]:
         return list(EDGES)
 
-    def derive(self, rule: str = "nas-bench-201") -> CellGenotype:
-        """The benchmark authors' derivation: each edge's most probable op, `none` included."""
+    def derive(self, rule: str = "nas-bench-201", skip_cap: int | None = None) -> CellGenotype:
+        """The benchmark authors' derivation: each edge's most probable op, `none` included; `skip_cap`: at
+        most that many skip connections (P-DARTS)."""
         if rule != "nas-bench-201":
             raise ValueError(f"the NAS-Bench-201 space derives by its own rule ('nas-bench-201'), not {rule!r}")
-        return CellGenotype(tuple(strongest_ops(self.probs()["cell"], self.ops)))
+        return CellGenotype(tuple(strongest_ops(self.probs()["cell"], self.ops, skip_cap)))
 
 
 class Cell(nn.Module):

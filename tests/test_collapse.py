@@ -1,0 +1,329 @@
+"""The answers to collapse that live in the search loop: beta-DARTS's beta decay, DARTS-'s auxiliary skip,
+DARTS+'s early stopping, P-DARTS's skip cap and SGAS's progressive decisions; each against a hand computation
+or a constructed case, and through a real search where its state must survive a resume."""
+
+import math
+
+import pytest
+import torch
+
+from dartsnas.cli import main
+from dartsnas.conv.config import load_config
+from dartsnas.conv.nb201.model import Supernet201
+from dartsnas.core import runs as runs_module
+from dartsnas.core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
+from dartsnas.core.config import ConfigError
+from dartsnas.core.derive import derive_cell, strongest_ops
+from dartsnas.core.progressive import FREE, REMOVED, decide_one, decision_epoch
+from dartsnas.core.runs import read_jsonl
+
+DARTS_OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+             "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+
+
+# -- beta-DARTS ---------------------------------------------------------------------------------------
+
+def test_beta_decay_gradient_is_softmax_over_edge_count():
+    a = torch.tensor([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([[1.0, 1.0, -2.0]], dtype=torch.float64, requires_grad=True)
+    loss = beta_decay([a, b])
+    # By hand: mean over the 3 edges of log(sum exp); d/d alpha = softmax(alpha) / 3.
+    rows = [[0.0, 1.0, 2.0], [3.0, -1.0, 0.5], [1.0, 1.0, -2.0]]
+    lse = [math.log(sum(math.exp(x) for x in r)) for r in rows]
+    assert loss.item() == pytest.approx(sum(lse) / 3, abs=1e-12)
+    loss.backward()
+    expect = [[math.exp(x - s) / 3 for x in r] for r, s in zip(rows, lse)]
+    assert torch.allclose(a.grad, torch.tensor(expect[:2], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(b.grad, torch.tensor(expect[2:], dtype=torch.float64), atol=1e-12)
+
+
+def test_beta_weight_is_linear_and_the_architect_adds_its_gradient(tmp_path, tiny_search):
+    from dartsnas.conv.search import Searcher, prepare_data
+
+    assert [linear(e, 5, 0.0, 50.0) for e in range(5)] == [0.0, 12.5, 25.0, 37.5, 50.0]
+    config = load_config(None, tiny_search + ["epochs=5", "beta_decay=[0, 50]"])
+    searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
+    searcher.epoch = 2
+    searcher.set_schedules()
+    assert searcher.beta_weight == 25.0
+    model = searcher.model
+    edges = sum(a.shape[0] for a in (model.alphas["normal"], model.alphas["reduce"]))
+    grads = torch.autograd.grad(searcher.architect.penalty(), model.arch_parameters())
+    for kind, g in zip(model.alphas.keys(), grads):
+        assert torch.allclose(g, 25.0 * model.alphas[kind].softmax(-1) / edges, atol=1e-7)
+
+
+# -- DARTS- ---------------------------------------------------------------------------------------------
+
+def test_aux_skip_coefficient_decays_linearly_to_zero():
+    assert [aux_skip_coefficient(e, 4) for e in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert aux_skip_coefficient(1, 4, start=2.0) == 1.5
+
+
+def test_aux_skip_adds_beta_times_input_on_every_edge_and_leaves_alpha_gradient_by_hand():
+    # A NAS-Bench-201 cell of parameter-free ops: its output and alpha gradient computed by hand.
+    torch.manual_seed(0)
+    net = Supernet201(3, 10, init_channels=4, stage_cells=1, ops=["skip_connect", "avg_pool_3x3"])
+    cell = net.layers[0]
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    alphas = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    beta = 0.3
+    out = cell(x, alphas.softmax(-1), aux=beta)
+    pool = torch.nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+    p = alphas.softmax(-1)
+    states, e = [x], 0
+    for i in (1, 2, 3):
+        node = 0
+        for j in range(i):
+            node = node + p[e, 0] * states[j] + p[e, 1] * pool(states[j]) + beta * states[j]
+            e += 1
+        states.append(node)
+    assert torch.allclose(out, states[-1], atol=1e-12)
+    w = torch.randn_like(out)
+    (g_net,) = torch.autograd.grad((out * w).sum(), alphas)
+    (g_hand,) = torch.autograd.grad((states[-1] * w).sum(), alphas)
+    assert torch.allclose(g_net, g_hand, atol=1e-12)
+    assert not torch.allclose(out, cell(x, alphas.softmax(-1)))  # beta = 0 is the plain cell
+
+
+def test_aux_skip_runs_in_darts_space_reduction_cells(tiny_search):
+    from dartsnas.conv.supernet import Supernet
+
+    net = Supernet(1, 10, init_channels=4, layers=3, nodes=2, aux_skip=True)
+    x = torch.randn(2, 1, 8, 8)
+    plain = net(x)
+    net.aux_skip = 0.5
+    out = net(x)
+    assert out.shape == plain.shape and not torch.allclose(out, plain)
+    out.sum().backward()
+    assert all(a.grad is not None for a in net.arch_parameters())
+
+
+# -- DARTS+ ---------------------------------------------------------------------------------------------
+
+def _probs(rank):  # edges x 8 ops whose learnable ops (4..7) are ranked as `rank` on every edge
+    row = [0.05] * 8
+    for place, op in enumerate(rank):
+        row[op] = 0.3 - 0.05 * place
+    return [row[:] for _ in range(14)]
+
+
+def test_darts_plus_stops_on_two_skips_and_on_a_stable_ranking_only():
+    learnable = [4, 5, 6, 7]
+    one_skip = [("skip_connect", 0), ("sep_conv_3x3", 1)] + [("sep_conv_3x3", 0)] * 6
+    two_skips = [("skip_connect", 0), ("skip_connect", 1)] + [("sep_conv_3x3", 0)] * 6
+    moving = [_probs([4, 5, 6, 7]), _probs([5, 4, 6, 7])] * 6  # the ranking changes every epoch
+    assert darts_plus_stop(one_skip, moving, learnable, 2, 3) is None
+    assert "criterion 1" in darts_plus_stop(two_skips, moving, learnable, 2, 3)
+    stable = moving[:4] + [_probs([6, 4, 5, 7])] * 4
+    assert "criterion 2" in darts_plus_stop(one_skip, stable, learnable, 2, 3)
+    assert darts_plus_stop(one_skip, stable, learnable, 2, 4) is None  # stable for 3 epochs only
+    assert darts_plus_stop(two_skips, stable, learnable, None, None) is None  # both criteria off
+
+
+def test_early_stopped_search_stays_stopped_through_resume(tmp_path, cli_search):
+    run = cli_search(tmp_path, "epochs=6", "plot=false", "early_stop=true", "early_stop_skips=null",
+                     "early_stop_patience=1", "arch_lr=0")  # alphas frozen: the ranking never changes
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert len(metrics) == 2  # epoch 1 gives the first ranking, epoch 2 repeats it
+    assert "criterion 2" in (run / "log.txt").read_text()
+    assert main(["search", "--resume", str(run)]) == 0
+    assert len(read_jsonl(run / "metrics.jsonl")) == 2
+    assert (run / "genotype.json").exists()
+
+
+# -- P-DARTS -------------------------------------------------------------------------------------------
+
+def test_skip_cap_keeps_the_strongest_skips():
+    ops = DARTS_OPS
+    probs = []
+    for e in range(14):  # every edge prefers skip; skip strength grows with the edge index
+        row = [0.0] * 8
+        row[3] = 0.5 + 0.01 * e
+        row[4] = 0.3
+        probs.append(row)
+    free = derive_cell(probs, ops, 4)
+    assert sum(op == "skip_connect" for op, _ in free) == 8
+    for cap in (0, 1, 2, 3):
+        capped = derive_cell(probs, ops, 4, skip_cap=cap)
+        skips = [(op, j) for op, j in capped if op == "skip_connect"]
+        assert len(skips) <= cap
+        assert len(capped) == 8
+    # Cap 2: the two strongest skip edges (the last node's, indices 12 and 13: inputs 3 and 4) stay.
+    capped = derive_cell(probs, ops, 4, skip_cap=2)
+    assert capped[-2:] == [("skip_connect", 4), ("skip_connect", 3)]
+
+
+def test_skip_cap_in_nas_bench_201_takes_each_edges_next_op():
+    ops = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    probs = [[0.1, 0.5 + 0.01 * e, 0.2, 0.15, 0.05] for e in range(6)]
+    assert strongest_ops(probs, ops).count("skip_connect") == 6
+    capped = strongest_ops(probs, ops, skip_cap=1)
+    assert capped == ["nor_conv_1x1"] * 5 + ["skip_connect"]
+
+
+def test_skip_cap_config_reaches_the_search(tmp_path, cli_search):
+    run = cli_search(tmp_path, "epochs=1", "plot=false", "skip_cap=0")
+    assert "skip_connect" not in (run / "genotype.json").read_text()
+
+
+# -- SGAS ----------------------------------------------------------------------------------------------
+
+def test_sgas_decides_the_most_certain_important_edge_and_cuts_the_rest_of_its_node():
+    ops = DARTS_OPS
+    uniform = [1 / 8] * 8
+    probs = [uniform[:] for _ in range(5)]  # nodes of 2 and 3 inputs
+    probs[1] = [0.02, 0.02, 0.02, 0.02, 0.86, 0.02, 0.02, 0.02]  # certain and important: sep_conv_3x3
+    probs[0] = [0.9, 0.1 / 7, 0.1 / 7, 0.1 / 7, 0.1 / 7, 0.1 / 7, 0.1 / 7, 0.1 / 7]  # mostly `none`
+    decided = [FREE] * 5
+    first = decide_one(probs, ops, decided, [2, 3], 2)
+    assert (first["edge"], first["op"]) == (1, 4) and decided == [FREE, 4, FREE, FREE, FREE]
+    # Edge 0 is mostly `none` (least important); the uniform edges tie, the earlier wins and takes its
+    # first best op (max_pool_3x3); node 1's second decision cuts its third input.
+    second = decide_one(probs, ops, decided, [2, 3], 2)
+    third = decide_one(probs, ops, decided, [2, 3], 2)
+    assert (second["edge"], second["op"], third["edge"], third["removed"]) == (2, 1, 3, [4])
+    fourth = decide_one(probs, ops, decided, [2, 3], 2)
+    assert fourth["edge"] == 0 and fourth["op"] != 0  # never `none` where edges are kept per node
+    assert decide_one(probs, ops, decided, [2, 3], 2) is None
+    assert decided == [fourth["op"], 4, 1, 1, REMOVED]
+
+
+def test_sgas_schedule():
+    assert [e for e in range(1, 30) if decision_epoch(e, 9, 5)] == [9, 14, 19, 24, 29]
+
+
+def test_decided_edges_are_fixed_and_get_no_gradient():
+    torch.manual_seed(0)
+    net = Supernet201(3, 10, init_channels=4, stage_cells=1)
+    net.decide("cell", 2, 3)
+    mix = net.mix("cell")
+    assert mix[2].tolist() == [0.0, 0.0, 0.0, 1.0, 0.0]
+    net(torch.randn(2, 3, 8, 8)).sum().backward()
+    g = net.alphas["cell"].grad
+    assert torch.all(g[2] == 0) and torch.any(g[0] != 0)
+    assert net.derive().edges[2] == net.ops[3]
+    with net.overridden(decided={}):
+        assert net.mix("cell")[2].tolist() != [0.0, 0.0, 0.0, 1.0, 0.0]
+    assert net.mix("cell")[2].tolist() == [0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.slow
+def test_sgas_decisions_survive_resume_and_make_the_genotype(tmp_path, monkeypatch, cli_search, tiny_search):
+    extra = ["epochs=6", "plot=false", "progressive=true", "progressive_warmup=1", "progressive_interval=1",
+             "nodes=2"]
+    whole = cli_search(tmp_path, *extra, name="whole")
+    calls = {"n": 0}
+    real_save = runs_module.save_checkpoint
+
+    def save_then_die(state, path):  # killed right after the second epoch's checkpoint (two decisions made)
+        real_save(state, path)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
+    args = ["search", "--out", str(tmp_path), "--name", "killed"]
+    for item in tiny_search + extra:
+        args += ["--set", item]
+    assert main(args) == 130
+    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
+    assert main(["search", "--resume", str(killed)]) == 0
+    decisions = read_jsonl(killed / "decisions.jsonl")
+    assert decisions == read_jsonl(whole / "decisions.jsonl")
+    # Every epoch after a decision keeps it: the recorded decided rows only ever grow.
+    records = read_jsonl(killed / "alphas.jsonl")
+    for before, after in zip(records, records[1:]):
+        for kind, row in before.get("decided", {}).items():
+            assert all(a == b for a, b in zip(row, after["decided"][kind]) if a != FREE)
+    # The final genotype is the sequence of decisions: each kept edge is a decided (edge, op).
+    import json
+    genotype = json.loads((whole / "genotype.json").read_text())
+    names = load_config(None, tiny_search + extra).ops
+    fan_in = [2, 3]
+    for kind in ("normal", "reduce"):
+        decided = {(d["edge"], d["op_name"]) for d in decisions if d["kind"] == kind}
+        assert len(decided) == 4  # 2 nodes x 2 kept inputs
+        kept = set()
+        for n, (op, j) in enumerate(genotype[kind]):
+            kept.add((sum(fan_in[:n // 2]) + j, op))
+        assert kept == decided and all(op in names for _, op in kept)
+
+
+def test_collapse_options_are_checked():
+    for bad in (["beta_decay=[1]"], ["beta_decay=[-1, 2]"], ["aux_skip=-1"], ["skip_cap=-1"],
+                ["early_stop=true", "early_stop_skips=null", "early_stop_patience=null"],
+                ["progressive_interval=0"], ["early_stop_patience=0"]):
+        with pytest.raises(ConfigError):
+            load_config(None, bad)
+
+
+@pytest.mark.slow
+def test_beta_decay_lowers_the_recurrent_alphas_smooth_maximum(tmp_path, tiny_corpus):
+    # Its gradient, softmax(alpha) / edges, is positive on every logit: the smooth maximum must fall.
+    def search(name, *extra):
+        args = ["search", "--task", "text", "--config", "quick", "--out", str(tmp_path), "--name", name]
+        for item in [f"data_dir={tiny_corpus}", "max_lines={train: 200, valid: 40}", "nodes=3", "emsize=16",
+                     "batch_size=32", "eval_batch_size=4", "bptt=10", "progress=false", "plot=false", "epochs=2",
+                     *extra]:
+            args += ["--set", item]
+        assert main(args) == 0
+        (run,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
+        alphas = torch.tensor(read_jsonl(run / "alphas.jsonl")[-1]["alphas"]["recurrent"])
+        return torch.logsumexp(alphas, -1).mean().item()
+
+    assert search("beta", "beta_decay=[100, 100]") < search("plain") - 1e-3
+
+
+# -- annealing by entropy ----------------------------------------------------------------------------------
+
+def test_temperature_for_entropy_hits_the_target_whatever_the_logits_scale():
+    from dartsnas.core.relax import discreteness, temperature_for_entropy
+
+    torch.manual_seed(0)
+    for scale in (0.01, 0.1, 3.0):
+        alphas = [scale * torch.randn(14, 8), scale * torch.randn(14, 8)]
+        for target in (0.9, 0.5, 0.05):
+            tau = temperature_for_entropy(alphas, target)
+            got = discreteness([(a / tau).softmax(-1) for a in alphas])["alpha_entropy"]
+            assert got == pytest.approx(target, abs=1e-6)
+    # (scale 3: the softmax at temperature 1 is far from uniform) a target it cannot reach below `high` gives high
+    assert temperature_for_entropy(alphas, 0.999999, high=1.0) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_entropy_annealed_search_ends_near_one_hot(tmp_path, cli_search):
+    run = cli_search(tmp_path, "epochs=3", "plot=false", "anneal_entropy=[1, 0.05]")
+    metrics = read_jsonl(run / "metrics.jsonl")
+    # The last epoch trains at the temperature of entropy 0.05 (set from its first alphas); the record after
+    # it, with the alphas moved by one more epoch, is still near one-hot.
+    assert metrics[-1]["alpha_entropy"] < 0.25 and metrics[0]["alpha_entropy"] > 0.9
+    assert metrics[-1]["temperature"] < metrics[0]["temperature"] <= 1.0
+
+
+# -- composable with every mode and order, in both spaces ---------------------------------------------------
+
+NB201 = ["space=nas-bench-201", "ops=[none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3]", "stage_cells=1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space", ["darts", "nas-bench-201"])
+@pytest.mark.parametrize("mode", ["exact", "lean", "partial", "sample"])
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_every_option_together_in_every_mode_and_order(tmp_path, cli_search, space, mode, order):
+    options = ["beta_decay=[0, 50]", "aux_skip=1", "progressive=true", "progressive_warmup=1",
+               "progressive_interval=1", "early_stop=true", "early_stop_skips=null", "early_stop_patience=5",
+               "skip_cap=1", "nodes=2"]
+    if mode != "sample":
+        options.append("anneal_entropy=[1, 0.5]")
+    extra = [f"mixed_op={mode}", f"unrolled={order == 'second'}", "epochs=3", "plot=false", *options]
+    extra += ["init_channels=8", "partial_k=2"] if mode == "partial" else []
+    run = cli_search(tmp_path, *extra, *(NB201 if space == "nas-bench-201" else []))
+    decisions = read_jsonl(run / "decisions.jsonl")
+    assert [d["epoch"] for d in decisions][:2] == ([1, 1] if space == "darts" else [1, 2])
+    if space == "darts":
+        from dartsnas.core.genotype import load_genotype
+        ops = [op for op, _ in load_genotype(run).normal]
+    else:
+        from dartsnas.conv.nb201.genotype import load_nb201_genotype
+        ops = list(load_nb201_genotype(run).edges)
+    assert ops.count("skip_connect") <= 1
