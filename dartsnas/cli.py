@@ -1,4 +1,4 @@
-"""The command line: `dartsnas search | train | plot | genotype | info | export | bench`.
+"""The command line: `dartsnas search | train | derive | plot | genotype | info | export | bench`.
 
 `search` and `train` run a convolutional cell, or with `--task` (or when resuming such a run) a recurrent
 one; both sides take the same flags and start or resume a run the same way. Errors a user can cause end
@@ -231,6 +231,15 @@ def cmd_info(args) -> None:
         print(f"NAS-Bench-201  test accuracy after the benchmark's training (C=16, N=5, 200 epochs): {accs}")
 
 
+def cmd_derive(args) -> None:
+    from .conv.rederive import rederive, summary
+
+    _, path = rederive(args.run, args.rule, skip_cap=args.skip_cap, tune_epochs=args.tune_epochs, seed=args.seed,
+                       device=args.device, name=args.name, log=lambda line: print(line, file=sys.stderr),
+                       batches=args.batches, prior_weight=args.prior_weight)
+    print(summary(json.loads(path.read_text()), path))
+
+
 # Vocabulary sizes of the standard corpora (their training files' words, <eos> included).
 VOCABULARY = {"ptb": 10_000, "wikitext2": 33_278}
 
@@ -327,6 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emsize", type=int, help="recurrent genotypes: embedding and hidden size (default: 850)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("derive", help="derive a finished search's cell again by another rule (DARTS-PT, argmax "
+                                      "with a skip cap, ...) into RUN/derived/NAME.json")
+    p.add_argument("run", help="a convolutional search run folder (it needs its checkpoint.pt)")
+    p.add_argument("--rule", choices=["argmax", "pt", "bnb"], default="pt",
+                   help="argmax: the space's own rule on the alphas; pt: DARTS-PT's perturbation (default); bnb")
+    p.add_argument("--skip-cap", type=int, help="argmax: at most M skip connections in the normal cell (P-DARTS)")
+    p.add_argument("--tune-epochs", type=int, default=1, help="pt: supernet tuning epochs after each decision "
+                                                              "(default 1)")
+    p.add_argument("--seed", type=int, default=0, help="the order pt visits edges in (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--name", help="the file name under RUN/derived (default: the rule, e.g. pt, argmax-skip-cap-2)")
+    p.add_argument("--batches", type=int, help="pt, bnb: validation batches per evaluation (default: all)")
+    p.add_argument("--prior-weight", type=float, help="bnb: the weight of the alphas' prior")
+    p.set_defaults(func=cmd_derive)
 
     from .tools.bench import add_parser
     add_parser(sub)

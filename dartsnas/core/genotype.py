@@ -294,12 +294,25 @@ def genotype_text(spec: str) -> str | None:
             raise GenotypeError(f"{spec} is a folder without genotype.json; give a finished search run folder")
         return path.read_text()
     if is_file:
-        return path.read_text()
+        return _unwrapped(path.read_text())
     if path.suffix == ".json":
         raise GenotypeError(f"genotype file {path} does not exist")
     if "(" in spec or spec.lstrip().startswith("{"):
         return spec
     return None
+
+
+def _unwrapped(text: str) -> str:
+    """A file's genotype text: a record that holds its genotype under "genotype" (RUN/derived/<name>.json of
+    `dartsnas derive`) gives that genotype's JSON; anything else is returned as it is."""
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(data, dict) and isinstance(data.get("genotype"), dict):
+            return json.dumps(data["genotype"])
+    return text
 
 
 def is_convolutional_text(text: str) -> bool:

@@ -9,6 +9,9 @@ per setting: the mean and standard deviation over seeds. Beside them, what the t
 search at all: the best cell, the mean and median over all 15,625 cells, and the expected best of k cells
 drawn at random (random search that trains k cells instead).
 
+Cells derived again after a search by `dartsnas derive` (RUN/derived/<name>.json; DARTS-PT, a skip cap, ...)
+are reported as settings of their own, `<setting>+<name>`, beside the plain ones.
+
 Resumable: a search that finished (its genotype.json) is read, not rerun; one that stopped resumes from its
 checkpoint. Searches run in parallel over `--jobs` processes with `--threads` intra-op threads each.
 """
@@ -175,6 +178,7 @@ def summarise(out: Path, runs: list, failures: dict, random_k: list[int]) -> dic
             "last_change_epoch": last_change(history),
             "epochs": len(metrics), "seconds": sum(m.get("seconds", 0.0) for m in metrics),
             "benchmark_acc_by_epoch": [100 * m["benchmark_acc"] for m in metrics if "benchmark_acc" in m]})
+    settings = _with_derived(settings, table)
     dataset = dataset or "cifar10"
     for entry in settings.values():
         accs = [s["accuracy"] for s in entry["seeds"] if "accuracy" in s]
@@ -186,6 +190,34 @@ def summarise(out: Path, runs: list, failures: dict, random_k: list[int]) -> dic
     expect = {key: yardsticks[0][key] for key in ("dataset", "best_cell", "best", "mean", "median")}
     expect["random_best_of_k"] = {str(y["k"]): y["expected_best_of_k"] for y in yardsticks}
     return {"out": str(out), "settings": settings, "table": expect}
+
+
+def _with_derived(settings: dict, table) -> dict:
+    """The settings, each followed by the cells derived again after its searches (`dartsnas derive`,
+    RUN/derived/<name>.json) as a setting `<setting>+<name>`: its time is the search's plus the derivation's."""
+    from ..conv.nb201.genotype import load_nb201_genotype
+
+    out = {}
+    for name, entry in settings.items():
+        out[name] = entry
+        found = [s for s in entry["seeds"] if "cell" in s]
+        derived = sorted({p.stem for s in found for p in Path(s["run"]).glob("derived/*.json")})
+        for label in derived:
+            seeds = []
+            for s in entry["seeds"]:
+                path = Path(s["run"]) / "derived" / f"{label}.json"
+                if "cell" not in s or not path.exists():
+                    seeds.append({"seed": s["seed"], "run": s["run"], "error": s.get("error", "not derived")})
+                    continue
+                record = json.loads(path.read_text())
+                cell = load_nb201_genotype(json.dumps(record["genotype"]))
+                dataset = _read_yaml(Path(s["run"]) / "config.yaml")["benchmark_dataset"]
+                seeds.append({"seed": s["seed"], "run": s["run"], "cell": str(cell),
+                              "accuracy": table.accuracy(cell, dataset), "last_change_epoch": None,
+                              "epochs": s["epochs"], "seconds": s["seconds"] + record.get("seconds", 0.0),
+                              "benchmark_acc_by_epoch": []})
+            out[f"{name}+{label}"] = {"seeds": seeds}
+    return out
 
 
 def _read_yaml(path: Path) -> dict:
@@ -220,7 +252,7 @@ def tables(report: dict) -> str:
                 lines.append(f"| {name} | {x['seed']} | failed: {x['error']} | | | | |")
             else:
                 lines.append(f"| {name} | {x['seed']} | `{x['cell']}` | {x['accuracy']:.2f} | "
-                             f"{x['last_change_epoch']} | {x['epochs']} | {x['seconds'] / 60:.1f} |")
+                             f"{x['last_change_epoch'] or ''} | {x['epochs']} | {x['seconds'] / 60:.1f} |")
     randoms = ", ".join(f"best of {k}: {v:.2f}" for k, v in t["random_best_of_k"].items())
     lines += ["", f"The table itself: best {t['best']:.2f} (`{t['best_cell']}`), mean {t['mean']:.2f}, median "
               f"{t['median']:.2f}; random cells, expected {randoms}."]
@@ -238,7 +270,9 @@ def plot_quality(report: dict, path: Path) -> Path:
     best and random search's expected best of k drawn across."""
     from ..core.plot import figure, integer_ticks, save_figure
 
-    settings = report["settings"]
+    # Cells derived after the search have no per-epoch curve: no panel of their own.
+    drawn = {n: s for n, s in report["settings"].items() if any(x.get("benchmark_acc_by_epoch") for x in s["seeds"])}
+    settings = drawn or report["settings"]
     t = report["table"]
     fig = figure(4.6 * len(settings), 3.6)
     axes = fig.subplots(1, len(settings), squeeze=False, sharey=True)[0]

@@ -1,0 +1,206 @@
+"""DARTS-PT: architecture selection by perturbation (Wang et al., "Rethinking Architecture Selection in
+Differentiable NAS", ICLR 2021, Sec. 4, Alg. 1).
+
+The magnitude of an alpha need not say how much its op matters to the supernet (Sec. 3): on a collapsing
+search, skip connections win the argmax while the convolutions carry the accuracy. DARTS-PT asks the
+supernet instead: an op is worth what the supernet's validation accuracy loses when that op alone is taken
+out of its edge's mixture.
+
+- Operation selection: edge by edge, in random order, each candidate op is masked out of the edge (its
+  coefficient set to 0, the others left as they are, not renormalised) and the supernet evaluated on the
+  validation half; the op whose removal gives the lowest accuracy is the edge's op, and the edge is decided
+  (a one-hot edge, `SearchNetwork.decide`). The supernet is then tuned for `tune_epochs` epochs (architecture
+  and weight steps) before the next decision, so it recovers from the projection.
+- Topology (spaces that keep 2 inputs per node, DARTS): node by node, in random order, the input edge whose
+  removal gives the highest accuracy is cut, until 2 inputs remain; tuning after each node.
+
+It follows the authors' code (ruocwang/darts-pt, sota/cnn/projection.py) in these points: `none` is not a
+candidate in the DARTS space (their space has no `none`); in NAS-Bench-201's space every op, `none` included,
+is one (nasbench201/projection.py); the criterion is validation accuracy; evaluations run with batch norm in
+training mode (their `infer(..., _eval=False)`), here under no_grad with every buffer restored afterwards so
+that evaluating leaves the running statistics as they were; tuning runs the search's own steps at a tenth of
+the search's weight learning rate (their `reset_optimizer(learning_rate / 10)`); edges are taken in rounds of
+one random free edge of each cell kind, normal then reduce, the tuning after each round (their loop projects a
+normal and a reduce edge per interval), and topology likewise one node of each kind per round.
+
+Deliberate differences: the optimizer's momentum and cosine schedule are kept, only the learning rate
+changes; within a node, an edge cut stays cut while the next one is chosen (their loop re-evaluates with the
+earlier-dropped edges still present), so each round measures the cell that will actually remain; a sampling
+relaxation (GDAS, `sample` mode) is evaluated as its expected mixture, softmax(alphas), so that evaluations
+are deterministic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from typing import Callable
+
+import torch
+
+from ..core.progressive import FREE, REMOVED
+from ..core.relax import Softmax
+from .data import batches
+
+
+@contextlib.contextmanager
+def expected_mixture(model):
+    """A sampling relaxation replaced by softmax(alphas) (GumbelHard.probs, the distribution it draws from):
+    one deterministic mixture per evaluation. Deterministic relaxations are left alone."""
+    if not model.relaxation.samples:
+        yield
+        return
+    saved = model.relaxation, model.temperature
+    model.relaxation, model.temperature = Softmax(), 1.0
+    try:
+        yield
+    finally:
+        model.relaxation, model.temperature = saved
+
+
+@torch.no_grad()
+def validation_accuracy(searcher, max_batches: int | None = None) -> float:
+    """The supernet's accuracy on the validation half (`data.arch_half`, in order, first `max_batches`
+    batches), batch norm in training mode as darts-pt evaluates; every buffer (running statistics) restored."""
+    model, data = searcher.model, searcher.data
+    saved = [b.clone() for b in model.buffers()]
+    model.train()
+    correct, seen = 0.0, 0
+    try:
+        with expected_mixture(model):
+            for i, (x, y) in enumerate(batches(data.arch_half, searcher.config.batch_size, None, data.eval_augment,
+                                               shuffle=False)):
+                if max_batches is not None and i >= max_batches:
+                    break
+                logits = model(searcher.prepare_inputs(x))
+                correct += (logits.argmax(1) == y).sum()  # a tensor: one host sync at the end
+                seen += len(y)
+    finally:
+        for b, s in zip(model.buffers(), saved):
+            b.copy_(s)
+    return float(correct) / max(seen, 1)
+
+
+def node_edges(fan_in) -> list[list[int]]:
+    """The edge indices entering each node, node by node."""
+    starts = itertools.accumulate([0] + list(fan_in))
+    return [list(range(s, s + n)) for s, n in zip(starts, fan_in)]
+
+
+def _shuffled(items: list, generator: torch.Generator) -> list:
+    return [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
+
+
+def _rounds(queues: dict[str, list]) -> list[list[tuple[str, object]]]:
+    """One item of each cell kind per round, kinds in order, until every queue is empty."""
+    return [[(kind, item) for kind, item in zip(queues, row) if item is not None]
+            for row in itertools.zip_longest(*queues.values())]
+
+
+@contextlib.contextmanager
+def tuning_lr(optimizer, lr: float):
+    """The weight optimizer at `lr` inside (darts-pt tunes at a tenth of the search's rate); restored after."""
+    saved = [group["lr"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    try:
+        yield
+    finally:
+        for group, value in zip(optimizer.param_groups, saved):
+            group["lr"] = value
+
+
+def pt_derive(searcher, generator: torch.Generator, tune_epochs: int = 1, log: Callable[[str], None] | None = None,
+              max_batches: int | None = None, accuracy: Callable[[], float] | None = None) -> tuple[object, dict]:
+    """Decide every free edge of `searcher.model` by perturbation, then (DARTS space) its topology; ->
+    (genotype by `config.derivation()`, evidence). The model keeps its decisions.
+
+    `searcher` needs `model` (a SearchNetwork), `config` (`derivation()`, `lr`, `batch_size`), and for the
+    default measure `data.arch_half`, `data.eval_augment`, `prepare_inputs`; for tuning, `train_epoch(None)`
+    and `optimizer`. `accuracy()`: measures the supernet as it is now (default: `validation_accuracy` over
+    at most `max_batches` batches). Ops and edges are visited in an order drawn from `generator`.
+    """
+    if tune_epochs < 0:
+        raise ValueError(f"tune_epochs must be at least 0, got {tune_epochs}")
+    start = time.perf_counter()
+    model, config = searcher.model, searcher.config
+    say = log or (lambda message: None)
+    measure = accuracy or (lambda: validation_accuracy(searcher, max_batches))
+    evaluations = 0
+
+    def evaluate(decided=None, masks=None) -> float:
+        nonlocal evaluations
+        evaluations += 1
+        with torch.no_grad(), model.overridden(decided=decided, masks=masks), expected_mixture(model):
+            return measure()
+
+    def tune() -> None:
+        if tune_epochs:
+            with tuning_lr(searcher.optimizer, config.lr / 10):
+                for _ in range(tune_epochs):
+                    searcher.train_epoch(None)
+
+    names, edges = model.edge_names(), sum(model.fan_in)
+
+    def row(kind: str) -> list[int]:  # a copy of the kind's decisions (all FREE before the first)
+        return list(model.decided.get(kind, [FREE] * edges))
+
+    # Candidates: every op in a space that keeps every edge (NAS-Bench-201, `none` a choice), else not `none`.
+    choosable = [o for o, name in enumerate(model.ops) if model.kept_per_node is None or name != "none"]
+
+    decisions = []
+    free = {kind: _shuffled([e for e, d in enumerate(row(kind)) if d == FREE], generator) for kind in model.kinds}
+    for round_ in _rounds(free):
+        for kind, edge in round_:
+            decisions.append(_select_op(model, kind, edge, choosable, names, evaluate, say))
+        tune()
+
+    topology = []
+    if model.kept_per_node is not None:
+        k = model.kept_per_node
+        crowded = {kind: _shuffled([n for n, ins in enumerate(node_edges(model.fan_in))
+                                    if sum(row(kind)[e] != REMOVED for e in ins) > k], generator)
+                   for kind in model.kinds}
+        for round_ in _rounds(crowded):
+            for kind, node in round_:
+                topology += _select_edges(model, kind, node_edges(model.fan_in)[node], k, names, evaluate, row, say)
+            tune()
+
+    genotype = model.derive(config.derivation())
+    return genotype, {"tune_epochs": tune_epochs, "decisions": decisions, "topology": topology,
+                      "evaluations": evaluations, "seconds": time.perf_counter() - start}
+
+
+def _select_op(model, kind: str, edge: int, choosable: list[int], names: list[str], evaluate, say) -> dict:
+    """Mask each candidate out of the edge in turn; decide the edge to the one whose removal hurts most."""
+    base = evaluate()
+    without = {}
+    for o in choosable:
+        mask = torch.ones(sum(model.fan_in), len(model.ops))
+        mask[edge, o] = 0.0
+        without[o] = evaluate(masks={**model.masks, kind: mask})
+    chosen = min(choosable, key=lambda o: (without[o], o))  # ties: the earlier op
+    model.decide(kind, edge, chosen)
+    say(f"PT {kind} edge {names[edge]}: {model.ops[chosen]} (accuracy {base:.4f}, {without[chosen]:.4f} without it)")
+    return {"kind": kind, "edge": edge, "edge_name": names[edge], "base_acc": base,
+            "acc_without": {model.ops[o]: acc for o, acc in without.items()}, "chosen": model.ops[chosen]}
+
+
+def _select_edges(model, kind: str, inputs: list[int], k: int, names: list[str], evaluate, row, say) -> list[dict]:
+    """Cut the node's input whose removal leaves the highest accuracy, until `k` inputs remain."""
+    records = []
+    while True:
+        live = [e for e in inputs if row(kind)[e] != REMOVED]
+        if len(live) <= k:
+            return records
+        without = {}
+        for e in live:
+            trial = row(kind)
+            trial[e] = REMOVED
+            without[e] = evaluate(decided={**model.decided, kind: trial})
+        cut = max(live, key=lambda e: (without[e], -e))  # ties: the earlier edge
+        model.decide(kind, cut, REMOVED)
+        say(f"PT {kind} node {names[cut].split('<-')[0]}: cut {names[cut]} ({without[cut]:.4f} without it)")
+        records.append({"kind": kind, "node": names[inputs[0]].split("<-")[0],
+                        "acc_without_edge": {names[e]: acc for e, acc in without.items()}, "removed": names[cut]})
