@@ -184,7 +184,7 @@ def _ratio(x) -> str:
 def add_parser(sub) -> None:
     from .quality import add_arguments, quality
 
-    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality")
+    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality | skips")
     what = p.add_subparsers(dest="what", required=True)
 
     s = what.add_parser("search-step", help="time and memory of one search step over a grid of settings")
@@ -208,6 +208,11 @@ def add_parser(sub) -> None:
     q = what.add_parser("quality", help="the NAS-Bench-201 accuracy of the cells K seeds of each search setting find")
     add_arguments(q)
     q.set_defaults(func=quality)
+
+    from . import skips
+    k = what.add_parser("skips", help="the skip connections in the DARTS-space normal cells K seeds of each setting find")
+    skips.add_arguments(k)
+    k.set_defaults(func=skips.skips)
 
 
 def _common(p, steps_help: str) -> None:

@@ -70,8 +70,9 @@ def quality(args) -> dict:
     return report
 
 
-def _settings(args) -> dict[str, list]:
-    """setting name -> one validated config per seed (progress off, pictures off: the report draws its own)."""
+def _settings(args, space: str = "nas-bench-201") -> dict[str, list]:
+    """setting name -> one validated config per seed (progress off, pictures off: the report draws its own),
+    each searching `space`."""
     from ..conv.config import load_config
     from ..core.config import ConfigError
 
@@ -82,7 +83,10 @@ def _settings(args) -> dict[str, list]:
             raise ConfigError(f"--config names the setting {name!r} twice; give each setting its own file name")
         configs = [load_config(spec, list(args.set or []) + [f"seed={seed}", "progress=false", "plot=false"])
                    for seed in range(args.seeds)]
-        if configs[0].space != "nas-bench-201":
+        if configs[0].space != space and space == "darts":
+            raise ConfigError(f"{spec}: bench skips counts the skip connections of DARTS-space normal cells; this "
+                              f"config searches the {configs[0].space} space (bench quality measures those)")
+        if configs[0].space != space and space == "nas-bench-201":
             raise ConfigError(f"{spec}: bench quality measures searches in the NAS-Bench-201 space, whose cells have "
                               f"known accuracies; this config searches the {configs[0].space} space "
                               "(use an nb201-* config, or --set space=nas-bench-201 with its ops)")
