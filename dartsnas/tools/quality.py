@@ -29,15 +29,20 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 
-def add_arguments(p) -> None:
+def runner_arguments(p, examples: str, seeds: int, out: str) -> None:
+    """The flags of every bench that runs K seeds of search settings through this module's runner."""
     p.add_argument("--config", nargs="+", required=True, metavar="CONFIG",
-                   help="search settings: shipped config names (nb201-cpu-darts-v1, ...) or YAML files")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per setting: 0 .. K-1 (default 3)")
+                   help=f"search settings: shipped config names ({examples}, ...) or YAML files")
+    p.add_argument("--seeds", type=int, default=seeds, help=f"seeds per setting: 0 .. K-1 (default {seeds})")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every setting")
-    p.add_argument("--out", default="runs/quality", help="folder of the run folders (default: runs/quality)")
+    p.add_argument("--out", default=out, help=f"folder of the run folders (default: {out})")
     p.add_argument("--jobs", type=int, default=1, help="searches at once, each in its own process (default 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads per search (default: the CPU's cores divided by --jobs)")
+
+
+def add_arguments(p) -> None:
+    runner_arguments(p, "nb201-cpu-darts-v1", 3, "runs/quality")
     p.add_argument("--random-k", type=int, nargs="+", default=[1, 3, 10, 100],
                    help="random search's expected best of k cells, for these k (default 1 3 10 100)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

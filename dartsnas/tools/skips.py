@@ -19,14 +19,9 @@ PARAMETER_FREE = ("skip_connect", "max_pool_3x3", "avg_pool_3x3", "none")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--config", nargs="+", required=True, metavar="CONFIG",
-                   help="DARTS-space search settings: shipped config names (cifar10-cpu, ...) or YAML files")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per setting: 0 .. K-1 (default 2)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every setting")
-    p.add_argument("--out", default="runs/skips", help="folder of the run folders (default: runs/skips)")
-    p.add_argument("--jobs", type=int, default=1, help="searches at once, each in its own process (default 1)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads per search (default: the CPU's cores divided by --jobs)")
+    from .quality import runner_arguments
+
+    runner_arguments(p, "cifar10-cpu", 2, "runs/skips")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
