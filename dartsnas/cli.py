@@ -66,15 +66,24 @@ def _run(args, command: str) -> None:
     from .core.config import ConfigError, load_dataclass
 
     side = _side(args, command)
+    auto = args.resume == "auto"
+    if auto:  # the same command line starts the run, and after any stop resumes it (a cluster's requeue)
+        args.resume = _auto_resume(args, command, side)
     if args.resume:
         run_dir = Path(args.resume)
-        _refuse_new_run_flags(args)
+        if not auto:
+            _refuse_new_run_flags(args)
+        kind = _run_kind(run_dir)
+        if kind not in (None, command):  # else its config would be refused key by key, which misleads
+            raise ConfigError(f"--resume {run_dir} is a {kind} run folder, not a {command} run; resume it with: "
+                              f"dartsnas {kind} --resume {run_dir}")
         needed = ["config.yaml"] + (["genotype.json"] if command == "train" else [])
         if not all((run_dir / name).exists() for name in needed):
             raise ConfigError(f"--resume {run_dir}: no {' and '.join(needed)} there; give the folder of an earlier "
                               f"{command} run")
         config = _apply_flags(load_dataclass(side.config, run_dir / "config.yaml"), args)
         genotype = (_genotype(run_dir / "genotype.json", side.recurrent),) if command == "train" else ()
+        args.run_dir = run_dir  # from here on, a failure is written into its log too
         side.run(config, *genotype, run_dir, resume=True)
         return
     genotype = ()
@@ -89,7 +98,36 @@ def _run(args, command: str) -> None:
     if command == "train" and not side.recurrent:  # before the run folder is made (run_training checks again)
         from .conv.train import check_genotype
         check_genotype(config, *genotype)
-    side.run(config, *genotype, _new_run(args, side.name))
+    from .core.device import resolve_device
+    resolve_device(config.device)  # an unusable device, too, ends before the run folder is made
+    args.run_dir = _new_run(args, side.name)
+    side.run(config, *genotype, args.run_dir)
+
+
+def _auto_resume(args, command: str, side: Side) -> Path | None:
+    """--resume auto: the newest run folder under --out of this name that saved a checkpoint, if its saved
+    config is the one this command line makes (else an error: a changed run is a new run); None to start."""
+    from .core.checkpoints import LATEST
+    from .core.config import ConfigError, check_name, load_dataclass, read_yaml
+
+    name = check_name(args.name) if args.name is not None else side.name
+    found = sorted((p for p in Path(args.out).glob(f"{name}-*") if p.is_dir() and any(p.glob(LATEST[:-3] + "*.pt"))),
+                   key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    run_dir = found[-1]
+    overrides = ([f"corpus={args.task}"] if side.recurrent else []) + _overrides(args, side.recurrent)
+    wanted = _apply_flags(load_dataclass(side.config, args.config, overrides, side.folder, side.what), args).to_dict()
+    saved = read_yaml(run_dir / "config.yaml")
+    differ = sorted(k for k in wanted if k != "progress" and isinstance(saved, dict) and saved.get(k) != wanted[k])
+    if command == "train" and args.genotype and (_genotype(args.genotype, side.recurrent)
+                                                 != _genotype(run_dir / "genotype.json", side.recurrent)):
+        differ.append("the genotype")
+    if differ:
+        raise ConfigError(f"--resume auto found {run_dir}, but its config differs in {', '.join(differ)}; resume it "
+                          f"with its own (dartsnas {command} --resume {run_dir}) or give this run another --name")
+    print(f"resuming {run_dir}", file=sys.stderr)
+    return run_dir
 
 
 def _genotype(spec, recurrent: bool):
@@ -111,8 +149,10 @@ def _refuse_new_run_flags(args) -> None:
 
     given = [flag for flag, value in (("GENOTYPE", getattr(args, "genotype", None)), ("--task", args.task),
                                       ("--config", args.config), ("--set", args.set), ("--device", args.device),
-                                      ("--seed", args.seed), ("--amp", getattr(args, "amp", False)),
-                                      ("--compile", getattr(args, "compile", False))) if value]
+                                      ("--seed", args.seed), ("--deterministic", args.deterministic),
+                                      ("--amp", getattr(args, "amp", False)),
+                                      ("--compile", getattr(args, "compile", False)), ("--name", args.name),
+                                      ("--out", args.out if args.out != "runs" else None)) if value]
     if given:
         raise ConfigError(f"--resume continues a run with its own saved config and genotype; drop {', '.join(given)} "
                           "(or start a new run)")
@@ -126,6 +166,8 @@ def _overrides(args, recurrent: bool) -> list[str]:
     for flag in ("device", "seed"):
         if getattr(args, flag) is not None:
             overrides.append(f"{flag}={getattr(args, flag)}")
+    if args.deterministic:
+        overrides.append("deterministic=true")
     switches = [flag for flag in ("amp", "compile") if getattr(args, flag, False)]
     if switches and recurrent:
         raise ConfigError("--amp and --compile are for convolutional networks; drop them for a recurrent cell")
@@ -141,11 +183,25 @@ def _apply_flags(config, args):
 
 def _new_run(args, name: str) -> Path:
     """A fresh run folder under --out (named --name, or `name`), announced on stderr."""
+    from .core.config import check_name
     from .core.runs import new_run_dir
 
-    run_dir = new_run_dir(args.out, args.name or name)
+    # --name is checked here, strictly: the default (a config file's stem) may hold spaces, never a '/'.
+    run_dir = new_run_dir(args.out, check_name(args.name) if args.name is not None else name)
     print(f"run folder: {run_dir}", file=sys.stderr)
     return run_dir
+
+
+def _run_kind(run_dir: Path) -> str | None:
+    """"search" or "train", by the saved config.yaml of a run folder (only searches tune alphas: arch_lr);
+    None when it has no readable one."""
+    from .core.config import ConfigError, read_yaml
+
+    try:
+        saved = read_yaml(run_dir / "config.yaml")
+    except ConfigError:
+        return None
+    return None if not isinstance(saved, dict) else "search" if "arch_lr" in saved else "train"
 
 
 def _recurrent_run(run_dir) -> bool:
@@ -174,7 +230,7 @@ def cmd_genotype(args) -> None:
     from .core.genotype import PUBLISHED
     from .recurrent.genotype import RECURRENT_PUBLISHED, names_recurrent
 
-    if args.list or not args.spec:
+    if args.list or args.spec is None:  # an empty spec ('') is a mistake, not a request for the list
         for name, g in (PUBLISHED | RECURRENT_PUBLISHED | PUBLISHED_NB201).items():
             print(f"{name}: {g}")
         return
@@ -276,8 +332,12 @@ def _run_flags(p, what: str, configs: str, default_name: str, task_help: str) ->
     p.add_argument("--seed", type=int, help="random seed (sets the config's seed)")
     p.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
     p.add_argument("--name", help=f"run folder name prefix (default: {default_name})")
-    p.add_argument("--resume", metavar="RUN", help=f"continue the {what} run in folder RUN from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN", help=f"continue the {what} run in folder RUN from its last checkpoint; "
+                                                   "auto: the newest run of this --name under --out if there is one "
+                                                   "(same config), else start it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels on CUDA (slower; CPU runs are bit-identical anyway)")
     p.add_argument("--task", choices=TASKS, help=task_help)
 
 
@@ -357,14 +417,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit statuses: what went wrong, for scripts and schedulers (a signal's is 128 + its number, as a shell's).
+EXIT_USER_ERROR = 2      # a bad config, genotype, dataset or run folder: the message names the fix
+EXIT_OUT_OF_MEMORY = 3   # the peak memory seen and what to change
+EXIT_DIVERGED = 4        # non-finite or exploding values: the run stopped, its last good checkpoint kept
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .core.device import OutOfMemory
+    from .core.guard import Diverged
+    from .core.runs import Interrupted
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except _user_errors() as err:
-        print(f"dartsnas {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; continue with: dartsnas {args.command} --resume RUN", file=sys.stderr)
-        return 130
+        return _fail(args, str(err), EXIT_USER_ERROR)
+    except Diverged as err:
+        return _fail(args, str(err), EXIT_DIVERGED)
+    except OutOfMemory as err:  # a search's own advice, measured by probes
+        return _fail(args, str(err), EXIT_OUT_OF_MEMORY)
+    except Interrupted as err:
+        return _fail(args, str(err).format(command=args.command), 128 + err.signum, "")
+    except KeyboardInterrupt:  # before a run loop took over the signal, or a second Ctrl-C
+        return _fail(args, f"interrupted{_resume_hint(args)}", 130, "")
+    except (RuntimeError, MemoryError) as err:  # failed CPU allocations are RuntimeErrors; CUDA's are too
+        if not _out_of_memory(err):
+            raise
+        return _fail(args, _memory_message(err), EXIT_OUT_OF_MEMORY)
     return 0
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    import torch
+    text = str(err)
+    return (isinstance(err, (torch.OutOfMemoryError, MemoryError)) or "not enough memory" in text
+            or "can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def _memory_message(err: BaseException) -> str:
+    from .core.device import peak_memory_gb
+    import torch
+
+    device = torch.device("cuda") if isinstance(err, torch.OutOfMemoryError) else torch.device("cpu")
+    return (f"out of memory (peak {peak_memory_gb(device):.2f} GB on {device}): lower batch_size, or search with "
+            "mixed_op: lean or partial (far less memory per step), or train with --amp; "
+            "dartsnas bench search-step measures the memory of each mode")
+
+
+def _fail(args, message: str, status: int, prefix: str = "error: ") -> int:
+    """One line on stderr, and the same in the run folder's log when the failing command had made one."""
+    line = f"dartsnas {args.command}: {prefix}{message}"
+    print(line, file=sys.stderr)
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is not None and Path(run_dir).is_dir():
+        import time
+        try:
+            with open(Path(run_dir) / "log.txt", "a") as log:
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line} (exit status {status})\n")
+        except OSError:  # the folder became unwritable: the message on stderr is what is left
+            pass
+    return status
+
+
+def _resume_hint(args) -> str:
+    """How to continue an interrupted run, if it saved a checkpoint; else that there is nothing to resume."""
+    from .core.checkpoints import LATEST
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is None:
+        return ""
+    if any(Path(run_dir).glob(LATEST.replace(".pt", "*.pt"))):
+        return f"; continue with: dartsnas {args.command} --resume {run_dir}"
+    return f"; it had saved no checkpoint yet, so {run_dir} holds nothing to resume: start it again"

@@ -216,8 +216,8 @@ def test_sgas_decisions_survive_resume_and_make_the_genotype(tmp_path, monkeypat
     calls = {"n": 0}
     real_save = runs_module.save_checkpoint
 
-    def save_then_die(state, path):  # killed right after the second epoch's checkpoint (two decisions made)
-        real_save(state, path)
+    def save_then_die(state, path, *rest):  # killed right after the second epoch's checkpoint (two decisions made)
+        real_save(state, path, *rest)
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt

@@ -56,7 +56,7 @@ def test_search_logs_expected_memory_and_warns_when_it_will_not_fit(tmp_path, mo
 
 @pytest.mark.slow
 def test_out_of_memory_ends_with_advice(tmp_path, monkeypatch, capsys, tiny_search):
-    def boom(self, progress):
+    def boom(self, progress, steps):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(search_module.Searcher, "train_epoch", boom)
@@ -64,7 +64,7 @@ def test_out_of_memory_ends_with_advice(tmp_path, monkeypatch, capsys, tiny_sear
     args = ["search", "--out", str(tmp_path)]
     for item in tiny_search + ["epochs=1", "plot=false"]:
         args += ["--set", item]
-    assert main(args) == 2
+    assert main(args) == 3  # cli.EXIT_OUT_OF_MEMORY
     err = capsys.readouterr().err
-    assert "out of memory in exact mode at batch_size=32 on cpu" in err
+    assert "out of memory in exact mode at batch_size=32 on cpu (peak " in err
     assert "--set mixed_op=lean" in err and "Traceback" not in err

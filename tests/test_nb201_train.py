@@ -109,7 +109,7 @@ def test_image_sides_must_suit_the_network(tmp_path, capsys):
 def test_nesterov_reaches_the_optimiser_and_no_clipping_means_none(monkeypatch):
     pytest.importorskip("sklearn")
     clipped = []
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, norm: clipped.append(norm))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, norm: clipped.append(norm) or torch.tensor(0.0))
     for overrides, calls in (([], 0), (["grad_clip=5"], 2)):
         config = load_train_config("nb201", TINY + ["subset=64", "valid_portion=0"] + overrides)
         generator = torch.Generator().manual_seed(0)
@@ -158,8 +158,8 @@ def test_a_killed_run_resumes_exactly(tmp_path, monkeypatch):
     whole = _train(tmp_path, "epochs=2", name="whole")
     real_save = runs_module.save_checkpoint
 
-    def save_then_die(state, path):  # the process dies right after the first epoch's checkpoint
-        real_save(state, path)
+    def save_then_die(state, path, *rest):  # the process dies right after the first epoch's checkpoint
+        real_save(state, path, *rest)
         if path.name == "checkpoint.pt":
             raise KeyboardInterrupt
 

@@ -95,7 +95,7 @@ def test_tuning_runs_the_search_steps_at_a_tenth_of_the_rate_after_each_round():
     seen = []
     searcher = SimpleNamespace(model=model, optimizer=optimizer,
                                config=SimpleNamespace(derivation=lambda: "nas-bench-201", lr=0.1),
-                               train_epoch=lambda progress: seen.append(optimizer.param_groups[0]["lr"]))
+                               train_epoch=lambda: seen.append(optimizer.param_groups[0]["lr"]))
     pt_derive(searcher, torch.Generator().manual_seed(0), tune_epochs=2, accuracy=lambda: 0.5)
     assert seen == pytest.approx([0.01] * 12) and optimizer.param_groups[0]["lr"] == 0.1
 

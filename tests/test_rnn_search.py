@@ -66,8 +66,8 @@ def test_killed_search_resumes_exactly(tmp_path, monkeypatch, search_text, tiny_
     calls = {"n": 0}
     real_save = runs_module.save_checkpoint
 
-    def save_then_die(state, path):
-        real_save(state, path)
+    def save_then_die(state, path, *rest):
+        real_save(state, path, *rest)
         calls["n"] += 1
         if calls["n"] == 1:
             raise KeyboardInterrupt

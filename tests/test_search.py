@@ -75,8 +75,8 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch, cli_search, tiny_sear
     calls = {"n": 0}
     real_save = runs_module.save_checkpoint
 
-    def save_then_die(state, path):  # the process dies right after the first epoch's checkpoint
-        real_save(state, path)
+    def save_then_die(state, path, *rest):  # the process dies right after the first epoch's checkpoint
+        real_save(state, path, *rest)
         calls["n"] += 1
         if calls["n"] == 1:
             raise KeyboardInterrupt

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.config import CONFIG_DIR, ConfigError, load_dataclass
+from ..core.config import CONFIG_DIR, ConfigError, check_ranges, load_dataclass
+from ..core.options import RunOptions
 from .nb201.genotype import OPS as NB201_OPS
 from .nb201.table import DATASETS as BENCHMARK_DATASETS
 from .spaces import DARTS_OPS, DERIVATIONS, MIXED_OPS, SPACES
@@ -38,12 +39,47 @@ class ImageData:
     crop_padding: int | None = None     # random-crop padding in pixels; None: 4 for 32x32 and larger, else 0
     flip: bool | None = None            # horizontal flips; None: on for colour images, off for grey ones
 
+    # The interval of every numeric field (core.config.check_ranges; None always passes: it means off).
+    RANGES = {"subset": "[1, inf)", "cutout_length": "[1, inf)", "crop_padding": "[0, inf)"}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check_data(self) -> None:
+        """The dataset name and its options' values, so that a typo ends before a run folder is made."""
+        from .data import DATASETS, _option_names
+
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset: unknown {self.dataset!r}; available: {', '.join(sorted(DATASETS))}")
+        known = {name for loader in DATASETS.values() for name in _option_names(loader)}
+        for name, value in self.data_options.items():
+            if name not in known:
+                takes = ", ".join(_option_names(DATASETS[self.dataset])) or "no options"
+                raise ConfigError(f"data_options: unknown option {name!r}; the {self.dataset} dataset takes {takes}")
+            ok, what = DATA_OPTIONS[name]
+            if not ok(value):
+                raise ConfigError(f"data_options: {name} must be {what}, got {value!r}")
+
+
+def _whole(value, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= 2**31 - 1
+
+
+# The value each dataset option takes (conv/data.py's loaders): a test, and what it must be in words.
+DATA_OPTIONS = {
+    "size": (lambda v: v is None or _whole(v), "a whole number >= 1 (imagefolder: the side in pixels every "
+                                               "image is resized to; fake: the image count) or null"),
+    "limit_per_class": (lambda v: v is None or _whole(v), "a whole number of images >= 1, or null"),
+    "num_classes": (_whole, "a whole number >= 1"),
+    "grayscale": (lambda v: isinstance(v, bool), "true or false"),
+    "cache": (lambda v: isinstance(v, bool), "true or false"),
+    "shape": (lambda v: isinstance(v, list) and len(v) == 3 and all(_whole(x) for x in v),
+              "three whole numbers >= 1, [channels, height, width]"),
+}
+
 
 @dataclass
-class SearchConfig(ImageData):
+class SearchConfig(ImageData, RunOptions):
     train_portion: float = 0.5          # share of the training set for the weights; the rest tunes alphas
     # search space
     space: str = "darts"                # darts | nas-bench-201 (spaces.py; docs/nas-bench-201.md)
@@ -96,11 +132,22 @@ class SearchConfig(ImageData):
     # run
     seed: int = 2
     device: str = "auto"                # cpu, cuda, cuda:N, or auto (cuda when available)
-    deterministic: bool = False         # deterministic kernels on CUDA (slower); CPU runs are anyway
     channels_last: bool = True          # NHWC memory format: faster depthwise convs on CPU and GPU
     progress: bool = True               # a progress bar on the terminal
     tensorboard: bool = False           # also log scalars to RUN/tb (needs the tensorboard extra)
     plot: bool = True                   # draw the pictures at the end (needs the plot extra)
+
+    RANGES = ImageData.RANGES | {
+        "train_portion": "(0, 1)", "nodes": "[1, inf)", "init_channels": "[1, inf)", "layers": "[3, inf)",
+        "stem_multiplier": "[1, inf)", "stage_cells": "[1, inf)", "partial_k": "[1, inf)",
+        "temperature": "(0, inf)", "anneal_entropy": "(0, 1]", "beta_decay": "[0, inf)", "aux_skip": "[0, inf)",
+        "early_stop_skips": "[1, inf)", "early_stop_patience": "[1, inf)", "skip_cap": "[0, inf)",
+        "progressive_warmup": "[0, inf)", "progressive_interval": "[1, inf)", "progressive_history": "[1, inf)",
+        "epochs": "[1, inf)", "batch_size": "[1, inf)", "lr": "(0, inf)", "lr_min": "[0, inf)",
+        "momentum": "[0, 1)", "weight_decay": "[0, inf)", "grad_clip": "(0, inf)",
+        "arch_lr": "[0, inf)",  # 0: alphas frozen (tests freeze the ranking so)
+        "arch_betas": "[0, 1)", "arch_weight_decay": "[0, inf)", "arch_start_epoch": "[0, inf)", "seed": "[0, inf)",
+    }
 
     def validate(self) -> "SearchConfig":
         # Imported here so that importing this module needs no torch.
@@ -153,6 +200,8 @@ class SearchConfig(ImageData):
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
         _check_collapse_options(self)
+        check_ranges(self)  # after the checks above: their messages are the more specific
+        self.check_data()
         return self
 
     def derivation(self) -> str:
@@ -167,7 +216,7 @@ class SearchConfig(ImageData):
 
 
 @dataclass
-class TrainConfig(ImageData):
+class TrainConfig(ImageData, RunOptions):
     """The paper's CIFAR-10 evaluation defaults (Sec. 3.3, A.2); ImageNet, NAS-Bench-201's training and the
     quick CPU runs are shipped YAML files (`imagenet`, `nb201`, `quick`, `nb201-quick`; `cifar10` restates
     the defaults)."""
@@ -200,12 +249,19 @@ class TrainConfig(ImageData):
     # run
     seed: int = 0
     device: str = "auto"                # cpu, cuda, cuda:N, or auto (cuda when available)
-    deterministic: bool = False         # deterministic kernels on CUDA (slower); CPU runs are anyway
     channels_last: bool = True          # NHWC memory format: faster depthwise convs on CPU and GPU
     amp: bool = False                   # bfloat16 autocast (meant for CUDA; on CPU it runs, mostly slower)
     compile: bool = False               # torch.compile the network
     progress: bool = True               # a progress bar on the terminal
     plot: bool = True                   # draw the cells and the curves at the end (needs the plot extra)
+
+    RANGES = ImageData.RANGES | {
+        "valid_portion": "[0, 1)", "workers": "[1, inf)", "image_size": "[1, inf)", "init_channels": "[1, inf)",
+        "layers": "[3, inf)", "auxiliary_weight": "[0, inf)", "drop_path_prob": "[0, 1)", "epochs": "[1, inf)",
+        "batch_size": "[1, inf)", "lr": "(0, inf)", "lr_min": "[0, inf)", "lr_gamma": "(0, 1]",
+        "momentum": "[0, 1)", "weight_decay": "[0, inf)", "grad_clip": "(0, inf)", "label_smoothing": "[0, 1)",
+        "seed": "[0, inf)",
+    }
 
     def validate(self) -> "TrainConfig":
         from .network import NETWORKS  # imported here so that importing this module needs no torch
@@ -231,6 +287,8 @@ class TrainConfig(ImageData):
         if self.data_loader == "workers" and self.dataset != "imagefolder":
             raise ConfigError(f"data_loader: workers reads image folders; set dataset: imagefolder (got {self.dataset!r}) "
                               "or use data_loader: memory")
+        check_ranges(self)  # after the checks above: their messages are the more specific
+        self.check_data()
         return self
 
 

@@ -94,7 +94,8 @@ def _default_root(name: str, root) -> Path:
 
 
 def _list_paths(paths) -> str:
-    return "".join(f"\n  {p}" for p in paths)
+    # One line: the command line prints an error as one line, "dartsnas <command>: error: ...".
+    return " " + " and ".join(str(p) for p in paths) + "."
 
 
 # -------------------------------------------------------------------------------------------------------- download
@@ -137,14 +138,37 @@ _CIFAR = {
 }
 
 
+# What the official CIFAR pickles (Python 2's and 3's) may name: numpy arrays and bytes, nothing that runs.
+_CIFAR_GLOBALS = {(module, name) for core in ("numpy.core", "numpy._core") for module, name in (
+    (f"{core}.multiarray", "_reconstruct"), (f"{core}.multiarray", "scalar"), (f"{core}.numeric", "_frombuffer"))}
+_CIFAR_GLOBALS |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles arrays, numbers, bytes and containers only: a pickle naming any other global (a function
+    that would run, as os.system) is refused before it is called."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which an official CIFAR batch never does "
+                                         "(refused unrun)")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
-    # The official CIFAR distribution is Python pickles; these are the files the user pointed us at.
+    # The official CIFAR distribution is Python pickles; these are the files the user pointed us at, read
+    # with an unpickler that builds data only, so a file that carries code cannot run it.
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
-        raise DataError(f"cannot read {path} ({error}); the file is damaged: delete it and load again with "
-                        f"download=true, or replace it from the official tarball.") from None
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, MemoryError, RecursionError) as error:  # what a damaged pickle raises, by where it ends
+        raise DataError(f"cannot read {path} ({str(error)[:200]}); the file is damaged or not an official CIFAR "
+                        f"batch: replace it from the official tarball (or delete it and load with download=true).") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{path} holds a {type(batch).__name__}, not an official CIFAR batch (a dict); replace it "
+                        "from the official tarball.")
+    return batch
 
 
 def _find_cifar(name: str, split: str, root, download: bool) -> Path:
@@ -156,25 +180,41 @@ def _find_cifar(name: str, split: str, root, download: bool) -> Path:
         if all((folder / f).is_file() for f in needed):
             return folder
     (tarball,) = SOURCES[name]["files"]
+    if (base / tarball).is_file():
+        extracted = _extraction_folder(name, base, base / tarball) / layout["folder"]
+        if all((extracted / f).is_file() for f in needed):  # extracted by an earlier load
+            return extracted
     if not (base / tarball).is_file():
         if not download:
             raise DataError(
-                f"{name} {split} split not found: looked for {', '.join(needed)} in:{_list_paths(candidates)}\n"
+                f"{name} {split} split not found: looked for {', '.join(needed)} in:{_list_paths(candidates)} "
                 f"Pass download=true (--set download=true) to fetch {_source_url(name, tarball)} into {base}, "
                 f"or put that tarball or its extracted {layout['folder']}/ folder there.")
         _download(name, tarball, base)
     elif md5sum(base / tarball) != SOURCES[name]["files"][tarball]:
         raise DataError(f"{base / tarball} does not match the official md5; delete it and load again with "
                         f"download=true.")
-    _extract(base / tarball, base)
-    return base / layout["folder"]
+    folder = _extraction_folder(name, base, base / tarball)
+    _extract(base / tarball, folder)
+    return folder / layout["folder"]
+
+
+def _extraction_folder(name: str, base: Path, tarball: Path) -> Path:
+    """Where a tarball is extracted: beside it in the data cache, which is ours; a folder the user gave is
+    theirs and is never written to, so its tarball is extracted under the cache, keyed by the tarball."""
+    if base.resolve() == (data_home() / name).resolve():
+        return base
+    stat = tarball.stat()
+    key = hashlib.sha1(f"{tarball.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_home() / "extracted" / f"{name}-{key}"
 
 
 def _extract(archive: Path, folder: Path) -> None:
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             tar.extractall(folder, filter="data")  # "data" refuses absolute paths, links out and devices
-    except (OSError, tarfile.TarError) as error:
+    except (OSError, EOFError, tarfile.TarError) as error:
         raise DataError(f"cannot extract {archive} ({error}); delete it and load again with download=true.") from None
 
 
@@ -187,11 +227,15 @@ def _load_cifar(name: str, split: str, root, download: bool) -> ImageSet:
         try:
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(batch[layout["labels"]])
-        except (KeyError, ValueError) as error:
+        except (KeyError, ValueError, TypeError) as error:
             raise DataError(f"{folder / filename} is not an official {name} batch ({error!r}); "
                             f"replace it from the official tarball.") from None
     meta = _unpickle(folder / layout["meta"])
-    classes = [c.decode() for c in meta[layout["names"]]]
+    try:
+        classes = [c.decode() for c in meta[layout["names"]]]
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+        raise DataError(f"{folder / layout['meta']} is not an official {name} meta file ({error!r}); "
+                        f"replace it from the official tarball.") from None
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64), classes)
 
 
@@ -260,7 +304,7 @@ def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageSet:
     else:
         if not download:
             raise DataError(
-                f"{name} {split} split not found: looked for {' and '.join(wanted)} in:{_list_paths(candidates)}\n"
+                f"{name} {split} split not found: looked for {' and '.join(wanted)} in:{_list_paths(candidates)} "
                 f"To get it: {_HOW_TO_GET.get(name, '')}pass download=true (--set download=true) to fetch it "
                 f"from {SOURCES[name]['url']} into {candidates[0]}.")
         found = [_idx_file(candidates[0], f) or _download(name, f, candidates[0]) for f in wanted]
@@ -316,11 +360,16 @@ def _decode_image(data: bytes, mode: str, size: int | None) -> np.ndarray:
 
 
 def _decode_named(item, mode: str, size: int | None) -> np.ndarray:
+    from PIL import UnidentifiedImageError
+
     name, data = item
     try:
         return _decode_image(data, mode, size)
     except Exception as error:  # Pillow raises many kinds; all mean the same thing to the user
-        raise DataError(f"cannot read image {name}: {error}. Delete or replace that file.") from None
+        # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names no file: say what it means.
+        why = "not an image Pillow can read" if isinstance(error, UnidentifiedImageError) else str(error)[:200]
+        raise DataError(f"cannot read image {name} ({why}): it is damaged, truncated or not an image; remove or "
+                        f"fix that file.") from None
 
 
 def _decode_all(items, count: int, mode: str, size: int | None) -> np.ndarray:
@@ -372,6 +421,9 @@ def _folder_listing(root: Path, split: str, limit: int | None):
     for label, cls in enumerate(classes):
         folder = root / split / cls
         names = sorted(n for n in os.listdir(folder) if _is_image_name(n, suffixes)) if folder.is_dir() else []
+        if folder.is_dir() and not names:  # a class the network would be asked to learn from no image
+            raise DataError(f"class folder {folder} holds no images (.png, .jpg, ... files); add its images or "
+                            f"remove the folder.")
         files += [(folder / n, label) for n in names[:limit]]
     return classes, files
 
@@ -418,6 +470,25 @@ def _read_archive(path: Path, split: str, mode: str, size, limit) -> tuple[np.nd
     except (OSError, EOFError, tarfile.TarError) as error:
         raise DataError(f"cannot read the archive {path} ({error}); check it is a whole .tar/.tar.gz.") from None
     return images, [label for _, label in members], classes
+
+
+def _is_tarfile(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, EOFError):  # a .tar.gz cut short fails inside gzip, not in tarfile
+        return False
+
+
+def _check_classes(root: Path, split: str, classes: list[str], labels: list[int]) -> None:
+    """A classifier needs two classes: with one, every loss is 0 and every accuracy 1.0, and a search would
+    hand on a cell it learnt nothing about. Training images must show two classes for the same reason."""
+    if len(classes) < 2:
+        raise DataError(f"{root} has {len(classes)} class ({', '.join(classes)}); classification needs at least 2 "
+                        f"classes: put each class's images in its own folder, {root}/{split}/<class>/<image>.")
+    present = sorted({classes[label] for label in labels})
+    if split == "train" and len(present) < 2:
+        raise DataError(f"the training images of {root} are all of class {present[0]}; classification needs at "
+                        f"least 2 classes: add the other classes' images under {root}/train/<class>/.")
 
 
 def _imagefolder_cache_path(root: Path, split: str, options: dict) -> Path:
@@ -468,17 +539,22 @@ def load_imagefolder(split: str, root=None, download: bool = False, grayscale: b
     cache: keep the decoded split under ~/.cache/dartsnas/imagefolder/. download is ignored (nothing to fetch).
     """
     if root is None:
-        raise DataError("the imagefolder dataset needs root=<folder or .tar.gz archive> laid out as "
-                        "<root>/train/<class>/<image> and <root>/test/<class>/<image>.")
+        raise DataError("the imagefolder dataset reads your own images: set data_dir=DIR (--set data_dir=DIR; "
+                        "root= in load_images) to a folder or .tar.gz laid out as DIR/train/<class>/<image> and "
+                        "DIR/test/<class>/<image>.")
     root = Path(root).expanduser().resolve()
     if not root.exists():
         raise DataError(f"image folder {root} does not exist; set root to a folder or .tar.gz laid out as "
                         f"<root>/train/<class>/<image> and <root>/test/<class>/<image>.")
-    if limit_per_class is not None and limit_per_class < 1:
-        raise DataError(f"limit_per_class must be a positive number of images, got {limit_per_class}.")
+    if limit_per_class is not None and not (isinstance(limit_per_class, int) and limit_per_class >= 1):
+        raise DataError(f"limit_per_class must be a positive number of images, got {limit_per_class!r}.")
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+        raise DataError(f"size must be a positive number of pixels (every image is resized to size x size), "
+                        f"got {size!r}.")
     is_archive = root.is_file()
-    if is_archive and not tarfile.is_tarfile(root):
-        raise DataError(f"{root} is neither a folder nor a .tar/.tar.gz/.tgz archive.")
+    if is_archive and not _is_tarfile(root):
+        raise DataError(f"{root} is neither a folder nor a whole .tar/.tar.gz/.tgz archive; check the file is "
+                        f"complete, or give the folder it was made from.")
     mode = "L" if grayscale else "RGB"
     options = {"mode": mode, "size": size, "limit_per_class": limit_per_class}
     cache_path = _imagefolder_cache_path(root, split, options) if cache else None
@@ -486,6 +562,7 @@ def load_imagefolder(split: str, root=None, download: bool = False, grayscale: b
         return cached
     read = _read_archive if is_archive else _read_folder
     pixels, labels, classes = read(root, split, mode, size, limit_per_class)
+    _check_classes(root, split, classes, labels)
     images = torch.from_numpy(pixels)
     images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
     data = ImageSet(images, torch.tensor(labels, dtype=torch.int64), classes)
@@ -649,24 +726,27 @@ def training_augment(config, data: ImageSet, mean, std) -> Augment:
 
 
 def batches(data: ImageSet, batch_size: int, generator: torch.Generator | None, augment: Augment | None = None,
-            shuffle: bool = True, drop_last: bool = False):
+            shuffle: bool = True, drop_last: bool = False, skip: int = 0):
     """Iterate one epoch of (x float32, y int64) batches on data's device.
 
-    The shuffle order is drawn from the CPU generator (torch's global RNG when it is None); augment gets the
-    same generator. Without augment, x is the images scaled to [0, 1].
+    The shuffle order is drawn from the CPU generator (torch's global RNG when it is None) when this is
+    called, before any batch is augmented; augment gets the same generator. So a run resumed inside an
+    epoch gets that epoch's order back by restoring the generator, calling this with `skip` (the batches
+    already done, passed over without drawing), and restoring the generator's later state. Without
+    augment, x is the images scaled to [0, 1].
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_cpu_generator(generator)
-    return _epoch(data, batch_size, generator, augment, shuffle, drop_last)
-
-
-def _epoch(data, batch_size, generator, augment, shuffle, drop_last):
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    order = order.to(data.images.device)
+    return _epoch(data, order.to(data.images.device), batch_size, generator, augment, drop_last, skip)
+
+
+def _epoch(data, order, batch_size, generator, augment, drop_last, skip):
+    n = len(order)
     end = n - n % batch_size if drop_last else n
-    for start in range(0, end, batch_size):
+    for start in range(skip * batch_size, end, batch_size):
         index = order[start:start + batch_size]
         images = data.images[index]
         x = augment(images, generator) if augment is not None else images.float().div_(255)

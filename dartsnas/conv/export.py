@@ -24,7 +24,7 @@ from ..core.genotype import load_genotype
 from .nb201.genotype import CellGenotype, is_nb201_text
 from .network import build_network
 from .ops import OPS
-from ..core.runs import RunError, load_checkpoint
+from ..core.checkpoints import RunError, load_checkpoint
 
 FORMATS = {"pt2": None, "onnx": ("onnx", "onnxscript", "onnxruntime"), "safetensors": ("safetensors",)}
 EXTRA = {"onnx": "onnx", "safetensors": "safetensors"}
@@ -46,10 +46,20 @@ def load_trained(run_dir: Path, best: bool = False) -> tuple[torch.nn.Module, di
     if best and not source.exists():
         raise RunError(f"{run_dir} has no best.pt: the run held out no validation split (valid_portion: 0); "
                        "export the final weights (drop --best)")
-    state = load_checkpoint(source)["model"]
+    state = load_checkpoint(source).get("model")
+    if not isinstance(state, dict):  # a readable file of tensors, but not a training run's weights
+        raise RunError(f"checkpoint {source} holds no network weights (no 'model' state); give the folder of a "
+                       "training run (dartsnas train)")
+    if not (run_dir / "genotype.json").is_file():
+        raise RunError(f"{run_dir} has no genotype.json: give the folder of a training run (dartsnas train)")
     model = _network(record, (run_dir / "genotype.json").read_text())
     weights = {k: v for k, v in state.items() if not k.startswith("auxiliary_head.")}
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError) as err:  # keys or shapes of another network
+        first = str(err).strip().splitlines()[0][:200]
+        raise RunError(f"checkpoint {source} does not fit the network of {record_path} and genotype.json ({first}); "
+                       "were they edited after training? Put them back") from None
     return model.eval(), record
 
 

@@ -117,7 +117,7 @@ def pt_derive(searcher, generator: torch.Generator, tune_epochs: int = 1, log: C
     (genotype by `config.derivation()`, evidence). The model keeps its decisions.
 
     `searcher` needs `model` (a SearchNetwork), `config` (`derivation()`, `lr`, `batch_size`), and for the
-    default measure `data.arch_half`, `data.eval_augment`, `prepare_inputs`; for tuning, `train_epoch(None)`
+    default measure `data.arch_half`, `data.eval_augment`, `prepare_inputs`; for tuning, `train_epoch()`
     and `optimizer`. `accuracy()`: measures the supernet as it is now (default: `validation_accuracy` over
     at most `max_batches` batches). Ops and edges are visited in an order drawn from `generator`.
     """
@@ -139,7 +139,7 @@ def pt_derive(searcher, generator: torch.Generator, tune_epochs: int = 1, log: C
         if tune_epochs:
             with tuning_lr(searcher.optimizer, config.lr / 10):
                 for _ in range(tune_epochs):
-                    searcher.train_epoch(None)
+                    searcher.train_epoch()
 
     names, edges = model.edge_names(), sum(model.fan_in)
 

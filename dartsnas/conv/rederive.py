@@ -18,16 +18,17 @@ genotype.json or log is written).
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, check_name
 from ..core.device import resolve_device
-from ..core.runs import RunError, atomic_write_text, load_checkpoint
+from ..core.checkpoints import RunError, latest_state
+from ..core.config import read_yaml
+from ..core.runs import atomic_write_text, load_state
 from .config import load_config
 from .search import Searcher, prepare_data
 
@@ -40,17 +41,14 @@ def load_searcher(run_dir: str | Path, device: str | torch.device = "cpu") -> Se
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "alphas.jsonl").is_file():
         raise RunError(f"{run_dir} is not a search run folder (no config.yaml and alphas.jsonl there); give the "
                        "folder `dartsnas search` wrote")
-    import yaml
-
-    if "corpus" in (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}):
+    saved = read_yaml(run_dir / "config.yaml")  # with the size cap
+    if isinstance(saved, dict) and "corpus" in saved:
         raise RunError(f"{run_dir} is a recurrent search; dartsnas derive re-derives convolutional cells")
-    if not (run_dir / "checkpoint.pt").is_file():
-        raise RunError(f"{run_dir} has no checkpoint.pt: the search has not finished an epoch; let it run (or "
-                       "resume it) first")
     config = load_config(run_dir / "config.yaml")
     device = resolve_device(str(device))
+    state, path = latest_state(run_dir, device, config.keep_checkpoints)  # before the data: fail fast
     searcher = Searcher(config, prepare_data(config, device), device)
-    searcher.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
+    load_state(searcher, state, path, run_dir)
     return searcher
 
 
@@ -66,9 +64,8 @@ def rederive(run_dir: str | Path, rule: str, *, skip_cap: int | None = None, tun
     evaluation (pt, bnb); the rest go to bnb."""
     options = {k: v for k, v in options.items() if v is not None}
     derive = _checked_rule(rule, skip_cap, tune_epochs, seed, options)
-    name = name or default_name(rule, skip_cap)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ConfigError(f"--name {name!r}: a file name of letters, digits, '.', '_' and '-'")
+    name = default_name(rule, skip_cap) if name is None else name
+    check_name(name)  # it becomes RUN/derived/<name>.json: never a path out of the run folder
     run_dir = Path(run_dir)
     # Not the "dartsnas" logger: in a process that ran a search it still writes into that run's log.txt.
     say = log or (lambda line: None)
@@ -84,8 +81,12 @@ def rederive(run_dir: str | Path, rule: str, *, skip_cap: int | None = None, tun
         record["benchmark_dataset"] = config.benchmark_dataset
         record["accuracy"] = load_table().accuracy(genotype, config.benchmark_dataset)
     path = run_dir / "derived" / f"{name}.json"
-    path.parent.mkdir(exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    except OSError as err:  # a read-only run folder, or a file named `derived`
+        raise RunError(f"cannot write {path} ({err.strerror or err}); make {run_dir} writable, or copy the "
+                       "run folder somewhere writable and derive there") from None
     return genotype, path
 
 

@@ -22,12 +22,13 @@ from .config import SearchConfig
 from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
 from ..core.genotype import Genotype
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
+from ..core.guard import Guard
 from ..core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
 from ..core.progressive import decide_one, decision_epoch
 from ..core.relax import temperature, temperature_for_entropy
 from ..core.runs import append_jsonl, read_jsonl
-from ..core.device import resolve_device
-from ..core.runs import RunError, SearchRecords, run_epochs, start_run
+from ..core.device import OutOfMemory, peak_memory_gb, resolve_device
+from ..core.runs import NO_STEPS, SearchRecords, Steps, run_epochs, start_run
 from .nb201.table import load_table
 from .spaces import search_network
 
@@ -84,6 +85,8 @@ class Searcher(SearchRecords):
         self.model.generator = torch.Generator(device).manual_seed(config.seed + 2)
         if config.beta_decay is not None:
             self.architect.penalty = self.beta_penalty
+        self.guard = Guard(device)  # run_epochs sets the run's own
+        self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
         self.set_schedules()
@@ -140,18 +143,31 @@ class Searcher(SearchRecords):
         finally:
             for a in self.model.arch_parameters():
                 a.requires_grad_(True)
-        nn.utils.clip_grad_norm_(self.model.weights(), self.config.grad_clip)
-        self.optimizer.step()
+        norm = nn.utils.clip_grad_norm_(self.model.weights(), self.config.grad_clip)
+        if self.guard.watch(1, (loss,), (norm,)):
+            self.optimizer.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
-    def train_epoch(self, progress) -> dict:
+    def train_epoch(self, progress=None, steps: Steps = NO_STEPS) -> dict:
         cfg, data = self.config, self.data
         self.set_schedules()
         self.model.train()
-        sums = torch.zeros(4, device=self.device)  # train loss, train correct, arch loss, seen
-        weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment)
-        arch_batches = batches(data.arch_half, cfg.batch_size, self.generator, data.train_augment)
-        for step, ((x, y), (x_arch, y_arch)) in enumerate(zip(weight_batches, arch_batches)):
+        # Inside a resumed epoch: its batch order is drawn again from the generator's state at its start, the
+        # batches done are passed over, and the generator goes on from the checkpoint's state.
+        start, now = steps.resume_at(), self.generator.get_state()
+        if start:
+            self.generator.set_state(start["epoch_generator"])
+        epoch_generator, done = self.generator.get_state(), start["step"] if start else 0
+        weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment, skip=done)
+        arch_batches = batches(data.arch_half, cfg.batch_size, self.generator, data.train_augment, skip=done)
+        # train loss, train correct, arch loss, seen
+        sums = start["sums"].to(self.device) if start else torch.zeros(4, device=self.device)
+        if start:
+            self.generator.set_state(now)
+            if progress is not None:
+                progress.update(done)
+        for step, ((x, y), (x_arch, y_arch)) in enumerate(zip(weight_batches, arch_batches), start=done):
+            self.guard.step = step
             x, x_arch = self.prepare_inputs(x), self.prepare_inputs(x_arch)
             if self.epoch >= cfg.arch_start_epoch:
                 arch_loss = self.architect.step(x, y, x_arch, y_arch, self.optimizer)
@@ -165,6 +181,7 @@ class Searcher(SearchRecords):
                 if step % 10 == 0:  # one host sync per ten steps keeps the bar honest but cheap
                     s = sums.tolist()
                     progress.set_postfix(loss=f"{s[0] / s[3]:.3f}", acc=f"{s[1] / s[3]:.3f}", arch=f"{s[2] / s[3]:.3f}")
+            steps.after(step + 1, lambda: {"step": step + 1, "sums": sums, "epoch_generator": epoch_generator})
         s = sums.tolist()
         return {"train_loss": s[0] / s[3], "train_acc": s[1] / s[3], "arch_loss": s[2] / s[3]}
 
@@ -314,7 +331,7 @@ def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Gen
     except (torch.OutOfMemoryError, RuntimeError) as err:
         if not _out_of_memory(err):
             raise
-        raise RunError(out_of_memory_message(searcher, run_dir)) from None
+        raise OutOfMemory(out_of_memory_message(searcher, run_dir)) from None
 
 
 def _shape(searcher: Searcher) -> tuple:
@@ -347,7 +364,8 @@ def out_of_memory_message(searcher: Searcher, run_dir: Path) -> str:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     budget = available_bytes(device)
-    return (f"out of memory in {config.mixed_op} mode at batch_size={config.batch_size} on {device}; "
+    return (f"out of memory in {config.mixed_op} mode at batch_size={config.batch_size} on {device} (peak "
+            f"{peak_memory_gb(device):.2f} GB); "
             f"{advice(config, *_shape(searcher), device, budget)}. Start a new run with them "
             f"(checkpoints so far are in {run_dir})")
 

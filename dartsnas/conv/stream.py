@@ -6,7 +6,9 @@ Augmentation follows the official train_imagenet.py: random resized crop, horizo
 jitter (0.4, 0.4, 0.4, 0.2) for training; resize to 256/224 of the crop and a centre crop for evaluation;
 normalised with the usual ImageNet channel statistics. Needs torchvision (`pip install 'dartsnas[imagenet]'`).
 
-Shuffling and the workers' seeds come from the trainer's CPU generator, whose state the checkpoint keeps.
+Shuffling and the augmentations' seeds come from the trainer's CPU generator, whose state the checkpoint
+keeps; each image's augmentation is seeded by its place in the epoch (`Shuffled`), so a run resumed inside an
+epoch gets exactly the images and augmentations it would have got, whichever worker decodes them.
 """
 
 from __future__ import annotations
@@ -47,6 +49,46 @@ class OnDevice:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
+class Seeded(torch.utils.data.Dataset):
+    """`dataset` in the order `order`; item i is made with torch's generator seeded by `seed + i`, in a
+    worker or (no workers) in the main process, whose own random state is left as it was."""
+
+    def __init__(self, dataset, order: torch.Tensor, seed: int):
+        self.dataset, self.order, self.seed = dataset, order.tolist(), seed
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + i)
+            return self.dataset[self.order[i]]
+
+
+class Shuffled:
+    """The training split, streamed by DataLoader workers in full batches, shuffled every epoch."""
+
+    def __init__(self, dataset, batch_size: int, generator: torch.Generator, workers: int, device: torch.device):
+        self.dataset, self.batch_size, self.generator, self.workers = dataset, batch_size, generator, workers
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.batch_size  # full batches only, as the official loader (drop_last)
+
+    def __iter__(self):
+        return iter(self.epoch())
+
+    def epoch(self, skip: int = 0) -> OnDevice:
+        """This epoch's batches after the first `skip`: the order and the seed are drawn now, then the
+        batches done are cut off (their images are never decoded)."""
+        order = torch.randperm(len(self.dataset), generator=self.generator)
+        seed = int(torch.randint(2**62, (), generator=self.generator))
+        start, end = skip * self.batch_size, len(self) * self.batch_size
+        loader = torch.utils.data.DataLoader(Seeded(self.dataset, order[start:end], seed + start), self.batch_size,
+                                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        return OnDevice(loader, self.device)
+
+
 def prepare_stream(config, device: torch.device, generator: torch.Generator):
     """(train, valid or None, test, in_channels, num_classes, (size, size), classes, mean, std): train.TrainData."""
     tv = _torchvision()
@@ -79,13 +121,11 @@ def prepare_stream(config, device: torch.device, generator: torch.Generator):
     train_set = torch.utils.data.Subset(train, order[held_out:].tolist())
     valid_set = torch.utils.data.Subset(held, order[:held_out].tolist()) if held_out else None
 
-    def loader(dataset, shuffle: bool, batch_size: int):
-        return OnDevice(torch.utils.data.DataLoader(
-            dataset, batch_size, shuffle=shuffle, generator=generator if shuffle else None,
-            num_workers=config.workers, pin_memory=device.type == "cuda", drop_last=shuffle,
-            persistent_workers=False), device)
+    def loader(dataset, batch_size: int):  # evaluation: in order
+        return OnDevice(torch.utils.data.DataLoader(dataset, batch_size, num_workers=config.workers,
+                                                    pin_memory=device.type == "cuda"), device)
 
-    return (loader(train_set, True, config.batch_size),
-            loader(valid_set, False, 2 * config.batch_size) if valid_set is not None else None,
-            loader(test, False, 2 * config.batch_size), 3, len(train.classes), (size, size), list(train.classes),
+    return (Shuffled(train_set, config.batch_size, generator, config.workers, device),
+            loader(valid_set, 2 * config.batch_size) if valid_set is not None else None,
+            loader(test, 2 * config.batch_size), 3, len(train.classes), (size, size), list(train.classes),
             IMAGENET_MEAN, IMAGENET_STD)

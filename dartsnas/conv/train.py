@@ -28,7 +28,9 @@ from .data import Augment, ImageSet, batches, channel_stats, load_images, traini
 from ..core.genotype import Genotype
 from .nb201.genotype import EXAMPLE as NB201_EXAMPLE, CellGenotype
 from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
-from ..core.runs import load_checkpoint, run_epochs, save_checkpoint, start_run
+from ..core.checkpoints import load_checkpoint, save_checkpoint
+from ..core.guard import Guard
+from ..core.runs import NO_STEPS, Steps, run_epochs, start_run
 from ..core.device import resolve_device
 from .config import TrainConfig
 
@@ -52,8 +54,12 @@ class InMemory:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
+        return self.epoch()
+
+    def epoch(self, skip: int = 0):
+        """This epoch's batches after the first `skip` (data.batches: the order is drawn at once)."""
         return batches(self.data, self.batch_size, self.generator, self.augment,
-                       shuffle=self.generator is not None, drop_last=self.drop_last)
+                       shuffle=self.generator is not None, drop_last=self.drop_last, skip=skip)
 
 
 @dataclass
@@ -130,23 +136,19 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 1, gamma=config.lr_gamma)
         self.epoch = 0
         self.best = {"epoch": 0, "valid_acc": None}
+        self.guard = Guard(device)  # run_epochs sets the run's own
 
     def state_dict(self) -> dict:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                 "rng": torch.get_rng_state(), "epoch": self.epoch, "best": dict(self.best)}
-        if self.device.type == "cuda":  # drop path draws its masks from the device's generator
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
+        # Drop path draws its masks from torch's global generators: run_epochs keeps their states with this.
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+                "epoch": self.epoch, "best": dict(self.best)}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.epoch, self.best = state["epoch"], dict(state["best"])
 
     def autocast(self):
@@ -154,12 +156,25 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def train_epoch(self, progress) -> dict:
+    def train_epoch(self, progress=None, steps: Steps = NO_STEPS) -> dict:
         cfg = self.config
         self.model.train()
         self.model.set_drop_path_prob(drop_path_ramp(cfg.drop_path_prob, self.epoch, cfg.epochs))
-        sums = torch.zeros(3, device=self.device)  # loss of the main head, correct, seen
-        for step, (x, y) in enumerate(self.data.train):
+        # Inside a resumed epoch: the order is drawn again from the generator's state at the epoch's start, the
+        # batches done are passed over, and the generator goes on from the checkpoint's state.
+        start, now = steps.resume_at(), self.generator.get_state()
+        if start:
+            self.generator.set_state(start["epoch_generator"])
+        epoch_generator, done = self.generator.get_state(), start["step"] if start else 0
+        train = self.data.train.epoch(skip=done)
+        sums = start["sums"].to(self.device) if start else torch.zeros(3, device=self.device)  # loss, correct, seen
+        if start:
+            self.generator.set_state(now)
+            if progress is not None:
+                progress.update(done)
+        params = list(self.model.parameters())
+        for step, (x, y) in enumerate(train, start=done):
+            self.guard.step = step
             x = x.contiguous(memory_format=self.memory_format)
             with self.autocast():
                 out = self.forward(x)
@@ -169,8 +184,11 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
+                norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            else:
+                norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            if self.guard.watch(1, (total,), (norm,)):
+                self.optimizer.step()
             n = len(y)
             sums += torch.stack([loss.detach().float() * n, (logits.argmax(1) == y).sum().float(),
                                  torch.tensor(float(n), device=self.device)])
@@ -179,6 +197,7 @@ class Trainer:
                 if step % 10 == 0:  # one host sync per ten steps
                     s = sums.tolist()
                     progress.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}")
+            steps.after(step + 1, lambda: {"step": step + 1, "sums": sums, "epoch_generator": epoch_generator})
         s = sums.tolist()
         return {"train_loss": s[0] / s[2], "train_acc": s[1] / s[2]}
 

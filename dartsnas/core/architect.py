@@ -75,6 +75,9 @@ class Architect:
         # A regulariser of the alphas alone (beta-DARTS's beta decay), () -> scalar: its gradient is added to
         # the step's, whatever the order (it does not depend on the weights, so Eq. 7 leaves it unchanged).
         self.penalty: Callable[[], torch.Tensor] | None = None
+        # Whether a step may apply its gradients, (loss, grads) -> bool: the run's guard against non-finite
+        # values (core/guard.py), which may also only record them.
+        self.accept: Callable[[torch.Tensor, list[torch.Tensor]], bool] | None = None
         self.optimizer = torch.optim.Adam(self.alphas, lr=arch_lr, betas=tuple(arch_betas),
                                           weight_decay=arch_weight_decay)
 
@@ -83,6 +86,8 @@ class Architect:
         grads, loss = self.grads(x_train, y_train, x_val, y_val, weight_optimizer)
         if self.penalty is not None:
             grads = [g + p for g, p in zip(grads, _grad(self.penalty(), self.alphas))]
+        if self.accept is not None and not self.accept(loss, grads):
+            return loss.detach()
         for a, g in zip(self.alphas, grads):
             a.grad = g
         self.optimizer.step()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,6 +18,16 @@ from typing import Any, Union
 import yaml
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
+# A config is a few hundred bytes; a file past this is a mistake (a dataset, a log), and YAML would spend
+# minutes and gigabytes parsing it before saying so.
+MAX_CONFIG_BYTES = 1 << 20
+# One `--set key=value` item: room for a long data_dir path, but not for a deeply nested value that would
+# overflow the YAML parser's recursion.
+MAX_SET_CHARS = 4096
+# Whole-number fields stop here: past it torch's seeds and sizes overflow deep inside a run.
+MAX_INT = 2**32 - 1
+# A run folder or derived-file name: one plain path component, so it cannot point outside its folder.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 
 
 class ConfigError(ValueError):
@@ -43,16 +55,135 @@ def coerce(cls, key: str, value: Any) -> Any:
         if isinstance(value, bool) != (base is bool):
             continue
         if base is float and isinstance(value, (int, float)):
-            return float(value)
+            return _to_float(key, value)
         if base is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
             try:
                 return float(value)
             except ValueError:
                 pass
-        if base in (int, bool, str, list, dict) and isinstance(value, base):
+        if base is list and isinstance(value, list):
+            return _coerce_items(key, typing.get_args(kind), value)
+        if base in (int, bool, str, dict) and isinstance(value, base):
             return value
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"{key} must be {names}, got {value!r}")
+
+
+def _coerce_items(key: str, item_type: tuple, value: list) -> list:
+    """A list field's items: names must be strings (a nested list would reach set and dict lookups); numbers
+    become floats, and anything else is left for the field's own check, whose message says what it wants."""
+    if item_type == (str,) and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} must be a list of names, got {value!r}")
+    if item_type == (float,) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [_to_float(key, v) for v in value]
+    return value
+
+
+def _to_float(key: str, value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a whole number past 1.8e308
+        raise ConfigError(f"{key} must be a finite number, got a whole number of {len(str(value))} digits") from None
+
+
+def check_ranges(config) -> None:
+    """Every field named in the class's RANGES lies in its interval, written "[low, high)" and the like (inf:
+    unbounded). Floats must also be finite (a NaN learning rate trains nothing and compares false to every
+    bound), whole numbers at most MAX_INT; None passes (it means off); a list field has each item checked."""
+    for key, spec in type(config).RANGES.items():
+        value = getattr(config, key)
+        if value is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        bad = [v for v in items if not _in_range(v, spec)]
+        if bad:
+            raise ConfigError(f"{key} must be {_describe(spec, bad[0], isinstance(value, list))}, got {value!r}")
+
+
+def _bounds(spec: str) -> tuple[str, float, float, str]:
+    match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", spec)
+    if match is None:
+        raise ValueError(f"a range is written like [0, 1) or (0, inf), not {spec!r}")
+    return match[1], float(match[2]), float(match[3]), match[4]
+
+
+def _in_range(value, spec: str) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        return False
+    left, low, high, right = _bounds(spec)
+    above = value > low if left == "(" else value >= low
+    below = value < high if right == ")" else value <= high
+    return above and below
+
+
+def _describe(spec: str, bad, in_list: bool) -> str:
+    """What a range asks of the value that missed it: "at least 1", "a finite number > 0", "... in [0, 1)"."""
+    left, low, high, right = _bounds(spec)
+
+    def num(x: float) -> str:
+        return str(int(x)) if x == int(x) else str(x)
+
+    if isinstance(bad, int) and not isinstance(bad, bool) and not in_list:  # a whole-number field
+        if math.isinf(high):
+            return f"at most {MAX_INT}" if bad > low else f"at least {num(low + (left == '('))}"
+        return f"a whole number in {left}{num(low)}, {num(high)}{right}"
+    if math.isinf(high):
+        bound = f"{'>' if left == '(' else '>='} {num(low)}"
+    else:
+        bound = f"in {left}{num(low)}, {num(high)}{right}"
+    return f"a list of finite numbers {bound}" if in_list else f"a finite number {bound}"
+
+
+def check_name(name: str, flag: str = "--name") -> str:
+    """A user-given name that becomes a file or folder name: one plain component, never a path."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigError(f"{flag} {name!r} is not a valid name; use up to 100 letters, digits, '.', '_' and '-', "
+                          "starting with a letter or digit (no '/', no '..')")
+    return name
+
+
+def read_yaml(path: Path, what: str = "config"):
+    """A YAML file read with safe_load, at most MAX_CONFIG_BYTES of UTF-8; every way it can be unreadable is
+    a ConfigError that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "missing"
+        raise ConfigError(f"{what} {path} is {kind}; give a YAML file")
+    try:
+        with open(path, "rb") as f:  # read no more than the cap: /proc files and pipes report no size
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path} ({err.strerror or err}); check its permissions") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a short "
+                          "YAML file of key: value lines")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {err.start}); save it as UTF-8 YAML") from None
+    return parse_yaml(text, f"{path}")
+
+
+def parse_yaml(text: str, where: str):
+    """safe_load, with every parse failure a one-line ConfigError (YAML's own messages span several lines)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where} is not valid YAML: {_yaml_problem(err)}") from None
+    except (ValueError, OverflowError, RecursionError) as err:  # a 5,000-digit int, a 13th month, deep nesting
+        raise ConfigError(f"{where} is not valid YAML: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(err).splitlines()[0]  # a reader error: its first line says which character
 
 
 def resolve_config_path(name: str | Path, folder: Path = CONFIG_DIR, what: str = "config") -> Path:
@@ -73,23 +204,24 @@ def load_dataclass(cls, path: str | Path | None = None, overrides: list[str] | N
     values: dict[str, Any] = {}
     if path is not None:
         source = resolve_config_path(path, folder, what)
-        try:
-            loaded = yaml.safe_load(source.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{source} is not valid YAML: {err}") from None
+        loaded = read_yaml(source, what)
+        loaded = {} if loaded is None else loaded  # an empty file (or only comments): the defaults
         if not isinstance(loaded, dict):
             raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
-        check_keys(cls, loaded, str(source))
+        check_keys(cls, [str(k) for k in loaded], str(source))
         values.update(loaded)
     for item in overrides or []:
+        if len(item) > MAX_SET_CHARS:
+            raise ConfigError(f"--set {item[:40]!r}... is longer than {MAX_SET_CHARS} characters; put long "
+                              "values in a --config YAML file")
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")
         key = key.strip()
         check_keys(cls, [key], "--set")
         try:
-            values[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            values[key] = parse_yaml(raw, "--set")
+        except ConfigError:  # not YAML: the text itself (a path with ': ' in it), checked against the type
             values[key] = raw
     return cls(**{k: coerce(cls, k, v) for k, v in values.items()}).validate()
 

@@ -23,6 +23,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+class OutOfMemory(RuntimeError):
+    """A run that ran out of memory; the message gives the peak seen and the settings that should fit."""
+
+
 def peak_memory_gb(device: torch.device) -> float:
     """Peak memory so far: allocated GPU memory on CUDA, resident memory of the process on CPU."""
     if device.type == "cuda":

@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -69,8 +71,11 @@ class Genotype:
         missing = [f for f in fields if f not in data]
         if missing:
             raise GenotypeError(f"genotype is missing field(s) {missing}; a genotype has {list(fields)}")
+        unknown = sorted(set(data) - set(fields) - {"connectN", "connects"})  # AutoDL's extra fields
+        if unknown:
+            raise GenotypeError(f"unknown genotype field(s) {unknown}; a genotype has {list(fields)}")
         try:
-            return cls(*(edge_pairs(data[f]) if "concat" not in f else list(data[f]) for f in fields))
+            return cls(*(edge_pairs(data[f]) if "concat" not in f else node_list(data[f], f) for f in fields))
         except (TypeError, ValueError) as err:
             if isinstance(err, GenotypeError):
                 raise
@@ -82,15 +87,55 @@ class Genotype:
 
 def edge_pairs(items) -> list[Edge]:
     """Edges as (op, input) pairs; also accepts the per-node pair form ((op, i), (op, j)) of AutoDL."""
+    if not isinstance(items, (list, tuple)):
+        raise GenotypeError(f"edges must be a list of (op name, input index) pairs, got {short(items)}")
     out = []
     for item in items:
+        if not isinstance(item, (list, tuple)):
+            raise GenotypeError(f"edge {short(item)} is not an (op name, input index) pair")
         if len(item) == 2 and all(isinstance(e, (list, tuple)) for e in item):
             out.extend(edge_pairs(item))
         elif len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], int) and not isinstance(item[1], bool):
             out.append((item[0], item[1]))
         else:
-            raise GenotypeError(f"edge {item!r} is not an (op name, input index) pair")
+            raise GenotypeError(f"edge {short(item)} is not an (op name, input index) pair")
     return out
+
+
+def node_list(value, field: str) -> list[int]:
+    """A concat field as read from text: whole node numbers only, as a float or a string would be silently
+    truncated or split into digits by int()."""
+    if not (isinstance(value, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)):
+        raise GenotypeError(f"{field} must be a list of node numbers like [2, 3, 4, 5] or range(2, 6), "
+                            f"got {short(value)}")
+    return list(value)
+
+
+def short(value, limit: int = 60) -> str:
+    """repr of a value, cut to `limit` characters: a message quotes what was wrong, not a megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# A genotype is a few hundred characters (a 10-node cell about 1,000) nested 4 deep: text far larger or
+# deeper is not one, and is refused before a parser spends seconds on it or runs out of recursion.
+MAX_TEXT = 100_000
+MAX_DEPTH = 20
+MAX_FILE_BYTES = 16 * 2**20  # a genotype.json, or a derive record with all its evidence
+
+
+def check_size(text: str) -> None:
+    """Refuse genotype text too long or too deeply nested to be a genotype, quickly, before parsing it."""
+    if len(text) > MAX_TEXT:
+        raise GenotypeError(f"genotype text of {len(text):,} characters is too long to be a genotype (at most "
+                            f"{MAX_TEXT:,}); give a registry name, a genotype.json, a run folder or Genotype(...) text")
+    depth = deepest = 0
+    for bracket in re.sub(r"[^][(){}]", "", text):
+        depth += 1 if bracket in "([{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise GenotypeError(f"genotype text nests brackets {deepest} deep; a genotype nests at most {MAX_DEPTH} "
+                            "(a list of (op, input) pairs), so this is not one")
 
 
 def _check_structure(g: Genotype) -> None:
@@ -103,7 +148,7 @@ def _check_structure(g: Genotype) -> None:
             node = 2 + k // 2
             if not 0 <= j < node:
                 raise GenotypeError(
-                    f"{kind} edge {k} ({op!r}, {j}) of node {node}: input {j} is out of range "
+                    f"{kind} edge {k} ({short(op)}, {j}) of node {node}: input {j} is out of range "
                     f"(node {node} can take inputs 0..{node - 1})")
         concat = getattr(g, f"{kind}_concat")
         bad = [i for i in concat if not 0 <= i < 2 + nodes]
@@ -121,7 +166,7 @@ def check_ops(g: Genotype, known_ops: Iterable[str]) -> Genotype:
             if op not in known:
                 close = difflib.get_close_matches(op, known, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise GenotypeError(f"{kind} edge {k} ({op!r}, {j}): unknown op {op!r}; {hint}known ops: {', '.join(known)}")
+                raise GenotypeError(f"{kind} edge {k} ({short(op)}, {j}): unknown op {short(op)}; {hint}known ops: {', '.join(known)}")
     return g
 
 
@@ -149,13 +194,53 @@ _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 def literal(node: ast.AST):
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)):
         return node.value
+    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)
+            and type(node.operand.value) in (int, float)):
+        return -node.operand.value  # a negative index: read, so that the range check names it
     if isinstance(node, (ast.List, ast.Tuple)):
         return [literal(e) for e in node.elts]
     if isinstance(node, ast.Call) and call_name(node) == "range" and not node.keywords:
         args = [literal(a) for a in node.args]
-        if all(isinstance(a, int) for a in args) and 1 <= len(args) <= 3:
-            return list(range(*args))
-    raise GenotypeError(f"unexpected expression {ast.unparse(node)!r} in genotype text")
+        if all(isinstance(a, int) for a in args) and 1 <= len(args) <= 3 and (len(args) < 3 or args[2]):
+            nodes = range(*args)
+            if len(nodes) > MAX_TEXT:  # range(10**11) would fill the memory before any check sees it
+                raise GenotypeError(f"{source(node)} lists {len(nodes):,} nodes; a cell has a handful")
+            return list(nodes)
+    raise GenotypeError(f"unexpected expression {source(node)} in genotype text; a genotype holds only "
+                        "quoted op names, whole numbers, lists, tuples and range()")
+
+
+def source(node: ast.AST) -> str:
+    """An expression as written, quoted and cut short for a message."""
+    try:
+        return short(ast.unparse(node))
+    except RecursionError:  # 1+1+1+... thousands deep
+        return f"a {type(node).__name__} expression"
+
+
+def parse_tree(text: str) -> ast.expr:
+    """The expression `text` holds, as a syntax tree (nothing in it is run)."""
+    try:
+        with warnings.catch_warnings():  # "invalid escape sequence" in a quoted op name: the checks name it
+            warnings.simplefilter("ignore")
+            return ast.parse(text, mode="eval").body
+    except SyntaxError as err:
+        where = f" at column {err.offset}" if err.offset is not None else ""
+        raise GenotypeError(f"cannot read genotype text: {err.msg}{where}") from None
+    except (ValueError, RecursionError, MemoryError):  # null bytes; expressions nested too deep for the parser
+        raise GenotypeError("cannot read genotype text: it is not a genotype (nested too deeply, or holding "
+                            "null bytes); write it as Genotype(normal=[...], ...)") from None
+
+
+def json_object(text: str) -> dict:
+    """The JSON object `text` holds; malformed JSON, or JSON other than an object, is a GenotypeError."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:  # JSONDecodeError, and integers longer than Python converts
+        raise GenotypeError(f"genotype JSON is malformed: {str(err)[:200]}") from None
+    if not isinstance(data, dict):
+        raise GenotypeError(f"genotype JSON must be an object {{...}}, got {type(data).__name__}")
+    return data
 
 
 def call_name(node: ast.Call) -> str:
@@ -171,24 +256,21 @@ def _drop_weights(items):
 
 def parse(text: str) -> Genotype:
     """Parse the official printed form, or this package's JSON form, into a Genotype."""
+    check_size(text)
     text = text.strip()
     if text.startswith("{"):
-        try:
-            return Genotype.from_dict(json.loads(text))
-        except json.JSONDecodeError as err:
-            raise GenotypeError(f"genotype JSON is malformed: {err}") from None
+        return Genotype.from_dict(json_object(text))
     if "=" in text.split("(", 1)[0]:  # "DARTS_V2 = Genotype(...)" pasted from a genotypes.py
         text = text.split("=", 1)[1].strip()
-    try:
-        tree = ast.parse(text, mode="eval").body
-    except SyntaxError as err:
-        raise GenotypeError(f"cannot read genotype text: {err.msg} at column {err.offset}") from None
+    tree = parse_tree(text)
     if not (isinstance(tree, ast.Call) and call_name(tree) == "Genotype"):
         raise GenotypeError("genotype text must look like Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)")
     if len(tree.args) > len(_FIELDS):
         raise GenotypeError(f"Genotype takes {len(_FIELDS)} fields, got {len(tree.args)} positional values")
     values = dict(zip(_FIELDS, (literal(a) for a in tree.args)))
     for kw in tree.keywords:
+        if kw.arg is None:
+            raise GenotypeError(f"unexpected expression **{source(kw.value)} in genotype text; name each field")
         if kw.arg in ("connectN", "connects") and isinstance(kw.value, ast.Constant) and kw.value.value is None:
             continue  # AutoDL's genotypes carry these extra fields, None for every DARTS-space cell
         if kw.arg not in _FIELDS:
@@ -272,13 +354,42 @@ def load_named(spec: str | Path, registry: dict, parse_text, what: str):
     spec_str = str(spec)
     if spec_str in registry:
         return registry[spec_str]
+    if not spec_str.strip():
+        raise GenotypeError(f"the genotype is empty; give a {what} ({', '.join(sorted(registry)[:3])}, ...), "
+                            "a genotype.json, a run folder or genotype text")
+    check_size(spec_str)
     text = genotype_text(spec_str)
     if text is None:
         close = difflib.get_close_matches(spec_str, registry, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise GenotypeError(f"{spec_str!r} is neither a {what}, a file nor genotype text; {hint}"
+        raise GenotypeError(f"{short(spec_str)} is neither a {what}, a file nor genotype text; {hint}"
                             f"published: {', '.join(sorted(registry))}")
-    return parse_text(text)
+    if text is spec_str:
+        return parse_text(text)
+    try:
+        return parse_text(text)
+    except GenotypeError as err:  # read from a file: name it, as the text the message quotes is not on screen
+        raise GenotypeError(f"{genotype_file(spec_str)}: {err}") from None
+
+
+def genotype_file(spec: str) -> Path:
+    """The file a spec that names a file or run folder reads its genotype from."""
+    path = Path(spec)
+    return path / "genotype.json" if path.is_dir() else path
+
+
+def read_genotype_file(path: Path) -> str:
+    """A genotype file's text; too large, unreadable or not UTF-8 is a GenotypeError naming the file."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise GenotypeError(f"{path} is {path.stat().st_size:,} bytes, too large to be a genotype file (at most "
+                                f"{MAX_FILE_BYTES:,}); give the genotype.json a search wrote")
+        return path.read_bytes().decode("utf-8-sig")  # -sig: a byte order mark some editors write is no error
+    except UnicodeDecodeError as err:
+        raise GenotypeError(f"{path} is not UTF-8 text (byte {err.start}); give a genotype.json or a text file "
+                            "holding Genotype(...)") from None
+    except OSError as err:
+        raise GenotypeError(f"cannot read {path} ({err.strerror or err}); give a readable genotype file") from None
 
 
 def genotype_text(spec: str) -> str | None:
@@ -292,9 +403,9 @@ def genotype_text(spec: str) -> str | None:
         path = path / "genotype.json"
         if not path.exists():
             raise GenotypeError(f"{spec} is a folder without genotype.json; give a finished search run folder")
-        return path.read_text()
+        return read_genotype_file(path)
     if is_file:
-        return _unwrapped(path.read_text())
+        return _unwrapped(read_genotype_file(path))
     if path.suffix == ".json":
         raise GenotypeError(f"genotype file {path} does not exist")
     if "(" in spec or spec.lstrip().startswith("{"):
@@ -308,7 +419,7 @@ def _unwrapped(text: str) -> str:
     if text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # the parser reports it, once the size checks have run
             return text
         if isinstance(data, dict) and isinstance(data.get("genotype"), dict):
             return json.dumps(data["genotype"])
@@ -320,6 +431,6 @@ def is_convolutional_text(text: str) -> bool:
     if text.startswith("{"):
         try:
             return "normal" in json.loads(text)
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return False
     return "normal" in text.split("[", 1)[0]

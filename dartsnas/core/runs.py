@@ -4,10 +4,14 @@
     RUN/metrics.jsonl     one line per epoch           RUN/alphas.jsonl    alphas and probs per epoch (0 = initial)
     RUN/genotypes.jsonl   derived genotype per epoch   RUN/genotype.json   the final genotype
     RUN/log.txt           the log                      RUN/checkpoint.pt   the latest state, for --resume
+    RUN/checkpoint.1.pt   the one before it (keep_checkpoints of them in all)
     RUN/plots/            pictures drawn from the files above
 
-Checkpoints are written to a temporary file and renamed, so a killed run never leaves a torn one,
-and are read with `weights_only=True`: a checkpoint is data, never code.
+Checkpoints (core/checkpoints.py) are durable before they replace the previous one, so a killed run never
+leaves a torn one, and are read with `weights_only=True`: a checkpoint is data, never code. They are taken
+after every epoch and inside long ones (`Steps`), and when SIGINT or SIGTERM asks a run to stop; each holds
+every random state and the position inside the epoch, so a resumed run continues bit for bit. Non-finite
+or exploding values stop a run before they reach a checkpoint (core/guard.py).
 
 The four drivers (convolutional and recurrent search and training) differ in what an epoch does; how a run
 starts, resumes, loops over epochs, logs its metrics, checkpoints and draws is `run_epochs`, written once.
@@ -16,35 +20,46 @@ starts, resumes, loops over epochs, logs its metrics, checkpoints and draws is `
 from __future__ import annotations
 
 import contextlib
-
 import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
 
+from .checkpoints import (LATEST, RunError, latest_state, rng_states, save_checkpoint, seed_python_and_numpy,
+                          set_rng_states)
 from .device import peak_memory_gb
+from .guard import CHECK_EVERY, Guard
 from .relax import discreteness
 
 
-class RunError(RuntimeError):
-    """A run folder that cannot be used (missing, not a run, corrupt checkpoint); says what to do."""
-
-
 def new_run_dir(root: str | Path, name: str) -> Path:
+    """A fresh folder ROOT/NAME-STAMP. A name that would reach outside ROOT, or a ROOT that cannot hold a
+    folder (a file, read-only), is a ConfigError, raised before anything is made."""
+    from .config import ConfigError
+
+    if not name or "\0" in name or "/" in name or (os.altsep and os.altsep in name):
+        raise ConfigError(f"run folder name {name!r} is not one folder name; give --name a plain name such as "
+                          "my-search (letters, digits, '.', '_', '-')")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{name}-{stamp}"
     path, n = base, 1
     while path.exists():  # two runs started in the same second
         n += 1
         path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as err:  # under a file, read-only, no permission, no space
+        raise ConfigError(f"--out {root}: cannot make the run folder {path.name} there ({err.strerror or err}); "
+                          "give --out a folder you can write to") from None
     return path
 
 
@@ -70,25 +85,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def save_checkpoint(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    if not path.exists():
-        raise RunError(f"no checkpoint at {path}: the run has not finished an epoch yet; start it again instead")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say so instead of a deep traceback
-        raise RunError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); "
-                       "it is damaged or not a dartsnas checkpoint") from None
 
 
 def git_commit() -> str | None:
@@ -143,6 +139,7 @@ def start_run(run_dir: Path, config, device: torch.device, resume: bool, genotyp
     if getattr(config, "deterministic", False):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False  # its autotuning may pick another kernel in another run
     if not resume:
         import yaml
 
@@ -153,12 +150,29 @@ def start_run(run_dir: Path, config, device: torch.device, resume: bool, genotyp
     return log
 
 
-def resume_run(run_dir: Path, owner, device: torch.device, logs: tuple[str, ...]) -> None:
-    """Load RUN/checkpoint.pt into `owner` and cut its per-epoch logs back to the checkpoint's epoch."""
-    owner.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", device))
+def load_state(owner, state: dict, path: Path, run_dir: Path) -> None:
+    """`owner.load_state_dict(state)`, or a RunError when the checkpoint does not fit the run's config."""
+    try:
+        owner.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:  # keys or shapes that differ
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise RunError(f"checkpoint {path} does not fit the run its config.yaml describes ({first}); was "
+                       f"{run_dir / 'config.yaml'} edited after the run started? Put it back, or start a new run "
+                       "with the new settings") from None
+
+
+def resume_run(run_dir: Path, owner, device: torch.device, logs: tuple[str, ...]) -> dict | None:
+    """Load the run's latest good checkpoint into `owner` and cut its per-epoch logs back to the checkpoint's
+    epoch. Returns the position inside the next epoch the checkpoint was taken at (None: at an epoch's end)."""
+    state, path = latest_state(run_dir, device, getattr(owner.config, "keep_checkpoints", 1))
+    load_state(owner, state, path, run_dir)
+    set_rng_states(state["rng"])
     for name in logs:
         truncate_jsonl(run_dir / name, owner.epoch)
-    logging.getLogger("dartsnas").info(f"resumed {run_dir} after epoch {owner.epoch}")
+    position = state.get("position")
+    where = f"step {position['step']} of epoch {owner.epoch + 1}" if position else f"epoch {owner.epoch}"
+    logging.getLogger("dartsnas").info(f"resumed {run_dir} after {where} ({path.name})")
+    return position
 
 
 @contextlib.contextmanager
@@ -183,13 +197,15 @@ class Driver(Protocol):
     device: torch.device
     epoch: int                     # epochs finished
     logs: tuple[str, ...]          # per-epoch .jsonl files of the run folder, cut back on resume
+    guard: Guard                   # set by run_epochs: each step reports its values to it
 
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def begin(self, run_dir: Path) -> None: ...          # a new run's records before its first epoch
     def announce(self) -> None: ...                      # log what is about to run (new or resumed)
     def steps_per_epoch(self) -> int: ...
-    def train_epoch(self, progress) -> dict: ...         # one epoch's steps; their metrics
+    def train_epoch(self, progress, steps: Steps) -> dict: ...  # one epoch's steps (from steps.resume_at());
+                                                                # their metrics; steps.after(k, position) after each
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict: ...  # evaluate, count the epoch, write its records
     def log_epoch(self, metrics: dict) -> None: ...
     def finish(self, run_dir: Path): ...                 # the run's result (genotype, test results)
@@ -222,30 +238,129 @@ class SearchRecords:
         return genotype
 
 
+class Interrupted(Exception):
+    """SIGINT (Ctrl-C) or SIGTERM (a cluster's pre-emption) stopped a run after saving a checkpoint."""
+
+    def __init__(self, signum: int, run_dir: Path, where: str):
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} {where}; the checkpoint is saved. Continue with: "
+                         f"dartsnas {{command}} --resume {run_dir}")
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """SIGINT and SIGTERM ask the run to stop at the next step's end (after saving a checkpoint) instead of
+    killing it mid-step; the list it yields receives the signal. A second signal acts at once, as usual."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield received
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        received.append(signum)
+        logging.getLogger("dartsnas").info(f"{signal.Signals(signum).name}: stopping after this step, once the "
+                                           "checkpoint is saved (send it again to stop at once)")
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Steps:
+    """What a driver's epoch loop calls after each step: the guard against non-finite values, checkpoints
+    inside the epoch (every `checkpoint_steps` steps or `checkpoint_minutes` minutes), and a stop asked for
+    by a signal. `position` (set on resume) is where in the epoch the loop starts again."""
+
+    def __init__(self, driver, run_dir: Path, signals: list[int], position: dict | None = None):
+        config = driver.config
+        self.driver, self.run_dir, self.signals, self.position = driver, run_dir, signals, position
+        self.every_steps = getattr(config, "checkpoint_steps", None)
+        minutes = getattr(config, "checkpoint_minutes", None)
+        self.every_seconds = 60 * minutes if minutes else None
+        self.last_save = time.monotonic()
+        self.started = time.perf_counter()
+
+    def resume_at(self) -> dict | None:
+        """The saved position inside this epoch (once), or None to start the epoch from its first step."""
+        position, self.position = self.position, None
+        return position
+
+    def after(self, step: int, position: Callable[[], dict]) -> None:
+        """`step` steps of the epoch are done; `position()` is what it takes to continue after them."""
+        guard = self.driver.guard
+        if step % CHECK_EVERY == 0:
+            guard.check()
+        if self.signals:
+            self.save(position)
+            raise Interrupted(self.signals[0], self.run_dir, f"after step {step} of epoch {self.driver.epoch + 1}")
+        due = ((self.every_steps and step % self.every_steps == 0)
+               or (self.every_seconds and time.monotonic() - self.last_save >= self.every_seconds))
+        if due and step < self.driver.steps_per_epoch():  # the epoch's end saves its own
+            self.save(position)
+
+    def save(self, position: Callable[[], dict] | None = None) -> None:
+        self.driver.guard.check()  # never save a state that went bad
+        state = {**self.driver.state_dict(), "rng": rng_states(), "position": None}
+        if position is not None:
+            state["position"] = {**position(), "seconds": time.perf_counter() - self.started}
+        save_checkpoint(state, self.run_dir / LATEST, getattr(self.driver.config, "keep_checkpoints", 1))
+        self.last_save = time.monotonic()
+
+
+class NoSteps:
+    """`Steps` for an epoch run outside `run_epochs` (DARTS-PT's tuning): nothing saved, nothing to resume."""
+
+    def resume_at(self) -> None:
+        return None
+
+    def after(self, step: int, position: Callable[[], dict]) -> None:
+        pass
+
+
+NO_STEPS = NoSteps()
+
+
 def run_epochs(driver: Driver, run_dir: Path, resume: bool):
     """Start or resume `driver`'s run in `run_dir`, run its remaining epochs, finish and draw it.
 
     After every epoch: one line in metrics.jsonl (the driver's metrics, with the epoch's wall time and the
-    peak memory so far), then the checkpoint. A resumed run first cuts its logs back to the checkpoint's
-    epoch, so the epochs after it are redone exactly once.
+    peak memory so far), then the checkpoint; inside long epochs, checkpoints as `Steps` says. A resumed run
+    first cuts its logs back to the checkpoint's epoch, so the epochs after it are redone exactly once, and
+    continues inside an epoch from the step it was saved at, bit for bit.
     """
-    if resume:
-        resume_run(run_dir, driver, driver.device, driver.logs)
-    else:
+    config = driver.config
+    driver.guard = Guard(driver.device, getattr(config, "nonfinite", "stop"), getattr(config, "nonfinite_patience", 5))
+    position = resume_run(run_dir, driver, driver.device, driver.logs) if resume else None
+    if not resume:
+        seed_python_and_numpy(config.seed)
         driver.begin(run_dir)
     driver.announce()
-    config = driver.config
-    # A driver may stop before its last epoch (DARTS+'s early stopping sets `stop_reason`, kept by its checkpoint).
-    while driver.epoch < config.epochs and not getattr(driver, "stop_reason", None):
-        start = time.perf_counter()
-        with progress_bar(config, driver.steps_per_epoch(), driver.epoch + 1) as progress:
-            metrics = driver.train_epoch(progress)
-        metrics = driver.end_epoch(run_dir, metrics)
-        metrics = {"epoch": driver.epoch, **metrics, "seconds": time.perf_counter() - start,
-                   "peak_memory_gb": peak_memory_gb(driver.device)}
-        append_jsonl(run_dir / "metrics.jsonl", metrics)
-        save_checkpoint(driver.state_dict(), run_dir / "checkpoint.pt")
-        driver.log_epoch(metrics)
+    with stop_signals() as signals:
+        # A driver may stop before its last epoch (DARTS+'s early stopping sets `stop_reason`, kept by its checkpoint).
+        while driver.epoch < config.epochs and not getattr(driver, "stop_reason", None):
+            steps = Steps(driver, run_dir, signals, position)
+            steps.started -= position["seconds"] if position else 0.0
+            position = None
+            driver.guard.reset(driver.epoch)
+            with progress_bar(config, driver.steps_per_epoch(), driver.epoch + 1) as progress:
+                metrics = driver.train_epoch(progress, steps)
+            driver.guard.check()
+            metrics = driver.end_epoch(run_dir, metrics)
+            metrics = {"epoch": driver.epoch, **metrics, "seconds": time.perf_counter() - steps.started,
+                       "peak_memory_gb": peak_memory_gb(driver.device)}
+            append_jsonl(run_dir / "metrics.jsonl", metrics)
+            steps.save()
+            driver.log_epoch(metrics)
+            if signals:
+                raise Interrupted(signals[0], run_dir, f"after epoch {driver.epoch}")
     result = driver.finish(run_dir)
     if config.plot:
         draw_pictures(run_dir, driver.pictures)

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..core.config import CONFIG_DIR, ConfigError, load_dataclass
+from ..core.config import CONFIG_DIR, ConfigError, check_ranges, load_dataclass, read_yaml
+from ..core.options import RunOptions
 from .genotype import RECURRENT_OPS
 
 RNN_CONFIG_DIR = CONFIG_DIR / "rnn"
@@ -25,10 +24,17 @@ SPLITS = ("train", "valid", "test")
 # scales the implicit term by the virtual step's clipping factor capped at 1 and leaves v unclipped;
 # "official" follows rnn/architect.py `_backward_step_unrolled`: v clipped to grad_clip, factor uncapped.
 UNROLLED_FORMS = ("paper", "official")
+# The interval of the numeric fields both recurrent configs have (core.config.check_ranges).
+COMMON_RANGES = {
+    "emsize": "[1, inf)", "dropout": "[0, 1)", "dropouth": "[0, 1)", "dropoutx": "[0, 1)", "dropouti": "[0, 1)",
+    "dropoute": "[0, 1)", "epochs": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
+    "bptt": "[1, inf)", "seq_jitter": "[0, inf)", "lr": "(0, inf)", "weight_decay": "[0, inf)",
+    "grad_clip": "(0, inf)", "tar": "[0, inf)", "seed": "[0, inf)",
+}
 
 
 @dataclass
-class RecurrentSearchConfig:
+class RecurrentSearchConfig(RunOptions):
     # data (the official search: weights on the training text, alphas on the validation text)
     corpus: str = "ptb"                 # ptb | wikitext2 | text (a folder of your own, data_dir)
     data_dir: str | None = None         # the corpus folder; None: $DARTSNAS_DATA/<corpus>
@@ -68,6 +74,9 @@ class RecurrentSearchConfig:
     progress: bool = True
     plot: bool = True
 
+    RANGES = COMMON_RANGES | {"nodes": "[1, inf)", "arch_lr": "[0, inf)", "arch_betas": "[0, 1)",
+                              "arch_weight_decay": "[0, inf)", "beta_decay": "[0, inf)"}
+
     def validate(self) -> "RecurrentSearchConfig":
         _check_common(self)
         if self.beta_decay is not None and (len(self.beta_decay) != 2 or not all(
@@ -87,6 +96,7 @@ class RecurrentSearchConfig:
             raise ConfigError(f"unrolled_form: {self.unrolled_form} shapes the second-order step; set unrolled=true too")
         if self.mixed_op not in ("exact", "lean"):
             raise ConfigError(f"mixed_op: the recurrent search has the modes exact and lean, got {self.mixed_op!r}")
+        check_ranges(self)  # after the checks above: their messages are the more specific
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,7 +104,7 @@ class RecurrentSearchConfig:
 
 
 @dataclass
-class RecurrentTrainConfig:
+class RecurrentTrainConfig(RunOptions):
     # data
     corpus: str = "ptb"                 # ptb | wikitext2 | text
     data_dir: str | None = None
@@ -125,11 +135,14 @@ class RecurrentTrainConfig:
     progress: bool = True
     plot: bool = True
 
+    RANGES = COMMON_RANGES | {"test_batch_size": "[1, inf)", "nonmono": "[1, inf)"}
+
     def validate(self) -> "RecurrentTrainConfig":
         _check_common(self)
         for name in ("test_batch_size", "nonmono"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_ranges(self)  # after the checks above: their messages are the more specific
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,7 +162,7 @@ def _check_common(config) -> None:
     for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
         if not 0.0 <= getattr(config, name) < 1.0:
             raise ConfigError(f"{name} must lie in [0, 1), got {getattr(config, name)}")
-    bad = sorted(set(config.max_lines) - set(SPLITS))
+    bad = set(config.max_lines) - set(SPLITS)  # not sorted: YAML keys may mix numbers and names
     if bad or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in config.max_lines.values()):
         raise ConfigError(f"max_lines must map train, valid or test to a positive number of lines, got {config.max_lines}")
 
@@ -164,7 +177,7 @@ def is_recurrent_run(run_dir: str | Path) -> bool:
     """Was this run folder written by a recurrent search or training? (its config.yaml names a corpus)"""
     path = Path(run_dir) / "config.yaml"
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_yaml(path)  # capped: a huge or binary file is not a run's config
+    except ConfigError:
         return False
     return isinstance(data, dict) and "corpus" in data

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..core.derive import strongest_edges
-from ..core.genotype import (PUBLISHED, Edge, GenotypeError, call_name, edge_pairs, format_concat, genotype_text,
-                             is_convolutional_text, literal, load_named)
+from ..core.genotype import (PUBLISHED, Edge, GenotypeError, call_name, check_size, edge_pairs, format_concat,
+                             genotype_text, is_convolutional_text, json_object, literal, load_named, node_list,
+                             parse_tree, short, source)
 
 RECURRENT_OPS = ("none", "tanh", "relu", "sigmoid", "identity")  # the paper's candidates, official order
 
@@ -41,7 +42,7 @@ class RecurrentGenotype:
             raise GenotypeError("recurrent has no nodes; each node is one (op, input) pair")
         for k, (op, j) in enumerate(edges):
             if not 0 <= j <= k:
-                raise GenotypeError(f"recurrent node {k + 1} ({op!r}, {j}): input {j} is out of range "
+                raise GenotypeError(f"recurrent node {k + 1} ({short(op)}, {j}): input {j} is out of range "
                                     f"(node {k + 1} can take inputs 0..{k})")
         bad = [i for i in self.concat if not 0 <= i <= len(edges)]
         if bad or not self.concat:
@@ -69,7 +70,7 @@ class RecurrentGenotype:
         if unknown:
             raise GenotypeError(f"unknown recurrent genotype field(s) {unknown}; it has ['recurrent', 'concat']")
         try:
-            return cls(tuple(edge_pairs(data["recurrent"])), tuple(data["concat"]))
+            return cls(tuple(edge_pairs(data["recurrent"])), tuple(node_list(data["concat"], "concat")))
         except (TypeError, ValueError) as err:
             if isinstance(err, GenotypeError):
                 raise
@@ -90,25 +91,20 @@ def is_recurrent_text(text: str) -> bool:
     if text.startswith("{"):
         try:
             return "recurrent" in json.loads(text)
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return False
     return "recurrent" in text.split("[", 1)[0]
 
 
 def parse_recurrent(text: str) -> RecurrentGenotype:
     """Parse the official printed form of a recurrent cell, or this package's JSON form."""
+    check_size(text)
     text = text.strip()
     if text.startswith("{"):
-        try:
-            return RecurrentGenotype.from_dict(json.loads(text))
-        except json.JSONDecodeError as err:
-            raise GenotypeError(f"genotype JSON is malformed: {err}") from None
+        return RecurrentGenotype.from_dict(json_object(text))
     if "=" in text.split("(", 1)[0]:  # "DARTS_V2 = Genotype(...)" pasted from rnn/genotypes.py
         text = text.split("=", 1)[1].strip()
-    try:
-        tree = ast.parse(text, mode="eval").body
-    except SyntaxError as err:
-        raise GenotypeError(f"cannot read genotype text: {err.msg} at column {err.offset}") from None
+    tree = parse_tree(text)
     if not (isinstance(tree, ast.Call) and call_name(tree) in ("Genotype", "RecurrentGenotype")):
         raise GenotypeError("recurrent genotype text must look like Genotype(recurrent=[('relu', 0), ...], concat=range(1, 9))")
     fields = ("recurrent", "concat")
@@ -116,6 +112,8 @@ def parse_recurrent(text: str) -> RecurrentGenotype:
         raise GenotypeError(f"a recurrent genotype has {len(fields)} fields, got {len(tree.args)} positional values")
     values = dict(zip(fields, (literal(a) for a in tree.args)))
     for kw in tree.keywords:
+        if kw.arg is None:
+            raise GenotypeError(f"unexpected expression **{source(kw.value)} in genotype text; name each field")
         if kw.arg not in fields:
             close = difflib.get_close_matches(str(kw.arg), fields, n=1)
             raise GenotypeError(f"unknown recurrent genotype field {kw.arg!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
@@ -130,7 +128,7 @@ def check_recurrent_ops(g: RecurrentGenotype, known_ops: Iterable[str] = RECURRE
         if op not in known:
             close = difflib.get_close_matches(op, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise GenotypeError(f"recurrent node {k + 1} ({op!r}, {j}): unknown op {op!r}; {hint}known ops: {', '.join(known)}")
+            raise GenotypeError(f"recurrent node {k + 1} ({short(op)}, {j}): unknown op {short(op)}; {hint}known ops: {', '.join(known)}")
     return g
 
 
@@ -157,7 +155,8 @@ def load_recurrent_genotype(spec: str | Path, known_ops: Iterable[str] | None = 
     """A recurrent genotype from a registry name, a genotype.json, a run folder, or pasted text."""
     def parse_text(text: str) -> RecurrentGenotype:
         if is_convolutional_text(text):
-            raise GenotypeError(f"{spec} is a convolutional genotype; a recurrent one has recurrent=[...] and concat")
+            raise GenotypeError(f"{short(str(spec))} is a convolutional genotype; a recurrent one has recurrent=[...] "
+                                "and concat")
         return parse_recurrent(text)
 
     g = load_named(spec, RECURRENT_PUBLISHED, parse_text, "published recurrent genotype")

@@ -22,10 +22,11 @@ from torch.nn import functional as F
 
 from ..core.architect import Architect
 from ..core.collapse import beta_decay, linear
+from ..core.guard import Guard
 from .genotype import RecurrentGenotype, derive_recurrent, recurrent_edge_names
 from .model import LanguageModel, SearchModel, Segment
 from .config import RecurrentSearchConfig
-from ..core.runs import SearchRecords, run_epochs, start_run
+from ..core.runs import NO_STEPS, SearchRecords, Steps, run_epochs, start_run
 from ..core.device import resolve_device
 from .text import Corpus, batchify, load_corpus, segment, windows
 
@@ -63,8 +64,9 @@ def evaluate(model: LanguageModel, source: torch.Tensor, bptt: int) -> float:
 
 
 def weight_step(model: LanguageModel, optimizer, seg: Segment, y: torch.Tensor, tar: float, grad_clip: float,
-                params: list[torch.Tensor]) -> torch.Tensor:
-    """One SGD step on a window: cross-entropy plus temporal activation regularisation; returns the CE."""
+                params: list[torch.Tensor], guard: Guard) -> torch.Tensor:
+    """One SGD step on a window: cross-entropy plus temporal activation regularisation; returns the CE.
+    The guard sees the loss and the gradient norm first (and may refuse the update: core/guard.py)."""
     logits, last, outputs = model.run(seg.tokens, seg.hidden, seg.masks)
     seg.last = last.detach()
     loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
@@ -73,8 +75,9 @@ def weight_step(model: LanguageModel, optimizer, seg: Segment, y: torch.Tensor, 
         total = total + tar * (outputs[1:] - outputs[:-1]).pow(2).mean()
     optimizer.zero_grad(set_to_none=True)
     total.backward()
-    nn.utils.clip_grad_norm_(params, grad_clip)
-    optimizer.step()
+    norm = nn.utils.clip_grad_norm_(params, grad_clip)
+    if guard.watch(1, (total,), (norm,)):
+        optimizer.step()
     return loss.detach()
 
 
@@ -96,6 +99,8 @@ class RecurrentSearcher(SearchRecords):
         # Window lengths and dropout masks come from this CPU generator, whose state the checkpoint keeps.
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.epoch = 0
+        self.guard = Guard(device)  # run_epochs sets the run's own
+        self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
         if config.beta_decay is not None:  # beta-DARTS, weighted by the epoch's lambda
             self.architect.penalty = lambda: (linear(self.epoch, config.epochs, *config.beta_decay)
                                               * beta_decay(self.model.arch_parameters()))
@@ -115,15 +120,24 @@ class RecurrentSearcher(SearchRecords):
     def steps_per_epoch(self) -> int:
         return max(1, -(-(len(self.text.train) - 1) // self.config.bptt))
 
-    def train_epoch(self, progress) -> dict:
+    def train_epoch(self, progress=None, steps: Steps = NO_STEPS) -> dict:
         cfg, model, text = self.config, self.model, self.text
         model.train()
         group = self.optimizer.param_groups[0]
         batch = text.train.shape[1]
-        hidden, hidden_arch = model.init_hidden(batch), model.init_hidden(batch)
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # train CE * tokens, arch CE * tokens, tokens
+        # Inside a resumed epoch: the next window's row and both hidden states come back from the checkpoint.
+        at = steps.resume_at()
+        hidden, hidden_arch = ((at["hidden"], at["hidden_arch"]) if at else
+                               (model.init_hidden(batch), model.init_hidden(batch)))
+        # train CE * tokens, arch CE * tokens, tokens
+        sums = at["sums"].to(self.device) if at else torch.zeros(3, dtype=torch.float64, device=self.device)
+        done, row = (at["step"], at["row"]) if at else (0, 0)
+        if at and progress is not None:
+            progress.update(done)
         weights = model.weights()
-        for step, (start, length) in enumerate(windows(len(text.train), cfg.bptt, self.generator, cfg.seq_jitter)):
+        for step, (start, length) in enumerate(windows(len(text.train), cfg.bptt, self.generator, cfg.seq_jitter,
+                                                       start=row), start=done):
+            self.guard.step = step
             x, y = segment(text.train, start, length)
             arch_start = start % (len(text.search) - 1)
             x_arch, y_arch = segment(text.search, arch_start, min(cfg.bptt, len(text.search) - 1 - arch_start))
@@ -135,7 +149,7 @@ class RecurrentSearcher(SearchRecords):
                 arch_loss = self.architect.step(train_seg, y.flatten(), arch_seg, y_arch.flatten(), self.optimizer)
                 for a in model.arch_parameters():  # constants in the weight step: no gradient for them
                     a.requires_grad_(False)
-                loss = weight_step(model, self.optimizer, train_seg, y, cfg.tar, cfg.grad_clip, weights)
+                loss = weight_step(model, self.optimizer, train_seg, y, cfg.tar, cfg.grad_clip, weights, self.guard)
             finally:
                 group["lr"] = lr
                 for a in model.arch_parameters():
@@ -148,6 +162,8 @@ class RecurrentSearcher(SearchRecords):
                 if step % 10 == 0:
                     s = sums.tolist()
                     progress.set_postfix(ppl=f"{math.exp(s[0] / s[2]):.1f}", arch_ppl=f"{math.exp(s[1] / s[2]):.1f}")
+            steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums, "hidden": hidden,
+                                           "hidden_arch": hidden_arch})
         s = sums.tolist()
         return {"train_loss": s[0] / s[2], "train_ppl": math.exp(s[0] / s[2]), "arch_loss": s[1] / s[2]}
 

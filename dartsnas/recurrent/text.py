@@ -88,6 +88,10 @@ def read_tokens(path: Path, max_lines: int | None = None) -> list[str]:
         line = raw[:error.start].count(b"\n") + 1
         raise DataError(f"{path} is not UTF-8 text (byte {error.start}, line {line}: {raw[error.start:error.start + 4]!r}); "
                         f"save it as UTF-8, e.g. iconv -f latin1 -t utf-8.") from None
+    if "\x00" in text:  # valid UTF-8 yet binary (an archive, a tensor file): its "words" would be noise
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise DataError(f"{path} holds a NUL byte (line {line}): it is a binary file, not text; give the corpus's "
+                        f"UTF-8 text file instead.")
     # Lines end at "\n" only, as Python reads a text file (str.splitlines would also split at \x1c, \u2028, ...)
     lines = text.split("\n")
     if lines[-1] == "":
@@ -148,6 +152,9 @@ def load_corpus(name: str, root: str | Path | None = None, download: bool = Fals
     folder = Path(root).expanduser() if root is not None else data_home() / name
     if download and name in SOURCES and (not folder.is_dir() or _missing(folder)):
         fetch(name, folder)
+    if folder.is_file():
+        raise DataError(f"corpus folder {folder} is a file; give the folder holding its train, valid and test "
+                        f"files as data_dir (--set data_dir=DIR).")
     if not folder.is_dir():
         how = (f"pass download=true (--set download=true) to fetch it into {folder}, or " if name in SOURCES else "")
         raise DataError(f"corpus folder {folder} does not exist; {how}give the folder holding its train, valid and "
@@ -223,12 +230,11 @@ def seq_length(bptt: int, generator: torch.Generator | None, jitter: float = 5.0
 
 
 def windows(steps: int, bptt: int, generator: torch.Generator | None = None, jitter: float = 5.0,
-            variable: bool = True):
-    """(start, length) of consecutive windows over `steps` rows, each with a next-word target.
+            variable: bool = True, start: int = 0):
+    """(start, length) of consecutive windows over `steps` rows from row `start`, each with a next-word target.
 
     variable=False gives fixed windows of `bptt` (evaluation); the last window may be shorter.
     """
-    start = 0
     while start < steps - 1:
         length = seq_length(bptt, generator, jitter) if variable else bptt
         length = min(length, steps - 1 - start)

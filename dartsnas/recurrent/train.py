@@ -22,7 +22,9 @@ from .genotype import RecurrentGenotype
 from .model import LanguageModel, Segment, evaluation_model
 from .config import RecurrentTrainConfig
 from .search import evaluate, weight_step
-from ..core.runs import RunError, append_jsonl, load_checkpoint, run_epochs, save_checkpoint, start_run
+from ..core.checkpoints import load_checkpoint, save_checkpoint
+from ..core.guard import Guard
+from ..core.runs import NO_STEPS, Steps, append_jsonl, run_epochs, start_run
 from ..core.device import resolve_device
 from .text import Corpus, batchify, load_corpus, segment, windows
 
@@ -69,6 +71,7 @@ class RecurrentTrainer:
         self.optimizer = self._optimizer("sgd")
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.epoch, self.history, self.best = 0, [], {"epoch": 0, "valid_loss": None}
+        self.guard = Guard(device)  # run_epochs sets the run's own
 
     def _optimizer(self, kind: str):
         params, cfg = list(self.model.parameters()), self.config
@@ -95,20 +98,27 @@ class RecurrentTrainer:
         self.generator.set_state(state["generator"].cpu())
         self.epoch, self.history, self.best = state["epoch"], list(state["history"]), dict(state["best"])
 
-    def train_epoch(self, progress) -> dict:
+    def train_epoch(self, progress=None, steps: Steps = NO_STEPS) -> dict:
         cfg, model, source = self.config, self.model, self.text.train
         model.train()
         params = list(model.parameters())
-        hidden = model.init_hidden(source.shape[1])
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for step, (start, length) in enumerate(windows(len(source), cfg.bptt, self.generator, cfg.seq_jitter)):
+        # Inside a resumed epoch: the next window's row and the hidden state come back from the checkpoint.
+        at = steps.resume_at()
+        hidden = at["hidden"] if at else model.init_hidden(source.shape[1])
+        sums = at["sums"].to(self.device) if at else torch.zeros(2, dtype=torch.float64, device=self.device)
+        done, row = (at["step"], at["row"]) if at else (0, 0)
+        if at and progress is not None:
+            progress.update(done)
+        for step, (start, length) in enumerate(windows(len(source), cfg.bptt, self.generator, cfg.seq_jitter,
+                                                       start=row), start=done):
+            self.guard.step = step
             x, y = segment(source, start, length)
             seg = Segment(x, hidden, model.draw_masks(source.shape[1], self.generator))
             group = self.optimizer.param_groups[0]
             lr = group["lr"]
             group["lr"] = lr * length / cfg.bptt  # official: the step follows the window's length
             try:
-                loss = weight_step(model, self.optimizer, seg, y, cfg.tar, cfg.grad_clip, params)
+                loss = weight_step(model, self.optimizer, seg, y, cfg.tar, cfg.grad_clip, params, self.guard)
             finally:
                 group["lr"] = lr
             hidden = seg.last
@@ -119,10 +129,8 @@ class RecurrentTrainer:
                 if step % 20 == 0:
                     s = sums.tolist()
                     progress.set_postfix(ppl=f"{math.exp(s[0] / s[1]):.1f}")
+            steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums, "hidden": hidden})
         s = sums.tolist()
-        if not math.isfinite(s[0]):
-            raise RunError(f"the training loss became {s[0]} in epoch {self.epoch + 1}: training diverged. The checkpoint "
-                           "of the epoch before is in the run folder; start again with a lower lr or grad_clip")
         return {"train_loss": s[0] / s[1], "train_ppl": math.exp(s[0] / s[1])}
 
     def evaluate(self, source: torch.Tensor) -> float:

@@ -59,6 +59,7 @@ def quality(args) -> dict:
     todo = [(config, out / name / f"seed-{seed}") for name, seed, config in runs]
     for config, run_dir in todo:
         _check_same_settings(config, run_dir)
+    make_out(out)
     failures = _run_all([(c, d) for c, d in todo if not (d / "genotype.json").exists()], args.jobs, threads)
     report = summarise(out, [(name, seed, out / name / f"seed-{seed}") for name, seed, _ in runs], failures,
                        args.random_k)
@@ -73,6 +74,18 @@ def quality(args) -> dict:
     if failures:
         raise _failed(failures)
     return report
+
+
+def make_out(out: Path) -> None:
+    """Make the --out folder once every setting is checked: a file or a read-only place there is one clear
+    error before any search starts, not a traceback from the first one."""
+    from ..core.config import ConfigError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot make that folder ({err.strerror or err}); give --out a folder "
+                          "you can write to") from None
 
 
 def _settings(args, space: str = "nas-bench-201") -> dict[str, list]:
@@ -230,9 +243,9 @@ def _with_derived(settings: dict, table) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
+    from ..core.config import read_yaml
 
-    return yaml.safe_load(path.read_text())
+    return read_yaml(path)
 
 
 def last_change(history: list[str]) -> int:

@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
 
 def skips(args) -> dict:
     from ..core.config import ConfigError
-    from .quality import _check_same_settings, _failed, _run_all, _settings
+    from .quality import _check_same_settings, _failed, _run_all, _settings, make_out
 
     if args.seeds < 1 or args.jobs < 1:
         raise ConfigError("--seeds and --jobs must be at least 1")
@@ -38,6 +38,7 @@ def skips(args) -> dict:
     todo = [(config, out / name / f"seed-{seed}") for name, seed, config in runs]
     for config, run_dir in todo:
         _check_same_settings(config, run_dir)
+    make_out(out)
     failures = _run_all([(c, d) for c, d in todo if not (d / "genotype.json").exists()], args.jobs, threads)
     report = summarise(out, [(name, seed, out / name / f"seed-{seed}") for name, seed, _ in runs], failures)
     (out / "skips.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -23,7 +23,7 @@ import operator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...core.genotype import GenotypeError, genotype_text, load_named
+from ...core.genotype import GenotypeError, check_size, genotype_text, load_named
 
 # The benchmark's op names and edge order (NAS-Bench-201, Sec. 2.1; the authors' code lists the ops in
 # this order as NAS_BENCH_201 in xautodl/models/cell_operations.py).
@@ -99,12 +99,13 @@ class CellGenotype:
         """The benchmark's string form, or this package's JSON form, surrounding whitespace allowed."""
         if not isinstance(text, str):
             raise GenotypeError(f"a NAS-Bench-201 cell string is text like {EXAMPLE}, got {type(text).__name__}")
+        check_size(text)
         text = text.strip()
         if text.startswith("{"):
             try:
                 data = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise GenotypeError(f"NAS-Bench-201 genotype JSON is malformed: {err}") from None
+            except ValueError as err:  # JSONDecodeError, and integers longer than Python converts
+                raise GenotypeError(f"NAS-Bench-201 genotype JSON is malformed: {str(err)[:200]}") from None
             return cls.from_dict(data)
         return cls(parse_edges(text))
 
@@ -131,7 +132,7 @@ def check_op(op, edge: str) -> None:
     if op not in OPS:
         close = difflib.get_close_matches(str(op), OPS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise GenotypeError(f"edge {edge}: unknown op {op!r}; {hint}NAS-Bench-201 ops: {', '.join(OPS)}")
+        raise GenotypeError(f"edge {edge}: unknown op {short(op)}; {hint}NAS-Bench-201 ops: {', '.join(OPS)}")
 
 
 def parse_edges(text: str) -> tuple[str, ...]:
@@ -149,12 +150,14 @@ def parse_edges(text: str) -> tuple[str, ...]:
     return tuple(ops)
 
 
-def short(text: str, limit: int = 60) -> str:
+def short(text, limit: int = 60) -> str:
+    if not isinstance(text, str):  # an op given as a number or None by CellGenotype(...)
+        return repr(text)[:limit]
     return repr(text) if len(text) <= limit else repr(text[:limit] + "...")
 
 
 def parse_node(node: int, part: str) -> list[str]:
-    where = f"node {node} ({part!r})"
+    where = f"node {node} ({short(part)})"
     if len(part) < 2 or not (part.startswith("|") and part.endswith("|")):
         raise GenotypeError(f"{where}: missing bar; a node's edges sit between bars, like |op~0|op~1|")
     entries = [e.strip() for e in part[1:-1].split("|")]
@@ -164,17 +167,17 @@ def parse_node(node: int, part: str) -> list[str]:
     ops = []
     for k, entry in enumerate(entries):
         if entry.count("~") != 1:
-            problem = "an empty edge" if not entry else f"edge {entry!r}, which is not op~input"
+            problem = "an empty edge" if not entry else f"edge {short(entry)}, which is not op~input"
             raise GenotypeError(f"{where}: {problem}; write each edge as op~input, like nor_conv_3x3~{k}")
         op, source = entry.split("~")
         if not (source.isascii() and source.isdigit()):
-            raise GenotypeError(f"{where}: edge {entry!r} has input {source!r}, which is not a node number")
+            raise GenotypeError(f"{where}: edge {short(entry)} has input {short(source)}, which is not a node number")
         j = int(source)
         if not 0 <= j < node:
-            raise GenotypeError(f"{where}: edge {entry!r} has input {j}, out of range (node {node} takes inputs "
+            raise GenotypeError(f"{where}: edge {short(entry)} has input {j}, out of range (node {node} takes inputs "
                                 f"0..{node - 1})")
         if j != k:
-            raise GenotypeError(f"{where}: edge {entry!r} is in the wrong order: input {j} is listed where input "
+            raise GenotypeError(f"{where}: edge {short(entry)} is in the wrong order: input {j} is listed where input "
                                 f"{k} belongs (a node lists inputs 0..{node - 1}, once each, in order)")
         check_op(op, f"{node}<-{j}")
         ops.append(op)
@@ -226,7 +229,7 @@ def is_nb201_text(text: str) -> bool:
     if text.startswith("{"):
         try:
             return JSON_KEY in json.loads(text)
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return False
     return text.startswith("|")
 
