@@ -84,8 +84,11 @@ class Shuffled:
         order = torch.randperm(len(self.dataset), generator=self.generator)
         seed = int(torch.randint(2**62, (), generator=self.generator))
         start, end = skip * self.batch_size, len(self) * self.batch_size
+        # The loader's own generator: it draws its workers' base seed from it, not from torch's global one, which
+        # drop path draws from (a resumed epoch would otherwise see other masks).
         loader = torch.utils.data.DataLoader(Seeded(self.dataset, order[start:end], seed + start), self.batch_size,
-                                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
+                                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                                             generator=torch.Generator().manual_seed(seed))
         return OnDevice(loader, self.device)
 
 
@@ -121,9 +124,10 @@ def prepare_stream(config, device: torch.device, generator: torch.Generator):
     train_set = torch.utils.data.Subset(train, order[held_out:].tolist())
     valid_set = torch.utils.data.Subset(held, order[:held_out].tolist()) if held_out else None
 
-    def loader(dataset, batch_size: int):  # evaluation: in order
+    def loader(dataset, batch_size: int):  # evaluation: in order; its seed drawn from its own generator (above)
         return OnDevice(torch.utils.data.DataLoader(dataset, batch_size, num_workers=config.workers,
-                                                    pin_memory=device.type == "cuda"), device)
+                                                    pin_memory=device.type == "cuda",
+                                                    generator=torch.Generator().manual_seed(0)), device)
 
     return (Shuffled(train_set, config.batch_size, generator, config.workers, device),
             loader(valid_set, 2 * config.batch_size) if valid_set is not None else None,

@@ -12,6 +12,8 @@ deciding at once), and the run stops only after `patience` bad steps in a row.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 # A cross-entropy above this means the true class got probability e^-1000: the run has diverged,
@@ -46,11 +48,11 @@ class Guard:
     @staticmethod
     def bad(losses: tuple[torch.Tensor, ...], others: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
         """A device bool: a loss not finite or above DIVERGED_LOSS, or any other value not finite."""
-        loss = torch.stack([x.detach().float().reshape(()) for x in losses])
-        flag = ~torch.isfinite(loss).all() | (loss > DIVERGED_LOSS).any()
-        for t in others:
-            flag = flag | ~torch.isfinite(t.detach()).all()
-        return flag
+        # A sum is finite only if every element is (a finite sum that overflows is an explosion too): one
+        # reduction per tensor, one check for all, whatever the number of alpha tensors.
+        values = torch.stack([x.detach().float().reshape(()) for x in losses] +
+                             [t.detach().float().sum() for t in others])
+        return ~torch.isfinite(values).all() | (values[:len(losses)] > DIVERGED_LOSS).any()
 
     def watch(self, phase: int, losses: tuple[torch.Tensor, ...], others=()) -> bool:
         """Record the values of this step's phase (0: architecture, 1: weights) before its update. Returns
@@ -66,6 +68,8 @@ class Guard:
             if self.in_a_row >= self.patience:
                 self._raise(phase, step, f"{self.in_a_row} bad steps in a row (nonfinite: skip, "
                                          f"nonfinite_patience: {self.patience})")
+            logging.getLogger("dartsnas").warning(f"skipped the {PHASES[phase]} of step {step + 1} of epoch "
+                                                  f"{self.epoch + 1}: a non-finite or exploding value")
             return False
         self.first[phase] = torch.where(flag & (self.first[phase] < 0), step, self.first[phase])
         return True

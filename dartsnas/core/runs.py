@@ -167,6 +167,7 @@ def resume_run(run_dir: Path, owner, device: torch.device, logs: tuple[str, ...]
     state, path = latest_state(run_dir, device, getattr(owner.config, "keep_checkpoints", 1))
     load_state(owner, state, path, run_dir)
     set_rng_states(state["rng"])
+    owner.guard.skipped, owner.guard.in_a_row = state["guard"]["skipped"], state["guard"]["in_a_row"]
     for name in logs:
         truncate_jsonl(run_dir / name, owner.epoch)
     position = state.get("position")
@@ -308,7 +309,9 @@ class Steps:
 
     def save(self, position: Callable[[], dict] | None = None) -> None:
         self.driver.guard.check()  # never save a state that went bad
-        state = {**self.driver.state_dict(), "rng": rng_states(), "position": None}
+        guard = self.driver.guard
+        state = {**self.driver.state_dict(), "rng": rng_states(), "position": None,
+                 "guard": {"skipped": guard.skipped, "in_a_row": guard.in_a_row}}
         if position is not None:
             state["position"] = {**position(), "seconds": time.perf_counter() - self.started}
         save_checkpoint(state, self.run_dir / LATEST, getattr(self.driver.config, "keep_checkpoints", 1))
@@ -356,6 +359,8 @@ def run_epochs(driver: Driver, run_dir: Path, resume: bool):
             metrics = driver.end_epoch(run_dir, metrics)
             metrics = {"epoch": driver.epoch, **metrics, "seconds": time.perf_counter() - steps.started,
                        "peak_memory_gb": peak_memory_gb(driver.device)}
+            if driver.guard.policy == "skip":  # steps skipped so far in this run
+                metrics["skipped_steps"] = driver.guard.skipped
             append_jsonl(run_dir / "metrics.jsonl", metrics)
             steps.save()
             driver.log_epoch(metrics)
