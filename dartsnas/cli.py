@@ -98,8 +98,8 @@ def _run(args, command: str) -> None:
     if command == "train" and not side.recurrent:  # before the run folder is made (run_training checks again)
         from .conv.train import check_genotype
         check_genotype(config, *genotype)
-    from .core.device import resolve_device
-    resolve_device(config.device)  # an unusable device, too, ends before the run folder is made
+    from .core.distributed import start
+    start(config.device)  # an unusable device, too, ends before the run folder is made; joins torchrun's group
     args.run_dir = _new_run(args, side.name)
     side.run(config, *genotype, args.run_dir)
 
@@ -184,10 +184,14 @@ def _apply_flags(config, args):
 def _new_run(args, name: str) -> Path:
     """A fresh run folder under --out (named --name, or `name`), announced on stderr."""
     from .core.config import check_name
+    from .core.distributed import broadcast_object, world
     from .core.runs import new_run_dir
 
     # --name is checked here, strictly: the default (a config file's stem) may hold spaces, never a '/'.
-    run_dir = new_run_dir(args.out, check_name(args.name) if args.name is not None else name)
+    name = check_name(args.name) if args.name is not None else name
+    if not world().main:  # one run folder for all ranks of a torchrun: rank 0's
+        return broadcast_object(None)
+    run_dir = broadcast_object(new_run_dir(args.out, name))
     print(f"run folder: {run_dir}", file=sys.stderr)
     return run_dir
 
@@ -428,23 +432,27 @@ def main(argv: list[str] | None = None) -> int:
     from .core.guard import Diverged
     from .core.runs import Interrupted
 
+    from .core.distributed import stop
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except _user_errors() as err:
         return _fail(args, str(err), EXIT_USER_ERROR)
     except Diverged as err:
-        return _fail(args, str(err), EXIT_DIVERGED)
+        return _fail(args, str(err), EXIT_DIVERGED, agreed=True)
     except OutOfMemory as err:  # a search's own advice, measured by probes
         return _fail(args, str(err), EXIT_OUT_OF_MEMORY)
     except Interrupted as err:
-        return _fail(args, str(err).format(command=args.command), 128 + err.signum, "")
+        return _fail(args, str(err).format(command=args.command), 128 + err.signum, "", agreed=True)
     except KeyboardInterrupt:  # before a run loop took over the signal, or a second Ctrl-C
         return _fail(args, f"interrupted{_resume_hint(args)}", 130, "")
     except (RuntimeError, MemoryError) as err:  # failed CPU allocations are RuntimeErrors; CUDA's are too
         if not _out_of_memory(err):
             raise
         return _fail(args, _memory_message(err), EXIT_OUT_OF_MEMORY)
+    finally:
+        stop()  # leave torchrun's process group, if this run joined one
     return 0
 
 
@@ -465,8 +473,15 @@ def _memory_message(err: BaseException) -> str:
             "dartsnas bench search-step measures the memory of each mode")
 
 
-def _fail(args, message: str, status: int, prefix: str = "error: ") -> int:
-    """One line on stderr, and the same in the run folder's log when the failing command had made one."""
+def _fail(args, message: str, status: int, prefix: str = "error: ", agreed: bool = False) -> int:
+    """One line on stderr, and the same in the run folder's log when the failing command had made one.
+    In a data-parallel run rank 0 speaks for all; the others only of what happened to them alone."""
+    from .core.distributed import world
+
+    if not world().main:
+        if not agreed:
+            print(f"dartsnas {args.command} [rank {world().rank}]: {prefix}{message}", file=sys.stderr)
+        return status
     line = f"dartsnas {args.command}: {prefix}{message}"
     print(line, file=sys.stderr)
     run_dir = getattr(args, "run_dir", None)

@@ -252,6 +252,7 @@ class TrainConfig(ImageData, RunOptions):
     channels_last: bool = True          # NHWC memory format: faster depthwise convs on CPU and GPU
     amp: bool = False                   # bfloat16 autocast (meant for CUDA; on CPU it runs, mostly slower)
     compile: bool = False               # torch.compile the network
+    sync_bn: bool = False               # data-parallel on GPUs: batch statistics over all ranks' shards
     progress: bool = True               # a progress bar on the terminal
     plot: bool = True                   # draw the cells and the curves at the end (needs the plot extra)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..core.architect import Architect
 from ..core.config import ConfigError
@@ -22,13 +23,15 @@ from .config import SearchConfig
 from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
 from ..core.genotype import Genotype
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
+from ..core.distributed import average, broadcast_, check_batch, check_identical, shard, total, world
+from ..core.distributed import start as start_world
 from ..core.guard import Guard
 from ..core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
 from ..core.progressive import decide_one, decision_epoch
 from ..core.relax import temperature, temperature_for_entropy
 from ..core.runs import append_jsonl, read_jsonl
-from ..core.device import OutOfMemory, peak_memory_gb, resolve_device
-from ..core.runs import NO_STEPS, SearchRecords, Steps, run_epochs, start_run
+from ..core.device import OutOfMemory, peak_memory_gb
+from ..core.runs import NO_STEPS, SearchRecords, Steps, rank_folder, run_epochs, start_run
 from .nb201.table import load_table
 from .spaces import search_network
 
@@ -87,9 +90,22 @@ class Searcher(SearchRecords):
             self.architect.penalty = self.beta_penalty
         self.guard = Guard(device)  # run_epochs sets the run's own
         self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
+        self.network = self.data_parallel() if world().distributed else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
         self.set_schedules()
+
+    def data_parallel(self) -> nn.Module:
+        """A data-parallel run (core/distributed.py): the weight step through DistributedDataParallel, which
+        averages the weight gradients over the ranks while backward runs; the alphas left out of it (the
+        architecture step averages theirs: Architect.average). Unused parameters are looked for, as a sampling
+        relaxation or SGAS's decided edges leave ops out of a step (only then: the search costs a traversal)."""
+        check_batch(self.config.batch_size)
+        self.architect.average = average
+        alphas = [f"alphas.{k}" for k in self.model.alphas]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, alphas)
+        return DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                       find_unused_parameters=self.config.mixed_op == "sample" or self.config.progressive)
 
     def set_schedules(self) -> None:
         """What changes from epoch to epoch by the config's schedules: the relaxation temperature, DARTS-'s
@@ -136,7 +152,7 @@ class Searcher(SearchRecords):
         for a in self.model.arch_parameters():
             a.requires_grad_(False)
         try:
-            logits = self.model(x)
+            logits = self.network(x)
             loss = self.criterion(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,8 +174,13 @@ class Searcher(SearchRecords):
         if start:
             self.generator.set_state(start["epoch_generator"])
         epoch_generator, done = self.generator.get_state(), start["step"] if start else 0
-        weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment, skip=done)
-        arch_batches = batches(data.arch_half, cfg.batch_size, self.generator, data.train_augment, skip=done)
+        # Data-parallel: every rank draws the same global batches and keeps its shard; the last one is kept only
+        # whole (drop_last), so that the shards are equal and their average is the global batch's.
+        even = world().distributed
+        weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment, skip=done,
+                                 drop_last=even)
+        arch_batches = batches(data.arch_half, cfg.batch_size, self.generator, data.train_augment, skip=done,
+                               drop_last=even)
         # train loss, train correct, arch loss, seen
         sums = start["sums"].to(self.device) if start else torch.zeros(4, device=self.device)
         if start:
@@ -168,6 +189,7 @@ class Searcher(SearchRecords):
                 progress.update(done)
         for step, ((x, y), (x_arch, y_arch)) in enumerate(zip(weight_batches, arch_batches), start=done):
             self.guard.step = step
+            x, y, x_arch, y_arch = shard(x), shard(y), shard(x_arch), shard(y_arch)
             x, x_arch = self.prepare_inputs(x), self.prepare_inputs(x_arch)
             if self.epoch >= cfg.arch_start_epoch:
                 arch_loss = self.architect.step(x, y, x_arch, y_arch, self.optimizer)
@@ -182,18 +204,24 @@ class Searcher(SearchRecords):
                     s = sums.tolist()
                     progress.set_postfix(loss=f"{s[0] / s[3]:.3f}", acc=f"{s[1] / s[3]:.3f}", arch=f"{s[2] / s[3]:.3f}")
             steps.after(step + 1, lambda: {"step": step + 1, "sums": sums, "epoch_generator": epoch_generator})
-        s = sums.tolist()
+        s = total(sums).tolist()
         return {"train_loss": s[0] / s[3], "train_acc": s[1] / s[3], "arch_loss": s[2] / s[3]}
 
     @torch.no_grad()
     def evaluate(self, data: ImageSet) -> dict:
+        """Loss and accuracy on `data` in eval mode; data-parallel: each rank its shard of every batch, with
+        rank 0's batch-norm statistics."""
         self.model.eval()
+        broadcast_(list(self.model.buffers()))
         sums = torch.zeros(3, device=self.device)
         for x, y in batches(data, self.config.batch_size, None, self.data.eval_augment, shuffle=False):
+            x, y = shard(x), shard(y)
+            if not len(y):  # a last batch smaller than the world
+                continue
             logits = self.model(self.prepare_inputs(x))
             sums += torch.stack([nn.functional.cross_entropy(logits, y, reduction="sum"),
                                  (logits.argmax(1) == y).sum().float(), torch.tensor(float(len(y)), device=self.device)])
-        s = sums.tolist()
+        s = total(sums).tolist()
         return {"valid_loss": s[0] / s[2], "valid_acc": s[1] / s[2]}
 
     def genotype(self):
@@ -249,6 +277,8 @@ class Searcher(SearchRecords):
 
     def steps_per_epoch(self) -> int:
         shortest = min(len(self.data.weight_half), len(self.data.arch_half))
+        if world().distributed:  # whole global batches only
+            return shortest // self.config.batch_size
         return -(-shortest // self.config.batch_size)  # the two halves are zipped; ceil division
 
     # -- the parts of core.runs.run_epochs that are a search's own ----------------------------------
@@ -269,6 +299,7 @@ class Searcher(SearchRecords):
         lr = self.scheduler.get_last_lr()[0]  # the one this epoch trained with
         self.scheduler.step()
         metrics |= self.evaluate(self.data.arch_half)
+        check_identical(dict(self.model.alphas))
         self.epoch += 1
         if self.config.progressive:
             self.decide_edges(run_dir)
@@ -320,8 +351,8 @@ def benchmark_summary(cell, dataset: str) -> str:
 
 def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Genotype:
     """Search into `run_dir`; with `resume`, continue that folder's run from its checkpoint."""
-    run_dir = Path(run_dir)
-    device = resolve_device(config.device)
+    _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
+    run_dir = rank_folder(Path(run_dir))
     start_run(run_dir, config, device, resume)
     searcher = Searcher(config, prepare_data(config, device), device)
     if config.tensorboard:

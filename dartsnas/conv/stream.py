@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..core.config import ConfigError
+from ..core.distributed import shard, world
 from .data import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,18 +51,19 @@ class OnDevice:
 
 
 class Seeded(torch.utils.data.Dataset):
-    """`dataset` in the order `order`; item i is made with torch's generator seeded by `seed + i`, in a
-    worker or (no workers) in the main process, whose own random state is left as it was."""
+    """`dataset` in the order `order`; item i is made with torch's generator seeded by `seed + places[i]` (its
+    place in the epoch), in a worker or (no workers) in the main process, whose own random state is left as
+    it was."""
 
-    def __init__(self, dataset, order: torch.Tensor, seed: int):
-        self.dataset, self.order, self.seed = dataset, order.tolist(), seed
+    def __init__(self, dataset, order: torch.Tensor, seed: int, places: torch.Tensor):
+        self.dataset, self.order, self.seed, self.places = dataset, order.tolist(), seed, places.tolist()
 
     def __len__(self) -> int:
         return len(self.order)
 
     def __getitem__(self, i: int):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed + i)
+            torch.manual_seed(self.seed + self.places[i])
             return self.dataset[self.order[i]]
 
 
@@ -80,14 +82,17 @@ class Shuffled:
 
     def epoch(self, skip: int = 0) -> OnDevice:
         """This epoch's batches after the first `skip`: the order and the seed are drawn now, then the
-        batches done are cut off (their images are never decoded)."""
+        batches done are cut off (their images are never decoded). Data-parallel: this rank's shard of each
+        global batch only, with the augmentation its images would have had in one process."""
         order = torch.randperm(len(self.dataset), generator=self.generator)
         seed = int(torch.randint(2**62, (), generator=self.generator))
-        start, end = skip * self.batch_size, len(self) * self.batch_size
+        places = torch.arange(skip * self.batch_size, len(self) * self.batch_size)
+        places = shard(places.view(-1, self.batch_size), dim=1).reshape(-1)  # [global batch, this rank's rows]
         # The loader's own generator: it draws its workers' base seed from it, not from torch's global one, which
         # drop path draws from (a resumed epoch would otherwise see other masks).
-        loader = torch.utils.data.DataLoader(Seeded(self.dataset, order[start:end], seed + start), self.batch_size,
-                                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
+        loader = torch.utils.data.DataLoader(Seeded(self.dataset, order[places], seed, places),
+                                             self.batch_size // world().size, num_workers=self.workers,
+                                             pin_memory=self.device.type == "cuda",
                                              generator=torch.Generator().manual_seed(seed))
         return OnDevice(loader, self.device)
 
@@ -125,6 +130,8 @@ def prepare_stream(config, device: torch.device, generator: torch.Generator):
     valid_set = torch.utils.data.Subset(held, order[:held_out].tolist()) if held_out else None
 
     def loader(dataset, batch_size: int):  # evaluation: in order; its seed drawn from its own generator (above)
+        if world().distributed:  # each rank its share of the images; the trainer adds up the sums
+            dataset = torch.utils.data.Subset(dataset, range(world().rank, len(dataset), world().size))
         return OnDevice(torch.utils.data.DataLoader(dataset, batch_size, num_workers=config.workers,
                                                     pin_memory=device.type == "cuda",
                                                     generator=torch.Generator().manual_seed(0)), device)

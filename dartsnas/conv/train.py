@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..core.config import ConfigError
 from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
@@ -30,8 +31,9 @@ from .nb201.genotype import EXAMPLE as NB201_EXAMPLE, CellGenotype
 from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
 from ..core.checkpoints import load_checkpoint, save_checkpoint
 from ..core.guard import Guard
-from ..core.runs import NO_STEPS, Steps, run_epochs, start_run
-from ..core.device import resolve_device
+from ..core.distributed import broadcast_, check_batch, shard, total, world
+from ..core.distributed import start as start_world
+from ..core.runs import NO_STEPS, Steps, rank_folder, run_epochs, start_run
 from .config import TrainConfig
 
 log = logging.getLogger("dartsnas")
@@ -41,13 +43,15 @@ class InMemory:
     """A split held whole on the device, cut into batches and augmented there (data.batches).
 
     With a generator the batches are shuffled and augmented (training); without, they come in order and
-    are only normalised (evaluation).
+    are only normalised (evaluation). Data-parallel: every rank draws and augments the global batch as one
+    process would and keeps its shard (core/distributed.py); the last training batch only if whole.
     """
 
     def __init__(self, data: ImageSet, batch_size: int, augment: Augment, generator: torch.Generator | None = None):
         self.data, self.batch_size, self.augment, self.generator = data, batch_size, augment, generator
         # A last batch of one image cannot be batch-normalised where the auxiliary head's maps are 1x1.
-        self.drop_last = generator is not None and len(data) % batch_size == 1
+        ragged = len(data) % batch_size
+        self.drop_last = generator is not None and (ragged == 1 or bool(ragged and world().distributed))
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -58,8 +62,9 @@ class InMemory:
 
     def epoch(self, skip: int = 0):
         """This epoch's batches after the first `skip` (data.batches: the order is drawn at once)."""
-        return batches(self.data, self.batch_size, self.generator, self.augment,
-                       shuffle=self.generator is not None, drop_last=self.drop_last, skip=skip)
+        epoch = batches(self.data, self.batch_size, self.generator, self.augment,
+                        shuffle=self.generator is not None, drop_last=self.drop_last, skip=skip)
+        return ((shard(x), shard(y)) for x, y in epoch) if world().distributed else epoch
 
 
 @dataclass
@@ -125,8 +130,23 @@ class Trainer:
                                    auxiliary=config.auxiliary).to(device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
+        # Data-parallel: DistributedDataParallel averages the gradients while backward runs; drop path draws
+        # its masks from torch's generator, each rank its own. Evaluation runs on the plain module (each rank
+        # a share of the images, rank 0's batch-norm statistics).
+        network = self.model
+        if world().distributed:
+            check_batch(config.batch_size)
+            torch.manual_seed(config.seed + world().rank)
+            if config.sync_bn:
+                if device.type != "cuda":
+                    raise ConfigError("sync_bn: torch's SyncBatchNorm runs on GPUs only; on CPU each rank normalises "
+                                      "its own shard (drop sync_bn, or train on CUDA)")
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            network = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         # The compiled module shares the parameters; checkpoints always come from the plain one.
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.forward = torch.compile(network) if config.compile else network
+        self.eval_forward = self.forward if network is self.model else (torch.compile(self.model) if config.compile
+                                                                         else self.model)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer = torch.optim.SGD(self.model.parameters(), config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
@@ -180,14 +200,14 @@ class Trainer:
                 out = self.forward(x)
                 logits, logits_aux = out if isinstance(out, tuple) else (out, None)
                 loss = self.criterion(logits, y)
-                total = loss if logits_aux is None else loss + cfg.auxiliary_weight * self.criterion(logits_aux, y)
+                objective = loss if logits_aux is None else loss + cfg.auxiliary_weight * self.criterion(logits_aux, y)
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            objective.backward()
             if cfg.grad_clip is not None:
                 norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             else:
                 norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-            if self.guard.watch(1, (total,), (norm,)):
+            if self.guard.watch(1, (objective,), (norm,)):
                 self.optimizer.step()
             n = len(y)
             sums += torch.stack([loss.detach().float() * n, (logits.argmax(1) == y).sum().float(),
@@ -198,19 +218,22 @@ class Trainer:
                     s = sums.tolist()
                     progress.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}")
             steps.after(step + 1, lambda: {"step": step + 1, "sums": sums, "epoch_generator": epoch_generator})
-        s = sums.tolist()
+        s = total(sums).tolist()
         return {"train_loss": s[0] / s[2], "train_acc": s[1] / s[2]}
 
     @torch.no_grad()
     def evaluate(self, split, prefix: str) -> dict:
         self.model.eval()
+        broadcast_(list(self.model.buffers()))  # data-parallel: rank 0's batch-norm statistics everywhere
         sums = torch.zeros(3, device=self.device)
         for x, y in split:
+            if not len(y):  # a last batch smaller than the world
+                continue
             with self.autocast():
-                logits = self.forward(x.contiguous(memory_format=self.memory_format))
+                logits = self.eval_forward(x.contiguous(memory_format=self.memory_format))
             sums += torch.stack([nn.functional.cross_entropy(logits.float(), y, reduction="sum"),
                                  (logits.argmax(1) == y).sum().float(), torch.tensor(float(len(y)), device=self.device)])
-        s = sums.tolist()
+        s = total(sums).tolist()
         return {f"{prefix}_loss": s[0] / s[2], f"{prefix}_acc": s[1] / s[2]}
 
     # -- the parts of core.runs.run_epochs that are a training's own --------------------------------
@@ -277,8 +300,8 @@ def check_genotype(config: TrainConfig, genotype: Genotype | CellGenotype) -> No
 def run_training(config: TrainConfig, genotype: Genotype | CellGenotype, run_dir: Path, resume: bool = False) -> dict:
     """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
     check_genotype(config, genotype)
-    run_dir = Path(run_dir)
-    device = resolve_device(config.device)
+    _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
+    run_dir = rank_folder(Path(run_dir))
     start_run(run_dir, config, device, resume, genotype)
     # All randomness of the data (split aside: a function of the seed) comes from this CPU generator.
     generator = torch.Generator().manual_seed(config.seed + 1)

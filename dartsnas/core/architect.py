@@ -78,6 +78,10 @@ class Architect:
         # Whether a step may apply its gradients, (loss, grads) -> bool: the run's guard against non-finite
         # values (core/guard.py), which may also only record them.
         self.accept: Callable[[torch.Tensor, list[torch.Tensor]], bool] | None = None
+        # Data-parallel runs (core/distributed.py): every gradient this step computes from the batch, averaged
+        # over the ranks before it is used, so the step is the one a single process would take on the global
+        # batch: the virtual step's weight gradient, v, and the alphas' gradient.
+        self.average: Callable[[list[torch.Tensor]], list[torch.Tensor]] = lambda grads: grads
         self.optimizer = torch.optim.Adam(self.alphas, lr=arch_lr, betas=tuple(arch_betas),
                                           weight_decay=arch_weight_decay)
 
@@ -103,7 +107,7 @@ class Architect:
             # them anyway; the lean mode's recomputation can only tell from requires_grad).
             constants = {n: w.detach() for n, w in self.model.named_weights()}
             loss = self._loss(constants, x_val, y_val)
-            return _grad(loss, self.alphas), loss
+            return self.average(_grad(loss, self.alphas)), loss
 
     # -- second order ----------------------------------------------------------------------------
 
@@ -117,7 +121,7 @@ class Architect:
         group = weight_optimizer.param_groups[0]
         xi, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
         named = dict(self.model.named_weights())
-        grads = _grad(self._loss(named, x_train, y_train), list(named.values()))
+        grads = self.average(_grad(self._loss(named, x_train, y_train), list(named.values())))
         self.clip_scale = self.clip_coef = 1.0
         if self.grad_clip is not None:  # as nn.utils.clip_grad_norm_
             self.clip_coef = self.grad_clip / (_norm(grads) + 1e-6)
@@ -137,13 +141,14 @@ class Architect:
         unrolled = self.virtual_step(x_train, y_train, weight_optimizer)
         loss = self._loss(unrolled, x_val, y_val)
         grads = _grad(loss, self.alphas + list(unrolled.values()))
-        alpha_grads, v = grads[: len(self.alphas)], grads[len(self.alphas):]
+        alpha_grads, v = grads[: len(self.alphas)], self.average(grads[len(self.alphas):])
         scale = self.clip_scale
         if self.official_clip:  # official rnn/architect.py: _clip(dtheta, clip), then eta * clip_coef
             v = [t * (self.grad_clip / (_norm(v) + 1e-6)).clamp(max=1.0) for t in v]
             scale = self.clip_coef
         implicit = self.hessian_vector_product(v, x_train, y_train, r)
-        grads = [g - xi * scale * h for g, h in zip(alpha_grads, implicit)]
+        # Both terms are linear in the batch: averaging their difference once averages each.
+        grads = self.average([g - xi * scale * h for g, h in zip(alpha_grads, implicit)])
         return grads, loss
 
     def hessian_vector_product(self, v, x, y, r: float = 1e-2):

@@ -16,6 +16,8 @@ import logging
 
 import torch
 
+from .distributed import any_rank, minimum, world
+
 # A cross-entropy above this means the true class got probability e^-1000: the run has diverged,
 # whatever the task (a language model starts near log(vocabulary), about 10).
 DIVERGED_LOSS = 1e3
@@ -60,7 +62,7 @@ class Guard:
         later, before anything is saved); under skip, not for a bad step."""
         flag, step = self.bad(losses, tuple(others)), self.step
         if self.policy == "skip":
-            if not flag.item():
+            if not any_rank(bool(flag.item())):  # every rank skips the same steps
                 self.in_a_row = 0
                 return True
             self.in_a_row += 1
@@ -78,7 +80,12 @@ class Guard:
         """Raise `Diverged` if a recorded step went bad (one host sync)."""
         if self.policy == "skip":
             return
-        first = self.first.tolist()
+        first = self.first
+        if world().distributed:  # every rank stops together, at the earliest bad step of any
+            never = torch.iinfo(torch.long).max
+            first = minimum(torch.where(first < 0, never, first))
+            first = torch.where(first == never, -1, first)
+        first = first.tolist()
         bad = [(s, p) for p, s in enumerate(first) if s >= 0]
         if bad:
             step, phase = min(bad)

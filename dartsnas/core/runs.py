@@ -19,14 +19,17 @@ starts, resumes, loops over epochs, logs its metrics, checkpoints and draws is `
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,6 +40,7 @@ import torch
 from .checkpoints import (LATEST, RunError, latest_state, rng_states, save_checkpoint, seed_python_and_numpy,
                           set_rng_states)
 from .device import peak_memory_gb
+from .distributed import agree, gather_object, total, world
 from .guard import CHECK_EVERY, Guard
 from .relax import discreteness
 
@@ -123,12 +127,29 @@ def setup_logging(run_dir: Path) -> logging.Logger:
         handler.close()
     file_handler = logging.FileHandler(run_dir / "log.txt")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    console = logging.StreamHandler()
-    console.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(file_handler)
-    log.addHandler(console)
+    if world().main:  # one voice on the terminal in a data-parallel run
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(console)
     log.propagate = False
     return log
+
+
+def rank_folder(run_dir: Path) -> Path:
+    """Where this rank writes: the run folder on rank 0; on the others a scratch folder of their own, with
+    copies of the run's records and links to its checkpoints, so that every rank runs the same code on the
+    same files while only rank 0's reach the run folder. Removed when the process ends."""
+    if world().main:
+        return run_dir
+    scratch = Path(tempfile.mkdtemp(prefix=f"dartsnas-rank{world().rank}-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    for path in Path(run_dir).iterdir():
+        if path.suffix == ".pt":
+            (scratch / path.name).symlink_to(path.resolve())
+        elif path.is_file() and path.suffix in (".jsonl", ".json", ".yaml"):
+            shutil.copy2(path, scratch / path.name)
+    return scratch
 
 
 # -- what every run loop (search, training; convolutional, recurrent) does the same way ------------
@@ -166,7 +187,8 @@ def resume_run(run_dir: Path, owner, device: torch.device, logs: tuple[str, ...]
     epoch. Returns the position inside the next epoch the checkpoint was taken at (None: at an epoch's end)."""
     state, path = latest_state(run_dir, device, getattr(owner.config, "keep_checkpoints", 1))
     load_state(owner, state, path, run_dir)
-    set_rng_states(state["rng"])
+    ranks = state.get("rng_ranks")  # a data-parallel run's: each rank's own, if the world is the same size
+    set_rng_states(ranks[world().rank] if ranks and len(ranks) == world().size else state["rng"])
     owner.guard.skipped, owner.guard.in_a_row = state["guard"]["skipped"], state["guard"]["in_a_row"]
     for name in logs:
         truncate_jsonl(run_dir / name, owner.epoch)
@@ -290,31 +312,43 @@ class Steps:
         self.started = time.perf_counter()
 
     def resume_at(self) -> dict | None:
-        """The saved position inside this epoch (once), or None to start the epoch from its first step."""
+        """The saved position inside this epoch (once), or None to start the epoch from its first step.
+        The epoch's metric sums so far are rank 0's alone: the ranks' sums are added up at the epoch's end."""
         position, self.position = self.position, None
+        if position is not None and not world().main:
+            position = {**position, "sums": torch.zeros_like(position["sums"])}
         return position
 
     def after(self, step: int, position: Callable[[], dict]) -> None:
         """`step` steps of the epoch are done; `position()` is what it takes to continue after them."""
-        guard = self.driver.guard
-        if step % CHECK_EVERY == 0:
-            guard.check()
-        if self.signals:
+        checking = step % CHECK_EVERY == 0
+        if checking:
+            self.driver.guard.check()
+        by_steps = bool(self.every_steps and step % self.every_steps == 0)
+        by_time = bool(self.every_seconds and time.monotonic() - self.last_save >= self.every_seconds)
+        signalled = bool(self.signals)
+        if world().distributed:  # the ranks act together: signals and clocks are agreed on at the checks
+            signalled, by_time = agree(signalled, by_time) if checking else (False, False)
+        if signalled:
             self.save(position)
-            raise Interrupted(self.signals[0], self.run_dir, f"after step {step} of epoch {self.driver.epoch + 1}")
-        due = ((self.every_steps and step % self.every_steps == 0)
-               or (self.every_seconds and time.monotonic() - self.last_save >= self.every_seconds))
-        if due and step < self.driver.steps_per_epoch():  # the epoch's end saves its own
+            raise Interrupted(self.signals[0] if self.signals else signal.SIGTERM, self.run_dir,
+                              f"after step {step} of epoch {self.driver.epoch + 1}")
+        if (by_steps or by_time) and step < self.driver.steps_per_epoch():  # the epoch's end saves its own
             self.save(position)
 
     def save(self, position: Callable[[], dict] | None = None) -> None:
-        self.driver.guard.check()  # never save a state that went bad
+        """Checkpoint the run (rank 0 writes; every rank takes part in what is agreed or added up)."""
         guard = self.driver.guard
+        guard.check()  # never save a state that went bad
         state = {**self.driver.state_dict(), "rng": rng_states(), "position": None,
                  "guard": {"skipped": guard.skipped, "in_a_row": guard.in_a_row}}
+        if world().distributed:
+            state["rng_ranks"] = gather_object(state["rng"])
         if position is not None:
-            state["position"] = {**position(), "seconds": time.perf_counter() - self.started}
-        save_checkpoint(state, self.run_dir / LATEST, getattr(self.driver.config, "keep_checkpoints", 1))
+            where = position()
+            state["position"] = {**where, "sums": total(where["sums"]), "seconds": time.perf_counter() - self.started}
+        if world().main:
+            save_checkpoint(state, self.run_dir / LATEST, getattr(self.driver.config, "keep_checkpoints", 1))
         self.last_save = time.monotonic()
 
 
@@ -341,15 +375,21 @@ def run_epochs(driver: Driver, run_dir: Path, resume: bool):
     """
     config = driver.config
     driver.guard = Guard(driver.device, getattr(config, "nonfinite", "stop"), getattr(config, "nonfinite_patience", 5))
-    position = resume_run(run_dir, driver, driver.device, driver.logs) if resume else None
-    if not resume:
-        seed_python_and_numpy(config.seed)
-        driver.begin(run_dir)
-    driver.announce()
-    with stop_signals() as signals:
+    with stop_signals() as signals:  # from here on, a signal stops the run at a step's end, saved
+        position = resume_run(run_dir, driver, driver.device, driver.logs) if resume else None
+        if not resume:
+            seed_python_and_numpy(config.seed)
+            driver.begin(run_dir)
+        driver.announce()
+        saved = resume  # whether the latest checkpoint holds the run as it is now
         # A driver may stop before its last epoch (DARTS+'s early stopping sets `stop_reason`, kept by its checkpoint).
         while driver.epoch < config.epochs and not getattr(driver, "stop_reason", None):
             steps = Steps(driver, run_dir, signals, position)
+            if agree(bool(signals))[0]:  # arrived between epochs, or before the first step
+                if not saved:
+                    steps.save()
+                raise Interrupted(signals[0] if signals else signal.SIGTERM, run_dir,
+                                  f"after epoch {driver.epoch}" if driver.epoch else "before its first step")
             steps.started -= position["seconds"] if position else 0.0
             position = None
             driver.guard.reset(driver.epoch)
@@ -363,9 +403,8 @@ def run_epochs(driver: Driver, run_dir: Path, resume: bool):
                 metrics["skipped_steps"] = driver.guard.skipped
             append_jsonl(run_dir / "metrics.jsonl", metrics)
             steps.save()
+            saved = True
             driver.log_epoch(metrics)
-            if signals:
-                raise Interrupted(signals[0], run_dir, f"after epoch {driver.epoch}")
     result = driver.finish(run_dir)
     if config.plot:
         draw_pictures(run_dir, driver.pictures)

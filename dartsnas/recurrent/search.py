@@ -22,12 +22,13 @@ from torch.nn import functional as F
 
 from ..core.architect import Architect
 from ..core.collapse import beta_decay, linear
+from ..core.distributed import average, average_grads, broadcast_, check_batch, gather_rows, shard, total, world
 from ..core.guard import Guard
 from .genotype import RecurrentGenotype, derive_recurrent, recurrent_edge_names
 from .model import LanguageModel, SearchModel, Segment
 from .config import RecurrentSearchConfig
-from ..core.runs import NO_STEPS, SearchRecords, Steps, run_epochs, start_run
-from ..core.device import resolve_device
+from ..core.distributed import start as start_world
+from ..core.runs import NO_STEPS, SearchRecords, Steps, rank_folder, run_epochs, start_run
 from .text import Corpus, batchify, load_corpus, segment, windows
 
 log = logging.getLogger("dartsnas")
@@ -50,17 +51,26 @@ def prepare_text(config: RecurrentSearchConfig, device: torch.device) -> SearchT
 
 @torch.no_grad()
 def evaluate(model: LanguageModel, source: torch.Tensor, bptt: int) -> float:
-    """Mean cross-entropy per token over a batchified split, the state carried across fixed windows."""
+    """Mean cross-entropy per token over a batchified split, the state carried across fixed windows.
+    Data-parallel: each rank its share of the streams, the sums added up."""
     model.eval()
+    source = shard(source, dim=1)
     hidden = model.init_hidden(source.shape[1])
-    total = torch.zeros((), dtype=torch.float64, device=source.device)
-    count = 0
+    sums = torch.zeros(2, dtype=torch.float64, device=source.device)  # cross-entropy, tokens
     for start, length in windows(len(source), bptt, variable=False):
         x, y = segment(source, start, length)
+        if not y.numel():  # fewer streams than ranks
+            break
         logits, hidden, _ = model.run(x, hidden)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").double()
-        count += y.numel()
-    return total.item() / count
+        sums += torch.stack([F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").double(),
+                             torch.tensor(float(y.numel()), dtype=torch.float64, device=source.device)])
+    loss, count = total(sums).tolist()
+    return loss / count
+
+
+def local(masks: dict) -> dict:
+    """This rank's rows of dropout masks drawn for the global batch (the embedding's rows are words: kept)."""
+    return {k: m if k == "embedding" else shard(m) for k, m in masks.items()}
 
 
 def weight_step(model: LanguageModel, optimizer, seg: Segment, y: torch.Tensor, tar: float, grad_clip: float,
@@ -75,6 +85,7 @@ def weight_step(model: LanguageModel, optimizer, seg: Segment, y: torch.Tensor, 
         total = total + tar * (outputs[1:] - outputs[:-1]).pow(2).mean()
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    average_grads(params)  # data-parallel: the global batch's gradient on every rank
     norm = nn.utils.clip_grad_norm_(params, grad_clip)
     if guard.watch(1, (total,), (norm,)):
         optimizer.step()
@@ -101,6 +112,9 @@ class RecurrentSearcher(SearchRecords):
         self.epoch = 0
         self.guard = Guard(device)  # run_epochs sets the run's own
         self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
+        if world().distributed:  # each rank its shard of the streams; the gradients averaged (core/distributed.py)
+            check_batch(config.batch_size)
+            self.architect.average = average
         if config.beta_decay is not None:  # beta-DARTS, weighted by the epoch's lambda
             self.architect.penalty = lambda: (linear(self.epoch, config.epochs, *config.beta_decay)
                                               * beta_decay(self.model.arch_parameters()))
@@ -124,11 +138,13 @@ class RecurrentSearcher(SearchRecords):
         cfg, model, text = self.config, self.model, self.text
         model.train()
         group = self.optimizer.param_groups[0]
-        batch = text.train.shape[1]
-        # Inside a resumed epoch: the next window's row and both hidden states come back from the checkpoint.
+        batch = text.train.shape[1]  # the global batch: its masks are drawn whole, as one process would
+        # Inside a resumed epoch: the next window's row and both hidden states come back from the checkpoint
+        # (the global batch's: this rank takes its rows).
         at = steps.resume_at()
         hidden, hidden_arch = ((at["hidden"], at["hidden_arch"]) if at else
                                (model.init_hidden(batch), model.init_hidden(batch)))
+        hidden, hidden_arch = shard(hidden), shard(hidden_arch)
         # train CE * tokens, arch CE * tokens, tokens
         sums = at["sums"].to(self.device) if at else torch.zeros(3, dtype=torch.float64, device=self.device)
         done, row = (at["step"], at["row"]) if at else (0, 0)
@@ -138,11 +154,12 @@ class RecurrentSearcher(SearchRecords):
         for step, (start, length) in enumerate(windows(len(text.train), cfg.bptt, self.generator, cfg.seq_jitter,
                                                        start=row), start=done):
             self.guard.step = step
-            x, y = segment(text.train, start, length)
+            x, y = (shard(t, dim=1) for t in segment(text.train, start, length))
             arch_start = start % (len(text.search) - 1)
-            x_arch, y_arch = segment(text.search, arch_start, min(cfg.bptt, len(text.search) - 1 - arch_start))
-            train_seg = Segment(x, hidden, model.draw_masks(batch, self.generator))
-            arch_seg = Segment(x_arch, hidden_arch, model.draw_masks(batch, self.generator))
+            x_arch, y_arch = (shard(t, dim=1) for t in
+                              segment(text.search, arch_start, min(cfg.bptt, len(text.search) - 1 - arch_start)))
+            train_seg = Segment(x, hidden, local(model.draw_masks(batch, self.generator)))
+            arch_seg = Segment(x_arch, hidden_arch, local(model.draw_masks(batch, self.generator)))
             lr = group["lr"]
             group["lr"] = lr * length / cfg.bptt  # official: the step follows the window's length
             try:
@@ -162,9 +179,9 @@ class RecurrentSearcher(SearchRecords):
                 if step % 10 == 0:
                     s = sums.tolist()
                     progress.set_postfix(ppl=f"{math.exp(s[0] / s[2]):.1f}", arch_ppl=f"{math.exp(s[1] / s[2]):.1f}")
-            steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums, "hidden": hidden,
-                                           "hidden_arch": hidden_arch})
-        s = sums.tolist()
+            steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums,
+                                           "hidden": gather_rows(hidden), "hidden_arch": gather_rows(hidden_arch)})
+        s = total(sums).tolist()
         return {"train_loss": s[0] / s[2], "train_ppl": math.exp(s[0] / s[2]), "arch_loss": s[1] / s[2]}
 
     def genotype(self) -> RecurrentGenotype:
@@ -185,6 +202,7 @@ class RecurrentSearcher(SearchRecords):
                  f"{'second' if config.unrolled else 'first'} order, {n_weights:,} weights, device {self.device}")
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
+        broadcast_(list(self.model.buffers()))  # data-parallel: rank 0's batch-norm statistics everywhere
         valid_loss = evaluate(self.model, self.text.valid, self.config.bptt)
         self.epoch += 1
         metrics |= self.record_epoch(run_dir)
@@ -202,7 +220,7 @@ class RecurrentSearcher(SearchRecords):
 
 def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: bool = False) -> RecurrentGenotype:
     """Search a recurrent cell into `run_dir`; with `resume`, continue that folder's run from its checkpoint."""
-    run_dir = Path(run_dir)
-    device = resolve_device(config.device)
+    _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
+    run_dir = rank_folder(Path(run_dir))
     start_run(run_dir, config, device, resume)
     return run_epochs(RecurrentSearcher(config, prepare_text(config, device), device), run_dir, resume)

@@ -21,11 +21,12 @@ import torch
 from .genotype import RecurrentGenotype
 from .model import LanguageModel, Segment, evaluation_model
 from .config import RecurrentTrainConfig
-from .search import evaluate, weight_step
+from .search import evaluate, local, weight_step
 from ..core.checkpoints import load_checkpoint, save_checkpoint
 from ..core.guard import Guard
-from ..core.runs import NO_STEPS, Steps, append_jsonl, run_epochs, start_run
-from ..core.device import resolve_device
+from ..core.distributed import check_batch, gather_rows, shard, total, world
+from ..core.distributed import start as start_world
+from ..core.runs import NO_STEPS, Steps, append_jsonl, rank_folder, run_epochs, start_run
 from .text import Corpus, batchify, load_corpus, segment, windows
 
 log = logging.getLogger("dartsnas")
@@ -72,6 +73,8 @@ class RecurrentTrainer:
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.epoch, self.history, self.best = 0, [], {"epoch": 0, "valid_loss": None}
         self.guard = Guard(device)  # run_epochs sets the run's own
+        if world().distributed:  # each rank its shard of the streams; gradients averaged in weight_step
+            check_batch(config.batch_size)
 
     def _optimizer(self, kind: str):
         params, cfg = list(self.model.parameters()), self.config
@@ -102,9 +105,10 @@ class RecurrentTrainer:
         cfg, model, source = self.config, self.model, self.text.train
         model.train()
         params = list(model.parameters())
-        # Inside a resumed epoch: the next window's row and the hidden state come back from the checkpoint.
+        # Inside a resumed epoch: the next window's row and the hidden state come back from the checkpoint (the
+        # global batch's; data-parallel, this rank takes its rows, and its share of the masks drawn whole).
         at = steps.resume_at()
-        hidden = at["hidden"] if at else model.init_hidden(source.shape[1])
+        hidden = shard(at["hidden"] if at else model.init_hidden(source.shape[1]))
         sums = at["sums"].to(self.device) if at else torch.zeros(2, dtype=torch.float64, device=self.device)
         done, row = (at["step"], at["row"]) if at else (0, 0)
         if at and progress is not None:
@@ -112,8 +116,8 @@ class RecurrentTrainer:
         for step, (start, length) in enumerate(windows(len(source), cfg.bptt, self.generator, cfg.seq_jitter,
                                                        start=row), start=done):
             self.guard.step = step
-            x, y = segment(source, start, length)
-            seg = Segment(x, hidden, model.draw_masks(source.shape[1], self.generator))
+            x, y = (shard(t, dim=1) for t in segment(source, start, length))
+            seg = Segment(x, hidden, local(model.draw_masks(source.shape[1], self.generator)))
             group = self.optimizer.param_groups[0]
             lr = group["lr"]
             group["lr"] = lr * length / cfg.bptt  # official: the step follows the window's length
@@ -129,8 +133,9 @@ class RecurrentTrainer:
                 if step % 20 == 0:
                     s = sums.tolist()
                     progress.set_postfix(ppl=f"{math.exp(s[0] / s[1]):.1f}")
-            steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums, "hidden": hidden})
-        s = sums.tolist()
+            steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums,
+                                           "hidden": gather_rows(hidden)})
+        s = total(sums).tolist()
         return {"train_loss": s[0] / s[1], "train_ppl": math.exp(s[0] / s[1])}
 
     def evaluate(self, source: torch.Tensor) -> float:
@@ -206,7 +211,8 @@ def run_recurrent_training(config: RecurrentTrainConfig, genotype: RecurrentGeno
                            resume: bool = False) -> dict:
     """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
     run_dir = Path(run_dir)
-    device = resolve_device(config.device)
+    _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
+    run_dir = rank_folder(run_dir)
     start_run(run_dir, config, device, resume, genotype)
     trainer = RecurrentTrainer(config, genotype, prepare_text(config, device), device)
     return run_epochs(trainer, run_dir, resume)
