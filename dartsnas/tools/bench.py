@@ -184,7 +184,7 @@ def _ratio(x) -> str:
 def add_parser(sub) -> None:
     from .quality import add_arguments, quality
 
-    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality | skips")
+    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality | skips | distributed")
     what = p.add_subparsers(dest="what", required=True)
 
     s = what.add_parser("search-step", help="time and memory of one search step over a grid of settings")
@@ -213,6 +213,9 @@ def add_parser(sub) -> None:
     k = what.add_parser("skips", help="the skip connections in the DARTS-space normal cells K seeds of each setting find")
     skips.add_arguments(k)
     k.set_defaults(func=skips.skips)
+
+    from . import bench_dist
+    bench_dist.add_parser(what)
 
 
 def _common(p, steps_help: str) -> None:
