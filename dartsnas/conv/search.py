@@ -352,7 +352,7 @@ def benchmark_summary(cell, dataset: str) -> str:
 def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Genotype:
     """Search into `run_dir`; with `resume`, continue that folder's run from its checkpoint."""
     _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
-    run_dir = rank_folder(Path(run_dir))
+    run_dir = rank_folder(Path(run_dir), resume)
     start_run(run_dir, config, device, resume)
     searcher = Searcher(config, prepare_data(config, device), device)
     if config.tensorboard:

@@ -301,7 +301,7 @@ def run_training(config: TrainConfig, genotype: Genotype | CellGenotype, run_dir
     """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
     check_genotype(config, genotype)
     _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
-    run_dir = rank_folder(Path(run_dir))
+    run_dir = rank_folder(Path(run_dir), resume)
     start_run(run_dir, config, device, resume, genotype)
     # All randomness of the data (split aside: a function of the seed) comes from this CPU generator.
     generator = torch.Generator().manual_seed(config.seed + 1)

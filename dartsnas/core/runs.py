@@ -136,15 +136,15 @@ def setup_logging(run_dir: Path) -> logging.Logger:
     return log
 
 
-def rank_folder(run_dir: Path) -> Path:
-    """Where this rank writes: the run folder on rank 0; on the others a scratch folder of their own, with
-    copies of the run's records and links to its checkpoints, so that every rank runs the same code on the
-    same files while only rank 0's reach the run folder. Removed when the process ends."""
+def rank_folder(run_dir: Path, resume: bool) -> Path:
+    """Where this rank writes: the run folder on rank 0; on the others a scratch folder of their own (with,
+    when resuming, copies of the run's records and links to its checkpoints), so that every rank runs the
+    same code on the same files while only rank 0's reach the run folder. Removed when the process ends."""
     if world().main:
         return run_dir
     scratch = Path(tempfile.mkdtemp(prefix=f"dartsnas-rank{world().rank}-"))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    for path in Path(run_dir).iterdir():
+    for path in Path(run_dir).iterdir() if resume else ():
         if path.suffix == ".pt":
             (scratch / path.name).symlink_to(path.resolve())
         elif path.is_file() and path.suffix in (".jsonl", ".json", ".yaml"):
@@ -285,8 +285,9 @@ def stop_signals():
         received.append(signum)
         logging.getLogger("dartsnas").info(f"{signal.Signals(signum).name}: stopping after this step, once the "
                                            "checkpoint is saved (send it again to stop at once)")
-        for s, h in previous.items():
-            signal.signal(s, h)
+        # The same signal again stops at once; the other one stays caught (torchrun follows a Ctrl-C, which
+        # every rank gets too, with a SIGTERM of its own: that must not cut the checkpoint short).
+        signal.signal(signum, previous[signum])
 
     for s in previous:
         signal.signal(s, handler)
@@ -406,7 +407,7 @@ def run_epochs(driver: Driver, run_dir: Path, resume: bool):
             saved = True
             driver.log_epoch(metrics)
     result = driver.finish(run_dir)
-    if config.plot:
+    if config.plot and world().main:
         draw_pictures(run_dir, driver.pictures)
     return result
 

@@ -221,6 +221,6 @@ class RecurrentSearcher(SearchRecords):
 def run_recurrent_search(config: RecurrentSearchConfig, run_dir: Path, resume: bool = False) -> RecurrentGenotype:
     """Search a recurrent cell into `run_dir`; with `resume`, continue that folder's run from its checkpoint."""
     _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
-    run_dir = rank_folder(Path(run_dir))
+    run_dir = rank_folder(Path(run_dir), resume)
     start_run(run_dir, config, device, resume)
     return run_epochs(RecurrentSearcher(config, prepare_text(config, device), device), run_dir, resume)

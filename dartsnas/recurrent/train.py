@@ -212,7 +212,7 @@ def run_recurrent_training(config: RecurrentTrainConfig, genotype: RecurrentGeno
     """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
     run_dir = Path(run_dir)
     _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
-    run_dir = rank_folder(run_dir)
+    run_dir = rank_folder(run_dir, resume)
     start_run(run_dir, config, device, resume, genotype)
     trainer = RecurrentTrainer(config, genotype, prepare_text(config, device), device)
     return run_epochs(trainer, run_dir, resume)
