@@ -46,7 +46,7 @@ def load_searcher(run_dir: str | Path, device: str | torch.device = "cpu") -> Se
         raise RunError(f"{run_dir} is a recurrent search; dartsnas derive re-derives convolutional cells")
     config = load_config(run_dir / "config.yaml")
     device = resolve_device(str(device))
-    state, path = latest_state(run_dir, device, config.keep_checkpoints)  # before the data: fail fast
+    state, path = latest_state(run_dir, device, config.keep_checkpoints, resume=False)  # before the data: fail fast
     searcher = Searcher(config, prepare_data(config, device), device)
     load_state(searcher, state, path, run_dir)
     return searcher

@@ -135,17 +135,22 @@ def _extra_history(path: Path, keep: int) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_state(run_dir: Path, device: torch.device | str = "cpu", keep: int = 1) -> tuple[dict, Path]:
-    """The run folder's newest readable checkpoint of this dartsnas version, and where it was."""
+def latest_state(run_dir: Path, device: torch.device | str = "cpu", keep: int = 1,
+                 resume: bool = True) -> tuple[dict, Path]:
+    """The run folder's newest readable checkpoint, and where it was: of this dartsnas version to resume
+    it; of this one or an earlier one to read its weights and alphas (`resume=False`: derive, export)."""
     state, path = load_latest(Path(run_dir) / LATEST, device, keep)
-    check_format(state, path)
+    check_format(state, path, resume)
     return state, path
 
 
-def check_format(state: dict, path: Path) -> None:
-    if state.get("format") != FORMAT:
-        raise RunError(f"checkpoint {path} was written by another dartsnas version (format {state.get('format')}, "
-                       f"this one reads {FORMAT}); resume it with that version, or start a new run")
+def check_format(state: dict, path: Path, resume: bool = True) -> None:
+    found = state.get("format", 1)  # checkpoints before formats were numbered are format 1
+    if found == FORMAT or (not resume and isinstance(found, int) and found < FORMAT):
+        return
+    raise RunError(f"checkpoint {path} was written by another dartsnas version (format {found}, this one "
+                   f"{'resumes' if resume else 'reads'} {FORMAT}"
+                   f"{'' if resume else ' and earlier'}); use that version, or start a new run")
 
 
 # -- random states: a resumed run draws exactly what the uninterrupted one would have --------------

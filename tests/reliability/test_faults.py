@@ -200,6 +200,13 @@ def test_a_checkpoint_of_another_version_or_layout_is_refused_clearly(tmp_path):
     torch.save({"format": 1, "model": {}}, path)
     with pytest.raises(checkpoints_module.RunError, match="another dartsnas version"):
         checkpoints_module.latest_state(tmp_path)
+    torch.save({"model": {}}, path)  # before formats were numbered: readable (derive, export), not resumable
+    assert checkpoints_module.latest_state(tmp_path, resume=False)[0] == {"model": {}}
+    with pytest.raises(checkpoints_module.RunError, match="format 1, this one resumes 2"):
+        checkpoints_module.latest_state(tmp_path)
+    torch.save({"format": 3, "model": {}}, path)  # a newer version's: neither
+    with pytest.raises(checkpoints_module.RunError, match="format 3, this one reads 2 and earlier"):
+        checkpoints_module.latest_state(tmp_path, resume=False)
     torch.save(torch.zeros(3), path)
     with pytest.raises(checkpoints_module.RunError, match="holds a Tensor"):
         checkpoints_module.load_checkpoint(path)
