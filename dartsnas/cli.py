@@ -1,4 +1,4 @@
-"""The command line: `dartsnas search | train | derive | plot | genotype | info | export | bench`.
+"""The command line: `dartsnas search | train | derive | plot | genotype | info | export | bench | seeds`.
 
 `search` and `train` run a convolutional cell, or with `--task` (or when resuming such a run) a recurrent
 one; both sides take the same flags and start or resume a run the same way. Errors a user can cause end
@@ -418,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .tools.bench import add_parser
     add_parser(sub)
+    from .tools.seeds import add_parser as add_seeds  # the paper's multi-seed protocol: search, train, choose
+    add_seeds(sub)
     return parser
 
 

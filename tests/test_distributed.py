@@ -9,7 +9,6 @@ The batch-norm running statistics are not compared: a data-parallel run keeps ra
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap

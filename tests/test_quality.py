@@ -4,6 +4,7 @@ resumed and reused, and a folder of other settings refused."""
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 import yaml
@@ -73,7 +74,7 @@ def test_a_space_without_a_table_is_refused(capsys):
 
 
 @pytest.mark.slow
-def test_searches_run_resume_are_reused_and_other_settings_refused(tmp_path, monkeypatch, capsys):
+def test_searches_run_resume_are_reused_and_other_settings_refused(tmp_path, capsys):
     out = tmp_path / "q"
     args = ["bench", "quality", "--config", "nb201-quick", "--seeds", "2", "--out", str(out), "--json",
             "--random-k", "1", "2"]
@@ -87,13 +88,13 @@ def test_searches_run_resume_are_reused_and_other_settings_refused(tmp_path, mon
     assert (out / "quality.json").exists()
 
     # A finished search is read, not rerun; one that stopped after its checkpoint resumes and finishes.
-    (out / "nb201-quick" / "seed-1" / "genotype.json").unlink()
-    ran = []
-    real = quality_module._search
-    monkeypatch.setattr(quality_module, "_search", lambda config, run_dir, threads: ran.append(run_dir) or
-                        real(config, run_dir, threads))
+    assert [Path(s["run"]).parent.name for s in seeds] == ["nb201-quick"] * 2  # OUT/<setting>/seed-<k>-<stamp>
+    (Path(seeds[1]["run"]) / "genotype.json").unlink()
+    logs = [out / "nb201-quick" / f"seed-{k}.log" for k in (0, 1)]  # each search's output, one header per start
+    before = [log.read_text() for log in logs]
     assert main(args) == 0
-    assert ran == [out / "nb201-quick" / "seed-1"]
+    assert logs[0].read_text() == before[0]
+    assert f"resuming {seeds[1]['run']}" in logs[1].read_text()[len(before[1]):]
     assert json.loads(capsys.readouterr().out)["settings"]["nb201-quick"]["seeds"] == seeds
 
     # Kept folders of other settings are not reported as this setting's.

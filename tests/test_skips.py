@@ -33,7 +33,7 @@ def test_bench_skips_counts_the_found_and_the_derived_normal_cells(tmp_path, tin
     for item in tiny_search + ["epochs=1", "nodes=2"]:
         args += ["--set", item]
     assert main(args) == 0
-    seed0 = tmp_path / "quick" / "seed-0"
+    (seed0,) = (tmp_path / "quick").glob("seed-0-*")  # the run folder of seed 0: OUT/<setting>/seed-0-<stamp>
     assert main(["derive", str(seed0), "--rule", "argmax", "--skip-cap", "0"]) == 0
     capsys.readouterr()
     assert main(args) == 0  # nothing searched again: the report now has the derived cell too

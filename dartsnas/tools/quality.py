@@ -3,8 +3,8 @@ ICLR 2020), whose table holds the true test accuracy of every cell of its space,
 lookup, not weeks of training.
 
 For every setting (a search config: a shipped name or a YAML file; `--set` overrides apply to all) and every
-seed, one search runs into OUT/<setting>/seed-<k>, a run folder as always. Reported per search: the cell it
-found, its accuracy in the table, the epoch after which the derived cell no longer changed, the wall time;
+seed, one search runs into OUT/<setting>/seed-<k>-<stamp>, a run folder as always. Reported per search: the
+cell it found, its accuracy in the table, the epoch after which the derived cell no longer changed, the wall time;
 per setting: the mean and standard deviation over seeds. Beside them, what the table itself expects with no
 search at all: the best cell, the mean and median over all 15,625 cells, and the expected best of k cells
 drawn at random (random search that trains k cells instead).
@@ -13,32 +13,27 @@ Cells derived again after a search by `dartsnas derive` (RUN/derived/<name>.json
 are reported as settings of their own, `<setting>+<name>`, beside the plain ones.
 
 Resumable: a search that finished (its genotype.json) is read, not rerun; one that stopped resumes from its
-checkpoint. Searches run in parallel over `--jobs` processes with `--threads` intra-op threads each.
+checkpoint. Searches run as `dartsnas search ... --name seed-<k> --out OUT/<setting> --resume auto` processes
+through tools/runner.py: `--jobs` at once, `--threads` intra-op threads each, pinned to `--devices`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import multiprocessing
-import os
-import shutil
 import statistics
-import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 
 def runner_arguments(p, examples: str, seeds: int, out: str) -> None:
-    """The flags of every bench that runs K seeds of search settings through this module's runner."""
+    """The flags of every bench that runs K seeds of search settings through tools/runner.py."""
+    from .runner import job_arguments
+
     p.add_argument("--config", nargs="+", required=True, metavar="CONFIG",
                    help=f"search settings: shipped config names ({examples}, ...) or YAML files")
     p.add_argument("--seeds", type=int, default=seeds, help=f"seeds per setting: 0 .. K-1 (default {seeds})")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every setting")
     p.add_argument("--out", default=out, help=f"folder of the run folders (default: {out})")
-    p.add_argument("--jobs", type=int, default=1, help="searches at once, each in its own process (default 1)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads per search (default: the CPU's cores divided by --jobs)")
+    job_arguments(p, "searches")
 
 
 def add_arguments(p) -> None:
@@ -50,19 +45,13 @@ def add_arguments(p) -> None:
 
 def quality(args) -> dict:
     from ..core.config import ConfigError
+    from .runner import failed
 
     if args.seeds < 1 or args.jobs < 1 or any(k < 1 for k in args.random_k):
         raise ConfigError("--seeds, --jobs and --random-k must be at least 1")
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     out = Path(args.out)
-    runs = [(name, seed, config) for name, configs in _settings(args).items() for seed, config in enumerate(configs)]
-    todo = [(config, out / name / f"seed-{seed}") for name, seed, config in runs]
-    for config, run_dir in todo:
-        _check_same_settings(config, run_dir)
-    make_out(out)
-    failures = _run_all([(c, d) for c, d in todo if not (d / "genotype.json").exists()], args.jobs, threads)
-    report = summarise(out, [(name, seed, out / name / f"seed-{seed}") for name, seed, _ in runs], failures,
-                       args.random_k)
+    runs, failures = run_searches(args, _settings(args), out)
+    report = summarise(out, runs, failures, args.random_k)
     (out / "quality.json").write_text(json.dumps(report, indent=1) + "\n")
     from ..core.plot import PlotError
 
@@ -72,8 +61,38 @@ def quality(args) -> dict:
         report["picture"] = f"skipped ({err})"
     print(json.dumps(report, indent=1) if args.json else tables(report))
     if failures:
-        raise _failed(failures)
+        raise failed(failures)
     return report
+
+
+def run_searches(args, settings: dict[str, list], out: Path) -> tuple[list, dict]:
+    """Run (or resume, or read) every setting's seeds through the runner; -> the (setting, seed, run folder)
+    of each, and the failed ones' errors by run folder (a search that made none: OUT/<setting>/seed-<k>)."""
+    from .runner import check_device, check_numbers, newest, parse_devices, run_jobs, search_job
+
+    check_numbers(args)
+    devices = parse_devices(args.devices)
+    specs = {Path(spec).stem: spec for spec in args.config}
+    jobs = {}  # (setting, seed) -> its job
+    for name, configs in settings.items():
+        for seed, config in enumerate(configs):
+            check_device(config.device, devices)
+            jobs[name, seed] = search_job(specs[name], _overrides(args, seed), out / name, f"seed-{seed}", config,
+                                          f"{name} seed-{seed}")
+    make_out(out)
+    errors = run_jobs(list(jobs.values()), args.jobs, args.threads, devices, args.backend, args.cluster_set)
+    runs, failures = [], {}
+    for (name, seed), job in jobs.items():
+        run_dir = newest(job) or job.out / job.name
+        runs.append((name, seed, run_dir))
+        if job.label in errors:
+            failures[str(run_dir)] = errors[job.label]
+    return runs, failures
+
+
+def _overrides(args, seed: int) -> list[str]:
+    """The --set items of one seed's search (progress off, pictures off: the report draws its own)."""
+    return list(args.set or []) + [f"seed={seed}", "progress=false", "plot=false"]
 
 
 def make_out(out: Path) -> None:
@@ -99,8 +118,7 @@ def _settings(args, space: str = "nas-bench-201") -> dict[str, list]:
         name = Path(spec).stem
         if name in settings:
             raise ConfigError(f"--config names the setting {name!r} twice; give each setting its own file name")
-        configs = [load_config(spec, list(args.set or []) + [f"seed={seed}", "progress=false", "plot=false"])
-                   for seed in range(args.seeds)]
+        configs = [load_config(spec, _overrides(args, seed)) for seed in range(args.seeds)]
         if configs[0].space != space and space == "darts":
             raise ConfigError(f"{spec}: bench skips counts the skip connections of DARTS-space normal cells; this "
                               f"config searches the {configs[0].space} space (bench quality measures those)")
@@ -110,70 +128,6 @@ def _settings(args, space: str = "nas-bench-201") -> dict[str, list]:
                               "(use an nb201-* config, or --set space=nas-bench-201 with its ops)")
         settings[name] = configs
     return settings
-
-
-def _run_all(todo: list, jobs: int, threads: int) -> dict[str, str]:
-    """Run (or resume) each search; -> run folder -> error of the ones that failed."""
-    failures = {}
-    if jobs == 1:
-        for config, run_dir in todo:
-            error = _search(config, run_dir, threads)
-            _announce(run_dir, error, failures)
-        return failures
-    # Fresh interpreters: a forked child would inherit this process's thread pools and locks.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_search, config, run_dir, threads): run_dir for config, run_dir in todo}
-        for future in as_completed(futures):
-            _announce(futures[future], future.result(), failures)
-    return failures
-
-
-def _announce(run_dir: Path, error: str | None, failures: dict) -> None:
-    if error:
-        failures[str(run_dir)] = error
-    print(f"{'failed' if error else 'done'}: {run_dir}" + (f" ({error})" if error else ""), file=sys.stderr, flush=True)
-
-
-def _search(config, run_dir: Path, threads: int) -> str | None:
-    """One search into run_dir: resumed from its checkpoint, or started afresh; -> None, or what went wrong."""
-    import torch
-
-    from ..conv.search import run_search
-
-    torch.set_num_threads(threads)
-    resume = (run_dir / "checkpoint.pt").exists()
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)  # a start that died before its first checkpoint: nothing to keep
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        # The run's log.txt has everything; searches side by side would garble one terminal.
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-            run_search(config, run_dir, resume=resume)
-    except Exception as err:  # one failed search is reported, the others still run
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-def _check_same_settings(config, run_dir: Path) -> None:
-    """A run folder kept from an earlier call must hold this very search (else its cell would be reported
-    under settings it was not found with)."""
-    from ..conv.config import SearchConfig
-    from ..core.config import ConfigError, load_dataclass
-
-    if not (run_dir / "checkpoint.pt").exists():
-        return  # nothing kept: it starts afresh
-    saved = load_dataclass(SearchConfig, run_dir / "config.yaml")
-    if saved.to_dict() != config.to_dict():
-        changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
-        raise ConfigError(f"{run_dir} holds a search with other settings ({', '.join(changed)}); give another --out, "
-                          "or delete that folder to run this one")
-
-
-def _failed(failures: dict):
-    from ..core.runs import RunError
-
-    return RunError(f"{len(failures)} search(es) failed: " + "; ".join(f"{d}: {e}" for d, e in failures.items())
-                    + ". Their log.txt says more; rerun the same command to resume them")
 
 
 def summarise(out: Path, runs: list, failures: dict, random_k: list[int]) -> dict:

@@ -2,16 +2,16 @@
 
 Collapse in the DARTS space shows as parameter-free ops, skip connections above all, filling the derived
 normal cell (Zela et al., ICLR 2020; Chen et al., P-DARTS, ICCV 2019). There is no table of true accuracies
-for this space, so the count itself is the measure: K seeds of each setting search into OUT/<setting>/seed-<k>
-(the same runner as `bench quality`: parallel, resumable, refusing folders of other settings), and for each
-the normal cell's skip connections and parameter-free ops are reported, with the cells that
-`dartsnas derive` wrote into the seed folders as settings of their own (`<setting>+<name>`).
+for this space, so the count itself is the measure: K seeds of each setting search into
+OUT/<setting>/seed-<k>-<stamp> (as `bench quality`, through tools/runner.py: parallel, resumable, refusing
+folders of other settings), and for each the normal cell's skip connections and parameter-free ops are
+reported, with the cells that `dartsnas derive` wrote into the seed folders as settings of their own
+(`<setting>+<name>`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from pathlib import Path
 
@@ -27,24 +27,18 @@ def add_arguments(p) -> None:
 
 def skips(args) -> dict:
     from ..core.config import ConfigError
-    from .quality import _check_same_settings, _failed, _run_all, _settings, make_out
+    from .quality import _settings, run_searches
+    from .runner import failed
 
     if args.seeds < 1 or args.jobs < 1:
         raise ConfigError("--seeds and --jobs must be at least 1")
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     out = Path(args.out)
-    runs = [(name, seed, config) for name, configs in _settings(args, "darts").items()
-            for seed, config in enumerate(configs)]
-    todo = [(config, out / name / f"seed-{seed}") for name, seed, config in runs]
-    for config, run_dir in todo:
-        _check_same_settings(config, run_dir)
-    make_out(out)
-    failures = _run_all([(c, d) for c, d in todo if not (d / "genotype.json").exists()], args.jobs, threads)
-    report = summarise(out, [(name, seed, out / name / f"seed-{seed}") for name, seed, _ in runs], failures)
+    runs, failures = run_searches(args, _settings(args, "darts"), out)
+    report = summarise(out, runs, failures)
     (out / "skips.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1) if args.json else table(report))
     if failures:
-        raise _failed(failures)
+        raise failed(failures)
     return report
 
 
