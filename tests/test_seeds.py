@@ -231,3 +231,13 @@ def test_seeds_search_train_choose_and_resume_at_once(tmp_path, tiny_search, cap
     assert [log.read_text() for log in logs] == before
     assert json.loads((out / "seeds.json").read_text()) == report
     assert capsys.readouterr().err.count("2 of 2 runs finished earlier; running 0") == 2  # searches, trainings
+
+
+def test_run_folders_find_stamped_folders_and_the_unstamped_ones_of_earlier_benchmarks(tmp_path):
+    from dartsnas.tools.runner import run_folders
+
+    for name in ("seed-1", "seed-1-20261203-015208", "seed-1-20261203-015208-2", "seed-10-20261203-015208",
+                 "seed-1x"):
+        (tmp_path / name).mkdir()
+    assert sorted(p.name for p in run_folders(tmp_path, "seed-1")) == [
+        "seed-1", "seed-1-20261203-015208", "seed-1-20261203-015208-2"]
