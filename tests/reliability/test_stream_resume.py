@@ -47,3 +47,20 @@ def test_workers_do_not_change_the_draws_and_the_main_state_is_left_alone():
 @pytest.mark.slow
 def test_two_workers_draw_what_the_main_process_draws():
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(_epoch(0, 0)[0], _epoch(2, 0)[0]))
+
+
+def test_each_rank_streams_its_shard_of_every_global_batch_with_one_process_augmentation(monkeypatch):
+    """Data-parallel (conv/stream.py under torchrun): rank r decodes only rows r*b..(r+1)*b of each global
+    batch, each with the augmentation one process gives it; the ranks together make the global batches."""
+    from dartsnas.core import distributed
+
+    whole, _, _ = _epoch(0, 1)  # one process, after the first batch
+    shards = []
+    for rank in range(2):
+        monkeypatch.setattr(distributed, "WORLD", distributed.World(rank=rank, size=2))
+        monkeypatch.setattr("dartsnas.conv.stream.world", lambda: distributed.WORLD)
+        monkeypatch.setattr("dartsnas.conv.stream.shard", distributed.shard)
+        shards.append(_epoch(0, 1)[0])
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards):
+        assert len(y0) == len(y1) == 4
+        assert torch.equal(torch.cat([y0, y1]), y) and torch.equal(torch.cat([x0, x1]), x)
