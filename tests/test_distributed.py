@@ -102,8 +102,9 @@ def _sets(items):
 def _run(tmp_path, args, ranks=1, env=None):
     wrapper = tmp_path / "wrapper.py"
     wrapper.write_text(WRAPPER)
+    alone_under_ddp = (env or {}).get("DARTSNAS_DDP") == "1"
     launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
-              if ranks > 1 else [sys.executable])
+              if ranks > 1 or alone_under_ddp else [sys.executable])
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(launch + [str(wrapper), *args, "--no-progress"], capture_output=True, text=True, env=env,
                           timeout=600)
@@ -143,6 +144,7 @@ def test_two_ranks_search_as_one_process_with_the_same_global_batch(tmp_path, mo
     parallel, done = _search(tmp_path, "parallel", extra, ranks=2)
     assert done.returncode == 0, done.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("parallel-")] == [parallel.name]  # one folder
+    assert "2 ranks (torch.distributed, gloo)" in done.stderr
     _close(_learned(single), _learned(parallel), tol)
     assert (json.loads((single / "genotype.json").read_text()) == json.loads((parallel / "genotype.json").read_text()))
 
@@ -245,3 +247,14 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
     assert done.returncode != 0
     assert "batch_size=31 is the global batch; it must split evenly over the 2 ranks" in done.stderr
     assert "dartsnas/" not in done.stderr
+
+
+def test_one_process_under_ddp_searches_as_one_plain_process(tmp_path):
+    """DARTSNAS_DDP=1 under torchrun with one process: the wrapper alone (what `bench distributed --ddp-alone`
+    times), computing exactly what the plain process does."""
+    plain, done = _search(tmp_path, "plain", ["epochs=1"])
+    assert done.returncode == 0, done.stderr
+    wrapped, done = _search(tmp_path, "wrapped", ["epochs=1"], env={"DARTSNAS_DDP": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "device cpu, 1 rank (torch.distributed, gloo)" in done.stderr
+    _close(_learned(plain), _learned(wrapped), 1e-7)

@@ -24,6 +24,7 @@ from .data import Augment, ImageSet, batches, channel_stats, load_images, traini
 from ..core.genotype import Genotype
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
 from ..core.distributed import average, broadcast_, check_batch, check_identical, shard, total, world
+from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.guard import Guard
 from ..core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
@@ -90,7 +91,7 @@ class Searcher(SearchRecords):
             self.architect.penalty = self.beta_penalty
         self.guard = Guard(device)  # run_epochs sets the run's own
         self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
-        self.network = self.data_parallel() if world().distributed else self.model  # what the weight step calls
+        self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
         self.set_schedules()
@@ -292,7 +293,8 @@ class Searcher(SearchRecords):
                  else f"NAS-Bench-201 space, 3 x {config.stage_cells} cells")
         log.info(f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
                  f"{cells}, C={config.init_channels}, {len(config.ops)} ops, "
-                 f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, device {self.device}")
+                 f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, "
+                 f"device {self.device}{describe()}")
         report_memory(self)
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:

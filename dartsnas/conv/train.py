@@ -32,6 +32,7 @@ from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
 from ..core.checkpoints import load_checkpoint, save_checkpoint
 from ..core.guard import Guard
 from ..core.distributed import broadcast_, check_batch, shard, total, world
+from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.runs import NO_STEPS, Steps, rank_folder, run_epochs, start_run
 from .config import TrainConfig
@@ -134,7 +135,7 @@ class Trainer:
         # its masks from torch's generator, each rank its own. Evaluation runs on the plain module (each rank
         # a share of the images, rank 0's batch-norm statistics).
         network = self.model
-        if world().distributed:
+        if world().wrapped:
             check_batch(config.batch_size)
             torch.manual_seed(config.seed + world().rank)
             if config.sync_bn:
@@ -249,7 +250,7 @@ class Trainer:
         log.info(f"train: {config.dataset} ({len(self.data.train)} batches of {config.batch_size} per epoch), "
                  f"{config.net} layout, {config.layers} cells, C={config.init_channels}, "
                  f"{count_parameters(self.model) / 1e6:.3f}M parameters{' (auxiliary head apart)' * config.auxiliary}, "
-                 f"device {self.device}")
+                 f"device {self.device}{describe()}")
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
         config = self.config

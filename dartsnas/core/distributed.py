@@ -30,6 +30,8 @@ class World:
     size: int = 1
     local_rank: int = 0
 
+    wrapped: bool = False  # in a process group: the network runs under DistributedDataParallel (even alone)
+
     @property
     def distributed(self) -> bool:
         return self.size > 1
@@ -47,8 +49,10 @@ def world() -> World:
 
 
 def launched() -> bool:
-    """Started by torchrun (or another launcher that sets WORLD_SIZE) with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Started by torchrun (or another launcher that sets WORLD_SIZE) with more than one process; or with one,
+    when DARTSNAS_DDP=1 asks for the wrapper anyway (to measure what DistributedDataParallel itself costs)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    return size > 1 or ("WORLD_SIZE" in os.environ and os.environ.get("DARTSNAS_DDP") == "1")
 
 
 def start(device_name: str) -> tuple[World, torch.device]:
@@ -68,13 +72,21 @@ def start(device_name: str) -> tuple[World, torch.device]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(minutes=int(os.environ.get("DARTSNAS_DIST_TIMEOUT", 30))))
     WORLD.rank, WORLD.size, WORLD.local_rank = dist.get_rank(), dist.get_world_size(), local
+    WORLD.wrapped = True
     return WORLD, device
+
+
+def describe() -> str:
+    """How the run is spread, for its first log line ('' for one plain process)."""
+    if not WORLD.wrapped:
+        return ""
+    return f", {WORLD.size} rank{'s' * (WORLD.size > 1)} (torch.distributed, {dist.get_backend()})"
 
 
 def stop() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-    WORLD.rank, WORLD.size, WORLD.local_rank = 0, 1, 0
+    WORLD.rank, WORLD.size, WORLD.local_rank, WORLD.wrapped = 0, 1, 0, False
 
 
 def check_batch(batch_size: int, what: str = "batch_size") -> int:

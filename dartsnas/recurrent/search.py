@@ -27,6 +27,7 @@ from ..core.guard import Guard
 from .genotype import RecurrentGenotype, derive_recurrent, recurrent_edge_names
 from .model import LanguageModel, SearchModel, Segment
 from .config import RecurrentSearchConfig
+from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.runs import NO_STEPS, SearchRecords, Steps, rank_folder, run_epochs, start_run
 from .text import Corpus, batchify, load_corpus, segment, windows
@@ -199,7 +200,8 @@ class RecurrentSearcher(SearchRecords):
         n_weights = sum(p.numel() for p in self.model.weights())
         log.info(f"recurrent search: {config.corpus} ({len(corpus.train):,} training and {len(corpus.valid):,} "
                  f"validation tokens, vocabulary {len(corpus):,}), {config.nodes} nodes, size {config.emsize}, "
-                 f"{'second' if config.unrolled else 'first'} order, {n_weights:,} weights, device {self.device}")
+                 f"{'second' if config.unrolled else 'first'} order, {n_weights:,} weights, "
+                 f"device {self.device}{describe()}")
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
         broadcast_(list(self.model.buffers()))  # data-parallel: rank 0's batch-norm statistics everywhere

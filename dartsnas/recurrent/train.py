@@ -25,6 +25,7 @@ from .search import evaluate, local, weight_step
 from ..core.checkpoints import load_checkpoint, save_checkpoint
 from ..core.guard import Guard
 from ..core.distributed import check_batch, gather_rows, shard, total, world
+from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.runs import NO_STEPS, Steps, append_jsonl, rank_folder, run_epochs, start_run
 from .text import Corpus, batchify, load_corpus, segment, windows
@@ -174,7 +175,7 @@ class RecurrentTrainer:
     def announce(self) -> None:
         config, corpus = self.config, self.text.corpus
         log.info(f"train: {config.corpus} ({len(corpus.train):,} training tokens, vocabulary {len(corpus):,}), "
-                 f"size {config.emsize}, {count_parameters(self.model):,} parameters, device {self.device}")
+                 f"size {config.emsize}, {count_parameters(self.model):,} parameters, device {self.device}{describe()}")
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
         kind = "asgd" if self.averaging else "sgd"  # the optimiser of the epoch just trained

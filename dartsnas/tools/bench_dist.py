@@ -36,7 +36,7 @@ def measure(setting: dict) -> dict:
                           progress=False, plot=False).validate()
     searcher = Searcher(config, prepare_data(config, device), device)
     sent = {"weights": 0, "alphas": 0}
-    if world.distributed:
+    if world.wrapped:
         _count_bytes(searcher, sent)
     data = searcher.data
     x = data.train_augment(data.weight_half.images[:batch], searcher.generator)
@@ -45,18 +45,20 @@ def measure(setting: dict) -> dict:
                     for t in (x, data.weight_half.labels[:batch], xa, data.arch_half.labels[:batch]))
     times = []
     for i in range(setting["warmup"] + setting["steps"]):
-        if world.distributed:
+        if world.wrapped:
             dist.barrier()
         start = time.perf_counter()
         searcher.architect.step(x, y, xa, ya, searcher.optimizer)
         searcher.weight_step(x, y)
-        if world.distributed:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if world.wrapped:
             dist.barrier()
         times.append(time.perf_counter() - start)
         if i == setting["warmup"] - 1:
             sent.update(weights=0, alphas=0)  # count the measured steps only
     steps = setting["steps"]
-    result = {**setting, "world": world.size, "step_s": statistics.median(times[setting["warmup"]:]),
+    result = {**setting, "world": world.size, "ddp": world.wrapped, "step_s": statistics.median(times[setting["warmup"]:]),
               "weight_bytes": sent["weights"] / steps, "alpha_bytes": sent["alphas"] / steps,
               "weights": sum(p.numel() for p in searcher.model.weights()),
               "alphas": sum(a.numel() for a in searcher.model.arch_parameters())}
@@ -69,6 +71,8 @@ def _count_bytes(searcher, sent: dict) -> None:
     import torch.distributed as dist
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
+    from ..core.distributed import world
+
     def counted(state, bucket):
         sent["weights"] += bucket.buffer().numel() * bucket.buffer().element_size()
         return allreduce_hook(state, bucket)
@@ -76,25 +80,28 @@ def _count_bytes(searcher, sent: dict) -> None:
     searcher.network.register_comm_hook(None, counted)
     real = searcher.architect.average
 
-    def average(grads):
-        size = sum(g.numel() * g.element_size() for g in grads)
-        sent["alphas" if len(grads) == len(searcher.model.arch_parameters()) else "weights"] += size
+    def average(grads):  # all-reduced only between ranks (alone, averaging is the identity)
+        if world().distributed:
+            size = sum(g.numel() * g.element_size() for g in grads)
+            sent["alphas" if len(grads) == len(searcher.model.arch_parameters()) else "weights"] += size
         return real(grads)
 
     searcher.architect.average = average
     assert dist.is_initialized()
 
 
-def run_world(setting: dict, ranks: int) -> dict:
-    """A world of `ranks` processes (torchrun for more than one); rank 0's result."""
+def run_world(setting: dict, ranks: int, ddp: bool = False) -> dict:
+    """A world of `ranks` processes (torchrun for more than one, or with `ddp` for one process under
+    DistributedDataParallel); rank 0's result."""
     worker = ["-m", "dartsnas.tools.bench_dist", json.dumps(setting)]
     launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] + worker
-              if ranks > 1 else [sys.executable] + worker)
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, setting["threads"] // ranks))}
+              if ranks > 1 or ddp else [sys.executable] + worker)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, setting["threads"] // ranks)), "DARTSNAS_DDP": str(int(ddp))}
     out = subprocess.run(launch, capture_output=True, text=True, env=env)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
-        return {**setting, "world": ranks, "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+        return {**setting, "world": ranks, "ddp": ddp,
+                "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:200]}
     return json.loads(lines[0])
 
 
@@ -106,8 +113,10 @@ def table(results: list[dict]) -> str:
         if "error" in r:
             rows.append(f"| {r['order']} | {r['world']} | | error: {r['error']} | | | |")
             continue
-        one = next(q for q in results if q["world"] == 1 and q["order"] == r["order"] and "error" not in q)
-        rows.append(f"| {r['order']} | {r['world']} | {r['batch_size'] // r['world']} | {r['step_s']:.3f} | "
+        one = next(q for q in results if q["world"] == 1 and not q.get("ddp") and q["order"] == r["order"]
+                   and "error" not in q)
+        world = f"{r['world']} (DDP)" if r["world"] == 1 and r.get("ddp") else r["world"]
+        rows.append(f"| {r['order']} | {world} | {r['batch_size'] // r['world']} | {r['step_s']:.3f} | "
                     f"{r['step_s'] / one['step_s']:.2f}x | {r['weight_bytes'] / 1e6:.2f} | {r['alpha_bytes'] / 1e6:.4f} |")
     return "\n".join(rows)
 
@@ -115,11 +124,12 @@ def table(results: list[dict]) -> str:
 def distributed_bench(args) -> None:
     results = []
     for order in args.order:
-        for ranks in args.ranks:
-            setting = {"batch_size": args.batch, "init_channels": args.init_channels, "layers": args.layers,
-                       "mode": args.mode, "order": order, "steps": args.steps, "warmup": args.warmup,
-                       "threads": args.threads, "device": args.device}
-            results.append(run_world(setting, ranks))
+        setting = {"batch_size": args.batch, "init_channels": args.init_channels, "layers": args.layers,
+                   "mode": args.mode, "order": order, "steps": args.steps, "warmup": args.warmup,
+                   "threads": args.threads, "device": args.device}
+        worlds = [(1, False)] + [(1, True)] * args.ddp_alone + [(r, False) for r in args.ranks if r > 1]
+        for ranks, ddp in worlds:
+            results.append(run_world(setting, ranks, ddp))
             print(json.dumps(results[-1]), file=sys.stderr)
     print(table(results))
 
@@ -127,7 +137,10 @@ def distributed_bench(args) -> None:
 def add_parser(what) -> None:
     d = what.add_parser("distributed", help="the search step of 1 and of N data-parallel ranks (torchrun) at the "
                                             "same global batch, and the bytes all-reduced per step")
-    d.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="world sizes (default: 1 2)")
+    d.add_argument("--ranks", type=int, nargs="+", default=[2], help="world sizes beside one plain process "
+                                                                       "(default: 2)")
+    d.add_argument("--ddp-alone", action="store_true", help="also one process under DistributedDataParallel: "
+                                                           "what the wrapper itself costs (on one GPU, say)")
     d.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
     d.add_argument("--mode", default="exact", help="the mixed-op mode (default: exact)")
     d.add_argument("--batch", type=int, default=64, help="the global batch (default: 64)")
