@@ -69,6 +69,11 @@ def start(device_name: str) -> tuple[World, torch.device]:
             device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        # torch._dynamo (which the first optimizer imports) keeps references to a process group that exists
+        # when it is imported; destroy_process_group then cannot free that group, and gloo's threads are torn
+        # down while the interpreter exits, now and then aborting the process ("terminate called without an
+        # active exception") after a finished run. Imported first, it holds none: stop() frees the group.
+        import torch._dynamo  # noqa: F401
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(minutes=int(os.environ.get("DARTSNAS_DIST_TIMEOUT", 30))))
     WORLD.rank, WORLD.size, WORLD.local_rank = dist.get_rank(), dist.get_world_size(), local
