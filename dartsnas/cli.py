@@ -159,7 +159,7 @@ def _refuse_new_run_flags(args) -> None:
 
 
 def _overrides(args, recurrent: bool) -> list[str]:
-    """--set items, then the flags that set config fields (--device, --seed; --amp and --compile for training)."""
+    """--set items, then the flags that set config fields (--device, --seed; --compile; --amp for training)."""
     from .core.config import ConfigError
 
     overrides = list(args.set or [])
@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_flags(p, "search", "quick, cifar10, ...", "the config's name",
                "search a recurrent cell on a word-level corpus (text: your own, --set data_dir=DIR); "
                "configs are then the shipped recurrent ones (quick, ptb, ...)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the supernet (CUDA graphs on CUDA; "
+                                                          "sets the config's compile)")
     p.set_defaults(func=lambda args: _run(args, "search"))
 
     p = sub.add_parser("train", help="train a genotype from scratch (the paper's evaluation); writes a run folder")

@@ -133,6 +133,9 @@ class SearchConfig(ImageData, RunOptions):
     seed: int = 2
     device: str = "auto"                # cpu, cuda, cuda:N, or auto (cuda when available)
     channels_last: bool = True          # NHWC memory format: faster depthwise convs on CPU and GPU
+    compile: bool = False               # torch.compile the supernet: every pass of both steps (core/compiled.py)
+    compile_mode: str = "auto"          #   auto: reduce-overhead (CUDA graphs) on CUDA, default elsewhere
+    compile_backend: str = "inductor"   #   aot_eager: trace only (no code generated), to tell problems apart
     progress: bool = True               # a progress bar on the terminal
     tensorboard: bool = False           # also log scalars to RUN/tb (needs the tensorboard extra)
     plot: bool = True                   # draw the pictures at the end (needs the plot extra)
@@ -200,6 +203,9 @@ class SearchConfig(ImageData, RunOptions):
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
         _check_collapse_options(self)
+        if self.compile:
+            from ..core.compiled import check
+            check(self.compile_mode, self.compile_backend, self.mixed_op)
         check_ranges(self)  # after the checks above: their messages are the more specific
         self.check_data()
         return self

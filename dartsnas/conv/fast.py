@@ -142,7 +142,10 @@ class _Concat(torch.autograd.Function):
 
 
 def concat(parts: list[torch.Tensor]) -> torch.Tensor:
-    """torch.cat over channels, each part getting a dense gradient in backward."""
+    """torch.cat over channels, each part getting a dense gradient in backward (eager only: torch.compile lays
+    out gradients itself, and traces this Function's variable arguments as its first one alone)."""
+    if torch.compiler.is_compiling():
+        return torch.cat(parts, dim=1)
     return _Concat.apply(*parts)
 
 

@@ -27,6 +27,7 @@ from ..core.distributed import average, broadcast_, check_batch, check_identical
 from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.guard import Guard
+from ..core.compiled import compile_network, compile_seconds
 from ..core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
 from ..core.progressive import decide_one, decision_epoch
 from ..core.relax import temperature, temperature_for_entropy
@@ -91,6 +92,9 @@ class Searcher(SearchRecords):
             self.architect.penalty = self.beta_penalty
         self.guard = Guard(device)  # run_epochs sets the run's own
         self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
+        # In place: the weight step, the architecture step's functional calls and the evaluation all use it.
+        self.compiled = (compile_network(self.model, device, config.compile_mode, config.compile_backend)
+                         if config.compile else None)
         self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
@@ -294,7 +298,9 @@ class Searcher(SearchRecords):
         log.info(f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
                  f"{cells}, C={config.init_channels}, {len(config.ops)} ops, "
                  f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, "
-                 f"device {self.device}{describe()}")
+                 f"device {self.device}{describe()}"
+                 + (f", compiled (torch.compile, {config.compile_backend}, mode {self.compiled})" if self.compiled
+                    else ""))
         report_memory(self)
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
@@ -310,13 +316,16 @@ class Searcher(SearchRecords):
             self.early_stop(run_dir)
         if self.config.space == "nas-bench-201":  # the true accuracy of the cell derived so far: a collapse shows
             metrics["benchmark_acc"] = load_table().accuracy(self.last_genotype, self.config.benchmark_dataset) / 100
+        if self.compiled:  # paid in the first steps (and again after a resume): the process's total so far
+            metrics["compile_s"] = compile_seconds()
         return {**metrics, "lr": lr, "temperature": self.model.temperature}
 
     def log_epoch(self, metrics: dict) -> None:
         log.info(f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} train loss {metrics['train_loss']:.4f} "
                  f"acc {metrics['train_acc']:.4f} | arch loss {metrics['arch_loss']:.4f} | valid loss "
                  f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | alphas: entropy "
-                 f"{metrics['alpha_entropy']:.3f}, one-hot gap {metrics['onehot_gap']:.3f} | {metrics['seconds']:.1f} s")
+                 f"{metrics['alpha_entropy']:.3f}, one-hot gap {metrics['onehot_gap']:.3f} | {metrics['seconds']:.1f} s"
+                 + (f" (compiling so far: {metrics['compile_s']:.1f} s)" if "compile_s" in metrics else ""))
         log.info(f"genotype: {self.last_genotype}" + (f" | NAS-Bench-201 {self.config.benchmark_dataset} test "
                                                       f"accuracy {100 * metrics['benchmark_acc']:.2f} %"
                                                       if "benchmark_acc" in metrics else ""))

@@ -1,0 +1,75 @@
+"""torch.compile for the search network: fewer, larger kernels and, on CUDA, CUDA graphs.
+
+A search step is thousands of small kernels (cells x edges x candidates, forward and backward, in both
+steps), so on a GPU it waits on kernel launches and Python, not on arithmetic. Compiling the supernet's
+forward (`module.compile`, in place) fuses it, and torch.compile's `reduce-overhead` mode replays the fused
+kernels as CUDA graphs (cudagraph trees, which also capture the backward). Every pass of the search goes
+through the compiled forward: the weight step, the architecture step's evaluations at other weights
+(`torch.func.functional_call`, so the virtual step of second order too) and the evaluation. Each distinct
+pass compiles once (a few graphs: the architecture step sees weights as plain tensors, the weight step as
+parameters); the time it takes is reported, and a resumed run pays it again.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ConfigError
+
+MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+# What a mode needs from the compiler that it cannot give: lean's recomputation is a hand-written autograd
+# Function over modules, which torch.compile cannot trace (it would break the graph at every edge and run
+# eager); sample draws its ops as Python integers, so every draw is a graph of its own.
+REFUSED = {
+    "lean": "lean recomputes each candidate in a hand-written backward that torch.compile cannot trace; compile "
+            "exact or partial (partial also saves memory), or search lean without compile",
+    "sample": "sample draws a new op per edge every step, and each draw would be another compiled graph; search "
+              "sample without compile (it runs one op per edge already)",
+}
+
+
+def check(mode: str, backend: str, mixed_op: str = "exact") -> None:
+    """Refuse a mode or backend torch.compile does not know, or a mixed-op mode it cannot compile, before
+    anything runs."""
+    if mixed_op in REFUSED:
+        raise ConfigError(f"compile: {REFUSED[mixed_op]}")
+    if mode not in MODES:
+        raise ConfigError(f"compile_mode: unknown {mode!r}; available: {', '.join(MODES)} (auto: reduce-overhead, "
+                          "which replays CUDA graphs, on CUDA; default elsewhere)")
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        main = [b for b in ("inductor", "cudagraphs", "aot_eager", "eager") if b in known]
+        raise ConfigError(f"compile_backend: unknown {backend!r}; use {', '.join(main)} (inductor generates kernels; "
+                          "aot_eager only traces, to tell a tracing problem from a code-generation one), or another "
+                          "of torch._dynamo.list_backends(exclude_tags=())")
+
+
+def resolved_mode(mode: str, device: torch.device) -> str:
+    """`auto`: CUDA graphs on CUDA (what removes the launch overhead); the plain mode elsewhere, where
+    torch.compile has no graphs to replay."""
+    if mode == "auto":
+        return "reduce-overhead" if device.type == "cuda" else "default"
+    return mode
+
+
+def compile_network(module: nn.Module, device: torch.device, mode: str, backend: str) -> str:
+    """Compile `module`'s forward in place (its parameters, state dict and checkpoints stay the plain
+    module's); returns the mode used. Modes only apply to inductor: other backends take none."""
+    mode = resolved_mode(mode, device)
+    if backend == "inductor":
+        module.compile(mode=mode, backend=backend)
+    else:
+        module.compile(backend=backend)
+    return mode
+
+
+def compile_seconds() -> float:
+    """Wall seconds this process has spent compiling so far (forward and backward graphs)."""
+    from torch._dynamo.utils import calculate_time_spent
+
+    return float(calculate_time_spent().get("total_wall_time", 0.0))

@@ -1,0 +1,145 @@
+"""The compiled search step (core/compiled.py): the same alphas, weights and evaluation as eager.
+
+On CPU the network is compiled with the `aot_eager` backend: TorchDynamo captures the passes and AOTAutograd
+builds their joint forward/backward graphs (where a wrong capture would show), without generating kernels,
+so that the suite needs no C++ toolchain and no minutes of code generation. On CUDA the shipped default is
+compared: inductor with CUDA graphs (mode reduce-overhead), TF32 off, and no host synchronisation inside a
+step (torch.cuda.set_sync_debug_mode)."""
+
+import json
+
+import pytest
+import torch
+
+from dartsnas.conv.config import SearchConfig
+from dartsnas.core.config import ConfigError
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+TINY = dict(dataset="fake", data_options={"shape": [3, 8, 8], "size": 96}, batch_size=16, init_channels=8,
+            layers=3, nodes=2, ops=["none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"], partial_k=2,
+            progress=False, plot=False)
+
+
+@pytest.fixture(autouse=True)
+def fresh_compiler():
+    """Each test compiles from nothing: TorchDynamo caches compiled code per function across networks, and
+    past its recompile limit it runs eager without failing, which would make a comparison vacuous."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def _graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def _searcher(mode, unrolled, device, **compile_options):
+    from dartsnas.conv.search import Searcher, prepare_data
+
+    config = SearchConfig(**TINY, mixed_op=mode, unrolled=unrolled, device=str(device), **compile_options).validate()
+    return Searcher(config, prepare_data(config, device), device)
+
+
+def _steps(searcher, n=3):
+    """n architecture + weight steps on the first batches, then the evaluation: what a search does."""
+    data, b = searcher.data, searcher.config.batch_size
+    for i in range(n):
+        part = slice(i * b, (i + 1) * b)
+        x = searcher.prepare_inputs(data.train_augment(data.weight_half.images[part].to(searcher.device),
+                                                       searcher.generator))
+        xa = searcher.prepare_inputs(data.train_augment(data.arch_half.images[part].to(searcher.device),
+                                                        searcher.generator))
+        searcher.architect.step(x, data.weight_half.labels[part], xa, data.arch_half.labels[part], searcher.optimizer)
+        searcher.weight_step(x, data.weight_half.labels[part])
+    return searcher.model.state_dict(), searcher.evaluate(data.arch_half)
+
+
+def _compare(eager, compiled, tol):
+    (a, ea), (b, eb) = eager, compiled
+    assert a.keys() == b.keys()  # compiled in place: checkpoints keep the plain module's names
+    worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+    assert worst <= tol, f"compiled differs from eager by {worst:.3g} (tolerance {tol})"
+    assert eb["valid_loss"] == pytest.approx(ea["valid_loss"], abs=tol * 10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, unrolled", [("exact", False), ("partial", False), ("exact", True)])
+def test_compiled_steps_equal_eager_on_cpu(mode, unrolled):
+    # Float32, same kernels (aot_eager): only the order of a few sums may differ.
+    cpu = torch.device("cpu")
+    eager = _steps(_searcher(mode, unrolled, cpu))
+    assert _graphs() == 0
+    compiled = _steps(_searcher(mode, unrolled, cpu, compile=True, compile_backend="aot_eager"))
+    # One graph per kind of pass, nothing left to eager: the architecture step's (weights as plain tensors), the
+    # weight step's (parameters), the evaluation's; second order adds two (its passes at w' and w +- r*v differ
+    # in what needs a gradient).
+    assert _graphs() == (5 if unrolled else 3)
+    _compare(eager, compiled, 1e-5)
+
+
+@CUDA
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["exact", "partial"])
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_compiled_steps_equal_eager_on_cuda_and_never_wait_on_the_host(mode, unrolled, monkeypatch):
+    # Inductor fuses and reorders float32 arithmetic: after 3 steps the weights agree to about 1e-5; TF32
+    # (which eager and inductor would use differently) is off.
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    cuda = torch.device("cuda")
+    eager = _steps(_searcher(mode, unrolled, cuda))
+    searcher = _searcher(mode, unrolled, cuda, compile=True)
+    assert searcher.compiled == "reduce-overhead"
+    _steps(searcher, 2)  # compiled and captured: from here on a step is replays
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _steps(searcher, 1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    _compare(eager, _steps(_searcher(mode, unrolled, cuda, compile=True)), 1e-4)
+
+
+@pytest.mark.slow
+def test_a_compiled_search_through_the_command_line_logs_its_compile_time(tmp_path, cli_search):
+    settings = ["dataset=digits", "subset=128", "batch_size=32", "init_channels=4", "layers=3", "nodes=2",
+                "ops=[skip_connect, sep_conv_3x3, max_pool_3x3]", "epochs=2", "plot=false"]
+    eager = cli_search(tmp_path / "eager", *settings)
+    compiled = cli_search(tmp_path / "compiled", *settings, "compile=true", "compile_backend=aot_eager")
+    records = [[json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()] for r in (eager, compiled)]
+    for a, b in zip(*records):
+        assert b["compile_s"] > 0 and "compile_s" not in a
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], abs=1e-5)
+    assert records[1][0]["compile_s"] == pytest.approx(records[1][1]["compile_s"], rel=0.5)  # paid once, early
+    state = torch.load(compiled / "checkpoint.pt", weights_only=True)["model"]
+    assert not any("_orig_mod" in k for k in state)  # a compiled run's checkpoint loads into a plain network
+
+
+@pytest.mark.parametrize("mode", ["lean", "sample"])
+def test_modes_the_compiler_cannot_take_are_refused_with_the_way_out(mode):
+    with pytest.raises(ConfigError, match=f"compile: {mode} .*without compile"):
+        SearchConfig(**TINY, mixed_op=mode, compile=True).validate()
+    SearchConfig(**TINY, mixed_op=mode).validate()  # without compile, as before
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("compile_mode", "fastest", "compile_mode: unknown 'fastest'; available: auto, default, reduce-overhead"),
+    ("compile_backend", "xla", "compile_backend: unknown 'xla'; use inductor"),
+])
+def test_unknown_compile_settings_are_named(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        SearchConfig(**TINY, compile=True, **{field: value}).validate()
+
+
+def test_auto_mode_means_cuda_graphs_on_cuda_only():
+    from dartsnas.core.compiled import resolved_mode
+
+    assert resolved_mode("auto", torch.device("cuda")) == "reduce-overhead"
+    assert resolved_mode("auto", torch.device("cpu")) == "default"
+    assert resolved_mode("max-autotune", torch.device("cpu")) == "max-autotune"
