@@ -77,6 +77,42 @@ def test_ratio_table_is_markdown():
     assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x | 0.50x | 0.11x |  |  |" in text
 
 
+def test_compiled_rows_are_set_against_the_same_mode_eager_and_baselines_stay_eager():
+    row = {"order": "first", "batch_size": 64, "ops": 8, "steps_s": [1.0]}
+    rows = add_ratios([
+        {**row, "mode": "exact", "step_s": 1.0, "peak_gb": 4.0},
+        {**row, "mode": "exact", "compile": True, "step_s": 0.25, "peak_gb": 3.0, "compile_s": 120.0},
+        {**row, "mode": "partial", "step_s": 0.8, "peak_gb": 1.0},
+        {**row, "mode": "partial", "compile": True, "step_s": 0.1, "peak_gb": 1.0, "compile_s": 90.0},
+    ])
+    assert rows[1]["time_vs_eager"] == 0.25 and rows[1]["time_vs_exact"] == 0.25  # against eager exact
+    assert rows[3]["time_vs_eager"] == 0.125 and rows[3]["time_vs_exact"] == 0.1
+    assert "time_vs_eager" not in rows[0] and "memory_vs_8_ops" not in rows[1]
+    text = table(rows)
+    assert "| time / eager | memory / fewest ops | estimated (GB) | compiling (s) |" in text
+    assert "| partial compiled | first | 64 | 8 | 0.100 | 1.00 | 0.10x | 0.25x | 0.12x |  |  | 90.0 |" in text
+
+
+def test_bench_search_step_skips_what_cannot_compile(capsys):
+    args = ["bench", "search-step", "--mode", "reference", "lean", "--compile", "off", "on", "--batch", "2",
+            "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--warmup", "0", "--json"]
+    assert main(args) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["mode"], r["compile"]) for r in results] == [("reference", False), ("lean", False)]
+
+
+@pytest.mark.slow
+def test_bench_search_step_times_a_compiled_step_against_eager(capsys):
+    # aot_eager: the compiled path of the benchmark without minutes of code generation on CPU.
+    args = ["bench", "search-step", "--mode", "exact", "--ops", "2", "--compile", "off", "on",
+            "--compile-backend", "aot_eager", "--batch", "2", "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--json"]
+    assert main(args) == 0
+    eager, compiled = json.loads(capsys.readouterr().out)
+    assert "error" not in compiled, compiled
+    assert compiled["compile"] and compiled["warmup"] == 3 and compiled["compile_s"] > 0
+    assert compiled["time_vs_eager"] == compiled["step_s"] / eager["step_s"]
+
+
 def test_bench_conv_times_every_formulation_of_every_depthwise_conv(capsys):
     from dartsnas.tools.bench_conv import SHAPES
 

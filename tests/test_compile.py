@@ -69,17 +69,22 @@ def _compare(eager, compiled, tol):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, unrolled", [("exact", False), ("partial", False), ("exact", True)])
-def test_compiled_steps_equal_eager_on_cpu(mode, unrolled):
+@pytest.mark.parametrize("mode, unrolled, scope", [("exact", False, "network"), ("exact", False, "cells"),
+                                                   ("partial", False, "cells"), ("exact", True, "network")])
+def test_compiled_steps_equal_eager_on_cpu(mode, unrolled, scope):
     # Float32, same kernels (aot_eager): only the order of a few sums may differ.
     cpu = torch.device("cpu")
     eager = _steps(_searcher(mode, unrolled, cpu))
     assert _graphs() == 0
-    compiled = _steps(_searcher(mode, unrolled, cpu, compile=True, compile_backend="aot_eager"))
-    # One graph per kind of pass, nothing left to eager: the architecture step's (weights as plain tensors), the
-    # weight step's (parameters), the evaluation's; second order adds two (its passes at w' and w +- r*v differ
-    # in what needs a gradient).
-    assert _graphs() == (5 if unrolled else 3)
+    compiled = _steps(_searcher(mode, unrolled, cpu, compile=True, compile_backend="aot_eager",
+                                compile_scope=scope))
+    # Nothing left to eager: no graph breaks; the whole network is one graph per kind of pass: the architecture
+    # step's (weights as plain tensors), the weight step's (parameters), the evaluation's; second order adds two
+    # (its passes at w' and w +- r*v differ in what needs a gradient). Cells: a few per cell shape.
+    from torch._dynamo.utils import counters
+
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert _graphs() == (5 if unrolled else 3) if scope == "network" else 3 <= _graphs() <= 9
     _compare(eager, compiled, 1e-5)
 
 
@@ -131,6 +136,7 @@ def test_modes_the_compiler_cannot_take_are_refused_with_the_way_out(mode):
 @pytest.mark.parametrize("field, value, message", [
     ("compile_mode", "fastest", "compile_mode: unknown 'fastest'; available: auto, default, reduce-overhead"),
     ("compile_backend", "xla", "compile_backend: unknown 'xla'; use inductor"),
+    ("compile_scope", "edges", "compile_scope: unknown 'edges'; available: cells, network"),
 ])
 def test_unknown_compile_settings_are_named(field, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -136,6 +136,7 @@ class SearchConfig(ImageData, RunOptions):
     compile: bool = False               # torch.compile the supernet: every pass of both steps (core/compiled.py)
     compile_mode: str = "auto"          #   auto: reduce-overhead (CUDA graphs) on CUDA, default elsewhere
     compile_backend: str = "inductor"   #   aot_eager: trace only (no code generated), to tell problems apart
+    compile_scope: str = "cells"        #   cells: each cell (fast to compile) | network: the whole forward
     progress: bool = True               # a progress bar on the terminal
     tensorboard: bool = False           # also log scalars to RUN/tb (needs the tensorboard extra)
     plot: bool = True                   # draw the pictures at the end (needs the plot extra)
@@ -205,7 +206,7 @@ class SearchConfig(ImageData, RunOptions):
         _check_collapse_options(self)
         if self.compile:
             from ..core.compiled import check
-            check(self.compile_mode, self.compile_backend, self.mixed_op)
+            check(self.compile_mode, self.compile_backend, self.mixed_op, self.compile_scope)
         check_ranges(self)  # after the checks above: their messages are the more specific
         self.check_data()
         return self

@@ -93,8 +93,8 @@ class Searcher(SearchRecords):
         self.guard = Guard(device)  # run_epochs sets the run's own
         self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
         # In place: the weight step, the architecture step's functional calls and the evaluation all use it.
-        self.compiled = (compile_network(self.model, device, config.compile_mode, config.compile_backend)
-                         if config.compile else None)
+        self.compiled = (compile_network(self.model, device, config.compile_mode, config.compile_backend,
+                                         config.compile_scope) if config.compile else None)
         self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
@@ -299,7 +299,8 @@ class Searcher(SearchRecords):
                  f"{cells}, C={config.init_channels}, {len(config.ops)} ops, "
                  f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, "
                  f"device {self.device}{describe()}"
-                 + (f", compiled (torch.compile, {config.compile_backend}, mode {self.compiled})" if self.compiled
+                 + (f", compiled (torch.compile of the {config.compile_scope}, {config.compile_backend}, mode "
+                    f"{self.compiled})" if self.compiled
                     else ""))
         report_memory(self)
 

@@ -18,6 +18,9 @@ from torch import nn
 from .config import ConfigError
 
 MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# cells: each cell's forward (the cells of one shape share a graph: a few small graphs, compiled in a fraction
+# of the time); network: the whole forward in one graph per pass (the fewest launches, the longest compile).
+SCOPES = ("cells", "network")
 
 
 # What a mode needs from the compiler that it cannot give: lean's recomputation is a hand-written autograd
@@ -31,11 +34,13 @@ REFUSED = {
 }
 
 
-def check(mode: str, backend: str, mixed_op: str = "exact") -> None:
+def check(mode: str, backend: str, mixed_op: str = "exact", scope: str = "cells") -> None:
     """Refuse a mode or backend torch.compile does not know, or a mixed-op mode it cannot compile, before
     anything runs."""
     if mixed_op in REFUSED:
         raise ConfigError(f"compile: {REFUSED[mixed_op]}")
+    if scope not in SCOPES:
+        raise ConfigError(f"compile_scope: unknown {scope!r}; available: {', '.join(SCOPES)}")
     if mode not in MODES:
         raise ConfigError(f"compile_mode: unknown {mode!r}; available: {', '.join(MODES)} (auto: reduce-overhead, "
                           "which replays CUDA graphs, on CUDA; default elsewhere)")
@@ -57,14 +62,13 @@ def resolved_mode(mode: str, device: torch.device) -> str:
     return mode
 
 
-def compile_network(module: nn.Module, device: torch.device, mode: str, backend: str) -> str:
-    """Compile `module`'s forward in place (its parameters, state dict and checkpoints stay the plain
-    module's); returns the mode used. Modes only apply to inductor: other backends take none."""
+def compile_network(network: nn.Module, device: torch.device, mode: str, backend: str, scope: str = "cells") -> str:
+    """Compile the search network's cells or its whole forward in place (parameters, state dict and
+    checkpoints stay the plain module's); returns the mode used. Modes only apply to inductor."""
     mode = resolved_mode(mode, device)
-    if backend == "inductor":
-        module.compile(mode=mode, backend=backend)
-    else:
-        module.compile(backend=backend)
+    options = {"mode": mode, "backend": backend} if backend == "inductor" else {"backend": backend}
+    for module in (network.cells if scope == "cells" else [network]):
+        module.compile(**options)
     return mode
 
 

@@ -7,7 +7,10 @@ the official code's plain formulation of the same network and step (conv/plain.p
 speed targets are stated against. Peak memory is the process's peak resident set on CPU (runtime,
 weights and data included) and `torch.cuda.max_memory_allocated` on CUDA. Ratios are taken within the
 same invocation: time and memory against `exact` and against `reference` at the same order, batch and
-candidate set, and memory against the same mode with the smallest candidate set measured.
+candidate set, and memory against the same mode with the smallest candidate set measured. With
+`--compile off on`, every mode that compiles (exact, partial) is also run compiled (core/compiled.py): its
+warm-up steps compile (and on CUDA capture the graphs), the compile time is reported apart, and the
+compiled step is set against the same mode eager (`time / eager`); the baselines stay eager.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def measure(setting: dict) -> dict:
                           batch_size=batch, init_channels=setting["init_channels"], layers=setting["layers"],
                           unrolled=setting["order"] == "second", device=setting["device"], progress=False,
                           mixed_op=setting["mode"], ops=list(OP_SETS[setting["ops"]]),
+                          compile=setting.get("compile", False), compile_scope=setting.get("scope", "cells"),
+                          compile_backend=setting.get("backend", "inductor"),
                           plot=False).validate()
     device = resolve_device(config.device)
     searcher = Searcher(config, prepare_data(config, device), device)
@@ -62,7 +67,11 @@ def measure(setting: dict) -> dict:
         searcher.architect.step(x, y, xa, ya, searcher.optimizer)
         searcher.weight_step(x, y)
 
-    return {**setting, **_timed(step, setting, device), "estimate_gb": estimate / 2**30}
+    out = {**setting, **_timed(step, setting, device), "estimate_gb": estimate / 2**30}
+    if config.compile:
+        from ..core.compiled import compile_seconds
+        out["compile_s"] = compile_seconds()
+    return out
 
 
 def _measure_reference(setting: dict) -> dict:
@@ -117,13 +126,19 @@ def add_ratios(results: list[dict]) -> list[dict]:
     """Time and memory against `exact` and `reference` (same order, batch, ops), memory against the fewest ops."""
     ok = [r for r in results if "error" not in r]
     for r in ok:
-        same = [q for q in ok if (q["order"], q["batch_size"], q["ops"]) == (r["order"], r["batch_size"], r["ops"])]
+        same = [q for q in ok if (q["order"], q["batch_size"], q["ops"]) == (r["order"], r["batch_size"], r["ops"])
+                and not q.get("compile")]  # the baselines run eager
+        if r.get("compile"):
+            q = next((q for q in same if q["mode"] == r["mode"]), None)
+            if q is not None:
+                r["time_vs_eager"] = r["step_s"] / q["step_s"]
         for base in ("exact", "reference"):
             q = next((q for q in same if q["mode"] == base), None)
             if q is not None:
                 r[f"time_vs_{base}"] = r["step_s"] / q["step_s"]
                 r[f"memory_vs_{base}"] = r["peak_gb"] / q["peak_gb"]
-        mode = [q for q in ok if (q["mode"], q["order"], q["batch_size"]) == (r["mode"], r["order"], r["batch_size"])]
+        mode = [q for q in ok if (q["mode"], q["order"], q["batch_size"], q.get("compile")) ==
+                (r["mode"], r["order"], r["batch_size"], r.get("compile"))]
         fewest = min(mode, key=lambda q: q["ops"])
         if fewest["ops"] != r["ops"]:
             r[f"memory_vs_{fewest['ops']}_ops"] = r["peak_gb"] / fewest["peak_gb"]
@@ -131,12 +146,19 @@ def add_ratios(results: list[dict]) -> list[dict]:
 
 
 def search_step(args) -> list[dict]:
+    from ..core.compiled import REFUSED
+
     results = []
-    for order, batch, ops, mode in itertools.product(args.order, args.batch, args.ops, args.mode):
-        setting = {"mode": mode, "batch_size": batch, "order": order, "ops": ops,
+    for order, batch, ops, mode, compiled in itertools.product(args.order, args.batch, args.ops, args.mode,
+                                                                [c == "on" for c in args.compile]):
+        if compiled and (mode in REFUSED or mode == "reference"):  # eager only; the official code is eager
+            continue
+        # Compiled: the first steps compile, and on CUDA record and capture the graphs; the timed ones replay.
+        setting = {"mode": mode, "batch_size": batch, "order": order, "ops": ops, "compile": compiled,
+                   "scope": args.compile_scope, "backend": args.compile_backend,
                    "init_channels": args.init_channels, "layers": args.layers,
                    "resolution": args.resolution, "device": args.device, "steps": args.steps,
-                   "warmup": args.warmup, "threads": args.threads}
+                   "warmup": max(args.warmup, 3) if compiled else args.warmup, "threads": args.threads}
         results.append(_run_fresh(setting))
         if not args.json:
             print(_row(results[-1]), flush=True)
@@ -150,11 +172,13 @@ def search_step(args) -> list[dict]:
 
 
 def _row(r: dict) -> str:
-    head = f"{r['mode']:7s} {r['order']:6s} order  batch {r['batch_size']:4d}  {r['ops']:2d} ops"
+    head = (f"{r['mode']:7s} {r['order']:6s} order  batch {r['batch_size']:4d}  {r['ops']:2d} ops"
+            + ("  compiled" if r.get("compile") else ""))
     if "error" in r:
         return f"{head}  failed: {r['error']}"
     steps = ", ".join(f"{t:.2f}" for t in r["steps_s"])
-    return f"{head}  median step {r['step_s']:7.3f} s  peak {r['peak_gb']:6.2f} GB  (steps: {steps})"
+    compiling = f", compiling {r['compile_s']:.1f} s" if "compile_s" in r else ""
+    return f"{head}  median step {r['step_s']:7.3f} s  peak {r['peak_gb']:6.2f} GB  (steps: {steps}{compiling})"
 
 
 def table(results: list[dict]) -> str:
@@ -162,17 +186,22 @@ def table(results: list[dict]) -> str:
     ratios = ["time_vs_exact", "memory_vs_exact"]
     if any("time_vs_reference" in r for r in results):
         ratios += ["time_vs_reference", "memory_vs_reference"]
+    compiled = any(r.get("compile") for r in results)
+    if compiled:
+        ratios += ["time_vs_eager"]
     heads = ["mode", "order", "batch", "ops", "step (s)", "peak (GB)"] + [k.replace("_vs_", " / ") for k in ratios]
-    heads += ["memory / fewest ops", "estimated (GB)"]
+    heads += ["memory / fewest ops", "estimated (GB)"] + (["compiling (s)"] if compiled else [])
     lines = ["| " + " | ".join(heads) + " |", "|---|---|" + "---:|" * (len(heads) - 2)]
     for r in results:
-        head = f"| {r['mode']} | {r['order']} | {r['batch_size']} | {r['ops']} | "
+        head = f"| {r['mode']}{' compiled' if r.get('compile') else ''} | {r['order']} | {r['batch_size']} | {r['ops']} | "
         if "error" in r:
             lines.append(head + f"failed: {r['error']} |" + " |" * (len(heads) - 5))
             continue
         fewest = next((v for k, v in r.items() if k.startswith("memory_vs_") and k.endswith("_ops")), None)
         cells = [f"{r['step_s']:.3f}", f"{r['peak_gb']:.2f}", *(_ratio(r.get(k)) for k in ratios), _ratio(fewest),
                  f"{r['estimate_gb']:.2f}" if "estimate_gb" in r else ""]
+        if compiled:
+            cells.append(f"{r['compile_s']:.1f}" if "compile_s" in r else "")
         lines.append(head + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -194,6 +223,11 @@ def add_parser(sub) -> None:
     s.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
     s.add_argument("--ops", type=int, nargs="+", choices=sorted(OP_SETS), default=[8],
                    help="candidate-set sizes (spaces.OP_SETS; 8 is the paper's set)")
+    s.add_argument("--compile", nargs="+", choices=["off", "on"], default=["off"],
+                   help="eager (off) and/or torch.compile'd (on: exact and partial; CUDA graphs on CUDA) steps")
+    s.add_argument("--compile-scope", choices=["cells", "network"], default="cells",
+                   help="what is compiled: each cell (the default) or the whole network")
+    s.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: trace only)")
     s.add_argument("--init-channels", type=int, default=16)
     s.add_argument("--layers", type=int, default=8)
     s.add_argument("--resolution", type=int, default=32)
