@@ -8,13 +8,20 @@
 #   conv    the search's depthwise convs per formulation (dartsnas bench conv) at batch 64 and 256
 #   search  a real short search through the command line
 #   train   one CIFAR-10-sized training epoch of DARTS_V2 (random CIFAR-shaped data)
+#   compile-tests  the compiled step against eager on CUDA (inductor, CUDA graphs, TF32 off) and no host sync
+#   compile    the paper-setting step, first order, batch 64: the official formulation, every mode eager, and
+#              exact and partial compiled (each cell; then the whole network), with their compile times
+#   ddp     one process under DistributedDataParallel against a plain one (nccl): DDP's own overhead
+#   epoch   one first-order search epoch at the paper setting (CIFAR-10's shape; 391 steps), eager and compiled
 # A step costs about 30 s on an H200 (mostly the fresh process's start), so a 10-minute device call
-# holds about 15 configurations: pick stages to fit.
+# holds about 15 configurations: pick stages to fit. `check` is the prepared call of at most 8 minutes:
+# compile-tests, compile and ddp (the timeouts below add up to 470 s); `epoch` is the next call.
 # Usage: bash benchmarks/gpu.sh [OUTDIR] [STAGE ...]   (default: every stage; needs CUDA torch)
 set -uo pipefail
 out=${1:-gpu-results}
 shift || true
-stages=${*:-tests first second ops reference conv search train}
+stages=${*:-tests first second ops reference conv search train compile-tests compile ddp epoch}
+stages=${stages/check/compile-tests compile ddp}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -38,7 +45,21 @@ for stage in $stages; do
     train) timeout 100 $py -m dartsnas train DARTS_V2 --config cifar10 --set dataset=fake \
              --set "data_options={shape: [3, 32, 32], size: 50000}" --set epochs=1 --set plot=false \
              --device cuda --amp --no-progress --out "$out/runs" 2>&1 | grep -vE "^\s*$" | tail -4 | tee "$out/train.txt" ;;
-    *) echo "unknown stage $stage (tests first second ops reference conv search train)"; exit 2 ;;
+    compile-tests) timeout 120 $py -m pytest -q -p no:cacheprovider tests/test_compile.py -k cuda 2>&1 \
+                     | tail -5 | tee "$out/compile-tests.txt" ;;
+    compile) timeout 250 $bench --mode reference exact partial lean sample --compile off on --order first --batch 64 \
+               2>&1 | tee "$out/bench-compile.txt"
+             timeout 40 $bench --mode exact --compile on --compile-scope network --order first --batch 64 2>&1 \
+               | tee "$out/bench-compile-network.txt" ;;
+    ddp) timeout 60 $py -m dartsnas bench distributed --device cuda --ddp-alone --ranks 1 --threads 16 2>&1 \
+           | tee "$out/ddp-alone.txt" ;;
+    epoch) for flag in "" --compile; do
+             timeout 280 $py -m dartsnas search --config cifar10 --set dataset=fake \
+               --set "data_options={shape: [3, 32, 32], size: 50000}" --set epochs=1 --set plot=false $flag \
+               --device cuda --no-progress --out "$out/runs" 2>&1 | grep -E "search:|epoch" | tee -a "$out/epoch.txt"
+           done ;;
+    *) echo "unknown stage $stage (tests first second ops reference conv search train compile-tests compile ddp" \
+            "epoch; check = compile-tests compile ddp)"; exit 2 ;;
   esac
 done
 rm -rf "$out/runs"
