@@ -136,7 +136,7 @@ class SearchConfig(ImageData, RunOptions):
     compile: bool = False               # torch.compile the supernet: every pass of both steps (core/compiled.py)
     compile_mode: str = "auto"          #   auto: reduce-overhead (CUDA graphs) on CUDA, default elsewhere
     compile_backend: str = "inductor"   #   aot_eager: trace only (no code generated), to tell problems apart
-    compile_scope: str = "cells"        #   cells: each cell (fast to compile) | network: the whole forward
+    compile_scope: str = "cells"        #   cells: each cell (cells of one shape share a graph) | network
     progress: bool = True               # a progress bar on the terminal
     tensorboard: bool = False           # also log scalars to RUN/tb (needs the tensorboard extra)
     plot: bool = True                   # draw the pictures at the end (needs the plot extra)

@@ -18,8 +18,9 @@ from torch import nn
 from .config import ConfigError
 
 MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# cells: each cell's forward (the cells of one shape share a graph: a few small graphs, compiled in a fraction
-# of the time); network: the whole forward in one graph per pass (the fewest launches, the longest compile).
+# cells: each cell's forward, smaller graphs, the cells of one shape sharing theirs; network: the whole forward,
+# one graph per kind of pass (the fewest launches). Which compiles and runs faster on a GPU is to be measured
+# (benchmarks/gpu.sh check); on the CPU host both took about 8 minutes for a 3-cell network (docs/benchmarks.md).
 SCOPES = ("cells", "network")
 
 
