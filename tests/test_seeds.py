@@ -122,6 +122,23 @@ def test_a_kept_run_of_other_settings_is_refused(tmp_path):
         runner.run_jobs([_job(tmp_path, "seed-0", config)])
 
 
+def test_a_kept_run_from_before_a_field_existed_holds_that_fields_default(tmp_path):
+    """A run folder written before a config field was added lacks its key: it ran as the default does."""
+    made = load_config("quick", ["epochs=1"])
+    config, defaults = made.to_dict(), type(made)().to_dict()
+    run_dir = _run_folder(tmp_path, "seed-0", "20260101-000000", "checkpoint.pt")
+    (run_dir / "config.yaml").write_text(json.dumps({k: v for k, v in config.items() if k != "compile_mode"}))
+    job = _job(tmp_path, "seed-0", config)
+    job.defaults = defaults
+    runner.check_kept(job)
+    job.config = config | {"compile_mode": "max-autotune"}  # not the default: not what that run did
+    with pytest.raises(ConfigError, match=r"other settings \(compile_mode\)"):
+        runner.check_kept(job)
+    job.config, job.defaults = config, None  # without the defaults a missing key stays a difference
+    with pytest.raises(ConfigError, match=r"other settings \(compile_mode\)"):
+        runner.check_kept(job)
+
+
 class _Fake:
     """The local backend's stand-in: records each start; the job 'runs' at once and ends with `status`."""
     started = []

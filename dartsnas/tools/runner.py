@@ -45,6 +45,8 @@ class Job:
     done: str                     # the file a finished run has: genotype.json (search), results.json (train)
     config: dict | None = None    # the config the command line makes: a kept run folder must hold it
     genotype: Path | None = None  # train: the genotype a kept run folder must hold
+    defaults: dict | None = None  # the config class's defaults: a key a kept run's config lacks (a field added
+                                  # since it ran) counts as the same when this run leaves it at its default
 
     @property
     def log(self) -> Path:
@@ -85,13 +87,14 @@ def check_numbers(args, *names: str) -> None:
 
 def search_job(spec: str, overrides: list[str], out: Path, name: str, config, label: str) -> Job:
     """`dartsnas search --config SPEC --set ... --name NAME --out OUT --resume auto`; `config` is what it makes."""
-    return Job(label, command("search", name, out, spec, overrides), out, name, "genotype.json", config.to_dict())
+    return Job(label, command("search", name, out, spec, overrides), out, name, "genotype.json", config.to_dict(),
+               defaults=type(config)().to_dict())
 
 
 def train_job(genotype: str, spec: str, overrides: list[str], out: Path, name: str, config, label: str) -> Job:
     """`dartsnas train GENOTYPE --config SPEC --set ... --name NAME --out OUT --resume auto` of a genotype file."""
     return Job(label, command("train", name, out, spec, overrides, genotype), out, name, "results.json",
-               config.to_dict(), Path(genotype))
+               config.to_dict(), Path(genotype), type(config)().to_dict())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,8 +137,16 @@ def check_kept(job: Job) -> None:
     run_dir = newest(job)
     if run_dir is None or job.config is None:
         return
-    saved = read_yaml(run_dir / "config.yaml")
-    changed = sorted(k for k, v in job.config.items() if k != "progress" and (saved or {}).get(k) != v)
+    saved = read_yaml(run_dir / "config.yaml") or {}
+
+    def differs(key, value) -> bool:
+        if key == "progress":
+            return False
+        if key in saved:
+            return saved[key] != value
+        return job.defaults is None or job.defaults.get(key, object()) != value
+
+    changed = sorted(k for k, v in job.config.items() if differs(k, v))
     if job.genotype is not None and json.loads(Path(job.genotype).read_text()) != json.loads(
             (run_dir / "genotype.json").read_text()):
         changed.append("genotype")
