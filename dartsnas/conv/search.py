@@ -300,8 +300,7 @@ class Searcher(SearchRecords):
                  f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, "
                  f"device {self.device}{describe()}"
                  + (f", compiled (torch.compile of the {config.compile_scope}, {config.compile_backend}, mode "
-                    f"{self.compiled})" if self.compiled
-                    else ""))
+                    f"{self.compiled})" if self.compiled else ""))
         report_memory(self)
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
