@@ -10,12 +10,12 @@
 #   train   one CIFAR-10-sized training epoch of DARTS_V2 (random CIFAR-shaped data)
 #   compile-tests  the compiled step against eager on CUDA (inductor, CUDA graphs, TF32 off) and no host sync
 #   compile    the paper-setting step, first order, batch 64: the official formulation, every mode eager, and
-#              exact and partial compiled (each cell; then the whole network), with their compile times
+#              exact, partial and lean compiled (each cell; then exact as the whole network), with compile times
 #   ddp     one process under DistributedDataParallel against a plain one (nccl): DDP's own overhead
 #   epoch   one first-order search epoch at the paper setting (CIFAR-10's shape; 391 steps), eager and compiled
 # A step costs about 30 s on an H200 (mostly the fresh process's start), so a 10-minute device call
 # holds about 15 configurations: pick stages to fit. `check` is the prepared call of at most 8 minutes:
-# compile-tests, compile and ddp (the timeouts below add up to 470 s); `epoch` is the next call.
+# compile-tests, compile and ddp (the timeouts below add up to 480 s); `epoch` is the next call.
 # Usage: bash benchmarks/gpu.sh [OUTDIR] [STAGE ...]   (default: every stage; needs CUDA torch)
 set -uo pipefail
 out=${1:-gpu-results}
@@ -45,9 +45,9 @@ for stage in $stages; do
     train) timeout 100 $py -m dartsnas train DARTS_V2 --config cifar10 --set dataset=fake \
              --set "data_options={shape: [3, 32, 32], size: 50000}" --set epochs=1 --set plot=false \
              --device cuda --amp --no-progress --out "$out/runs" 2>&1 | grep -vE "^\s*$" | tail -4 | tee "$out/train.txt" ;;
-    compile-tests) timeout 120 $py -m pytest -q -p no:cacheprovider tests/test_compile.py -k cuda 2>&1 \
+    compile-tests) timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_compile.py -k cuda 2>&1 \
                      | tail -5 | tee "$out/compile-tests.txt" ;;
-    compile) timeout 250 $bench --mode reference exact partial lean sample --compile off on --order first --batch 64 \
+    compile) timeout 230 $bench --mode reference exact partial lean sample --compile off on --order first --batch 64 \
                2>&1 | tee "$out/bench-compile.txt"
              timeout 40 $bench --mode exact --compile on --compile-scope network --order first --batch 64 2>&1 \
                | tee "$out/bench-compile-network.txt" ;;

@@ -94,11 +94,11 @@ def test_compiled_rows_are_set_against_the_same_mode_eager_and_baselines_stay_ea
 
 
 def test_bench_search_step_skips_what_cannot_compile(capsys):
-    args = ["bench", "search-step", "--mode", "reference", "lean", "--compile", "off", "on", "--batch", "2",
+    args = ["bench", "search-step", "--mode", "reference", "sample", "--compile", "off", "on", "--batch", "2",
             "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--warmup", "0", "--json"]
     assert main(args) == 0
     results = json.loads(capsys.readouterr().out)
-    assert [(r["mode"], r["compile"]) for r in results] == [("reference", False), ("lean", False)]
+    assert [(r["mode"], r["compile"]) for r in results] == [("reference", False), ("sample", False)]
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import contextlib
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..core.architect import Searchable
 from ..core.derive import derive
@@ -92,17 +93,32 @@ class MixedOp(nn.Module):
         if self.mode == "partial":
             return self.partial(x, x_relu, mix, shared_outputs)
         if self.mode == "lean" and torch.is_grad_enabled():
+            if torch.compiler.is_compiling():
+                # LeanMix's hand-written backward cannot be traced. The compiler recomputes instead: the
+                # candidates' sum is a checkpointed region of the compiled graph, whose activations are not
+                # saved but recomputed in backward, one edge at a time. The shared parameter-free candidates
+                # stay outside it, computed once per state and kept, as in exact mode.
+                out = checkpoint(self.candidates_sum, x, x_relu, mix, use_reentrant=False) if self.ops else None
+                return self.add_shared(out, x, mix, shared_outputs)
             # The parameters as they are now (functional_call may have swapped in others).
             params = [p for op in self.ops for p in op.parameters()]
             return LeanMix.apply(x, x_relu, mix, self, shared_outputs, *params)
         return self.weighted_sum(x, x_relu, mix, shared_outputs)
 
     def weighted_sum(self, x, x_relu, mix, shared_outputs=None) -> torch.Tensor:
+        return self.add_shared(self.candidates_sum(x, x_relu, mix), x, mix, shared_outputs)
+
+    def candidates_sum(self, x, x_relu, mix) -> torch.Tensor | None:
+        """sum_k mix_k * op_k(x) over the candidates built here (those with weights, in the modes that share)."""
         out = None
         for k, op, relu_first in zip(self.index, self.ops, self.takes_relu):
             y = scaled(op, x_relu if relu_first else x, mix[k])  # mix_k * op_k(x)
             # In place: neither the norm nor the product needs its own output for backward, nor does add.
             out = y if out is None else out.add_(y)
+        return out
+
+    def add_shared(self, out, x, mix, shared_outputs) -> torch.Tensor | None:
+        """out + sum_k mix_k * shared_k(x) over the candidates the state computes once (fast.SharedOps)."""
         for k, name in self.shared:
             y = shared_outputs.get(name, x)
             out = mix[k] * y if out is None else out.addcmul_(y, mix[k])

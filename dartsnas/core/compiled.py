@@ -8,6 +8,11 @@ through the compiled forward: the weight step, the architecture step's evaluatio
 (`torch.func.functional_call`, so the virtual step of second order too) and the evaluation. Each distinct
 pass compiles once (a few graphs: the architecture step sees weights as plain tensors, the weight step as
 parameters); the time it takes is reported, and a resumed run pays it again.
+
+`lean` compiles too: its hand-written backward (conv/lean.py) cannot be traced, so under the compiler each
+mixed op's candidates form a checkpointed region (torch.utils.checkpoint) and the compiler recomputes them
+in backward instead of saving them (conv/supernet.py, MixedOp.forward). Graphs are static: every cell
+shape and kind of pass compiles its own, which CUDA graphs need anyway.
 """
 
 from __future__ import annotations
@@ -22,14 +27,14 @@ MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # one graph per kind of pass (the fewest launches). Which compiles and runs faster on a GPU is to be measured
 # (benchmarks/gpu.sh check); on the CPU host both took about 8 minutes for a 3-cell network (docs/benchmarks.md).
 SCOPES = ("cells", "network")
+# Graphs one compiled module may need: 3 kinds of pass, 2 more for second order, and room for a last,
+# smaller evaluation batch of each.
+PASSES = 8
 
 
-# What a mode needs from the compiler that it cannot give: lean's recomputation is a hand-written autograd
-# Function over modules, which torch.compile cannot trace (it would break the graph at every edge and run
-# eager); sample draws its ops as Python integers, so every draw is a graph of its own.
+# What a mode needs from the compiler that it cannot give: sample draws its ops as Python integers, so every
+# draw would be a graph of its own.
 REFUSED = {
-    "lean": "lean recomputes each candidate in a hand-written backward that torch.compile cannot trace; compile "
-            "exact or partial (partial also saves memory), or search lean without compile",
     "sample": "sample draws a new op per edge every step, and each draw would be another compiled graph; search "
               "sample without compile (it runs one op per edge already)",
 }
@@ -66,10 +71,19 @@ def resolved_mode(mode: str, device: torch.device) -> str:
 def compile_network(network: nn.Module, device: torch.device, mode: str, backend: str, scope: str = "cells") -> str:
     """Compile the search network's cells or its whole forward in place (parameters, state dict and
     checkpoints stay the plain module's); returns the mode used. Modes only apply to inductor."""
+    import torch._dynamo
+
     mode = resolved_mode(mode, device)
     options = {"mode": mode, "backend": backend} if backend == "inductor" else {"backend": backend}
-    for module in (network.cells if scope == "cells" else [network]):
-        module.compile(**options)
+    modules = network.cells if scope == "cells" else [network]
+    # The cells share one forward (one code object), and nearly every cell has its own shapes; each shape
+    # compiles a graph per kind of pass (architecture step, weight step, evaluation; second order two more).
+    # Past the recompile limit (8 by default) TorchDynamo would silently leave the remaining cells eager.
+    limit = PASSES * len(modules)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
+    for module in modules:
+        module.compile(dynamic=False, **options)
     return mode
 
 
