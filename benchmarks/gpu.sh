@@ -7,7 +7,7 @@
 #   reference  the official code's plain formulation against exact, both orders, batch 64
 #   conv    the search's depthwise convs per formulation (dartsnas bench conv) at batch 64 and 256
 #   search  a real short search through the command line
-#   train   one CIFAR-10-sized training epoch of DARTS_V2 (random CIFAR-shaped data)
+#   train   one CIFAR-10-sized training epoch of DARTS_V2 (random CIFAR-shaped data, --amp), eager and compiled
 #   compile-tests  the compiled step against eager on CUDA (inductor, CUDA graphs, TF32 off) and no host sync
 #   compile    the paper-setting step, first order, batch 64: the official formulation, every mode eager, and
 #              exact, partial and lean compiled (each cell; then exact as the whole network), with compile times
@@ -42,9 +42,11 @@ for stage in $stages; do
             | tee "$out/bench-conv.txt" ;;
     search) timeout 60 $py -m dartsnas search --config quick --set dataset=digits --set subset=null --set epochs=3 \
               --device cuda --no-progress --out "$out/runs" 2>&1 | grep -E "memory|epoch|search:" | tee "$out/search.txt" ;;
-    train) timeout 100 $py -m dartsnas train DARTS_V2 --config cifar10 --set dataset=fake \
-             --set "data_options={shape: [3, 32, 32], size: 50000}" --set epochs=1 --set plot=false \
-             --device cuda --amp --no-progress --out "$out/runs" 2>&1 | grep -vE "^\s*$" | tail -4 | tee "$out/train.txt" ;;
+    train) for flag in "" --compile; do
+             timeout 150 $py -m dartsnas train DARTS_V2 --config cifar10 --set dataset=fake \
+               --set "data_options={shape: [3, 32, 32], size: 50000}" --set epochs=1 --set plot=false $flag \
+               --device cuda --amp --no-progress --out "$out/runs" 2>&1 | grep -vE "^\s*$" | tail -4 | tee -a "$out/train.txt"
+           done ;;
     compile-tests) timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_compile.py -k cuda 2>&1 \
                      | tail -5 | tee "$out/compile-tests.txt" ;;
     compile) timeout 230 $bench --mode reference exact partial lean sample --compile off on --order first --batch 64 \

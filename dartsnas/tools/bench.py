@@ -224,7 +224,7 @@ def add_parser(sub) -> None:
     s.add_argument("--ops", type=int, nargs="+", choices=sorted(OP_SETS), default=[8],
                    help="candidate-set sizes (spaces.OP_SETS; 8 is the paper's set)")
     s.add_argument("--compile", nargs="+", choices=["off", "on"], default=["off"],
-                   help="eager (off) and/or torch.compile'd (on: exact and partial; CUDA graphs on CUDA) steps")
+                   help="eager (off) and/or torch.compile'd (on: exact, partial and lean; CUDA graphs on CUDA) steps")
     s.add_argument("--compile-scope", choices=["cells", "network"], default="cells",
                    help="what is compiled: each cell (the default) or the whole network")
     s.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: trace only)")
