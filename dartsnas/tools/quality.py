@@ -182,8 +182,11 @@ def _with_derived(settings: dict, table) -> dict:
             seeds = []
             for s in entry["seeds"]:
                 path = Path(s["run"]) / "derived" / f"{label}.json"
-                if "cell" not in s or not path.exists():
-                    seeds.append({"seed": s["seed"], "run": s["run"], "error": s.get("error", "not derived")})
+                if "cell" not in s:  # the search itself failed
+                    seeds.append({"seed": s["seed"], "run": s["run"], "error": s["error"]})
+                    continue
+                if not path.exists():  # a search that has not been derived again (yet): not a failure
+                    seeds.append({"seed": s["seed"], "run": s["run"], "pending": "not derived yet"})
                     continue
                 record = json.loads(path.read_text())
                 cell = load_nb201_genotype(json.dumps(record["genotype"]))
@@ -224,8 +227,9 @@ def tables(report: dict) -> str:
               "|---|---:|---|---:|---:|---:|---:|"]
     for name, s in report["settings"].items():
         for x in s["seeds"]:
-            if "error" in x:
-                lines.append(f"| {name} | {x['seed']} | failed: {x['error']} | | | | |")
+            if "error" in x or "pending" in x:
+                reason = f"failed: {x['error']}" if "error" in x else f"{x['pending']}: `dartsnas derive {x['run']}`"
+                lines.append(f"| {name} | {x['seed']} | {reason} | | | | |")
             else:
                 lines.append(f"| {name} | {x['seed']} | `{x['cell']}` | {x['accuracy']:.2f} | "
                              f"{x['last_change_epoch'] or ''} | {x['epochs']} | {x['seconds'] / 60:.1f} |")
