@@ -327,3 +327,32 @@ def test_every_option_together_in_every_mode_and_order(tmp_path, cli_search, spa
         from dartsnas.conv.nb201.genotype import load_nb201_genotype
         ops = list(load_nb201_genotype(run).edges)
     assert ops.count("skip_connect") <= 1
+
+
+@pytest.mark.slow
+def test_an_annealed_search_resumes_exactly_from_inside_an_epoch(tmp_path, monkeypatch, cli_search, tiny_search):
+    # The epoch's temperature is found from the alphas at its start; resumed from a checkpoint inside the epoch
+    # (the alphas have moved since), it must be the checkpointed one, not found again.
+    extra = ["epochs=3", "plot=false", "anneal_entropy=[1, 0.05]", "checkpoint_steps=2"]  # 5 steps an epoch
+    whole = cli_search(tmp_path, *extra, name="whole")
+    real_save = runs_module.save_checkpoint
+    saves = {"n": 0}
+
+    def save_then_die(state, path, *rest):  # killed after the 4th checkpoint: epoch 1's 2, 4 and end, epoch 2's 2
+        real_save(state, path, *rest)
+        saves["n"] += 1
+        if saves["n"] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
+    args = ["search", "--out", str(tmp_path), "--name", "killed"]
+    for item in tiny_search + extra:
+        args += ["--set", item]
+    assert main(args) == 130
+    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
+    assert len(read_jsonl(killed / "metrics.jsonl")) == 1  # inside the second epoch
+    monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
+    assert main(["search", "--resume", str(killed)]) == 0
+    temperatures = [[r["temperature"] for r in read_jsonl(run / "metrics.jsonl")] for run in (whole, killed)]
+    assert temperatures[0] == temperatures[1] and temperatures[0][1] < 1.0, temperatures
+    assert read_jsonl(killed / "alphas.jsonl") == read_jsonl(whole / "alphas.jsonl")

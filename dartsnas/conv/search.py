@@ -98,6 +98,8 @@ class Searcher(SearchRecords):
         self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
+        # anneal_entropy: [epoch, temperature] of a checkpoint, kept when resuming inside that epoch
+        self.resumed_temperature, self.schedule_epoch = None, 0
         self.set_schedules()
 
     def data_parallel(self) -> nn.Module:
@@ -116,7 +118,10 @@ class Searcher(SearchRecords):
         """What changes from epoch to epoch by the config's schedules: the relaxation temperature, DARTS-'s
         auxiliary skip coefficient, beta-DARTS's weight."""
         cfg = self.config
-        if cfg.anneal_entropy:  # the temperature that puts the mixture at the epoch's entropy, never above 1
+        if cfg.anneal_entropy and self.resumed_temperature and self.resumed_temperature[0] == self.epoch:
+            # Resumed inside an epoch: its temperature was found from the alphas at its start, which have moved.
+            self.model.temperature = self.resumed_temperature[1]
+        elif cfg.anneal_entropy:  # the temperature that puts the mixture at the epoch's entropy, never above 1
             target = linear(self.epoch, cfg.epochs, *cfg.anneal_entropy)
             self.model.temperature = temperature_for_entropy([self.model.alphas[k] for k in self.model.kinds], target,
                                                              high=1.0)
@@ -125,6 +130,7 @@ class Searcher(SearchRecords):
             self.model.temperature = temperature(self.epoch, cfg.epochs, start, end, cfg.temperature_schedule)
         self.model.aux_skip = aux_skip_coefficient(self.epoch, cfg.epochs, cfg.aux_skip) if cfg.aux_skip else 0.0
         self.beta_weight = linear(self.epoch, cfg.epochs, *cfg.beta_decay) if cfg.beta_decay else 0.0
+        self.schedule_epoch = self.epoch
 
     def beta_penalty(self) -> torch.Tensor:
         """beta-DARTS: the epoch's weight times the beta decay of the op logits (not PC-DARTS's edge logits)."""
@@ -135,7 +141,8 @@ class Searcher(SearchRecords):
                 "arch_optimizer": self.architect.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
                 "sample_generator": self.model.generator.get_state(), "epoch": self.epoch,
-                "decided": self.model.decided, "stop_reason": self.stop_reason}
+                "decided": self.model.decided, "stop_reason": self.stop_reason,
+                "temperature": [self.schedule_epoch, self.model.temperature]}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -147,6 +154,7 @@ class Searcher(SearchRecords):
         self.epoch = state["epoch"]
         self.model.set_decisions(state.get("decided", {}))
         self.stop_reason = state.get("stop_reason")
+        self.resumed_temperature = state.get("temperature")
         self.set_schedules()
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
