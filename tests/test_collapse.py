@@ -256,6 +256,11 @@ def test_collapse_options_are_checked():
                 ["progressive_interval=0"], ["early_stop_patience=0"]):
         with pytest.raises(ConfigError):
             load_config(None, bad)
+    from dartsnas.recurrent.config import RecurrentSearchConfig
+
+    for bad in ([0, 0.5], [1], [1, 1.5]):
+        with pytest.raises(ConfigError, match="anneal_entropy must be two numbers in \\(0, 1\\]"):
+            RecurrentSearchConfig(anneal_entropy=bad).validate()
 
 
 @pytest.mark.slow
@@ -356,3 +361,48 @@ def test_an_annealed_search_resumes_exactly_from_inside_an_epoch(tmp_path, monke
     temperatures = [[r["temperature"] for r in read_jsonl(run / "metrics.jsonl")] for run in (whole, killed)]
     assert temperatures[0] == temperatures[1] and temperatures[0][1] < 1.0, temperatures
     assert read_jsonl(killed / "alphas.jsonl") == read_jsonl(whole / "alphas.jsonl")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, unrolled", [("exact", False), ("lean", True)])
+def test_entropy_annealing_in_the_recurrent_search_hits_its_line_and_resumes_exactly(tmp_path, tiny_corpus, monkeypatch,
+                                                                                     mode, unrolled):
+    # With beta-DARTS's decay beside it (the options compose), in both modes and orders.
+    from dartsnas.core.relax import discreteness
+
+    def search(name):
+        args = ["search", "--task", "text", "--config", "quick", "--out", str(tmp_path), "--name", name]
+        for item in [f"data_dir={tiny_corpus}", "max_lines={train: 200, valid: 40}", "nodes=3", "emsize=16",
+                     "batch_size=32", "eval_batch_size=4", "bptt=10", "progress=false", "plot=false", "epochs=3",
+                     "anneal_entropy=[1, 0.05]", "checkpoint_steps=2", "beta_decay=[0, 50]", f"mixed_op={mode}",
+                     f"unrolled={unrolled}"]:
+            args += ["--set", item]
+        return main(args)
+
+    assert search("whole") == 0
+    (whole,) = [p for p in tmp_path.iterdir() if p.name.startswith("whole-")]
+    records, metrics = read_jsonl(whole / "alphas.jsonl"), read_jsonl(whole / "metrics.jsonl")
+    # Each epoch's temperature puts the alphas it started from on the line from entropy 1 to 0.05.
+    for epoch in (1, 2):
+        alphas = torch.tensor(records[epoch]["alphas"]["recurrent"])  # records[0]: before the first epoch
+        got = discreteness([(alphas / metrics[epoch]["temperature"]).softmax(-1)])["alpha_entropy"]
+        assert got == pytest.approx(linear(epoch, 3, 1.0, 0.05), abs=1e-6)
+    assert metrics[-1]["alpha_entropy"] < 0.25 and metrics[0]["temperature"] == 1.0
+
+    real_save = runs_module.save_checkpoint
+
+    def save_then_die(state, path, *rest):  # after the first checkpoint inside the second epoch
+        real_save(state, path, *rest)
+        if state["epoch"] == 1 and state["position"] is not None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
+    assert search("killed") == 130
+    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
+    assert len(read_jsonl(killed / "metrics.jsonl")) == 1
+    monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
+    assert main(["search", "--resume", str(killed)]) == 0
+    drop = ("seconds", "peak_memory_gb")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]  # noqa: E731
+    assert strip(read_jsonl(killed / "metrics.jsonl")) == strip(metrics)
+    assert read_jsonl(killed / "alphas.jsonl") == records

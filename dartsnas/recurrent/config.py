@@ -68,6 +68,8 @@ class RecurrentSearchConfig(RunOptions):
     arch_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     arch_weight_decay: float = 1e-3
     beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda, linear over the epochs (core/collapse.py)
+    anneal_entropy: list[float] | None = None  # [start, end]: each epoch's softmax temperature puts the mixture's
+    #                                   normalised entropy on this line (1 uniform, 0 one-hot), as the conv search
     # run
     seed: int = 2
     device: str = "auto"
@@ -75,7 +77,7 @@ class RecurrentSearchConfig(RunOptions):
     plot: bool = True
 
     RANGES = COMMON_RANGES | {"nodes": "[1, inf)", "arch_lr": "[0, inf)", "arch_betas": "[0, 1)",
-                              "arch_weight_decay": "[0, inf)", "beta_decay": "[0, inf)"}
+                              "arch_weight_decay": "[0, inf)", "beta_decay": "[0, inf)", "anneal_entropy": "(0, 1]"}
 
     def validate(self) -> "RecurrentSearchConfig":
         _check_common(self)
@@ -83,6 +85,10 @@ class RecurrentSearchConfig(RunOptions):
                 isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in self.beta_decay)):
             raise ConfigError(f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; "
                               f"got {self.beta_decay}")
+        if self.anneal_entropy is not None and (len(self.anneal_entropy) != 2 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1 for x in self.anneal_entropy)):
+            raise ConfigError(f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
+                              f"normalised entropy, or null; got {self.anneal_entropy}")
         unknown = [o for o in self.ops if o not in RECURRENT_OPS]
         if unknown:
             raise ConfigError(f"ops: unknown recurrent op(s) {unknown}; known: {', '.join(RECURRENT_OPS)}")

@@ -247,13 +247,14 @@ class SearchModel(LanguageModel, Searchable):
         edges = nodes * (nodes + 1) // 2
         # As the convolutional supernet: alphas start near uniform, 1e-3 * N(0, 1).
         self.alphas = nn.ParameterDict({"recurrent": nn.Parameter(1e-3 * torch.randn(edges, len(self.ops)))})
+        self.temperature = 1.0  # of the softmax: 1 is the paper's; anneal_entropy sets it per epoch
 
     def cell_inputs(self) -> dict:
-        return {"probs": self.alphas["recurrent"].softmax(dim=-1)}
+        return {"probs": (self.alphas["recurrent"] / self.temperature).softmax(dim=-1)}
 
     @torch.no_grad()
     def probs(self) -> dict[str, torch.Tensor]:
-        return {"recurrent": self.alphas["recurrent"].softmax(dim=-1)}
+        return {"recurrent": (self.alphas["recurrent"] / self.temperature).softmax(dim=-1)}
 
 
 def evaluation_model(genotype: RecurrentGenotype, vocab_size: int, emsize: int = 850, **dropouts) -> LanguageModel:

@@ -24,6 +24,7 @@ from ..core.architect import Architect
 from ..core.collapse import beta_decay, linear
 from ..core.distributed import average, average_grads, broadcast_, check_batch, gather_rows, shard, total, world
 from ..core.guard import Guard
+from ..core.relax import temperature_for_entropy
 from .genotype import RecurrentGenotype, derive_recurrent, recurrent_edge_names
 from .model import LanguageModel, SearchModel, Segment
 from .config import RecurrentSearchConfig
@@ -143,6 +144,7 @@ class RecurrentSearcher(SearchRecords):
         # Inside a resumed epoch: the next window's row and both hidden states come back from the checkpoint
         # (the global batch's: this rank takes its rows).
         at = steps.resume_at()
+        self.set_temperature(at)
         hidden, hidden_arch = ((at["hidden"], at["hidden_arch"]) if at else
                                (model.init_hidden(batch), model.init_hidden(batch)))
         hidden, hidden_arch = shard(hidden), shard(hidden_arch)
@@ -181,15 +183,30 @@ class RecurrentSearcher(SearchRecords):
                     s = sums.tolist()
                     progress.set_postfix(ppl=f"{math.exp(s[0] / s[2]):.1f}", arch_ppl=f"{math.exp(s[1] / s[2]):.1f}")
             steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums,
-                                           "hidden": gather_rows(hidden), "hidden_arch": gather_rows(hidden_arch)})
+                                           "hidden": gather_rows(hidden), "hidden_arch": gather_rows(hidden_arch),
+                                           "temperature": model.temperature})
         s = total(sums).tolist()
         return {"train_loss": s[0] / s[2], "train_ppl": math.exp(s[0] / s[2]), "arch_loss": s[1] / s[2]}
+
+    def set_temperature(self, at: dict | None) -> None:
+        """anneal_entropy: the softmax temperature (never above 1, the paper's) at which the mixture's normalised
+        entropy is the epoch's point on the line from start to end, found from the alphas at the epoch's start;
+        an epoch resumed from inside keeps the one it had."""
+        cfg = self.config
+        if cfg.anneal_entropy is None:
+            return
+        if at and "temperature" in at:
+            self.model.temperature = float(at["temperature"])
+            return
+        target = linear(self.epoch, cfg.epochs, *cfg.anneal_entropy)
+        self.model.temperature = temperature_for_entropy([self.model.alphas["recurrent"]], target, high=1.0)
 
     def genotype(self) -> RecurrentGenotype:
         return derive_recurrent(self.model.probs()["recurrent"], self.config.ops, self.config.nodes)
 
     def alphas_record(self) -> dict:
         return {"epoch": self.epoch, "ops": self.config.ops, "edges": recurrent_edge_names(self.config.nodes),
+                "temperature": self.model.temperature,
                 "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
                 "probs": {k: p.cpu().tolist() for k, p in self.model.probs().items()}}
 
@@ -208,7 +225,8 @@ class RecurrentSearcher(SearchRecords):
         valid_loss = evaluate(self.model, self.text.valid, self.config.bptt)
         self.epoch += 1
         metrics |= self.record_epoch(run_dir)
-        return {**metrics, "valid_loss": valid_loss, "valid_ppl": math.exp(valid_loss), "lr": self.config.lr}
+        return {**metrics, "valid_loss": valid_loss, "valid_ppl": math.exp(valid_loss), "lr": self.config.lr,
+                "temperature": self.model.temperature}
 
     def log_epoch(self, metrics: dict) -> None:
         log.info(f"epoch {self.epoch}/{self.config.epochs} train ppl {metrics['train_ppl']:.2f} | arch loss "
