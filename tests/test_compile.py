@@ -2,7 +2,8 @@
 
 On CPU the network is compiled with the `aot_eager` backend: TorchDynamo captures the passes and AOTAutograd
 builds their joint forward/backward graphs (where a wrong capture would show), without generating kernels,
-so that the suite needs no C++ toolchain and no minutes of code generation. On CUDA the shipped default is
+so that the suite needs no C++ toolchain and no minutes of code generation (`lean`, whose recomputation is the
+partitioner's work, with `aot_eager_decomp_partition`, which partitions as inductor does). On CUDA the shipped default is
 compared: inductor with CUDA graphs (mode reduce-overhead), TF32 off, and no host synchronisation inside a
 step (torch.cuda.set_sync_debug_mode)."""
 
