@@ -213,22 +213,8 @@ def test_sgas_decisions_survive_resume_and_make_the_genotype(tmp_path, monkeypat
     extra = ["epochs=6", "plot=false", "progressive=true", "progressive_warmup=1", "progressive_interval=1",
              "nodes=2"]
     whole = cli_search(tmp_path, *extra, name="whole")
-    calls = {"n": 0}
-    real_save = runs_module.save_checkpoint
-
-    def save_then_die(state, path, *rest):  # killed right after the second epoch's checkpoint (two decisions made)
-        real_save(state, path, *rest)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
-    args = ["search", "--out", str(tmp_path), "--name", "killed"]
-    for item in tiny_search + extra:
-        args += ["--set", item]
-    assert main(args) == 130
-    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
-    assert main(["search", "--resume", str(killed)]) == 0
+    # killed right after the second epoch's checkpoint (two decisions made)
+    killed = _killed_and_resumed(tmp_path, monkeypatch, tiny_search + extra, die=lambda state, n: n == 2)
     decisions = read_jsonl(killed / "decisions.jsonl")
     assert decisions == read_jsonl(whole / "decisions.jsonl")
     # Every epoch after a decision keeps it: the recorded decided rows only ever grow.
@@ -340,24 +326,9 @@ def test_an_annealed_search_resumes_exactly_from_inside_an_epoch(tmp_path, monke
     # (the alphas have moved since), it must be the checkpointed one, not found again.
     extra = ["epochs=3", "plot=false", "anneal_entropy=[1, 0.05]", "checkpoint_steps=2"]  # 5 steps an epoch
     whole = cli_search(tmp_path, *extra, name="whole")
-    real_save = runs_module.save_checkpoint
-    saves = {"n": 0}
-
-    def save_then_die(state, path, *rest):  # killed after the 4th checkpoint: epoch 1's 2, 4 and end, epoch 2's 2
-        real_save(state, path, *rest)
-        saves["n"] += 1
-        if saves["n"] == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
-    args = ["search", "--out", str(tmp_path), "--name", "killed"]
-    for item in tiny_search + extra:
-        args += ["--set", item]
-    assert main(args) == 130
-    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
-    assert len(read_jsonl(killed / "metrics.jsonl")) == 1  # inside the second epoch
-    monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
-    assert main(["search", "--resume", str(killed)]) == 0
+    # killed after the first checkpoint inside the second epoch
+    killed = _killed_and_resumed(tmp_path, monkeypatch, tiny_search + extra,
+                                 die=lambda state, n: state["epoch"] == 1 and state["position"] is not None)
     temperatures = [[r["temperature"] for r in read_jsonl(run / "metrics.jsonl")] for run in (whole, killed)]
     assert temperatures[0] == temperatures[1] and temperatures[0][1] < 1.0, temperatures
     assert read_jsonl(killed / "alphas.jsonl") == read_jsonl(whole / "alphas.jsonl")
@@ -370,16 +341,16 @@ def test_entropy_annealing_in_the_recurrent_search_hits_its_line_and_resumes_exa
     # With beta-DARTS's decay beside it (the options compose), in both modes and orders.
     from dartsnas.core.relax import discreteness
 
-    def search(name):
+    def search_args(name):
         args = ["search", "--task", "text", "--config", "quick", "--out", str(tmp_path), "--name", name]
         for item in [f"data_dir={tiny_corpus}", "max_lines={train: 200, valid: 40}", "nodes=3", "emsize=16",
                      "batch_size=32", "eval_batch_size=4", "bptt=10", "progress=false", "plot=false", "epochs=3",
                      "anneal_entropy=[1, 0.05]", "checkpoint_steps=2", "beta_decay=[0, 50]", f"mixed_op={mode}",
                      f"unrolled={unrolled}"]:
             args += ["--set", item]
-        return main(args)
+        return args
 
-    assert search("whole") == 0
+    assert main(search_args("whole")) == 0
     (whole,) = [p for p in tmp_path.iterdir() if p.name.startswith("whole-")]
     records, metrics = read_jsonl(whole / "alphas.jsonl"), read_jsonl(whole / "metrics.jsonl")
     # Each epoch's temperature puts the alphas it started from on the line from entropy 1 to 0.05.
@@ -389,20 +360,32 @@ def test_entropy_annealing_in_the_recurrent_search_hits_its_line_and_resumes_exa
         assert got == pytest.approx(linear(epoch, 3, 1.0, 0.05), abs=1e-6)
     assert metrics[-1]["alpha_entropy"] < 0.25 and metrics[0]["temperature"] == 1.0
 
-    real_save = runs_module.save_checkpoint
-
-    def save_then_die(state, path, *rest):  # after the first checkpoint inside the second epoch
-        real_save(state, path, *rest)
-        if state["epoch"] == 1 and state["position"] is not None:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
-    assert search("killed") == 130
-    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
-    assert len(read_jsonl(killed / "metrics.jsonl")) == 1
-    monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
-    assert main(["search", "--resume", str(killed)]) == 0
+    # killed after the first checkpoint inside the second epoch
+    killed = _killed_and_resumed(tmp_path, monkeypatch, search_args("killed"),
+                                 die=lambda state, n: state["epoch"] == 1 and state["position"] is not None)
     drop = ("seconds", "peak_memory_gb")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]  # noqa: E731
     assert strip(read_jsonl(killed / "metrics.jsonl")) == strip(metrics)
     assert read_jsonl(killed / "alphas.jsonl") == records
+
+
+def _killed_and_resumed(tmp_path, monkeypatch, args, die):
+    """Runs `dartsnas search` (args: full argument list, or the --set items of a convolutional search named
+    "killed"), interrupted right after the checkpoint for which die(state, n-th save) is true, then resumes it
+    to the end; returns its run folder."""
+    if args[0] != "search":
+        args = ["search", "--out", str(tmp_path), "--name", "killed"] + [a for item in args for a in ("--set", item)]
+    real_save, saves = runs_module.save_checkpoint, {"n": 0}
+
+    def save_then_die(state, path, *rest):
+        real_save(state, path, *rest)
+        saves["n"] += 1
+        if die(state, saves["n"]):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_die)
+    assert main(args) == 130
+    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith("killed-")]
+    monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
+    assert main(["search", "--resume", str(killed)]) == 0
+    return killed
