@@ -324,7 +324,7 @@ def test_every_option_together_in_every_mode_and_order(tmp_path, cli_search, spa
 def test_an_annealed_search_resumes_exactly_from_inside_an_epoch(tmp_path, monkeypatch, cli_search, tiny_search):
     # The epoch's temperature is found from the alphas at its start; resumed from a checkpoint inside the epoch
     # (the alphas have moved since), it must be the checkpointed one, not found again.
-    extra = ["epochs=3", "plot=false", "anneal_entropy=[1, 0.05]", "checkpoint_steps=2"]  # 5 steps an epoch
+    extra = ["epochs=2", "plot=false", "anneal_entropy=[1, 0.05]", "checkpoint_steps=2"]  # 5 steps an epoch
     whole = cli_search(tmp_path, *extra, name="whole")
     # killed after the first checkpoint inside the second epoch
     killed = _killed_and_resumed(tmp_path, monkeypatch, tiny_search + extra,
