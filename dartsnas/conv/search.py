@@ -98,8 +98,6 @@ class Searcher(SearchRecords):
         self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
-        # anneal_entropy: [epoch, temperature] of a checkpoint, kept when resuming inside that epoch
-        self.resumed_temperature, self.schedule_epoch = None, 0
         self.set_schedules()
 
     def data_parallel(self) -> nn.Module:
@@ -118,10 +116,7 @@ class Searcher(SearchRecords):
         """What changes from epoch to epoch by the config's schedules: the relaxation temperature, DARTS-'s
         auxiliary skip coefficient, beta-DARTS's weight."""
         cfg = self.config
-        if cfg.anneal_entropy and self.resumed_temperature and self.resumed_temperature[0] == self.epoch:
-            # Resumed inside an epoch: its temperature was found from the alphas at its start, which have moved.
-            self.model.temperature = self.resumed_temperature[1]
-        elif cfg.anneal_entropy:  # the temperature that puts the mixture at the epoch's entropy, never above 1
+        if cfg.anneal_entropy:  # the temperature that puts the mixture at the epoch's entropy, never above 1
             target = linear(self.epoch, cfg.epochs, *cfg.anneal_entropy)
             self.model.temperature = temperature_for_entropy([self.model.alphas[k] for k in self.model.kinds], target,
                                                              high=1.0)
@@ -130,7 +125,6 @@ class Searcher(SearchRecords):
             self.model.temperature = temperature(self.epoch, cfg.epochs, start, end, cfg.temperature_schedule)
         self.model.aux_skip = aux_skip_coefficient(self.epoch, cfg.epochs, cfg.aux_skip) if cfg.aux_skip else 0.0
         self.beta_weight = linear(self.epoch, cfg.epochs, *cfg.beta_decay) if cfg.beta_decay else 0.0
-        self.schedule_epoch = self.epoch
 
     def beta_penalty(self) -> torch.Tensor:
         """beta-DARTS: the epoch's weight times the beta decay of the op logits (not PC-DARTS's edge logits)."""
@@ -141,8 +135,7 @@ class Searcher(SearchRecords):
                 "arch_optimizer": self.architect.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
                 "sample_generator": self.model.generator.get_state(), "epoch": self.epoch,
-                "decided": self.model.decided, "stop_reason": self.stop_reason,
-                "temperature": [self.schedule_epoch, self.model.temperature]}
+                "decided": self.model.decided, "stop_reason": self.stop_reason}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -154,7 +147,6 @@ class Searcher(SearchRecords):
         self.epoch = state["epoch"]
         self.model.set_decisions(state.get("decided", {}))
         self.stop_reason = state.get("stop_reason")
-        self.resumed_temperature = state.get("temperature")
         self.set_schedules()
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,6 +176,9 @@ class Searcher(SearchRecords):
         # Inside a resumed epoch: its batch order is drawn again from the generator's state at its start, the
         # batches done are passed over, and the generator goes on from the checkpoint's state.
         start, now = steps.resume_at(), self.generator.get_state()
+        if start and "temperature" in start:
+            # anneal_entropy finds the epoch's temperature from the alphas at its start, which have moved since.
+            self.model.temperature = start["temperature"]
         if start:
             self.generator.set_state(start["epoch_generator"])
         epoch_generator, done = self.generator.get_state(), start["step"] if start else 0
@@ -216,7 +211,8 @@ class Searcher(SearchRecords):
                 if step % 10 == 0:  # one host sync per ten steps keeps the bar honest but cheap
                     s = sums.tolist()
                     progress.set_postfix(loss=f"{s[0] / s[3]:.3f}", acc=f"{s[1] / s[3]:.3f}", arch=f"{s[2] / s[3]:.3f}")
-            steps.after(step + 1, lambda: {"step": step + 1, "sums": sums, "epoch_generator": epoch_generator})
+            steps.after(step + 1, lambda: {"step": step + 1, "sums": sums, "epoch_generator": epoch_generator,
+                                           "temperature": self.model.temperature})
         s = total(sums).tolist()
         return {"train_loss": s[0] / s[3], "train_acc": s[1] / s[3], "arch_loss": s[2] / s[3]}
 
