@@ -213,7 +213,7 @@ def _ratio(x) -> str:
 def add_parser(sub) -> None:
     from .quality import add_arguments, quality
 
-    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality | skips | distributed")
+    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality | random | skips | distributed")
     what = p.add_subparsers(dest="what", required=True)
 
     s = what.add_parser("search-step", help="time and memory of one search step over a grid of settings")
@@ -242,6 +242,12 @@ def add_parser(sub) -> None:
     q = what.add_parser("quality", help="the NAS-Bench-201 accuracy of the cells K seeds of each search setting find")
     add_arguments(q)
     q.set_defaults(func=quality)
+
+    from . import random_search
+    r = what.add_parser("random", help="random search at the cost of a search: K seeds of randomly drawn NAS-Bench-201 "
+                                       "cells, each trained briefly, the best by validation accuracy")
+    random_search.add_arguments(r)
+    r.set_defaults(func=random_search.random_search)
 
     from . import skips
     k = what.add_parser("skips", help="the skip connections in the DARTS-space normal cells K seeds of each setting find")
