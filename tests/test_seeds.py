@@ -182,6 +182,18 @@ def test_a_failed_job_is_named_with_its_last_words_and_its_log(tmp_path, fake_ba
         raise runner.failed(failures)
 
 
+def test_a_folder_another_runner_works_in_is_refused_until_it_ends(tmp_path, fake_backend):
+    jobs = [_job(tmp_path, "seed-0")]
+    with runner.folder_lock(tmp_path):  # another runner (a lock is per open file: this process counts as two)
+        with pytest.raises(ConfigError, match=r"in use by another dartsnas run of many jobs \(pid \d+, still running\)"
+                                              r".*give another --out"):
+            runner.run_jobs(jobs)
+        assert fake_backend.started == []
+    assert runner.run_jobs(jobs) == {} and [name for name, *_ in fake_backend.started] == ["seed-0"]
+    with runner.folder_lock(tmp_path):  # released when run_jobs returned
+        pass
+
+
 def test_submitit_missing_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit fails
     with pytest.raises(ConfigError, match=r"pip install 'dartsnas\[cluster\]'"):

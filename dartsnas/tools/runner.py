@@ -18,6 +18,7 @@ through the command line, so that a job resumed on another device still has the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -210,9 +211,48 @@ def default_threads(at_once: int) -> int:
 def run_jobs(jobs: list[Job], at_once: int = 1, threads: int | None = None, devices: list[str] | None = None,
              backend: str = "local", cluster: list[str] | None = None) -> dict[str, str]:
     """Run the jobs that have not finished, `at_once` at a time; -> label -> error of the ones that failed
-    (the others still run). A kept run folder of other settings is a ConfigError before anything starts."""
+    (the others still run). A kept run folder of other settings, or a folder another runner is working in,
+    is a ConfigError before anything starts."""
     for job in jobs:
         check_kept(job)
+    with contextlib.ExitStack() as held:
+        for out in sorted({job.out for job in jobs}):
+            held.enter_context(folder_lock(out))
+        return _run(jobs, at_once, threads, devices, backend, cluster)
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    """Hold OUT/.runner.lock while this runner works there: two runners on one folder would start the same
+    jobs twice, into the same run folders. Released when the runner ends, however it ends (an OS lock, not a
+    file's existence: a killed runner leaves nothing to clean up)."""
+    from ..core.config import ConfigError
+
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no guard, as before
+        yield
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / ".runner.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise ConfigError(f"{out} is in use by another dartsnas run of many jobs ({holder}, still running); "
+                              "wait for it to end, or give another --out") from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run(jobs: list[Job], at_once: int, threads: int | None, devices: list[str] | None, backend: str,
+         cluster: list[str] | None) -> dict[str, str]:
     todo = [job for job in jobs if finished(job) is None]
     if len(todo) < len(jobs):
         print(f"{len(jobs) - len(todo)} of {len(jobs)} runs finished earlier; running {len(todo)}", file=sys.stderr)
