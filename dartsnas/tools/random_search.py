@@ -50,8 +50,10 @@ def random_search(args) -> dict:
 
     check_numbers(args, "seeds", "proxy_epochs", "cells")
     out, devices = Path(args.out), parse_devices(args.devices)
+    settings = _settings(args)
+    make_out(out)
     plans, jobs = {}, []
-    for name, configs in _settings(args).items():
+    for name, configs in settings.items():
         budget = search_flops(configs[0])
         for seed, config in enumerate(configs):
             check_device(config.device, devices)
@@ -64,7 +66,6 @@ def random_search(args) -> dict:
                          for i, cell in enumerate(plan.cells)]
             plans[name, seed] = plan
             jobs += plan.jobs
-    make_out(out)
     errors = run_jobs(jobs, args.jobs, args.threads, devices, args.backend, args.cluster_set)
     report = summarise(out, plans, errors, newest)
     (out / "random.json").write_text(json.dumps(report, indent=1) + "\n")
