@@ -91,8 +91,8 @@ def search_flops(config) -> int:
     config = _on_cpu(config)
     data = prepare_data(config, torch.device("cpu"))
     searcher = Searcher(config, data, torch.device("cpu"))
-    (x, y), = _first(batches(data.weight_half, config.batch_size, None, data.eval_augment, shuffle=False))
-    (xa, ya), = _first(batches(data.arch_half, config.batch_size, None, data.eval_augment, shuffle=False))
+    x, y = next(batches(data.weight_half, config.batch_size, None, data.eval_augment, shuffle=False))
+    xa, ya = next(batches(data.arch_half, config.batch_size, None, data.eval_augment, shuffle=False))
     x, xa = searcher.prepare_inputs(x), searcher.prepare_inputs(xa)
     per_image = {}
     for what, step in (("arch", lambda: searcher.architect.step(x, y, xa, ya, searcher.optimizer)),
@@ -135,10 +135,6 @@ def _evaluate(model, x) -> None:
         model.eval()
         model(x)
         model.train()
-
-
-def _first(iterator) -> list:
-    return [next(iter(iterator))]
 
 
 def _on_cpu(config):
