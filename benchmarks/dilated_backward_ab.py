@@ -22,15 +22,22 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--batch", type=int, default=64)
 parser.add_argument("--rounds", type=int, default=7, help="on/off pairs; the first is warm-up")
 args = parser.parse_args()
-config = SearchConfig(dataset="fake", data_options={"shape": [3, 32, 32], "size": 2 * args.batch},
-                      batch_size=args.batch, device="cpu", progress=False, ops=DARTS_OPS, plot=False).validate()
+config = SearchConfig(
+    dataset="fake",
+    data_options={"shape": [3, 32, 32], "size": 2 * args.batch},
+    batch_size=args.batch,
+    device="cpu",
+    progress=False,
+    ops=DARTS_OPS,
+    plot=False,
+).validate()
 device = resolve_device("cpu")
 searcher = Searcher(config, prepare_data(config, device), device)
 data = searcher.data
-x = searcher.prepare_inputs(data.train_augment(data.weight_half.images[:args.batch], searcher.generator))
-y = data.weight_half.labels[:args.batch]
-xa = searcher.prepare_inputs(data.train_augment(data.arch_half.images[:args.batch], searcher.generator))
-ya = data.arch_half.labels[:args.batch]
+x = searcher.prepare_inputs(data.train_augment(data.weight_half.images[: args.batch], searcher.generator))
+y = data.weight_half.labels[: args.batch]
+xa = searcher.prepare_inputs(data.train_augment(data.arch_half.images[: args.batch], searcher.generator))
+ya = data.arch_half.labels[: args.batch]
 keeps_size = kernels.Conv2d.keeps_size
 times = {"transposed": [], "native": []}
 for i in range(args.rounds):

@@ -11,7 +11,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 TASKS = ("ptb", "wikitext2", "text")  # recurrent tasks: corpora (text: a folder of your own)
 
@@ -22,19 +23,22 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .core.genotype import GenotypeError
     from .core.plot import PlotError
     from .core.runs import RunError
+
     return ConfigError, DataError, GenotypeError, RunError, PlotError
 
 
 # ----------------------------------------------------------------------------------------------
 # search and train: one way to start or resume a run, for both sides
 
+
 class Side(NamedTuple):
     """What a run command needs of the side (convolutional or recurrent) it runs on."""
-    config: type          # the config dataclass
-    folder: Path          # its shipped configs
-    what: str             # how messages name its configs
-    run: Callable         # run(config, [genotype,] run_dir, resume=...)
-    name: str             # the default run folder name
+
+    config: type  # the config dataclass
+    folder: Path  # its shipped configs
+    what: str  # how messages name its configs
+    run: Callable  # run(config, [genotype,] run_dir, resume=...)
+    name: str  # the default run folder name
     recurrent: bool
 
 
@@ -45,20 +49,44 @@ def _side(args, command: str) -> Side:
     stem = Path(args.config).stem if args.config else None
     if args.task or (args.resume and _recurrent_run(args.resume)):
         from .recurrent import config as rc
+
         if command == "search":
             from .recurrent.search import run_recurrent_search
-            return Side(rc.RecurrentSearchConfig, rc.RNN_CONFIG_DIR, "recurrent config", run_recurrent_search,
-                        f"{args.task}-{stem or 'search'}", True)
+
+            return Side(
+                rc.RecurrentSearchConfig,
+                rc.RNN_CONFIG_DIR,
+                "recurrent config",
+                run_recurrent_search,
+                f"{args.task}-{stem or 'search'}",
+                True,
+            )
         from .recurrent.train import run_recurrent_training
-        return Side(rc.RecurrentTrainConfig, rc.RNN_CONFIG_DIR / "train", "recurrent config", run_recurrent_training,
-                    f"train-{args.task}-{stem or 'paper'}", True)
+
+        return Side(
+            rc.RecurrentTrainConfig,
+            rc.RNN_CONFIG_DIR / "train",
+            "recurrent config",
+            run_recurrent_training,
+            f"train-{args.task}-{stem or 'paper'}",
+            True,
+        )
     from .conv import config as cc
+
     if command == "search":
         from .conv.search import run_search
+
         return Side(cc.SearchConfig, CONFIG_DIR, "config", run_search, stem or "search", False)
     from .conv.train import run_training
-    return Side(cc.TrainConfig, cc.TRAIN_CONFIG_DIR, "training config", run_training,
-                f"train-{stem}" if stem else "train", False)
+
+    return Side(
+        cc.TrainConfig,
+        cc.TRAIN_CONFIG_DIR,
+        "training config",
+        run_training,
+        f"train-{stem}" if stem else "train",
+        False,
+    )
 
 
 def _run(args, command: str) -> None:
@@ -75,12 +103,15 @@ def _run(args, command: str) -> None:
             _refuse_new_run_flags(args)
         kind = _run_kind(run_dir)
         if kind not in (None, command):  # else its config would be refused key by key, which misleads
-            raise ConfigError(f"--resume {run_dir} is a {kind} run folder, not a {command} run; resume it with: "
-                              f"dartsnas {kind} --resume {run_dir}")
+            raise ConfigError(
+                f"--resume {run_dir} is a {kind} run folder, not a {command} run; resume it with: "
+                f"dartsnas {kind} --resume {run_dir}"
+            )
         needed = ["config.yaml"] + (["genotype.json"] if command == "train" else [])
         if not all((run_dir / name).exists() for name in needed):
-            raise ConfigError(f"--resume {run_dir}: no {' and '.join(needed)} there; give the folder of an earlier "
-                              f"{command} run")
+            raise ConfigError(
+                f"--resume {run_dir}: no {' and '.join(needed)} there; give the folder of an earlier {command} run"
+            )
         config = _apply_flags(load_dataclass(side.config, run_dir / "config.yaml"), args)
         genotype = (_genotype(run_dir / "genotype.json", side.recurrent),) if command == "train" else ()
         args.run_dir = run_dir  # from here on, a failure is written into its log too
@@ -90,15 +121,19 @@ def _run(args, command: str) -> None:
     if command == "train":
         if not args.genotype:
             example = "DARTS_RNN" if side.recurrent else "DARTS_V2"
-            raise ConfigError(f"name the {'recurrent ' * side.recurrent}genotype to train: {example}, a genotype.json, "
-                              "a search run folder or genotype text")
+            raise ConfigError(
+                f"name the {'recurrent ' * side.recurrent}genotype to train: {example}, a genotype.json, "
+                "a search run folder or genotype text"
+            )
         genotype = (_genotype(args.genotype, side.recurrent),)
     overrides = ([f"corpus={args.task}"] if side.recurrent else []) + _overrides(args, side.recurrent)
     config = _apply_flags(load_dataclass(side.config, args.config, overrides, side.folder, side.what), args)
     if command == "train" and not side.recurrent:  # before the run folder is made (run_training checks again)
         from .conv.train import check_genotype
+
         check_genotype(config, *genotype)
     from .core.distributed import start
+
     start(config.device)  # an unusable device, too, ends before the run folder is made; joins torchrun's group
     args.run_dir = _new_run(args, side.name)
     side.run(config, *genotype, args.run_dir)
@@ -111,8 +146,10 @@ def _auto_resume(args, command: str, side: Side) -> Path | None:
     from .core.config import ConfigError, check_name, load_dataclass, read_yaml
 
     name = check_name(args.name) if args.name is not None else side.name
-    found = sorted((p for p in Path(args.out).glob(f"{name}-*") if p.is_dir() and any(p.glob(LATEST[:-3] + "*.pt"))),
-                   key=lambda p: p.stat().st_mtime)
+    found = sorted(
+        (p for p in Path(args.out).glob(f"{name}-*") if p.is_dir() and any(p.glob(LATEST[:-3] + "*.pt"))),
+        key=lambda p: p.stat().st_mtime,
+    )
     if not found:
         return None
     run_dir = found[-1]
@@ -120,12 +157,17 @@ def _auto_resume(args, command: str, side: Side) -> Path | None:
     wanted = _apply_flags(load_dataclass(side.config, args.config, overrides, side.folder, side.what), args).to_dict()
     saved = read_yaml(run_dir / "config.yaml")
     differ = sorted(k for k in wanted if k != "progress" and isinstance(saved, dict) and saved.get(k) != wanted[k])
-    if command == "train" and args.genotype and (_genotype(args.genotype, side.recurrent)
-                                                 != _genotype(run_dir / "genotype.json", side.recurrent)):
+    if (
+        command == "train"
+        and args.genotype
+        and (_genotype(args.genotype, side.recurrent) != _genotype(run_dir / "genotype.json", side.recurrent))
+    ):
         differ.append("the genotype")
     if differ:
-        raise ConfigError(f"--resume auto found {run_dir}, but its config differs in {', '.join(differ)}; resume it "
-                          f"with its own (dartsnas {command} --resume {run_dir}) or give this run another --name")
+        raise ConfigError(
+            f"--resume auto found {run_dir}, but its config differs in {', '.join(differ)}; resume it "
+            f"with its own (dartsnas {command} --resume {run_dir}) or give this run another --name"
+        )
     print(f"resuming {run_dir}", file=sys.stderr)
     return run_dir
 
@@ -134,12 +176,15 @@ def _genotype(spec, recurrent: bool):
     """The genotype a spec names: recurrent, or a convolutional one, a NAS-Bench-201 cell or a DARTS genotype."""
     if recurrent:
         from .recurrent.genotype import load_recurrent_genotype
+
         return load_recurrent_genotype(spec)
     from .conv.nb201.genotype import load_nb201_genotype, names_nb201
+
     if names_nb201(spec):  # NB201_BEST_CIFAR10, |op~0|+..., its JSON, or a file or run folder holding one
         return load_nb201_genotype(spec)
     from .conv.ops import OPS
     from .core.genotype import load_genotype
+
     return load_genotype(spec, known_ops=OPS)
 
 
@@ -147,15 +192,28 @@ def _refuse_new_run_flags(args) -> None:
     """A resumed run keeps its own config and genotype: flags that would change them are refused."""
     from .core.config import ConfigError
 
-    given = [flag for flag, value in (("GENOTYPE", getattr(args, "genotype", None)), ("--task", args.task),
-                                      ("--config", args.config), ("--set", args.set), ("--device", args.device),
-                                      ("--seed", args.seed), ("--deterministic", args.deterministic),
-                                      ("--amp", getattr(args, "amp", False)),
-                                      ("--compile", getattr(args, "compile", False)), ("--name", args.name),
-                                      ("--out", args.out if args.out != "runs" else None)) if value]
+    given = [
+        flag
+        for flag, value in (
+            ("GENOTYPE", getattr(args, "genotype", None)),
+            ("--task", args.task),
+            ("--config", args.config),
+            ("--set", args.set),
+            ("--device", args.device),
+            ("--seed", args.seed),
+            ("--deterministic", args.deterministic),
+            ("--amp", getattr(args, "amp", False)),
+            ("--compile", getattr(args, "compile", False)),
+            ("--name", args.name),
+            ("--out", args.out if args.out != "runs" else None),
+        )
+        if value
+    ]
     if given:
-        raise ConfigError(f"--resume continues a run with its own saved config and genotype; drop {', '.join(given)} "
-                          "(or start a new run)")
+        raise ConfigError(
+            f"--resume continues a run with its own saved config and genotype; drop {', '.join(given)} "
+            "(or start a new run)"
+        )
 
 
 def _overrides(args, recurrent: bool) -> list[str]:
@@ -197,7 +255,7 @@ def _new_run(args, name: str) -> Path:
 
 
 def _run_kind(run_dir: Path) -> str | None:
-    """"search" or "train", by the saved config.yaml of a run folder (only searches tune alphas: arch_lr);
+    """ "search" or "train", by the saved config.yaml of a run folder (only searches tune alphas: arch_lr);
     None when it has no readable one."""
     from .core.config import ConfigError, read_yaml
 
@@ -210,11 +268,13 @@ def _run_kind(run_dir: Path) -> str | None:
 
 def _recurrent_run(run_dir) -> bool:
     from .recurrent.config import is_recurrent_run
+
     return is_recurrent_run(run_dir)
 
 
 # ----------------------------------------------------------------------------------------------
 # the other commands
+
 
 def cmd_plot(args) -> None:
     from .conv.nb201.plot import is_nb201_run
@@ -247,12 +307,15 @@ def cmd_export(args) -> None:
     from .conv.export import export_run
 
     for report in export_run(Path(args.run), args.format, best=args.best):
-        print(f"{report['format']:<12} {report['path']}  max |logit difference| against eager: "
-              f"{report['max_abs_diff']:.3g}")
+        print(
+            f"{report['format']:<12} {report['path']}  max |logit difference| against eager: "
+            f"{report['max_abs_diff']:.3g}"
+        )
 
 
 def cmd_info(args) -> None:
     from .recurrent.genotype import names_recurrent
+
     if names_recurrent(args.genotype):
         return cmd_info_recurrent(args)
     from .conv.nb201.genotype import CellGenotype
@@ -263,10 +326,13 @@ def cmd_info(args) -> None:
     nb201 = isinstance(genotype, CellGenotype)  # its network is the benchmark's, and only it builds one
     net = args.net or ("nas-bench-201" if nb201 else "cifar10")
     if nb201 != (net == "nas-bench-201"):
-        raise ConfigError(f"{args.genotype} is a NAS-Bench-201 cell: its network is the benchmark's; drop --net "
-                          f"{net} (or give --net nas-bench-201)" if nb201 else
-                          f"--net nas-bench-201 builds NAS-Bench-201 cells; {args.genotype} is a DARTS genotype: "
-                          "use --net cifar10 or imagenet")
+        raise ConfigError(
+            f"{args.genotype} is a NAS-Bench-201 cell: its network is the benchmark's; drop --net "
+            f"{net} (or give --net nas-bench-201)"
+            if nb201
+            else f"--net nas-bench-201 builds NAS-Bench-201 cells; {args.genotype} is a DARTS genotype: "
+            "use --net cifar10 or imagenet"
+        )
     options = {k: v for k, v in (("init_channels", args.init_channels), ("layers", args.layers)) if v is not None}
     try:
         info = network_info(net, genotype, num_classes=args.classes, **options)
@@ -274,18 +340,26 @@ def cmd_info(args) -> None:
         raise ConfigError(str(err)) from None
     if nb201:  # its true accuracy: the benchmark trained every cell (200 epochs, C=16, N=5)
         from .conv.nb201.table import DATASETS, load_table
+
         info["nas_bench_201_test_acc"] = {d: load_table().accuracy(genotype, d) for d in DATASETS}
     if args.json:
         print(json.dumps(info))
         return
     c, h, w = info["input_shape"]
-    print(f"network        {info['net']} layout: {info['layers']} cells, {info['init_channels']} initial channels, "
-          f"{info['num_classes']} classes")
-    aux = (f"; the auxiliary head's {info['auxiliary_parameters']:,} not counted, as in the paper"
-           if info["auxiliary_parameters"] else "")
+    print(
+        f"network        {info['net']} layout: {info['layers']} cells, {info['init_channels']} initial channels, "
+        f"{info['num_classes']} classes"
+    )
+    aux = (
+        f"; the auxiliary head's {info['auxiliary_parameters']:,} not counted, as in the paper"
+        if info["auxiliary_parameters"]
+        else ""
+    )
     print(f"parameters     {info['parameters'] / 1e6:.3f} M ({info['parameters']:,}{aux})")
-    print(f"multiply-adds  {info['macs'] / 1e6:.1f} M at {c}x{h}x{w} (convolutions and matrix products, "
-          f"eval mode, as torch's FlopCounterMode counts them)")
+    print(
+        f"multiply-adds  {info['macs'] / 1e6:.1f} M at {c}x{h}x{w} (convolutions and matrix products, "
+        f"eval mode, as torch's FlopCounterMode counts them)"
+    )
     if nb201:
         accs = ", ".join(f"{d} {a:.2f} %" for d, a in info["nas_bench_201_test_acc"].items())
         print(f"NAS-Bench-201  test accuracy after the benchmark's training (C=16, N=5, 200 epochs): {accs}")
@@ -294,9 +368,18 @@ def cmd_info(args) -> None:
 def cmd_derive(args) -> None:
     from .conv.rederive import rederive, summary
 
-    _, path = rederive(args.run, args.rule, skip_cap=args.skip_cap, tune_epochs=args.tune_epochs, seed=args.seed,
-                       device=args.device, name=args.name, log=lambda line: print(line, file=sys.stderr),
-                       batches=args.batches, prior_weight=args.prior_weight)
+    _, path = rederive(
+        args.run,
+        args.rule,
+        skip_cap=args.skip_cap,
+        tune_epochs=args.tune_epochs,
+        seed=args.seed,
+        device=args.device,
+        name=args.name,
+        log=lambda line: print(line, file=sys.stderr),
+        batches=args.batches,
+        prior_weight=args.prior_weight,
+    )
     print(summary(json.loads(path.read_text()), path))
 
 
@@ -317,16 +400,29 @@ def cmd_info_recurrent(args) -> None:
         model = evaluation_model(genotype, vocab, emsize)
     n = count_parameters(model)
     if args.json:
-        print(json.dumps({"net": "recurrent", "nodes": genotype.nodes, "emsize": emsize, "vocabulary": vocab,
-                          "task": args.task, "parameters": n}))
+        print(
+            json.dumps(
+                {
+                    "net": "recurrent",
+                    "nodes": genotype.nodes,
+                    "emsize": emsize,
+                    "vocabulary": vocab,
+                    "task": args.task,
+                    "parameters": n,
+                }
+            )
+        )
         return
-    print(f"network        recurrent language model: {genotype.nodes} nodes, embedding and hidden {emsize}, "
-          f"vocabulary {vocab:,} ({args.task}), tied weights")
+    print(
+        f"network        recurrent language model: {genotype.nodes} nodes, embedding and hidden {emsize}, "
+        f"vocabulary {vocab:,} ({args.task}), tied weights"
+    )
     print(f"parameters     {n / 1e6:.3f} M ({n:,}; the decoder matrix is the embedding's, counted once)")
 
 
 # ----------------------------------------------------------------------------------------------
 # the parser
+
 
 def _run_flags(p, what: str, configs: str, default_name: str, task_help: str) -> None:
     """The flags every run command takes (search and train, both sides)."""
@@ -336,12 +432,19 @@ def _run_flags(p, what: str, configs: str, default_name: str, task_help: str) ->
     p.add_argument("--seed", type=int, help="random seed (sets the config's seed)")
     p.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
     p.add_argument("--name", help=f"run folder name prefix (default: {default_name})")
-    p.add_argument("--resume", metavar="RUN", help=f"continue the {what} run in folder RUN from its last checkpoint; "
-                                                   "auto: the newest run of this --name under --out if there is one "
-                                                   "(same config), else start it")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help=f"continue the {what} run in folder RUN from its last checkpoint; "
+        "auto: the newest run of this --name under --out if there is one "
+        "(same config), else start it",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--deterministic", action="store_true",
-                   help="deterministic kernels on CUDA (slower; CPU runs are bit-identical anyway)")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels on CUDA (slower; CPU runs are bit-identical anyway)",
+    )
     p.add_argument("--task", choices=TASKS, help=task_help)
 
 
@@ -350,20 +453,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("search", help="search a convolutional cell (a recurrent one with --task); writes a run folder")
-    _run_flags(p, "search", "quick, cifar10, ...", "the config's name",
-               "search a recurrent cell on a word-level corpus (text: your own, --set data_dir=DIR); "
-               "configs are then the shipped recurrent ones (quick, ptb, ...)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the supernet (CUDA graphs on CUDA; "
-                                                          "sets the config's compile)")
+    _run_flags(
+        p,
+        "search",
+        "quick, cifar10, ...",
+        "the config's name",
+        "search a recurrent cell on a word-level corpus (text: your own, --set data_dir=DIR); "
+        "configs are then the shipped recurrent ones (quick, ptb, ...)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the supernet (CUDA graphs on CUDA; sets the config's compile)",
+    )
     p.set_defaults(func=lambda args: _run(args, "search"))
 
     p = sub.add_parser("train", help="train a genotype from scratch (the paper's evaluation); writes a run folder")
-    p.add_argument("genotype", nargs="?", help="DARTS_V2, a genotype.json, a search run folder, or genotype text; "
-                                               "a NAS-Bench-201 cell (NB201_BEST_CIFAR10, |op~0|+...) trains with "
-                                               "--config nb201")
-    _run_flags(p, "training", "cifar10, imagenet, quick, nb201, nb201-quick", "train-<config name>",
-               "train a recurrent genotype as a language model on this corpus (text: your own, --set data_dir=DIR); "
-               "configs are then the shipped recurrent ones (ptb, wikitext2, quick)")
+    p.add_argument(
+        "genotype",
+        nargs="?",
+        help="DARTS_V2, a genotype.json, a search run folder, or genotype text; "
+        "a NAS-Bench-201 cell (NB201_BEST_CIFAR10, |op~0|+...) trains with "
+        "--config nb201",
+    )
+    _run_flags(
+        p,
+        "training",
+        "cifar10, imagenet, quick, nb201, nb201-quick",
+        "train-<config name>",
+        "train a recurrent genotype as a language model on this corpus (text: your own, --set data_dir=DIR); "
+        "configs are then the shipped recurrent ones (ptb, wikitext2, quick)",
+    )
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (for CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.set_defaults(func=lambda args: _run(args, "train"))
@@ -373,44 +493,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("genotype", help="print a genotype (registry name, genotype.json, run folder, or text)")
-    p.add_argument("spec", nargs="?", help="e.g. DARTS_V2, NB201_BEST_CIFAR10, runs/quick-.../genotype.json, "
-                                           "a run folder, or a NAS-Bench-201 cell string |op~0|+...")
+    p.add_argument(
+        "spec",
+        nargs="?",
+        help="e.g. DARTS_V2, NB201_BEST_CIFAR10, runs/quick-.../genotype.json, "
+        "a run folder, or a NAS-Bench-201 cell string |op~0|+...",
+    )
     p.add_argument("--list", action="store_true", help="list the published genotypes")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_genotype)
 
     p = sub.add_parser("export", help="export a trained network (torch.export .pt2, ONNX, safetensors) into RUN/export")
     p.add_argument("run", help="a training run folder")
-    p.add_argument("--format", nargs="+", choices=["pt2", "onnx", "safetensors"],
-                   help="formats to write (default: every one whose packages are installed)")
+    p.add_argument(
+        "--format",
+        nargs="+",
+        choices=["pt2", "onnx", "safetensors"],
+        help="formats to write (default: every one whose packages are installed)",
+    )
     p.add_argument("--best", action="store_true", help="the best validation epoch's weights (best.pt), not the last")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="parameters and multiply-adds of the network a genotype makes")
-    p.add_argument("genotype", help="DARTS_V2, NB201_BEST_CIFAR10, a genotype.json, a search run folder, or "
-                                    "genotype text")
-    p.add_argument("--net", choices=["cifar10", "imagenet", "nas-bench-201"],
-                   help="the paper's CIFAR-10 (32x32) or ImageNet mobile (224x224) layout, or NAS-Bench-201's "
-                        "network (32x32) (default: nas-bench-201 for a NAS-Bench-201 cell, cifar10 otherwise)")
+    p.add_argument(
+        "genotype", help="DARTS_V2, NB201_BEST_CIFAR10, a genotype.json, a search run folder, or genotype text"
+    )
+    p.add_argument(
+        "--net",
+        choices=["cifar10", "imagenet", "nas-bench-201"],
+        help="the paper's CIFAR-10 (32x32) or ImageNet mobile (224x224) layout, or NAS-Bench-201's "
+        "network (32x32) (default: nas-bench-201 for a NAS-Bench-201 cell, cifar10 otherwise)",
+    )
     p.add_argument("--classes", type=int, help="class count (default: the layout's, 10 or 1000)")
-    p.add_argument("--init-channels", type=int,
-                   help="initial channels (default: 36 CIFAR, 48 ImageNet, 16 NAS-Bench-201)")
-    p.add_argument("--layers", type=int,
-                   help="cells (default: 20 CIFAR, 14 ImageNet, 15 NAS-Bench-201: 3 stages of 5)")
-    p.add_argument("--task", choices=["ptb", "wikitext2"], default="ptb",
-                   help="recurrent genotypes: the vocabulary of this corpus (10,000 or 33,278 words; default: ptb)")
+    p.add_argument(
+        "--init-channels", type=int, help="initial channels (default: 36 CIFAR, 48 ImageNet, 16 NAS-Bench-201)"
+    )
+    p.add_argument("--layers", type=int, help="cells (default: 20 CIFAR, 14 ImageNet, 15 NAS-Bench-201: 3 stages of 5)")
+    p.add_argument(
+        "--task",
+        choices=["ptb", "wikitext2"],
+        default="ptb",
+        help="recurrent genotypes: the vocabulary of this corpus (10,000 or 33,278 words; default: ptb)",
+    )
     p.add_argument("--emsize", type=int, help="recurrent genotypes: embedding and hidden size (default: 850)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("derive", help="derive a finished search's cell again by another rule (DARTS-PT, argmax "
-                                      "with a skip cap, ...) into RUN/derived/NAME.json")
+    p = sub.add_parser(
+        "derive",
+        help="derive a finished search's cell again by another rule (DARTS-PT, argmax "
+        "with a skip cap, ...) into RUN/derived/NAME.json",
+    )
     p.add_argument("run", help="a convolutional search run folder (it needs its checkpoint.pt)")
-    p.add_argument("--rule", choices=["argmax", "pt", "bnb"], default="pt",
-                   help="argmax: the space's own rule on the alphas; pt: DARTS-PT's perturbation (default); bnb")
+    p.add_argument(
+        "--rule",
+        choices=["argmax", "pt", "bnb"],
+        default="pt",
+        help="argmax: the space's own rule on the alphas; pt: DARTS-PT's perturbation (default); bnb",
+    )
     p.add_argument("--skip-cap", type=int, help="argmax: at most M skip connections in the normal cell (P-DARTS)")
-    p.add_argument("--tune-epochs", type=int, default=1, help="pt: supernet tuning epochs after each decision "
-                                                              "(default 1)")
+    p.add_argument(
+        "--tune-epochs", type=int, default=1, help="pt: supernet tuning epochs after each decision (default 1)"
+    )
     p.add_argument("--seed", type=int, default=0, help="the order pt visits edges in (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--name", help="the file name under RUN/derived (default: the rule, e.g. pt, argmax-skip-cap-2)")
@@ -419,16 +563,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_derive)
 
     from .tools.bench import add_parser
+
     add_parser(sub)
     from .tools.seeds import add_parser as add_seeds  # the paper's multi-seed protocol: search, train, choose
+
     add_seeds(sub)
     return parser
 
 
 # Exit statuses: what went wrong, for scripts and schedulers (a signal's is 128 + its number, as a shell's).
-EXIT_USER_ERROR = 2      # a bad config, genotype, dataset or run folder: the message names the fix
-EXIT_OUT_OF_MEMORY = 3   # the peak memory seen and what to change
-EXIT_DIVERGED = 4        # non-finite or exploding values: the run stopped, its last good checkpoint kept
+EXIT_USER_ERROR = 2  # a bad config, genotype, dataset or run folder: the message names the fix
+EXIT_OUT_OF_MEMORY = 3  # the peak memory seen and what to change
+EXIT_DIVERGED = 4  # non-finite or exploding values: the run stopped, its last good checkpoint kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -462,9 +608,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _out_of_memory(err: BaseException) -> bool:
     import torch
+
     text = str(err)
-    return (isinstance(err, (torch.OutOfMemoryError, MemoryError)) or "not enough memory" in text
-            or "can't allocate memory" in text or "out of memory" in text.lower())
+    return (
+        isinstance(err, (torch.OutOfMemoryError, MemoryError))
+        or "not enough memory" in text
+        or "can't allocate memory" in text
+        or "out of memory" in text.lower()
+    )
 
 
 def _memory_message(err: BaseException) -> str:
@@ -472,9 +623,11 @@ def _memory_message(err: BaseException) -> str:
     import torch
 
     device = torch.device("cuda") if isinstance(err, torch.OutOfMemoryError) else torch.device("cpu")
-    return (f"out of memory (peak {peak_memory_gb(device):.2f} GB on {device}): lower batch_size, or search with "
-            "mixed_op: lean or partial (far less memory per step), or train with --amp; "
-            "dartsnas bench search-step measures the memory of each mode")
+    return (
+        f"out of memory (peak {peak_memory_gb(device):.2f} GB on {device}): lower batch_size, or search with "
+        "mixed_op: lean or partial (far less memory per step), or train with --amp; "
+        "dartsnas bench search-step measures the memory of each mode"
+    )
 
 
 def _fail(args, message: str, status: int, prefix: str = "error: ", agreed: bool = False) -> int:
@@ -491,6 +644,7 @@ def _fail(args, message: str, status: int, prefix: str = "error: ", agreed: bool
     run_dir = getattr(args, "run_dir", None)
     if run_dir is not None and Path(run_dir).is_dir():
         import time
+
         try:
             with open(Path(run_dir) / "log.txt", "a") as log:
                 log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line} (exit status {status})\n")
@@ -502,6 +656,7 @@ def _fail(args, message: str, status: int, prefix: str = "error: ", agreed: bool
 def _resume_hint(args) -> str:
     """How to continue an interrupted run, if it saved a checkpoint; else that there is nothing to resume."""
     from .core.checkpoints import LATEST
+
     run_dir = getattr(args, "run_dir", None)
     if run_dir is None:
         return ""

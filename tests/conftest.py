@@ -12,8 +12,16 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # A search small enough for the CPU: 320 digits, a 3-cell supernet of 4 initial channels.
-TINY_SEARCH = ["dataset=digits", "subset=320", "batch_size=32", "init_channels=4", "layers=3", "lr=0.1",
-               "arch_lr=0.01", "progress=false"]
+TINY_SEARCH = [
+    "dataset=digits",
+    "subset=320",
+    "batch_size=32",
+    "init_channels=4",
+    "layers=3",
+    "lr=0.1",
+    "arch_lr=0.01",
+    "progress=false",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -97,8 +105,10 @@ def shared_data():
 # adjective and prepositional phrase) over a lexicon drawn with Zipf's law, as words are in real text:
 # structure a small recurrent model learns in a few epochs (word frequencies first, then the grammar),
 # unlike random words. As in Penn Treebank, every line is one sentence and rare words are <unk>.
-_NOUNS = ("cat dog bird girl boy horse cow pig duck frog king queen farmer teacher doctor student baker "
-          "sailor friend rabbit snake lion tiger monkey parrot robot pilot singer painter driver").split()
+_NOUNS = (
+    "cat dog bird girl boy horse cow pig duck frog king queen farmer teacher doctor student baker "
+    "sailor friend rabbit snake lion tiger monkey parrot robot pilot singer painter driver"
+).split()
 _VERBS = "see like chase follow help find call meet know love hear feed greet visit need want paint draw".split()
 _STILL = "sleep run sing swim jump walk laugh smile".split()
 _ADJECTIVES = "small red old quick happy tall green young brave quiet big lazy clever angry kind".split()

@@ -38,9 +38,10 @@ def _exact_hypergradient(architect, optimizer, x_train, y_train, x_val, y_val):
     group = optimizer.param_groups[0]
     named = dict(architect.model.named_weights())
     grads = torch.autograd.grad(architect._loss(named, x_train, y_train), list(named.values()), create_graph=True)
-    unrolled = {n: w - group["lr"] * (group["momentum"] * optimizer.state[w]["momentum_buffer"] + g
-                                      + group["weight_decay"] * w)
-                for (n, w), g in zip(named.items(), grads)}
+    unrolled = {
+        n: w - group["lr"] * (group["momentum"] * optimizer.state[w]["momentum_buffer"] + g + group["weight_decay"] * w)
+        for (n, w), g in zip(named.items(), grads)
+    }
     return _flat(torch.autograd.grad(architect._loss(unrolled, x_val, y_val), architect.alphas))
 
 

@@ -10,9 +10,33 @@ from dartsnas.cli import main
 
 @pytest.mark.slow
 def test_bench_search_step_reports_time_memory_and_ratios(capsys):
-    args = ["bench", "search-step", "--mode", "exact", "lean", "--ops", "2", "8", "--batch", "4",
-            "--order", "first", "--init-channels", "4", "--layers", "3", "--resolution", "8",
-            "--steps", "2", "--warmup", "1", "--threads", "1", "--json"]
+    args = [
+        "bench",
+        "search-step",
+        "--mode",
+        "exact",
+        "lean",
+        "--ops",
+        "2",
+        "8",
+        "--batch",
+        "4",
+        "--order",
+        "first",
+        "--init-channels",
+        "4",
+        "--layers",
+        "3",
+        "--resolution",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     results = json.loads(capsys.readouterr().out)
     assert [(r["mode"], r["ops"]) for r in results] == [("exact", 2), ("lean", 2), ("exact", 8), ("lean", 8)]
@@ -32,9 +56,29 @@ def test_bench_search_step_reports_time_memory_and_ratios(capsys):
 
 @pytest.mark.slow
 def test_bench_second_order_and_failures_are_reported(capsys):
-    args = ["bench", "search-step", "--mode", "lean", "partial", "--batch", "4", "--order", "second",
-            "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--warmup", "0",
-            "--threads", "1"]
+    args = [
+        "bench",
+        "search-step",
+        "--mode",
+        "lean",
+        "partial",
+        "--batch",
+        "4",
+        "--order",
+        "second",
+        "--init-channels",
+        "4",
+        "--layers",
+        "3",
+        "--resolution",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| lean | second | 4 | 8 |" in out
@@ -44,13 +88,39 @@ def test_bench_second_order_and_failures_are_reported(capsys):
 
 @pytest.mark.slow
 def test_bench_measures_the_reference_formulation_as_baseline(capsys):
-    args = ["bench", "search-step", "--mode", "reference", "exact", "--batch", "4", "--order", "first", "second",
-            "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--warmup", "0",
-            "--threads", "1", "--json"]
+    args = [
+        "bench",
+        "search-step",
+        "--mode",
+        "reference",
+        "exact",
+        "--batch",
+        "4",
+        "--order",
+        "first",
+        "second",
+        "--init-channels",
+        "4",
+        "--layers",
+        "3",
+        "--resolution",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     results = json.loads(capsys.readouterr().out)
-    assert [(r["mode"], r["order"]) for r in results] == [("reference", "first"), ("exact", "first"),
-                                                          ("reference", "second"), ("exact", "second")]
+    assert [(r["mode"], r["order"]) for r in results] == [
+        ("reference", "first"),
+        ("exact", "first"),
+        ("reference", "second"),
+        ("exact", "second"),
+    ]
     for r in results:
         assert "error" not in r, r
         assert r["step_s"] > 0 and 0.05 < r["peak_gb"] < 8
@@ -61,30 +131,69 @@ def test_bench_measures_the_reference_formulation_as_baseline(capsys):
 
 
 def test_ratio_table_is_markdown():
-    rows = add_ratios([
-        {"mode": "exact", "order": "first", "batch_size": 64, "ops": 2, "step_s": 2.0, "peak_gb": 2.0, "steps_s": [2.0]},
-        {"mode": "exact", "order": "first", "batch_size": 64, "ops": 8, "step_s": 4.0, "peak_gb": 8.0, "steps_s": [4.0]},
-        {"mode": "lean", "order": "first", "batch_size": 64, "ops": 8, "step_s": 5.0, "peak_gb": 1.0, "steps_s": [5.0]},
-    ])
+    rows = add_ratios(
+        [
+            {
+                "mode": "exact",
+                "order": "first",
+                "batch_size": 64,
+                "ops": 2,
+                "step_s": 2.0,
+                "peak_gb": 2.0,
+                "steps_s": [2.0],
+            },
+            {
+                "mode": "exact",
+                "order": "first",
+                "batch_size": 64,
+                "ops": 8,
+                "step_s": 4.0,
+                "peak_gb": 8.0,
+                "steps_s": [4.0],
+            },
+            {
+                "mode": "lean",
+                "order": "first",
+                "batch_size": 64,
+                "ops": 8,
+                "step_s": 5.0,
+                "peak_gb": 1.0,
+                "steps_s": [5.0],
+            },
+        ]
+    )
     text = table(rows)
     assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x |  |  |" in text
     assert "| exact | first | 64 | 8 | 4.000 | 8.00 | 1.00x | 1.00x | 4.00x |  |" in text
-    rows.append({"mode": "reference", "order": "first", "batch_size": 64, "ops": 8, "step_s": 10.0, "peak_gb": 9.0,
-                 "steps_s": [10.0]})
+    rows.append(
+        {
+            "mode": "reference",
+            "order": "first",
+            "batch_size": 64,
+            "ops": 8,
+            "step_s": 10.0,
+            "peak_gb": 9.0,
+            "steps_s": [10.0],
+        }
+    )
     text = table(add_ratios(rows))
-    assert "| mode | order | batch | ops | step (s) | peak (GB) | time / exact | memory / exact | time / reference " \
-           "| memory / reference | memory / fewest ops | estimated (GB) |" in text
+    assert (
+        "| mode | order | batch | ops | step (s) | peak (GB) | time / exact | memory / exact | time / reference "
+        "| memory / reference | memory / fewest ops | estimated (GB) |" in text
+    )
     assert "| lean | first | 64 | 8 | 5.000 | 1.00 | 1.25x | 0.12x | 0.50x | 0.11x |  |  |" in text
 
 
 def test_compiled_rows_are_set_against_the_same_mode_eager_and_baselines_stay_eager():
     row = {"order": "first", "batch_size": 64, "ops": 8, "steps_s": [1.0]}
-    rows = add_ratios([
-        {**row, "mode": "exact", "step_s": 1.0, "peak_gb": 4.0},
-        {**row, "mode": "exact", "compile": True, "step_s": 0.25, "peak_gb": 3.0, "compile_s": 120.0},
-        {**row, "mode": "partial", "step_s": 0.8, "peak_gb": 1.0},
-        {**row, "mode": "partial", "compile": True, "step_s": 0.1, "peak_gb": 1.0, "compile_s": 90.0},
-    ])
+    rows = add_ratios(
+        [
+            {**row, "mode": "exact", "step_s": 1.0, "peak_gb": 4.0},
+            {**row, "mode": "exact", "compile": True, "step_s": 0.25, "peak_gb": 3.0, "compile_s": 120.0},
+            {**row, "mode": "partial", "step_s": 0.8, "peak_gb": 1.0},
+            {**row, "mode": "partial", "compile": True, "step_s": 0.1, "peak_gb": 1.0, "compile_s": 90.0},
+        ]
+    )
     assert rows[1]["time_vs_eager"] == 0.25 and rows[1]["time_vs_exact"] == 0.25  # against eager exact
     assert rows[3]["time_vs_eager"] == 0.125 and rows[3]["time_vs_exact"] == 0.1
     assert "time_vs_eager" not in rows[0] and "memory_vs_8_ops" not in rows[1]
@@ -94,8 +203,29 @@ def test_compiled_rows_are_set_against_the_same_mode_eager_and_baselines_stay_ea
 
 
 def test_bench_search_step_skips_what_cannot_compile(capsys):
-    args = ["bench", "search-step", "--mode", "reference", "sample", "--compile", "off", "on", "--batch", "2",
-            "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--warmup", "0", "--json"]
+    args = [
+        "bench",
+        "search-step",
+        "--mode",
+        "reference",
+        "sample",
+        "--compile",
+        "off",
+        "on",
+        "--batch",
+        "2",
+        "--init-channels",
+        "4",
+        "--layers",
+        "3",
+        "--resolution",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]
     assert main(args) == 0
     results = json.loads(capsys.readouterr().out)
     assert [(r["mode"], r["compile"]) for r in results] == [("reference", False), ("sample", False)]
@@ -104,8 +234,30 @@ def test_bench_search_step_skips_what_cannot_compile(capsys):
 @pytest.mark.slow
 def test_bench_search_step_times_a_compiled_step_against_eager(capsys):
     # aot_eager: the compiled path of the benchmark without minutes of code generation on CPU.
-    args = ["bench", "search-step", "--mode", "exact", "--ops", "2", "--compile", "off", "on",
-            "--compile-backend", "aot_eager", "--batch", "2", "--init-channels", "4", "--layers", "3", "--resolution", "8", "--steps", "1", "--json"]
+    args = [
+        "bench",
+        "search-step",
+        "--mode",
+        "exact",
+        "--ops",
+        "2",
+        "--compile",
+        "off",
+        "on",
+        "--compile-backend",
+        "aot_eager",
+        "--batch",
+        "2",
+        "--init-channels",
+        "4",
+        "--layers",
+        "3",
+        "--resolution",
+        "8",
+        "--steps",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     eager, compiled = json.loads(capsys.readouterr().out)
     assert "error" not in compiled, compiled
@@ -120,8 +272,11 @@ def test_bench_conv_times_every_formulation_of_every_depthwise_conv(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [(r["kernel"], r["dilation"], r["stride"], r["channels"], r["resolution"]) for r in rows] == SHAPES
     for r in rows:
-        expected = {"nchw", "channels-last"} | ({"subsample"} if r["stride"] == r["dilation"] > 1 else set()) \
+        expected = (
+            {"nchw", "channels-last"}
+            | ({"subsample"} if r["stride"] == r["dilation"] > 1 else set())
             | ({"phase split", "transposed"} if (r["stride"], r["dilation"]) == (1, 2) else set())
+        )
         assert set(r["seconds"]) == expected and all(t > 0 for t in r["seconds"].values())
         assert r["fastest"] == min(r["seconds"], key=r["seconds"].get)
 

@@ -22,8 +22,10 @@ def synthetic(seed, ties=False):
     """(units, evaluate) of a random space: 4 units of 3-4 choices with random log-scores (with `ties`, drawn
     from two values so many cells score alike) and per-cell, per-batch correct counts from a seeded table."""
     rng = random.Random(seed)
-    units = [[(f"u{u}c{c}", -float(rng.choice([1, 2])) if ties else rng.uniform(-3, 0))
-              for c in range(rng.choice([3, 4]))] for u in range(4)]
+    units = [
+        [(f"u{u}c{c}", -float(rng.choice([1, 2])) if ties else rng.uniform(-3, 0)) for c in range(rng.choice([3, 4]))]
+        for u in range(4)
+    ]
 
     def evaluate(cell):
         r = random.Random(f"{seed}:{cell}")  # deterministic per cell; few accuracy levels in ties mode
@@ -44,9 +46,13 @@ def test_bounded_search_returns_the_exhaustive_best_with_fewer_evaluations():
                 assert (cell, j) == (ref_cell, ref_j), (seed, w, ties)
                 assert ref["cells_evaluated"] == ref["space"] and ref["batches"] == ref["space"] * len(BATCH)
                 assert counts["batches"] <= ref["batches"] and counts["cells_started"] <= ref["space"]
-                for key, value in (("started", counts["cells_started"]), ("evaluated", counts["cells_evaluated"]),
-                                   ("batches", counts["batches"]), ("space", ref["space"]),
-                                   ("exhaustive_batches", ref["batches"])):
+                for key, value in (
+                    ("started", counts["cells_started"]),
+                    ("evaluated", counts["cells_evaluated"]),
+                    ("batches", counts["batches"]),
+                    ("space", ref["space"]),
+                    ("exhaustive_batches", ref["batches"]),
+                ):
                     totals[key] += value
                 if w >= 1.0 and not ties:  # the prior spreads the bounds enough to cut whole branches
                     assert counts["cells_started"] < ref["space"], (seed, w, counts)
@@ -60,7 +66,10 @@ def test_an_incumbent_of_accuracy_one_ends_an_accuracy_only_search():
     """w = 0: every bound is 1, so a cell with accuracy 1 prunes everything left; here it is the first cell
     met (the best-scored), and only it is evaluated."""
     units = [[("a", -0.1), ("b", -1.0), ("c", -2.0)] for _ in range(4)]
-    evaluate = lambda cell: ((n if set(cell) == {"a"} else 0, n) for n in BATCH)
+
+    def evaluate(cell):
+        return ((n if set(cell) == {"a"} else 0, n) for n in BATCH)
+
     cell, j, counts = branch_and_bound(units, evaluate, 0.0, 4, sum(BATCH))
     assert cell == ("a",) * 4 and j == 1.0
     assert counts["cells_started"] == counts["cells_evaluated"] == 1 and counts["space"] == 81
@@ -78,7 +87,10 @@ def test_an_incumbent_of_accuracy_one_ends_an_accuracy_only_search():
 
 def test_ties_go_to_the_higher_score_then_the_earlier_cell():
     units = [[("x", -1.0), ("y", -1.0)], [("p", -0.5), ("q", -2.0)]]
-    flat = lambda cell: ((2, 4) for _ in range(2))  # every cell: accuracy 1/2
+
+    def flat(cell):
+        return ((2, 4) for _ in range(2))  # every cell: accuracy 1/2
+
     for search in (branch_and_bound, exhaustive):
         assert search(units, flat, 1.0, 2, 8)[0] == ("x", "p")  # x, y tie on score: the earlier listed
         assert search(units, flat, 0.0, 2, 8)[0] == ("x", "p")  # J ties everywhere: the higher score
@@ -111,9 +123,17 @@ def test_a_stopped_evaluation_is_closed_and_bad_inputs_are_refused():
 def searcher(steps=10, **options):
     """A Searcher of a tiny supernet on 64 fake 8x8 images (32 held out), alphas spread at random and the
     weights fitted a little to the held-out half, so cells differ in accuracy as well as in score."""
-    config = SearchConfig(dataset="fake", data_options={"shape": [3, 8, 8], "size": 64, "num_classes": 4},
-                          init_channels=4, batch_size=16, lr=0.1, device="cpu", progress=False, plot=False,
-                          **options).validate()
+    config = SearchConfig(
+        dataset="fake",
+        data_options={"shape": [3, 8, 8], "size": 64, "num_classes": 4},
+        init_channels=4,
+        batch_size=16,
+        lr=0.1,
+        device="cpu",
+        progress=False,
+        plot=False,
+        **options,
+    ).validate()
     s = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -17,11 +17,20 @@ from dartsnas.core.derive import derive_cell, strongest_ops
 from dartsnas.core.progressive import FREE, REMOVED, decide_one, decision_epoch
 from dartsnas.core.runs import read_jsonl
 
-DARTS_OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-             "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+DARTS_OPS = [
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+]
 
 
 # -- beta-DARTS ---------------------------------------------------------------------------------------
+
 
 def test_beta_decay_gradient_is_softmax_over_edge_count():
     a = torch.tensor([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]], dtype=torch.float64, requires_grad=True)
@@ -54,6 +63,7 @@ def test_beta_weight_is_linear_and_the_architect_adds_its_gradient(tmp_path, tin
 
 
 # -- DARTS- ---------------------------------------------------------------------------------------------
+
 
 def test_aux_skip_coefficient_decays_linearly_to_zero():
     assert [aux_skip_coefficient(e, 4) for e in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
@@ -101,6 +111,7 @@ def test_aux_skip_runs_in_darts_space_reduction_cells(tiny_search):
 
 # -- DARTS+ ---------------------------------------------------------------------------------------------
 
+
 def _probs(rank):  # edges x 8 ops whose learnable ops (4..7) are ranked as `rank` on every edge
     row = [0.05] * 8
     for place, op in enumerate(rank):
@@ -122,8 +133,15 @@ def test_darts_plus_stops_on_two_skips_and_on_a_stable_ranking_only():
 
 
 def test_early_stopped_search_stays_stopped_through_resume(tmp_path, cli_search):
-    run = cli_search(tmp_path, "epochs=6", "plot=false", "early_stop=true", "early_stop_skips=null",
-                     "early_stop_patience=1", "arch_lr=0")  # alphas frozen: the ranking never changes
+    run = cli_search(
+        tmp_path,
+        "epochs=6",
+        "plot=false",
+        "early_stop=true",
+        "early_stop_skips=null",
+        "early_stop_patience=1",
+        "arch_lr=0",
+    )  # alphas frozen: the ranking never changes
     metrics = read_jsonl(run / "metrics.jsonl")
     assert len(metrics) == 2  # epoch 1 gives the first ranking, epoch 2 repeats it
     assert "criterion 2" in (run / "log.txt").read_text()
@@ -133,6 +151,7 @@ def test_early_stopped_search_stays_stopped_through_resume(tmp_path, cli_search)
 
 
 # -- P-DARTS -------------------------------------------------------------------------------------------
+
 
 def test_skip_cap_keeps_the_strongest_skips():
     ops = DARTS_OPS
@@ -168,6 +187,7 @@ def test_skip_cap_config_reaches_the_search(tmp_path, cli_search):
 
 
 # -- SGAS ----------------------------------------------------------------------------------------------
+
 
 def test_sgas_decides_the_most_certain_important_edge_and_cuts_the_rest_of_its_node():
     ops = DARTS_OPS
@@ -210,8 +230,7 @@ def test_decided_edges_are_fixed_and_get_no_gradient():
 
 @pytest.mark.slow
 def test_sgas_decisions_survive_resume_and_make_the_genotype(tmp_path, monkeypatch, cli_search, tiny_search):
-    extra = ["epochs=6", "plot=false", "progressive=true", "progressive_warmup=1", "progressive_interval=1",
-             "nodes=2"]
+    extra = ["epochs=6", "plot=false", "progressive=true", "progressive_warmup=1", "progressive_interval=1", "nodes=2"]
     whole = cli_search(tmp_path, *extra, name="whole")
     # killed right after the second epoch's checkpoint (two decisions made)
     killed = _killed_and_resumed(tmp_path, monkeypatch, tiny_search + extra, die=lambda state, n: n == 2)
@@ -224,6 +243,7 @@ def test_sgas_decisions_survive_resume_and_make_the_genotype(tmp_path, monkeypat
             assert all(a == b for a, b in zip(row, after["decided"][kind]) if a != FREE)
     # The final genotype is the sequence of decisions: each kept edge is a decided (edge, op).
     import json
+
     genotype = json.loads((whole / "genotype.json").read_text())
     names = load_config(None, tiny_search + extra).ops
     fan_in = [2, 3]
@@ -232,14 +252,20 @@ def test_sgas_decisions_survive_resume_and_make_the_genotype(tmp_path, monkeypat
         assert len(decided) == 4  # 2 nodes x 2 kept inputs
         kept = set()
         for n, (op, j) in enumerate(genotype[kind]):
-            kept.add((sum(fan_in[:n // 2]) + j, op))
+            kept.add((sum(fan_in[: n // 2]) + j, op))
         assert kept == decided and all(op in names for _, op in kept)
 
 
 def test_collapse_options_are_checked():
-    for bad in (["beta_decay=[1]"], ["beta_decay=[-1, 2]"], ["aux_skip=-1"], ["skip_cap=-1"],
-                ["early_stop=true", "early_stop_skips=null", "early_stop_patience=null"],
-                ["progressive_interval=0"], ["early_stop_patience=0"]):
+    for bad in (
+        ["beta_decay=[1]"],
+        ["beta_decay=[-1, 2]"],
+        ["aux_skip=-1"],
+        ["skip_cap=-1"],
+        ["early_stop=true", "early_stop_skips=null", "early_stop_patience=null"],
+        ["progressive_interval=0"],
+        ["early_stop_patience=0"],
+    ):
         with pytest.raises(ConfigError):
             load_config(None, bad)
     from dartsnas.recurrent.config import RecurrentSearchConfig
@@ -254,9 +280,19 @@ def test_beta_decay_lowers_the_recurrent_alphas_smooth_maximum(tmp_path, tiny_co
     # Its gradient, softmax(alpha) / edges, is positive on every logit: the smooth maximum must fall.
     def search(name, *extra):
         args = ["search", "--task", "text", "--config", "quick", "--out", str(tmp_path), "--name", name]
-        for item in [f"data_dir={tiny_corpus}", "max_lines={train: 200, valid: 40}", "nodes=3", "emsize=16",
-                     "batch_size=32", "eval_batch_size=4", "bptt=10", "progress=false", "plot=false", "epochs=2",
-                     *extra]:
+        for item in [
+            f"data_dir={tiny_corpus}",
+            "max_lines={train: 200, valid: 40}",
+            "nodes=3",
+            "emsize=16",
+            "batch_size=32",
+            "eval_batch_size=4",
+            "bptt=10",
+            "progress=false",
+            "plot=false",
+            "epochs=2",
+            *extra,
+        ]:
             args += ["--set", item]
         assert main(args) == 0
         (run,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
@@ -267,6 +303,7 @@ def test_beta_decay_lowers_the_recurrent_alphas_smooth_maximum(tmp_path, tiny_co
 
 
 # -- annealing by entropy ----------------------------------------------------------------------------------
+
 
 def test_temperature_for_entropy_hits_the_target_whatever_the_logits_scale():
     from dartsnas.core.relax import discreteness, temperature_for_entropy
@@ -301,9 +338,18 @@ NB201 = ["space=nas-bench-201", "ops=[none, skip_connect, nor_conv_1x1, nor_conv
 @pytest.mark.parametrize("mode", ["exact", "lean", "partial", "sample"])
 @pytest.mark.parametrize("order", ["first", "second"])
 def test_every_option_together_in_every_mode_and_order(tmp_path, cli_search, space, mode, order):
-    options = ["beta_decay=[0, 50]", "aux_skip=1", "progressive=true", "progressive_warmup=1",
-               "progressive_interval=1", "early_stop=true", "early_stop_skips=null", "early_stop_patience=5",
-               "skip_cap=1", "nodes=2"]
+    options = [
+        "beta_decay=[0, 50]",
+        "aux_skip=1",
+        "progressive=true",
+        "progressive_warmup=1",
+        "progressive_interval=1",
+        "early_stop=true",
+        "early_stop_skips=null",
+        "early_stop_patience=5",
+        "skip_cap=1",
+        "nodes=2",
+    ]
     if mode != "sample":
         options.append("anneal_entropy=[1, 0.5]")
     extra = [f"mixed_op={mode}", f"unrolled={order == 'second'}", "epochs=3", "plot=false", *options]
@@ -313,9 +359,11 @@ def test_every_option_together_in_every_mode_and_order(tmp_path, cli_search, spa
     assert [d["epoch"] for d in decisions][:2] == ([1, 1] if space == "darts" else [1, 2])
     if space == "darts":
         from dartsnas.core.genotype import load_genotype
+
         ops = [op for op, _ in load_genotype(run).normal]
     else:
         from dartsnas.conv.nb201.genotype import load_nb201_genotype
+
         ops = list(load_nb201_genotype(run).edges)
     assert ops.count("skip_connect") <= 1
 
@@ -327,8 +375,12 @@ def test_an_annealed_search_resumes_exactly_from_inside_an_epoch(tmp_path, monke
     extra = ["epochs=2", "plot=false", "anneal_entropy=[1, 0.05]", "checkpoint_steps=2"]  # 5 steps an epoch
     whole = cli_search(tmp_path, *extra, name="whole")
     # killed after the first checkpoint inside the second epoch
-    killed = _killed_and_resumed(tmp_path, monkeypatch, tiny_search + extra,
-                                 die=lambda state, n: state["epoch"] == 1 and state["position"] is not None)
+    killed = _killed_and_resumed(
+        tmp_path,
+        monkeypatch,
+        tiny_search + extra,
+        die=lambda state, n: state["epoch"] == 1 and state["position"] is not None,
+    )
     temperatures = [[r["temperature"] for r in read_jsonl(run / "metrics.jsonl")] for run in (whole, killed)]
     assert temperatures[0] == temperatures[1] and temperatures[0][1] < 1.0, temperatures
     assert read_jsonl(killed / "alphas.jsonl") == read_jsonl(whole / "alphas.jsonl")
@@ -336,17 +388,31 @@ def test_an_annealed_search_resumes_exactly_from_inside_an_epoch(tmp_path, monke
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode, unrolled", [("exact", False), ("lean", True)])
-def test_entropy_annealing_in_the_recurrent_search_hits_its_line_and_resumes_exactly(tmp_path, tiny_corpus, monkeypatch,
-                                                                                     mode, unrolled):
+def test_entropy_annealing_in_the_recurrent_search_hits_its_line_and_resumes_exactly(
+    tmp_path, tiny_corpus, monkeypatch, mode, unrolled
+):
     # With beta-DARTS's decay beside it (the options compose), in both modes and orders.
     from dartsnas.core.relax import discreteness
 
     def search_args(name):
         args = ["search", "--task", "text", "--config", "quick", "--out", str(tmp_path), "--name", name]
-        for item in [f"data_dir={tiny_corpus}", "max_lines={train: 200, valid: 40}", "nodes=3", "emsize=16",
-                     "batch_size=32", "eval_batch_size=4", "bptt=10", "progress=false", "plot=false", "epochs=3",
-                     "anneal_entropy=[1, 0.05]", "checkpoint_steps=2", "beta_decay=[0, 50]", f"mixed_op={mode}",
-                     f"unrolled={unrolled}"]:
+        for item in [
+            f"data_dir={tiny_corpus}",
+            "max_lines={train: 200, valid: 40}",
+            "nodes=3",
+            "emsize=16",
+            "batch_size=32",
+            "eval_batch_size=4",
+            "bptt=10",
+            "progress=false",
+            "plot=false",
+            "epochs=3",
+            "anneal_entropy=[1, 0.05]",
+            "checkpoint_steps=2",
+            "beta_decay=[0, 50]",
+            f"mixed_op={mode}",
+            f"unrolled={unrolled}",
+        ]:
             args += ["--set", item]
         return args
 
@@ -361,8 +427,12 @@ def test_entropy_annealing_in_the_recurrent_search_hits_its_line_and_resumes_exa
     assert metrics[-1]["alpha_entropy"] < 0.25 and metrics[0]["temperature"] == 1.0
 
     # killed after the first checkpoint inside the second epoch
-    killed = _killed_and_resumed(tmp_path, monkeypatch, search_args("killed"),
-                                 die=lambda state, n: state["epoch"] == 1 and state["position"] is not None)
+    killed = _killed_and_resumed(
+        tmp_path,
+        monkeypatch,
+        search_args("killed"),
+        die=lambda state, n: state["epoch"] == 1 and state["position"] is not None,
+    )
     drop = ("seconds", "peak_memory_gb")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]  # noqa: E731
     assert strip(read_jsonl(killed / "metrics.jsonl")) == strip(metrics)

@@ -16,9 +16,18 @@ from dartsnas.conv.config import SearchConfig
 from dartsnas.core.config import ConfigError
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
-TINY = dict(dataset="fake", data_options={"shape": [3, 8, 8], "size": 96}, batch_size=16, init_channels=8,
-            layers=3, nodes=2, ops=["none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"], partial_k=2,
-            progress=False, plot=False)
+TINY = dict(
+    dataset="fake",
+    data_options={"shape": [3, 8, 8], "size": 96},
+    batch_size=16,
+    init_channels=8,
+    layers=3,
+    nodes=2,
+    ops=["none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"],
+    partial_k=2,
+    progress=False,
+    plot=False,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -81,8 +90,10 @@ def _compare(eager, compiled, tol):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, unrolled, scope", [("exact", False, "network"), ("partial", False, "cells"),
-                                                   ("exact", True, "network"), ("lean", False, "network")])
+@pytest.mark.parametrize(
+    "mode, unrolled, scope",
+    [("exact", False, "network"), ("partial", False, "cells"), ("exact", True, "network"), ("lean", False, "network")],
+)
 def test_compiled_steps_equal_eager_on_cpu(mode, unrolled, scope):
     # Float32, same kernels (aot_eager): only the order of a few sums may differ. lean's recomputation is the
     # partitioner's work: compared with the one inductor uses.
@@ -127,8 +138,17 @@ def test_compiled_steps_equal_eager_on_cuda_and_never_wait_on_the_host(mode, unr
 
 @pytest.mark.slow
 def test_a_compiled_search_through_the_command_line_logs_its_compile_time(tmp_path, cli_search):
-    settings = ["dataset=digits", "subset=128", "batch_size=32", "init_channels=4", "layers=3", "nodes=2",
-                "ops=[skip_connect, sep_conv_3x3, max_pool_3x3]", "epochs=2", "plot=false"]
+    settings = [
+        "dataset=digits",
+        "subset=128",
+        "batch_size=32",
+        "init_channels=4",
+        "layers=3",
+        "nodes=2",
+        "ops=[skip_connect, sep_conv_3x3, max_pool_3x3]",
+        "epochs=2",
+        "plot=false",
+    ]
     eager = cli_search(tmp_path / "eager", *settings)
     compiled = cli_search(tmp_path / "compiled", *settings, "compile=true", "compile_backend=aot_eager")
     records = [[json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()] for r in (eager, compiled)]
@@ -161,26 +181,36 @@ def test_compiled_lean_recomputes_the_candidates_instead_of_keeping_them():
     saved = {}
     for mode in ("exact", "lean"):
         torch.manual_seed(0)
-        network = search_network(SearchConfig(**dict(TINY, ops=["none", "skip_connect", "sep_conv_3x3",
-                                                                  "dil_conv_3x3", "max_pool_3x3"]), mixed_op=mode),
-                                 3, 10)
+        network = search_network(
+            SearchConfig(
+                **dict(TINY, ops=["none", "skip_connect", "sep_conv_3x3", "dil_conv_3x3", "max_pool_3x3"]),
+                mixed_op=mode,
+            ),
+            3,
+            10,
+        )
         eager = saved_activation_bytes(network, x)
         compile_network(network, torch.device("cpu"), "default", "aot_eager_decomp_partition", scope="network")
         saved[mode] = (eager, saved_activation_bytes(network, x))
     (exact, exact_compiled), (lean, lean_compiled) = saved["exact"], saved["lean"]
     assert lean < exact / 3 and exact_compiled < exact * 1.1  # the eager modes as known; exact compiled keeps as much
-    assert lean_compiled < exact_compiled / 2, saved  # measured: 2.6x less (the partitioner recomputes some of exact's too)
+    assert lean_compiled < exact_compiled / 2, (
+        saved
+    )  # measured: 2.6x less (the partitioner recomputes some of exact's too)
     assert lean_compiled < lean * 1.1, saved  # what eager lean keeps
     from torch._dynamo.utils import counters
 
     assert not counters["graph_break"], dict(counters["graph_break"])
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("compile_mode", "fastest", "compile_mode: unknown 'fastest'; available: auto, default, reduce-overhead"),
-    ("compile_backend", "xla", "compile_backend: unknown 'xla'; use inductor"),
-    ("compile_scope", "edges", "compile_scope: unknown 'edges'; available: cells, network"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("compile_mode", "fastest", "compile_mode: unknown 'fastest'; available: auto, default, reduce-overhead"),
+        ("compile_backend", "xla", "compile_backend: unknown 'xla'; use inductor"),
+        ("compile_scope", "edges", "compile_scope: unknown 'edges'; available: cells, network"),
+    ],
+)
 def test_unknown_compile_settings_are_named(field, value, message):
     with pytest.raises(ConfigError, match=message):
         SearchConfig(**TINY, compile=True, **{field: value}).validate()

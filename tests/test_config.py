@@ -12,8 +12,16 @@ from dartsnas.core.config import CONFIG_DIR, ConfigError, save_config
 
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 
-PAPER_OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-             "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+PAPER_OPS = [
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+]
 
 
 def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
@@ -54,9 +62,24 @@ def test_defaults_are_the_papers():
     c = load_config()
     assert c == SearchConfig()
     expected = dict(
-        epochs=50, batch_size=64, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-        arch_lr=3e-4, arch_betas=[0.5, 0.999], arch_weight_decay=1e-3, train_portion=0.5,
-        init_channels=16, layers=8, nodes=4, stem_multiplier=3, ops=PAPER_OPS, unrolled=False, cutout=False,
+        epochs=50,
+        batch_size=64,
+        lr=0.025,
+        lr_min=0.001,
+        momentum=0.9,
+        weight_decay=3e-4,
+        grad_clip=5.0,
+        arch_lr=3e-4,
+        arch_betas=[0.5, 0.999],
+        arch_weight_decay=1e-3,
+        train_portion=0.5,
+        init_channels=16,
+        layers=8,
+        nodes=4,
+        stem_multiplier=3,
+        ops=PAPER_OPS,
+        unrolled=False,
+        cutout=False,
     )
     assert {k: getattr(c, k) for k in expected} == expected
 
@@ -98,18 +121,21 @@ def test_unknown_key_far_from_all_lists_the_valid_keys():
         load_config(overrides=["zzzzzz=1"])
 
 
-@pytest.mark.parametrize("override, key", [
-    ("epochs=abc", "epochs"),
-    ("epochs=2.5", "epochs"),
-    ("epochs=true", "epochs"),        # a bool is not an int here, although Python says it is
-    ("lr=true", "lr"),
-    ("lr=fast", "lr"),
-    ("unrolled=1", "unrolled"),
-    ("ops=sep_conv_3x3", "ops"),      # a list field needs a list
-    ("dataset=3", "dataset"),
-    ("subset=0.5", "subset"),
-    ("data_options=[1, 2]", "data_options"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("epochs=abc", "epochs"),
+        ("epochs=2.5", "epochs"),
+        ("epochs=true", "epochs"),  # a bool is not an int here, although Python says it is
+        ("lr=true", "lr"),
+        ("lr=fast", "lr"),
+        ("unrolled=1", "unrolled"),
+        ("ops=sep_conv_3x3", "ops"),  # a list field needs a list
+        ("dataset=3", "dataset"),
+        ("subset=0.5", "subset"),
+        ("data_options=[1, 2]", "data_options"),
+    ],
+)
 def test_type_errors_are_rejected(override, key):
     with pytest.raises(ConfigError, match=f"^{key} must be"):
         load_config(overrides=[override])
@@ -139,8 +165,16 @@ def test_exponent_notation_with_a_dot_is_a_float():
 
 
 def test_set_parses_values_as_yaml():
-    c = load_config(overrides=["ops=[none, skip_connect]", "data_dir=null", "subset=100",
-                               "arch_betas=[0.9, 0.99]", "dataset=cifar10", "data_options={size: 16}"])
+    c = load_config(
+        overrides=[
+            "ops=[none, skip_connect]",
+            "data_dir=null",
+            "subset=100",
+            "arch_betas=[0.9, 0.99]",
+            "dataset=cifar10",
+            "data_options={size: 16}",
+        ]
+    )
     assert c.ops == ["none", "skip_connect"]
     assert c.data_dir is None
     assert c.subset == 100
@@ -172,12 +206,15 @@ def test_set_without_equals_sign_is_rejected(item):
 # Malformed files
 
 
-@pytest.mark.parametrize("text, match", [
-    ("- epochs\n- 3\n", "mapping"),
-    ("42\n", "mapping"),
-    ("epochs: [1, 2\n", "not valid YAML"),
-    ("epochs: 3\n  lr: 0.1\n: :\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("- epochs\n- 3\n", "mapping"),
+        ("42\n", "mapping"),
+        ("epochs: [1, 2\n", "not valid YAML"),
+        ("epochs: 3\n  lr: 0.1\n: :\n", "not valid YAML"),
+    ],
+)
 def test_a_file_that_is_not_a_mapping_names_the_file(tmp_path, text, match):
     path = write(tmp_path, text, "broken.yaml")
     with pytest.raises(ConfigError, match=match) as err:
@@ -206,29 +243,32 @@ def test_yaml_loading_is_safe(tmp_path):
 # Validation
 
 
-@pytest.mark.parametrize("override, match", [
-    ("ops=[none, sep_conv_3x4]", "unknown op"),
-    ("ops=[skip_connect, skip_connect]", "twice"),
-    ("ops=[none]", "besides 'none'"),
-    ("ops=[]", "besides 'none'"),
-    ("train_portion=0", "train_portion"),
-    ("train_portion=1", "train_portion"),
-    ("train_portion=1.5", "train_portion"),
-    ("layers=2", "layers must be at least 3"),
-    ("init_channels=15", "init_channels must be even"),
-    ("epochs=0", "epochs must be at least 1"),
-    ("nodes=0", "nodes must be at least 1"),
-    ("batch_size=-1", "batch_size must be at least 1"),
-    ("arch_betas=[0.5]", "arch_betas"),
-    ("mixed_op=fast", "mixed_op: unknown mode 'fast'; available: exact, lean, partial, sample"),
-    ("[mixed_op=partial, init_channels=12]", "partial_k=4 must .* divide init_channels=12"),
-    ("[mixed_op=partial, partial_k=0]", "partial_k=0 must be at least 1"),
-    ("temperature=[1]", "temperature must be two positive numbers"),
-    ("temperature=[1, 0]", "temperature must be two positive numbers"),
-    ("temperature=[a, b]", "temperature must be two positive numbers"),
-    ("arch_start_epoch=50", "arch_start_epoch must lie in \\[0, epochs\\) = \\[0, 50\\), got 50"),
-    ("temperature_schedule=cosine", "temperature_schedule: unknown 'cosine'; available: linear, exponential"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("ops=[none, sep_conv_3x4]", "unknown op"),
+        ("ops=[skip_connect, skip_connect]", "twice"),
+        ("ops=[none]", "besides 'none'"),
+        ("ops=[]", "besides 'none'"),
+        ("train_portion=0", "train_portion"),
+        ("train_portion=1", "train_portion"),
+        ("train_portion=1.5", "train_portion"),
+        ("layers=2", "layers must be at least 3"),
+        ("init_channels=15", "init_channels must be even"),
+        ("epochs=0", "epochs must be at least 1"),
+        ("nodes=0", "nodes must be at least 1"),
+        ("batch_size=-1", "batch_size must be at least 1"),
+        ("arch_betas=[0.5]", "arch_betas"),
+        ("mixed_op=fast", "mixed_op: unknown mode 'fast'; available: exact, lean, partial, sample"),
+        ("[mixed_op=partial, init_channels=12]", "partial_k=4 must .* divide init_channels=12"),
+        ("[mixed_op=partial, partial_k=0]", "partial_k=0 must be at least 1"),
+        ("temperature=[1]", "temperature must be two positive numbers"),
+        ("temperature=[1, 0]", "temperature must be two positive numbers"),
+        ("temperature=[a, b]", "temperature must be two positive numbers"),
+        ("arch_start_epoch=50", "arch_start_epoch must lie in \\[0, epochs\\) = \\[0, 50\\), got 50"),
+        ("temperature_schedule=cosine", "temperature_schedule: unknown 'cosine'; available: linear, exponential"),
+    ],
+)
 def test_invalid_values_are_rejected(override, match):
     overrides = override[1:-1].split(", ") if override.startswith("[mixed") else [override]
     with pytest.raises(ConfigError, match=match):
@@ -248,8 +288,9 @@ def test_unknown_op_lists_the_known_ops():
 
 
 def test_boundary_values_are_accepted():
-    c = load_config(overrides=["layers=3", "init_channels=2", "nodes=1", "ops=[skip_connect]",
-                               "train_portion=0.01", "epochs=1"])
+    c = load_config(
+        overrides=["layers=3", "init_channels=2", "nodes=1", "ops=[skip_connect]", "train_portion=0.01", "epochs=1"]
+    )
     assert (c.layers, c.init_channels, c.nodes, c.ops) == (3, 2, 1, ["skip_connect"])
 
 
@@ -261,8 +302,11 @@ def test_validate_catches_direct_construction():
 def test_config_errors_reach_library_callers_as_value_errors():
     # A program that drives dartsnas as a library catches a bad setting as it would any bad value
     # (`except ValueError`) and still gets the message that names the key.
-    for override, message in (("lr=fast", "lr must be float"), ("epoch=3", "did you mean 'epochs'"),
-                              ("layers=2", "layers")):
+    for override, message in (
+        ("lr=fast", "lr must be float"),
+        ("epoch=3", "did you mean 'epochs'"),
+        ("layers=2", "layers"),
+    ):
         with pytest.raises(ValueError, match=message) as caught:
             load_config(None, [override])
         assert caught.type is ConfigError, override
@@ -273,9 +317,19 @@ def test_config_errors_reach_library_callers_as_value_errors():
 
 
 def test_save_then_load_round_trips(tmp_path):
-    config = load_config(overrides=["epochs=3", "ops=[none, skip_connect, sep_conv_3x3]", "data_dir=/d",
-                                    "subset=10", "data_options={size: 16}", "lr=1", "arch_betas=[0.9, 0.99]",
-                                    "unrolled=true", "crop_padding=0"])
+    config = load_config(
+        overrides=[
+            "epochs=3",
+            "ops=[none, skip_connect, sep_conv_3x3]",
+            "data_dir=/d",
+            "subset=10",
+            "data_options={size: 16}",
+            "lr=1",
+            "arch_betas=[0.9, 0.99]",
+            "unrolled=true",
+            "crop_padding=0",
+        ]
+    )
     path = tmp_path / "config.yaml"
     save_config(config, path)
     again = load_config(path)

@@ -31,6 +31,7 @@ def md5(path):
 
 # ---------------------------------------------------------------------------------------------------- registry
 
+
 def test_unknown_name_split_and_option_are_clear_errors():
     with pytest.raises(DataError, match="valid names: .*cifar10.*fashion_mnist"):
         load_images("cifar11")
@@ -60,6 +61,7 @@ def test_imageset_helpers():
 
 # ------------------------------------------------------------------------------------------------ Fashion-MNIST
 
+
 def test_fashion_mnist_from_system_package():
     if not FASHION.is_dir():
         pytest.skip(f"{FASHION} absent (apt-get install -y dataset-fashion-mnist)")
@@ -88,6 +90,7 @@ def test_missing_dataset_names_every_path_and_how_to_get_it(tmp_path, monkeypatc
 
 # ---------------------------------------------------------------------------------------------- IDX / download
 
+
 def write_idx(path, array):
     header = bytes((0, 0, 0x08, array.ndim)) + struct.pack(f">{array.ndim}I", *array.shape)
     with gzip.open(path, "wb") as f:
@@ -100,10 +103,12 @@ def idx_mirror(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     rng = np.random.default_rng(0)
-    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (6, 5, 7)),
-              "train-labels-idx1-ubyte.gz": np.arange(6) % 10,
-              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (4, 5, 7)),
-              "t10k-labels-idx1-ubyte.gz": np.arange(4)}
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (6, 5, 7)),
+        "train-labels-idx1-ubyte.gz": np.arange(6) % 10,
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (4, 5, 7)),
+        "t10k-labels-idx1-ubyte.gz": np.arange(4),
+    }
     for name, array in arrays.items():
         write_idx(mirror / name, array)
     return mirror, arrays, {name: md5(mirror / name) for name in arrays}
@@ -134,8 +139,10 @@ def test_download_verifies_md5(idx_mirror, tmp_path, monkeypatch):
     monkeypatch.setitem(data.SOURCES, "mnist", {"url": mirror.as_uri() + "/", "files": sums})
     got = load_images("mnist", "test", root=tmp_path / "dl", download=True)
     assert np.array_equal(got.images[:, 0].numpy(), arrays["t10k-images-idx3-ubyte.gz"])
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["t10k-images-idx3-ubyte.gz",
-                                                                   "t10k-labels-idx1-ubyte.gz"]
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
 
     wrong = dict(sums, **{"train-images-idx3-ubyte.gz": "0" * 32})
     monkeypatch.setitem(data.SOURCES, "mnist", {"url": mirror.as_uri(), "files": wrong})
@@ -150,13 +157,16 @@ def test_download_verifies_md5(idx_mirror, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------------- CIFAR
 
+
 def make_cifar10(folder, per_batch=2):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(1)
     batches_written = {}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": rng.integers(0, 10, per_batch).tolist()}
+        batch = {
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, per_batch).tolist(),
+        }
         (folder / name).write_bytes(pickle.dumps(batch))
         batches_written[name] = batch
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
@@ -191,6 +201,7 @@ def test_cifar10_download_and_extract(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------------ digits
 
+
 def test_digits_split_is_fixed_and_disjoint():
     train, test = load_images("digits", "train"), load_images("digits", "test")
     assert len(train) + len(test) == 1797 and 250 < len(test) < 350
@@ -203,6 +214,7 @@ def test_digits_split_is_fixed_and_disjoint():
 
 
 # ------------------------------------------------------------------------------------------------- imagefolder
+
 
 def make_png_tree(root, sizes=None):
     from PIL import Image
@@ -285,6 +297,7 @@ def test_imagefolder_real_archive_quick_read(shared_data):
 
 # ------------------------------------------------------------------------------------------------ augmentation
 
+
 def test_channel_stats_match_direct_computation():
     images = torch.randint(0, 256, (37, 3, 9, 9), dtype=torch.uint8)
     mean, std = channel_stats(images)
@@ -320,8 +333,12 @@ def test_crop_takes_windows_of_the_padded_image():
     expected = normalised(padded)
     offsets = []
     for i in range(len(images)):  # slow reference: find the window each sample was cut from
-        hits = [(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
-                if torch.allclose(out[i], expected[i, :, dy:dy + 8, dx:dx + 10], atol=1e-6)]
+        hits = [
+            (dy, dx)
+            for dy in range(2 * p + 1)
+            for dx in range(2 * p + 1)
+            if torch.allclose(out[i], expected[i, :, dy : dy + 8, dx : dx + 10], atol=1e-6)
+        ]
         assert len(hits) == 1, f"sample {i} is not a window of its padded image"
         offsets.append(hits[0])
     assert len(set(offsets)) > 5  # offsets vary per sample
@@ -346,7 +363,7 @@ def test_cutout_zeroes_a_clipped_square():
     assert counts.min() >= 9 and counts.max() == 36  # a 6x6 square, clipped to at least 3x3 at a corner
     for hole in holes[:, 0]:  # a rectangle: its bounding box is all hole
         ys, xs = hole.nonzero(as_tuple=True)
-        assert hole[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+        assert hole[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()
 
 
 def test_augment_is_reproducible_and_stays_on_the_batch_device():
@@ -371,9 +388,13 @@ def test_augment_on_cuda_matches_cpu():
 
 # ----------------------------------------------------------------------------------------------------- batches
 
+
 def numbered(n=10):
-    return ImageSet(torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous(),
-                    torch.arange(n), [str(i) for i in range(n)])
+    return ImageSet(
+        torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous(),
+        torch.arange(n),
+        [str(i) for i in range(n)],
+    )
 
 
 def test_batches_cover_every_index_once():

@@ -51,24 +51,44 @@ TWO_NODES = [  # edges 2<-0, 2<-1, 3<-0, 3<-1, 3<-2
 
 def test_two_node_cell_known_answer():
     assert derive_cell(TWO_NODES, DARTS_OPS, nodes=2) == [
-        ("skip_connect", 1), ("sep_conv_3x3", 0),  # node 2: input 1 is stronger, so it is listed first
-        ("sep_conv_5x5", 2), ("dil_conv_5x5", 1),  # node 3: 3<-0 (0.3) is dropped
+        ("skip_connect", 1),
+        ("sep_conv_3x3", 0),  # node 2: input 1 is stronger, so it is listed first
+        ("sep_conv_5x5", 2),
+        ("dil_conv_5x5", 1),  # node 3: 3<-0 (0.3) is dropped
     ]
 
 
 # Probabilities whose derivation is the published DARTS_V2 cell (edges in edge_names(4) order).
 V2_NORMAL = [
-    row(sep_conv_3x3=0.6), row(sep_conv_3x3=0.5),                                   # node 2
-    row(sep_conv_3x3=0.55), row(sep_conv_3x3=0.45), row(avg_pool_3x3=0.2),          # node 3
-    row(skip_connect=0.4), row(sep_conv_3x3=0.5), row(max_pool_3x3=0.1), row(dil_conv_5x5=0.3),  # node 4
-    row(skip_connect=0.45), row(avg_pool_3x3=0.2), row(dil_conv_3x3=0.35), row(sep_conv_5x5=0.3),
-    row(max_pool_3x3=0.25),                                                        # node 5
+    row(sep_conv_3x3=0.6),
+    row(sep_conv_3x3=0.5),  # node 2
+    row(sep_conv_3x3=0.55),
+    row(sep_conv_3x3=0.45),
+    row(avg_pool_3x3=0.2),  # node 3
+    row(skip_connect=0.4),
+    row(sep_conv_3x3=0.5),
+    row(max_pool_3x3=0.1),
+    row(dil_conv_5x5=0.3),  # node 4
+    row(skip_connect=0.45),
+    row(avg_pool_3x3=0.2),
+    row(dil_conv_3x3=0.35),
+    row(sep_conv_5x5=0.3),
+    row(max_pool_3x3=0.25),  # node 5
 ]
 V2_REDUCE = [
-    row(max_pool_3x3=0.5), row(max_pool_3x3=0.4),
-    row(sep_conv_3x3=0.2), row(max_pool_3x3=0.3), row(skip_connect=0.6),
-    row(max_pool_3x3=0.5), row(avg_pool_3x3=0.1), row(skip_connect=0.3), row(dil_conv_3x3=0.2),
-    row(sep_conv_5x5=0.1), row(max_pool_3x3=0.35), row(skip_connect=0.6), row(avg_pool_3x3=0.2),
+    row(max_pool_3x3=0.5),
+    row(max_pool_3x3=0.4),
+    row(sep_conv_3x3=0.2),
+    row(max_pool_3x3=0.3),
+    row(skip_connect=0.6),
+    row(max_pool_3x3=0.5),
+    row(avg_pool_3x3=0.1),
+    row(skip_connect=0.3),
+    row(dil_conv_3x3=0.2),
+    row(sep_conv_5x5=0.1),
+    row(max_pool_3x3=0.35),
+    row(skip_connect=0.6),
+    row(avg_pool_3x3=0.2),
     row(dil_conv_5x5=0.15),
 ]
 
@@ -94,7 +114,10 @@ def test_output_is_a_valid_genotype(nodes):
         for k, (op, j) in enumerate(getattr(g, kind)):
             assert op in DARTS_OPS and op != "none"
             assert 0 <= j < 2 + k // 2
-        node_inputs = [getattr(g, kind)[2 * i][1] for i in range(nodes)], [getattr(g, kind)[2 * i + 1][1] for i in range(nodes)]
+        node_inputs = (
+            [getattr(g, kind)[2 * i][1] for i in range(nodes)],
+            [getattr(g, kind)[2 * i + 1][1] for i in range(nodes)],
+        )
         assert all(a != b for a, b in zip(*node_inputs))  # two distinct inputs per node
     assert parse(str(g)) == g
 
@@ -105,7 +128,7 @@ def test_output_is_a_valid_genotype(nodes):
 
 def test_none_dominated_edges_compete_by_their_best_real_op():
     probs = TWO_NODES[:2] + [
-        row(none=0.9, sep_conv_3x3=0.03),   # 3<-0: the largest 'none', weakest real op
+        row(none=0.9, sep_conv_3x3=0.03),  # 3<-0: the largest 'none', weakest real op
         row(none=0.1, max_pool_3x3=0.06),
         row(none=0.2, dil_conv_3x3=0.07),
     ]
@@ -139,12 +162,15 @@ def test_edge_ties_keep_the_lower_input_first():
     assert derive_cell(uniform, DARTS_OPS, nodes=4) == [("max_pool_3x3", 0), ("max_pool_3x3", 1)] * 4
 
 
-@pytest.mark.parametrize("strengths, expected_inputs", [
-    ((0.1, 0.5, 0.5), [1, 2]),   # tie for first place
-    ((0.6, 0.3, 0.3), [0, 1]),   # tie for the second place: the lower input index is kept
-    ((0.3, 0.3, 0.6), [2, 0]),
-    ((0.2, 0.2, 0.2), [0, 1]),
-])
+@pytest.mark.parametrize(
+    "strengths, expected_inputs",
+    [
+        ((0.1, 0.5, 0.5), [1, 2]),  # tie for first place
+        ((0.6, 0.3, 0.3), [0, 1]),  # tie for the second place: the lower input index is kept
+        ((0.3, 0.3, 0.6), [2, 0]),
+        ((0.2, 0.2, 0.2), [0, 1]),
+    ],
+)
 def test_edge_ties_follow_the_official_stable_sort(strengths, expected_inputs):
     probs = TWO_NODES[:2] + [row(sep_conv_3x3=s) for s in strengths]
     cell = derive_cell(probs, DARTS_OPS, nodes=2)
@@ -183,8 +209,12 @@ def test_edge_probs_change_the_kept_edges_not_their_ops():
     assert derive_cell(probs, DARTS_OPS, nodes=2, edge_probs=weights)[2:] == [("dil_conv_3x3", 2), ("max_pool_3x3", 1)]
     # Each edge keeps its own best op whatever the scaling; node 2 (both inputs kept) is unchanged.
     assert derive_cell(probs, DARTS_OPS, nodes=2, edge_probs=weights)[:2] == derive_cell(probs, DARTS_OPS, nodes=2)[:2]
-    g = derive({"normal": probs, "reduce": probs}, DARTS_OPS, nodes=2,
-               edge_probs={"normal": torch.tensor(weights), "reduce": [1.0] * 5})
+    g = derive(
+        {"normal": probs, "reduce": probs},
+        DARTS_OPS,
+        nodes=2,
+        edge_probs={"normal": torch.tensor(weights), "reduce": [1.0] * 5},
+    )
     assert list(g.normal[2:]) == [("dil_conv_3x3", 2), ("max_pool_3x3", 1)]
     assert list(g.reduce[2:]) == [("sep_conv_3x3", 0), ("max_pool_3x3", 1)]
 
@@ -193,7 +223,11 @@ def test_candidate_set_without_none():
     ops = ["max_pool_3x3", "skip_connect", "sep_conv_3x3"]
     probs = [[0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4], [0.5, 0.45, 0.05]]
     assert derive_cell(probs, ops, nodes=2) == [
-        ("max_pool_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 0), ("max_pool_3x3", 2)]
+        ("max_pool_3x3", 1),
+        ("skip_connect", 0),
+        ("sep_conv_3x3", 0),
+        ("max_pool_3x3", 2),
+    ]
     assert derive_cell(probs, ops, nodes=2, edge_probs=[1, 1, 1, 1, 1]) == derive_cell(probs, ops, nodes=2)
 
 
@@ -246,13 +280,17 @@ def test_derive_from_supernet_alphas_set_by_hand():
     ops = ["none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"]
     model = Supernet(3, 10, init_channels=2, layers=3, nodes=2, ops=ops)
     with torch.no_grad():
-        model.alphas["normal"].copy_(torch.tensor([
-            [5.0, 0.0, 1.0, 0.0],   # 2<-0: skip_connect (none ignored)
-            [0.0, 0.0, 0.0, 2.0],   # 2<-1: sep_conv_3x3
-            [0.0, 3.0, 0.0, 0.0],   # 3<-0: max_pool, strongest of node 3
-            [0.0, 0.0, 0.0, 0.5],   # 3<-1: weakest, dropped
-            [0.0, 0.0, 2.0, 0.0],   # 3<-2: skip_connect
-        ]))
+        model.alphas["normal"].copy_(
+            torch.tensor(
+                [
+                    [5.0, 0.0, 1.0, 0.0],  # 2<-0: skip_connect (none ignored)
+                    [0.0, 0.0, 0.0, 2.0],  # 2<-1: sep_conv_3x3
+                    [0.0, 3.0, 0.0, 0.0],  # 3<-0: max_pool, strongest of node 3
+                    [0.0, 0.0, 0.0, 0.5],  # 3<-1: weakest, dropped
+                    [0.0, 0.0, 2.0, 0.0],  # 3<-2: skip_connect
+                ]
+            )
+        )
         model.alphas["reduce"].zero_()
     g = derive(model.probs(), model.ops, model.nodes)
     assert g.normal == (("sep_conv_3x3", 1), ("skip_connect", 0), ("max_pool_3x3", 0), ("skip_connect", 2))

@@ -16,8 +16,8 @@ def test_uniform_and_one_hot_mixtures_are_the_two_ends():
 
 
 def test_the_mean_runs_over_every_edge_of_every_table():
-    a = torch.tensor([[0.5, 0.5, 0.0, 0.0]])          # entropy log 2 of log 4: 0.5; gap 0.5
-    b = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 3)      # three one-hot edges
+    a = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # entropy log 2 of log 4: 0.5; gap 0.5
+    b = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 3)  # three one-hot edges
     got = discreteness([a, b])
     assert got["alpha_entropy"] == pytest.approx(0.5 / 4)
     assert got["onehot_gap"] == pytest.approx(0.5 / 4)

@@ -18,7 +18,7 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-WRAPPER = textwrap.dedent('''
+WRAPPER = textwrap.dedent("""
     import os, signal, sys
     import torch
     from dartsnas.core import architect, runs
@@ -89,10 +89,19 @@ WRAPPER = textwrap.dedent('''
 
     from dartsnas.cli import main
     sys.exit(main(sys.argv[1:]))
-''')
+""")
 
-SEARCH = ["dataset=digits", "subset=320", "batch_size=32", "init_channels=4", "layers=3", "lr=0.1", "arch_lr=0.01",
-          "epochs=2", "plot=false"]  # 160 + 160 images: 5 whole global batches an epoch
+SEARCH = [
+    "dataset=digits",
+    "subset=320",
+    "batch_size=32",
+    "init_channels=4",
+    "layers=3",
+    "lr=0.1",
+    "arch_lr=0.01",
+    "epochs=2",
+    "plot=false",
+]  # 160 + 160 images: 5 whole global batches an epoch
 
 
 def _sets(items):
@@ -103,11 +112,15 @@ def _run(tmp_path, args, ranks=1, env=None):
     wrapper = tmp_path / "wrapper.py"
     wrapper.write_text(WRAPPER)
     alone_under_ddp = (env or {}).get("DARTSNAS_DDP") == "1"
-    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
-              if ranks > 1 or alone_under_ddp else [sys.executable])
+    launch = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+        if ranks > 1 or alone_under_ddp
+        else [sys.executable]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(launch + [str(wrapper), *args, "--no-progress"], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(
+        launch + [str(wrapper), *args, "--no-progress"], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def _search(tmp_path, name, extra=(), ranks=1, env=None):
@@ -132,8 +145,9 @@ def _close(a, b, tol):
 # Every mode and both orders, pairwise (each case is two searches, about 20 s on 2 cores): first order in lean
 # and partial, second order in exact and sample, whose paths hold those of first order (the weight step, the
 # architecture step's gradient averaging, DDP's unused parameters for sample).
-@pytest.mark.parametrize("mode, order", [("lean", "first"), ("partial", "first"), ("exact", "second"),
-                                         ("sample", "second")])
+@pytest.mark.parametrize(
+    "mode, order", [("lean", "first"), ("partial", "first"), ("exact", "second"), ("sample", "second")]
+)
 def test_two_ranks_search_as_one_process_with_the_same_global_batch(tmp_path, mode, order):
     # First order: the two compute the same float32 sums (measured: equal to the last bit after 10 steps).
     # Second order: the rounding of the averaged gradients (~1e-7) passes through the finite difference's
@@ -149,7 +163,7 @@ def test_two_ranks_search_as_one_process_with_the_same_global_batch(tmp_path, mo
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("parallel-")] == [parallel.name]  # one folder
     assert "2 ranks (torch.distributed, gloo)" in done.stderr
     _close(_learned(single), _learned(parallel), tol)
-    assert (json.loads((single / "genotype.json").read_text()) == json.loads((parallel / "genotype.json").read_text()))
+    assert json.loads((single / "genotype.json").read_text()) == json.loads((parallel / "genotype.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -179,15 +193,30 @@ def test_a_killed_two_rank_search_resumes_on_one_rank_or_two(tmp_path, whole_two
         assert all(abs(a[k] - b[k]) < 1e-6 for k in keys), (a, b)
 
 
-TRAIN = ["dataset=digits", "subset=256", "init_channels=8", "layers=3", "batch_size=32", "lr=0.05", "cutout=false",
-         "valid_portion=0.25", "drop_path_prob=0", "epochs=2", "plot=false"]  # 192 images: 6 whole batches
+TRAIN = [
+    "dataset=digits",
+    "subset=256",
+    "init_channels=8",
+    "layers=3",
+    "batch_size=32",
+    "lr=0.05",
+    "cutout=false",
+    "valid_portion=0.25",
+    "drop_path_prob=0",
+    "epochs=2",
+    "plot=false",
+]  # 192 images: 6 whole batches
 
 
 def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path):
     # No drop path: its masks are drawn per rank (each shard its own), not as one process would.
     def train(name, ranks, env=None):
-        done = _run(tmp_path, ["train", "DARTS_V2", "--config", "quick", "--out", str(tmp_path), "--name", name]
-                    + _sets(TRAIN), ranks, env)
+        done = _run(
+            tmp_path,
+            ["train", "DARTS_V2", "--config", "quick", "--out", str(tmp_path), "--name", name] + _sets(TRAIN),
+            ranks,
+            env,
+        )
         assert done.returncode == 0, done.stderr
         (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
         return run_dir
@@ -202,8 +231,13 @@ def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path):
 
     config = load_train_config(parallel / "config.yaml")
     generator = torch.Generator().manual_seed(config.seed + 1)
-    trainer = Trainer(config, load_genotype(parallel / "genotype.json"),
-                      prepare_data(config, torch.device("cpu"), generator), torch.device("cpu"), generator)
+    trainer = Trainer(
+        config,
+        load_genotype(parallel / "genotype.json"),
+        prepare_data(config, torch.device("cpu"), generator),
+        torch.device("cpu"),
+        generator,
+    )
     trainer.model.load_state_dict(torch.load(parallel / "checkpoint.pt", weights_only=True)["model"])
     last = json.loads((parallel / "metrics.jsonl").read_text().splitlines()[-1])
     again = trainer.evaluate(trainer.data.valid, "valid")
@@ -211,10 +245,27 @@ def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path):
     assert again["valid_acc"] == pytest.approx(last["valid_acc"], abs=1e-9)
 
 
-RNN_SEARCH = ["max_lines={train: 200, valid: 40}", "nodes=4", "emsize=16", "batch_size=32", "eval_batch_size=4",
-              "bptt=10", "epochs=2", "plot=false"]
-RNN_TRAIN = ["max_lines={train: 200, valid: 40, test: 40}", "emsize=16", "batch_size=8", "lr=5", "bptt=10",
-             "eval_batch_size=4", "test_batch_size=4", "epochs=2", "plot=false"]
+RNN_SEARCH = [
+    "max_lines={train: 200, valid: 40}",
+    "nodes=4",
+    "emsize=16",
+    "batch_size=32",
+    "eval_batch_size=4",
+    "bptt=10",
+    "epochs=2",
+    "plot=false",
+]
+RNN_TRAIN = [
+    "max_lines={train: 200, valid: 40, test: 40}",
+    "emsize=16",
+    "batch_size=8",
+    "lr=5",
+    "bptt=10",
+    "eval_batch_size=4",
+    "test_batch_size=4",
+    "epochs=2",
+    "plot=false",
+]
 
 
 @pytest.mark.parametrize("command", ["search", "train"])
@@ -225,8 +276,13 @@ def test_two_ranks_run_a_recurrent_cell_as_one_process(tmp_path, tiny_corpus, co
     genotype = [] if command == "search" else ["DARTS_RNN"]
 
     def run(name, ranks, env=None):
-        done = _run(tmp_path, [command, *genotype, "--task", "text", "--config", "quick", "--out", str(tmp_path),
-                               "--name", name] + _sets([f"data_dir={tiny_corpus}"] + settings), ranks, env)
+        done = _run(
+            tmp_path,
+            [command, *genotype, "--task", "text", "--config", "quick", "--out", str(tmp_path), "--name", name]
+            + _sets([f"data_dir={tiny_corpus}"] + settings),
+            ranks,
+            env,
+        )
         assert done.returncode == 0, done.stderr
         (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
         return run_dir
@@ -237,22 +293,29 @@ def test_two_ranks_run_a_recurrent_cell_as_one_process(tmp_path, tiny_corpus, co
     # The losses, added up over the ranks' streams; the search's validation uses the batch-norm statistics
     # (rank 0's in a data-parallel run): compared for training only.
     keys = ("train_loss", "arch_loss") if command == "search" else ("train_loss", "valid_loss")
-    records = [[json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()] for r in (single, parallel)]
+    records = [
+        [json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()] for r in (single, parallel)
+    ]
     for a, b in zip(*records):
         assert all(a[k] == pytest.approx(b[k], abs=1e-5) for k in keys if k in a), (a, b)
 
 
 def test_sync_batchnorm_on_cpu_is_refused_with_the_reason(tmp_path):
-    done = _run(tmp_path, ["train", "DARTS_V2", "--config", "quick", "--out", str(tmp_path), "--name", "sync"]
-                + _sets(TRAIN + ["sync_bn=true"]), ranks=2)
+    done = _run(
+        tmp_path,
+        ["train", "DARTS_V2", "--config", "quick", "--out", str(tmp_path), "--name", "sync"]
+        + _sets(TRAIN + ["sync_bn=true"]),
+        ranks=2,
+    )
     assert done.returncode != 0
     assert "dartsnas train: error: sync_bn: torch's SyncBatchNorm runs on GPUs only" in done.stderr
     assert "dartsnas/" not in done.stderr  # torchrun reports its failed children; no traceback of ours
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
-    done = _run(tmp_path, ["search", "--out", str(tmp_path), "--name", "odd"] + _sets(SEARCH + ["batch_size=31"]),
-                ranks=2)
+    done = _run(
+        tmp_path, ["search", "--out", str(tmp_path), "--name", "odd"] + _sets(SEARCH + ["batch_size=31"]), ranks=2
+    )
     assert done.returncode != 0
     assert "batch_size=31 is the global batch; it must split evenly over the 2 ranks" in done.stderr
     assert "dartsnas/" not in done.stderr
@@ -269,7 +332,7 @@ def test_one_process_under_ddp_searches_as_one_plain_process(tmp_path):
     _close(_learned(plain), _learned(wrapped), 1e-7)
 
 
-FREED = textwrap.dedent('''
+FREED = textwrap.dedent("""
     import gc, sys, weakref
     import torch
     import torch.distributed as dist
@@ -281,7 +344,7 @@ FREED = textwrap.dedent('''
     distributed.stop()
     gc.collect()
     sys.exit(3 if group() is not None else 0)
-''')
+""")
 
 
 def test_stop_frees_the_process_group_so_no_rank_aborts_on_exit(tmp_path):
@@ -289,7 +352,35 @@ def test_stop_frees_the_process_group_so_no_rank_aborts_on_exit(tmp_path):
     then aborted a rank after a finished run (about 1 run in 100; torch._dynamo held references to it)."""
     script = tmp_path / "freed.py"
     script.write_text(FREED)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           str(script)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_rank_on_cuda_takes_the_gpu_of_its_local_rank(monkeypatch):
+    """torchrun on GPUs: rank LOCAL_RANK of a node runs on cuda:LOCAL_RANK. Checked without a GPU by standing in
+    for the device and the process group (`start` once bound `torch` as a local name by importing
+    torch._dynamo inside it, so this path raised UnboundLocalError before reaching the GPU)."""
+    from dartsnas.core import device as device_module
+    from dartsnas.core import distributed
+
+    chosen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(device_module, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    try:
+        world, device = distributed.start("cuda")
+        assert device == torch.device("cuda", 1) and chosen == [device]
+        assert (world.rank, world.size, world.local_rank) == (1, 2, 1)
+    finally:
+        distributed.WORLD.rank, distributed.WORLD.size, distributed.WORLD.local_rank = 0, 1, 0
+        distributed.WORLD.wrapped = False

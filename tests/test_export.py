@@ -14,8 +14,18 @@ from dartsnas.conv.network import count_parameters
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.slow  # every test exports the network that one CLI training leaves
 
-TINY = ["dataset=digits", "init_channels=8", "layers=3", "batch_size=16", "lr=0.05", "cutout=false",
-        "epochs=1", "progress=false", "plot=false", "device=cpu"]
+TINY = [
+    "dataset=digits",
+    "init_channels=8",
+    "layers=3",
+    "batch_size=16",
+    "lr=0.05",
+    "cutout=false",
+    "epochs=1",
+    "progress=false",
+    "plot=false",
+    "device=cpu",
+]
 
 
 def _train(root, *extra):

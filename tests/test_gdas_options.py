@@ -91,8 +91,9 @@ def _table(rows):
 
 
 # One node (inputs 0 and 1). Input 0 holds the two strongest non-`none` pairs; `none` is strongest of all.
-ONE_NODE = _table((2, {0: {"none": 0.5, "sep_conv_3x3": 0.3, "dil_conv_3x3": 0.2},
-                       1: {"max_pool_3x3": 0.15, "skip_connect": 0.1}}))
+ONE_NODE = _table(
+    (2, {0: {"none": 0.5, "sep_conv_3x3": 0.3, "dil_conv_3x3": 0.2}, 1: {"max_pool_3x3": 0.15, "skip_connect": 0.1}})
+)
 
 
 def test_gdas_rule_keeps_two_ops_of_one_input_where_the_darts_rule_keeps_two_inputs():
@@ -103,13 +104,23 @@ def test_gdas_rule_keeps_two_ops_of_one_input_where_the_darts_rule_keeps_two_inp
 
 def test_gdas_rule_on_a_two_node_table():
     # node 3 (inputs 0, 1, 2): pairs by strength: (skip, 2) 0.4, (avg, 1) 0.35, (sep5, 2) 0.3, ...
-    probs = ONE_NODE + _table((3, {0: {"sep_conv_3x3": 0.2}, 1: {"avg_pool_3x3": 0.35, "none": 0.6},
-                                   2: {"skip_connect": 0.4, "sep_conv_5x5": 0.3}}))
+    probs = ONE_NODE + _table(
+        (
+            3,
+            {
+                0: {"sep_conv_3x3": 0.2},
+                1: {"avg_pool_3x3": 0.35, "none": 0.6},
+                2: {"skip_connect": 0.4, "sep_conv_5x5": 0.3},
+            },
+        )
+    )
     assert derive_cell(probs, DARTS_OPS, nodes=2, rule="gdas")[2:] == [("skip_connect", 2), ("avg_pool_3x3", 1)]
     # Edge probabilities (PC-DARTS) scale every pair of their edge: input 1 falls behind input 2's second op.
     edge_probs = [1.0, 1.0, 1.0, 0.5, 1.0]
     assert derive_cell(probs, DARTS_OPS, nodes=2, edge_probs=edge_probs, rule="gdas")[2:] == [
-        ("skip_connect", 2), ("sep_conv_5x5", 2)]
+        ("skip_connect", 2),
+        ("sep_conv_5x5", 2),
+    ]
 
 
 def test_gdas_rule_ties_go_to_the_lower_input_then_the_earlier_op():

@@ -5,18 +5,34 @@ import json
 import pytest
 
 from dartsnas.core.genotype import (
-    PUBLISHED, Genotype, GenotypeError, check_ops, edge_names, format_genotype, load_genotype, parse,
+    PUBLISHED,
+    Genotype,
+    GenotypeError,
+    check_ops,
+    edge_names,
+    format_genotype,
+    load_genotype,
+    parse,
 )
 
-DARTS_OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-             "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+DARTS_OPS = [
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+]
 
 # Verbatim from quark0/darts cnn/genotypes.py (concat as a list) and from a train_search.py log (range).
 OFFICIAL_LIST = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
     "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], "
     "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
-    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])")
+    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
+)
 OFFICIAL_RANGE = OFFICIAL_LIST.replace("[2, 3, 4, 5]", "range(2, 6)")
 
 # Verbatim from D-X-Y/AutoDL-Projects: one (edge, edge) pair per node, plus AutoDL's two extra None fields.
@@ -45,6 +61,7 @@ def with_normal(edges, concat=(2, 3, 4, 5)) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Round trips, for every registry entry
+
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_text_round_trip(name):
@@ -81,6 +98,7 @@ def test_edge_names():
 # ---------------------------------------------------------------------------------------------
 # The forms users paste
 
+
 @pytest.mark.parametrize("text", [OFFICIAL_LIST, OFFICIAL_RANGE], ids=["list", "range"])
 def test_official_printed_text(text):
     assert parse(text) == PUBLISHED["DARTS_V2"]
@@ -112,13 +130,17 @@ def test_json_text():
 # ---------------------------------------------------------------------------------------------
 # Parsing never runs code
 
-@pytest.mark.parametrize("payload", [
-    "__import__('os').system('touch {marker}')",
-    "Genotype(normal=__import__('os').system('touch {marker}'), normal_concat=[2], reduce=[], reduce_concat=[2])",
-    "Genotype(normal=(lambda: open('{marker}', 'w'))(), normal_concat=[2], reduce=[], reduce_concat=[2])",
-    "Genotype(normal=lambda: 1, normal_concat=[2], reduce=[], reduce_concat=[2])",
-    "Genotype(normal=[(open('{marker}', 'w').name, 0)], normal_concat=[2], reduce=[], reduce_concat=[2])",
-])
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "__import__('os').system('touch {marker}')",
+        "Genotype(normal=__import__('os').system('touch {marker}'), normal_concat=[2], reduce=[], reduce_concat=[2])",
+        "Genotype(normal=(lambda: open('{marker}', 'w'))(), normal_concat=[2], reduce=[], reduce_concat=[2])",
+        "Genotype(normal=lambda: 1, normal_concat=[2], reduce=[], reduce_concat=[2])",
+        "Genotype(normal=[(open('{marker}', 'w').name, 0)], normal_concat=[2], reduce=[], reduce_concat=[2])",
+    ],
+)
 def test_parse_never_evaluates(payload, tmp_path):
     marker = tmp_path / "pwned"
     with pytest.raises(GenotypeError):
@@ -130,6 +152,7 @@ def test_parse_never_evaluates(payload, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Malformed input: one clear message naming the bad element
+
 
 def test_unknown_op_named_with_close_match():
     g = parse(OFFICIAL_RANGE.replace("dil_conv_3x3", "dil_conv_3x4"))

@@ -14,8 +14,9 @@ import dartsnas
 
 PACKAGE = Path(dartsnas.__file__).parent
 # Every module as a dotted name below the package: "cli", "core.genotype", "conv.supernet", ...
-MODULES = sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
-                 if p.name != "__init__.py")
+MODULES = sorted(
+    ".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"
+)
 
 # Which folders a folder's modules may import from (besides their own).
 ALLOWED = {"core": set(), "conv": {"core"}, "recurrent": {"core"}, "tools": {"core", "conv", "recurrent"}}
@@ -29,7 +30,7 @@ def package_imports(source: str, module: str = "x") -> set[tuple[str, bool]]:
     found = set()
 
     def resolve(level: int, name: str | None) -> str:
-        base = package[:len(package) - (level - 1)] if level > 1 else package
+        base = package[: len(package) - (level - 1)] if level > 1 else package
         return ".".join(base + ([name] if name else []))
 
     def visit(node, lazy):
@@ -38,7 +39,9 @@ def package_imports(source: str, module: str = "x") -> set[tuple[str, bool]]:
             if isinstance(child, ast.ImportFrom):
                 if child.level > 0:  # from .x import y / from ..core.x import y / from . import x
                     prefix = resolve(child.level, child.module)
-                    targets = [prefix] if child.module else [".".join(filter(None, [prefix, a.name])) for a in child.names]
+                    targets = (
+                        [prefix] if child.module else [".".join(filter(None, [prefix, a.name])) for a in child.names]
+                    )
                 elif child.module == "dartsnas":
                     targets = [a.name for a in child.names]
                 elif child.module and child.module.startswith("dartsnas."):
@@ -72,8 +75,15 @@ def test_the_import_reader_sees_every_form():
         "class K:\n    def m(self):\n        from ..i import w\n"
     )
     assert package_imports(source, "conv.search") == {
-        ("conv.a", False), ("conv.b", False), ("core.c", False), ("d", False), ("e.f", False),
-        ("dartsnas", False), ("conv.g", True), ("h", True), ("i", True),
+        ("conv.a", False),
+        ("conv.b", False),
+        ("core.c", False),
+        ("d", False),
+        ("e.f", False),
+        ("dartsnas", False),
+        ("conv.g", True),
+        ("h", True),
+        ("i", True),
     }
 
 
@@ -116,8 +126,10 @@ def test_nothing_imports_cli(module):
 
 
 def test_genotypes_and_configs_import_without_torch():
-    modules = "dartsnas.core.genotype, dartsnas.recurrent.genotype, dartsnas.core.config, dartsnas.conv.config, " \
-              "dartsnas.recurrent.config"
+    modules = (
+        "dartsnas.core.genotype, dartsnas.recurrent.genotype, dartsnas.core.config, dartsnas.conv.config, "
+        "dartsnas.recurrent.config"
+    )
     code = f"import {modules}, sys; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

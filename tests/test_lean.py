@@ -64,8 +64,9 @@ def test_lean_training_pass_matches_exact(dtype, tol, device, op_buffers):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], rtol=tol, atol=tol), key
-    a, b = (dict((n, t) for n, t in m.named_buffers() if ".edges." not in n and ".shared." not in n)
-            for m in (exact, lean))
+    a, b = (
+        dict((n, t) for n, t in m.named_buffers() if ".edges." not in n and ".shared." not in n) for m in (exact, lean)
+    )
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], rtol=tol, atol=tol), key
@@ -118,4 +119,4 @@ def test_first_order_architecture_step_computes_no_weight_gradients(monkeypatch)
     Architect(lean, nn.CrossEntropyLoss()).step(x, y, xv, yv, optimizer)
     assert seen and not any(seen)
     nn.functional.cross_entropy(lean(x), y).backward()  # a weight step does need them
-    assert all(seen[len(seen) // 2:])
+    assert all(seen[len(seen) // 2 :])

@@ -25,7 +25,9 @@ def _estimate(**kw):
 @pytest.mark.slow  # each estimate runs a supernet once
 def test_estimates_scale_with_batch_and_order_modes_as_expected():
     assert _estimate(batch_size=32) == pytest.approx(2 * _estimate(batch_size=16), rel=0.1)
-    exact, lean, partial, sample = (_estimate(mixed_op=m, batch_size=32) for m in ("exact", "lean", "partial", "sample"))
+    exact, lean, partial, sample = (
+        _estimate(mixed_op=m, batch_size=32) for m in ("exact", "lean", "partial", "sample")
+    )
     assert max(lean, sample) < partial < exact
     assert exact > 3 * lean
     # exact grows with the candidate set; lean barely does

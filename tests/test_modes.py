@@ -60,8 +60,9 @@ def test_cell_computes_one_relu_per_state(monkeypatch):
 # partial (PC-DARTS)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA"))])
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_partial_mixed_op_is_the_pc_darts_formula(stride, device):
     torch.manual_seed(0)
@@ -75,7 +76,7 @@ def test_partial_mixed_op_is_the_pc_darts_formula(stride, device):
     out = mixed(x, w)
 
     through = exact_quarter(x[:, : c // k], w)
-    rest = x[:, c // k:]
+    rest = x[:, c // k :]
     if stride == 2:
         rest = nn.functional.max_pool2d(rest, 2, 2, ceil_mode=True)
     joined = torch.cat([through, rest], 1)
@@ -94,7 +95,9 @@ def test_partial_edge_probs_are_a_softmax_per_node_and_enter_derivation():
         model.alphas["normal_edges"].copy_(torch.arange(9.0))
     weights = model.edge_probs()["normal"]
     for start, n in ((0, 2), (2, 3), (5, 4)):
-        torch.testing.assert_close(weights[start:start + n], torch.arange(start, start + n, dtype=torch.float).softmax(0))
+        torch.testing.assert_close(
+            weights[start : start + n], torch.arange(start, start + n, dtype=torch.float).softmax(0)
+        )
     # Edge weights change which edges win, not which op an edge takes.
     probs = {kind: torch.full((9, 8), 0.1) for kind in ("normal", "reduce")}
     for p in probs.values():
@@ -208,11 +211,14 @@ def test_softmax_temperature_sharpens():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, settings", [
-    ("partial", ["epochs=3"]),
-    # One random path per step learns slowly (as GDAS does: 250 epochs in the paper): more data, more epochs.
-    ("sample", ["epochs=6", "subset=640", "lr=0.01"]),
-])
+@pytest.mark.parametrize(
+    "mode, settings",
+    [
+        ("partial", ["epochs=3"]),
+        # One random path per step learns slowly (as GDAS does: 250 epochs in the paper): more data, more epochs.
+        ("sample", ["epochs=6", "subset=640", "lr=0.01"]),
+    ],
+)
 def test_modes_search_and_derive_valid_genotypes(tmp_path, cli_search, mode, settings):
     from dartsnas.core.genotype import load_genotype
     from dartsnas.core.runs import read_jsonl
@@ -272,7 +278,13 @@ def test_shipped_pcdarts_and_gdas_configs():
 
     pc = load_config("cifar10-pcdarts")
     assert (pc.mixed_op, pc.partial_k, pc.arch_start_epoch, pc.batch_size, pc.lr, pc.arch_lr) == (
-        "partial", 4, 15, 256, 0.1, 6e-4)
+        "partial",
+        4,
+        15,
+        256,
+        0.1,
+        6e-4,
+    )
     gdas = load_config("cifar10-gdas")
     assert (gdas.mixed_op, gdas.temperatures(), gdas.epochs) == ("sample", (10.0, 0.1), 250)
 

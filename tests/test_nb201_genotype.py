@@ -9,7 +9,13 @@ import pytest
 
 from dartsnas.core.genotype import PUBLISHED, GenotypeError
 from dartsnas.conv.nb201.genotype import (
-    EDGES, OPS, PUBLISHED_NB201, SPACE_SIZE, CellGenotype, load_nb201_genotype, names_nb201,
+    EDGES,
+    OPS,
+    PUBLISHED_NB201,
+    SPACE_SIZE,
+    CellGenotype,
+    load_nb201_genotype,
+    names_nb201,
 )
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -17,8 +23,10 @@ ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|ski
 
 
 def test_modules_import_without_torch():
-    code = ("import dartsnas.conv.nb201.genotype, dartsnas.conv.nb201.table, dartsnas.tools.nb201_table, sys; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import dartsnas.conv.nb201.genotype, dartsnas.conv.nb201.table, dartsnas.tools.nb201_table, sys; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
@@ -35,16 +43,23 @@ def test_every_cell_round_trips_through_its_string_and_its_index():
 
 def test_string_form_and_canonical_order():
     cell = CellGenotype.parse(BEST)
-    assert cell.edges == ("nor_conv_3x3", "nor_conv_3x3", "nor_conv_3x3", "skip_connect", "nor_conv_3x3", "nor_conv_1x1")
+    assert cell.edges == (
+        "nor_conv_3x3",
+        "nor_conv_3x3",
+        "nor_conv_3x3",
+        "skip_connect",
+        "nor_conv_3x3",
+        "nor_conv_1x1",
+    )
     assert str(cell) == BEST and f"{cell}" == BEST
     assert cell.nodes == 3 and cell.ops() == {"nor_conv_3x3", "skip_connect", "nor_conv_1x1"}
     # base-5 digits, edge 1<-0 most significant
     assert cell.index == sum(OPS.index(op) * 5 ** (5 - k) for k, op in enumerate(cell.edges))
     assert CellGenotype.from_index(0).edges == ("none",) * 6
     assert CellGenotype.from_index(1).edges == ("none",) * 5 + ("skip_connect",)
-    assert CellGenotype.from_index(5 ** 5).edges == ("skip_connect",) + ("none",) * 5
+    assert CellGenotype.from_index(5**5).edges == ("skip_connect",) + ("none",) * 5
     assert CellGenotype.from_index(SPACE_SIZE - 1).edges == ("avg_pool_3x3",) * 6
-    assert CellGenotype.parse(ALL_SKIP).index == sum(5 ** p for p in range(6))
+    assert CellGenotype.parse(ALL_SKIP).index == sum(5**p for p in range(6))
 
 
 def test_whitespace_json_and_hashing():
@@ -116,8 +131,10 @@ MALFORMED = [
     (f"|nor_conv_3x3~0|+|nor_conv_3x3~1|nor_conv_3x3~0|+{GOOD_3}", "wrong order: input 1 is listed where input 0"),
     (f"|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~0|+{GOOD_3}", "wrong order: input 0 is listed where input 1"),
     (f"|conv_3x3~0|+{GOOD_2}+{GOOD_3}", "edge 1<-0: unknown op 'conv_3x3'; did you mean 'nor_conv_3x3'"),
-    (f"|nor_conv_3x3~0|+{GOOD_2}+|skip_connect~0|nor_conv_3x3~1|max_pool_3x3~2|",
-     "edge 3<-2: unknown op 'max_pool_3x3'; did you mean 'avg_pool_3x3'"),
+    (
+        f"|nor_conv_3x3~0|+{GOOD_2}+|skip_connect~0|nor_conv_3x3~1|max_pool_3x3~2|",
+        "edge 3<-2: unknown op 'max_pool_3x3'; did you mean 'avg_pool_3x3'",
+    ),
     (f"|nor_conv_3x3|+{GOOD_2}+{GOOD_3}", "'nor_conv_3x3', which is not op~input"),
     (f"|nor_conv_3x3~0~1|+{GOOD_2}+{GOOD_3}", "not op~input"),
     (f"||+{GOOD_2}+{GOOD_3}", "node 1 .*an empty edge"),
@@ -136,17 +153,20 @@ def test_malformed_strings_name_the_problem(text, message):
         CellGenotype.parse(text)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: CellGenotype(("none",) * 5), "has 6 edges .*1<-0.*got 5"),
-    (lambda: CellGenotype(BEST), "CellGenotype.parse"),
-    (lambda: CellGenotype(("none",) * 5 + ("sep_conv_3x3",)), "edge 3<-2: unknown op 'sep_conv_3x3'"),
-    (lambda: CellGenotype(3), "sequence of 6 op names"),
-    (lambda: CellGenotype.from_index(-1), "out of range; the cells are numbered 0..15624"),
-    (lambda: CellGenotype.from_index(SPACE_SIZE), "out of range"),
-    (lambda: CellGenotype.from_index("3"), "whole number"),
-    (lambda: CellGenotype.from_dict([BEST]), "object"),
-    (lambda: CellGenotype.parse(None), "is text"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: CellGenotype(("none",) * 5), "has 6 edges .*1<-0.*got 5"),
+        (lambda: CellGenotype(BEST), "CellGenotype.parse"),
+        (lambda: CellGenotype(("none",) * 5 + ("sep_conv_3x3",)), "edge 3<-2: unknown op 'sep_conv_3x3'"),
+        (lambda: CellGenotype(3), "sequence of 6 op names"),
+        (lambda: CellGenotype.from_index(-1), "out of range; the cells are numbered 0..15624"),
+        (lambda: CellGenotype.from_index(SPACE_SIZE), "out of range"),
+        (lambda: CellGenotype.from_index("3"), "whole number"),
+        (lambda: CellGenotype.from_dict([BEST]), "object"),
+        (lambda: CellGenotype.parse(None), "is text"),
+    ],
+)
 def test_bad_construction_names_the_problem(make, message):
     with pytest.raises(GenotypeError, match=message):
         make()

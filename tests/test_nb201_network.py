@@ -31,7 +31,12 @@ def test_parameters_are_the_authors_counts(cell, expected, capsys):
     assert main(["info", cell, "--json"]) == 0  # the default layout of a NAS-Bench-201 cell is its network
     info = json.loads(capsys.readouterr().out)
     assert info["net"] == "nas-bench-201" and info["parameters"] == expected and info["auxiliary_parameters"] == 0
-    assert (info["layers"], info["init_channels"], info["num_classes"], info["input_shape"]) == (15, 16, 10, [3, 32, 32])
+    assert (info["layers"], info["init_channels"], info["num_classes"], info["input_shape"]) == (
+        15,
+        16,
+        10,
+        [3, 32, 32],
+    )
     assert info["macs"] > 0
 
 
@@ -57,9 +62,15 @@ def test_info_sizes_and_layout_errors(capsys):
 def test_layout_takes_sides_that_are_multiples_of_4():
     layout = NETWORKS["nas-bench-201"]
     assert (layout.cls, layout.input_shape, layout.num_classes, layout.min_size, layout.side_multiple) == (
-        Network201, (3, 32, 32), 10, 4, 4)
-    model = build_network("nas-bench-201", CellGenotype.parse(EVERY_OP), num_classes=3, in_channels=1,
-                          init_channels=4, layers=3).eval()
+        Network201,
+        (3, 32, 32),
+        10,
+        4,
+        4,
+    )
+    model = build_network(
+        "nas-bench-201", CellGenotype.parse(EVERY_OP), num_classes=3, in_channels=1, init_channels=4, layers=3
+    ).eval()
     for side in (4, 8, 12):
         assert model(torch.randn(2, 1, side, side)).shape == (2, 3)
     for side in (7, 10):  # a reduction's 2x2-pooled shortcut and its stride-2 conv disagree on odd sides
@@ -135,10 +146,14 @@ def test_a_node_that_does_not_reach_the_output_is_dashed(tmp_path):
     from dartsnas.conv.nb201.plot import draw_nb201_cell
 
     # Node 1 feeds only node 2, and node 2 feeds nothing: both are computed for nothing.
-    draw_nb201_cell(CellGenotype.parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|none~2|"),
-                    tmp_path / "cell")
-    nodes = {line.split()[0]: line for line in (tmp_path / "cell.gv").read_text().splitlines()
-             if line.strip()[:1] in "0123" and "->" not in line}
+    draw_nb201_cell(
+        CellGenotype.parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|none~2|"), tmp_path / "cell"
+    )
+    nodes = {
+        line.split()[0]: line
+        for line in (tmp_path / "cell.gv").read_text().splitlines()
+        if line.strip()[:1] in "0123" and "->" not in line
+    }
     assert "dashed" in nodes["1"] and "dashed" in nodes["2"]
     all_none = CellGenotype(("none",) * 6)
     draw_nb201_cell(all_none, tmp_path / "empty")

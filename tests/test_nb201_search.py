@@ -29,8 +29,9 @@ class PlainCell(nn.Module):
     def forward(self, x, probs):
         states, e = [x], 0
         for i in range(1, 4):
-            states.append(sum(sum(p * op(states[j]) for p, op in zip(probs[e + j], self.edges[e + j]))
-                              for j in range(i)))
+            states.append(
+                sum(sum(p * op(states[j]) for p, op in zip(probs[e + j], self.edges[e + j])) for j in range(i))
+            )
             e += i
         return states[-1]
 
@@ -65,7 +66,7 @@ def _copy(fast, plain):
         fast_layers = [m for m in fast.layers]
         for fl, pl in zip(fast_layers, plain.layers):
             if isinstance(pl, PlainCell):
-                for e, (fedge, pedge) in enumerate(zip(fl.edges, pl.edges)):
+                for _e, (fedge, pedge) in enumerate(zip(fl.edges, pl.edges)):
                     for k, op in zip(fedge.index, fedge.ops):
                         for q, r in zip(pedge[k].parameters(), op.parameters(), strict=True):
                             q.copy_(r)
@@ -90,8 +91,11 @@ def test_supernet_computes_the_authors_search_network(mode):
     for net in (fast, plain):
         loss = nn.functional.cross_entropy(net(x), y)
         losses.append(loss)
-        grads.append(torch.autograd.grad(loss, [net.alphas["cell"] if net is fast else net.alphas]
-                                         + [net.stem[0].weight, net.classifier.weight]))
+        grads.append(
+            torch.autograd.grad(
+                loss, [net.alphas["cell"] if net is fast else net.alphas] + [net.stem[0].weight, net.classifier.weight]
+            )
+        )
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-12, atol=0)
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
@@ -101,8 +105,14 @@ def test_supernet_computes_the_authors_search_network(mode):
 @pytest.mark.parametrize("unrolled", [False, True], ids=["first", "second"])
 def test_every_mode_and_order_takes_architecture_steps(mode, unrolled):
     torch.manual_seed(0)
-    model = Supernet201(3, 4, init_channels=8, stage_cells=1, mixed_op=mode,
-                        sample_grad="gdas_nb201" if mode == "sample" else "straight_through")
+    model = Supernet201(
+        3,
+        4,
+        init_channels=8,
+        stage_cells=1,
+        mixed_op=mode,
+        sample_grad="gdas_nb201" if mode == "sample" else "straight_through",
+    )
     architect = Architect(model, nn.CrossEntropyLoss(), arch_lr=0.1, unrolled=unrolled)
     optimizer = torch.optim.SGD(model.weights(), 0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))
@@ -137,10 +147,26 @@ def test_config_checks_name_the_space():
         SearchConfig(ops=["none", "nor_conv_3x3"]).validate()
 
 
-@pytest.mark.parametrize("name", ["nb201-darts-v1", "nb201-darts-v2", "nb201-gdas", "nb201-pcdarts", "nb201-quick",
-                                  "nb201-cpu-darts-v1", "nb201-cpu-darts-v2", "nb201-cpu-gdas", "nb201-cpu-pcdarts",
-                                  "nb201-cpu-darts-v1-anneal", "nb201-cpu-anneal-entropy", "nb201-cpu-beta",
-                                  "nb201-cpu-darts-minus", "nb201-cpu-sgas", "nb201-cpu-darts-plus"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "nb201-darts-v1",
+        "nb201-darts-v2",
+        "nb201-gdas",
+        "nb201-pcdarts",
+        "nb201-quick",
+        "nb201-cpu-darts-v1",
+        "nb201-cpu-darts-v2",
+        "nb201-cpu-gdas",
+        "nb201-cpu-pcdarts",
+        "nb201-cpu-darts-v1-anneal",
+        "nb201-cpu-anneal-entropy",
+        "nb201-cpu-beta",
+        "nb201-cpu-darts-minus",
+        "nb201-cpu-sgas",
+        "nb201-cpu-darts-plus",
+    ],
+)
 def test_shipped_nb201_configs_build_their_supernet(name):
     config = load_config(name)
     assert config.space == "nas-bench-201" and config.nesterov and config.ops == list(OPS)
@@ -163,9 +189,20 @@ def test_the_paper_setting_supernet_has_the_authors_size_less_their_biases():
 def test_cli_search_on_cifar10_logs_the_true_accuracy_every_epoch(shared_data, tmp_path, mode, order):
     archive = shared_data / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
     args = ["search", "--config", "nb201-cpu-darts-v1", "--out", str(tmp_path), "--name", "run", "--no-progress"]
-    for item in ["data_dir=" + str(archive), "data_options={limit_per_class: 8}", "epochs=2", "batch_size=20",
-                 f"mixed_op={mode}", f"unrolled={order == 'second'}", "stage_cells=1", "plot=false"] \
-            + (["partial_k=2"] if mode == "partial" else []) + (["sample_grad=gdas_nb201"] if mode == "sample" else []):
+    for item in (
+        [
+            "data_dir=" + str(archive),
+            "data_options={limit_per_class: 8}",
+            "epochs=2",
+            "batch_size=20",
+            f"mixed_op={mode}",
+            f"unrolled={order == 'second'}",
+            "stage_cells=1",
+            "plot=false",
+        ]
+        + (["partial_k=2"] if mode == "partial" else [])
+        + (["sample_grad=gdas_nb201"] if mode == "sample" else [])
+    ):
         args += ["--set", item]
     assert main(args) == 0
     (run_dir,) = tmp_path.iterdir()

@@ -16,7 +16,12 @@ from dartsnas.core.download import DataError
 from dartsnas.core.genotype import GenotypeError
 from dartsnas.conv.nb201.genotype import PUBLISHED_NB201, SPACE_SIZE, CellGenotype
 from dartsnas.conv.nb201.table import (
-    DATASETS, TABLE_FILE, TABLE_SHA256, expected_best_of_k, format_table, load_table,
+    DATASETS,
+    TABLE_FILE,
+    TABLE_SHA256,
+    expected_best_of_k,
+    format_table,
+    load_table,
 )
 from dartsnas.tools import nb201_table
 
@@ -89,8 +94,11 @@ def test_published_cells_are_in_the_table(bench, name):
 def test_lookups_name_bad_input(bench):
     assert bench.accuracy(BEST, "CIFAR10") == bench.accuracy(BEST, "cifar10")
     assert bench.best("ImageNet16-120") == bench.best("imagenet16_120")  # the benchmark's own spelling
-    with pytest.raises(DataError, match="unknown NAS-Bench-201 dataset 'imagenet'; did you mean 'imagenet16_120'.*"
-                                        "valid: cifar10, cifar100, imagenet16_120"):
+    with pytest.raises(
+        DataError,
+        match="unknown NAS-Bench-201 dataset 'imagenet'; did you mean 'imagenet16_120'.*"
+        "valid: cifar10, cifar100, imagenet16_120",
+    ):
         bench.accuracy(BEST, "imagenet")
     with pytest.raises(DataError, match="valid: cifar10, cifar100, imagenet16_120"):
         bench.values("svhn")
@@ -111,9 +119,15 @@ def test_summaries(bench):
         curve = [bench.expected_best_of_k(dataset, k) for k in ks]
         assert curve == sorted(curve) and curve[0] < curve[-1]
     report = bench.expectations("cifar10", 100)
-    assert report == {"dataset": "cifar10", "k": 100, "best_cell": str(bench.best("cifar10")[0]), "best": 94.37333333333333,
-                      "mean": bench.mean("cifar10"), "median": bench.median("cifar10"),
-                      "expected_best_of_k": bench.expected_best_of_k("cifar10", 100)}
+    assert report == {
+        "dataset": "cifar10",
+        "k": 100,
+        "best_cell": str(bench.best("cifar10")[0]),
+        "best": 94.37333333333333,
+        "mean": bench.mean("cifar10"),
+        "median": bench.median("cifar10"),
+        "expected_best_of_k": bench.expected_best_of_k("cifar10", 100),
+    }
     assert report["median"] < report["expected_best_of_k"] < report["best"]
 
 
@@ -165,8 +179,10 @@ def test_the_maintenance_tool_needs_every_cell_once(csv_lines, shuffled, tmp_pat
     assert f"lacks 1 of the 15625 cells, e.g. {CellGenotype.from_index(shuffled[-1])}" in capsys.readouterr().err
     source.write_text(_csv_text(csv_lines, shuffled + shuffled[:1]))
     assert nb201_table.main([str(source), str(out)]) == 1
-    assert f"line {SPACE_SIZE + 2}: {CellGenotype.from_index(shuffled[0])} appears again (first on line 2)" \
+    assert (
+        f"line {SPACE_SIZE + 2}: {CellGenotype.from_index(shuffled[0])} appears again (first on line 2)"
         in capsys.readouterr().err
+    )
     source.write_text(_csv_text(csv_lines, shuffled).replace("|+|", "|", 1))
     assert nb201_table.main([str(source), str(out)]) == 1
     assert "line 2: a NAS-Bench-201 cell has 3 nodes" in capsys.readouterr().err

@@ -18,8 +18,17 @@ from dartsnas.core.runs import read_jsonl
 # Every op of the space once or more, `none` included.
 EVERY_OP = "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
 # The benchmark's recipe (--config nb201) on 8x8 digits: a 3-cell network of 4 channels, small batches.
-TINY = ["dataset=digits", "subset=400", "init_channels=4", "layers=3", "batch_size=32", "valid_portion=0.2",
-        "progress=false", "plot=false", "device=cpu"]
+TINY = [
+    "dataset=digits",
+    "subset=400",
+    "init_channels=4",
+    "layers=3",
+    "batch_size=32",
+    "valid_portion=0.2",
+    "progress=false",
+    "plot=false",
+    "device=cpu",
+]
 
 
 def _train(out, *extra, genotype=EVERY_OP, name="run", code=0):
@@ -37,14 +46,37 @@ def _train(out, *extra, genotype=EVERY_OP, name="run", code=0):
 
 def test_nb201_config_is_the_benchmarks_recipe():
     config = load_train_config("nb201")
-    expected = dict(net="nas-bench-201", init_channels=16, layers=15, auxiliary=False, drop_path_prob=0.0,
-                    epochs=200, batch_size=256, lr=0.1, lr_schedule="cosine", lr_min=0.0, momentum=0.9,
-                    nesterov=True, weight_decay=5e-4, grad_clip=None, label_smoothing=0.0, cutout=False,
-                    crop_padding=4, flip=True, dataset="cifar10", valid_portion=0.0)
+    expected = dict(
+        net="nas-bench-201",
+        init_channels=16,
+        layers=15,
+        auxiliary=False,
+        drop_path_prob=0.0,
+        epochs=200,
+        batch_size=256,
+        lr=0.1,
+        lr_schedule="cosine",
+        lr_min=0.0,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        grad_clip=None,
+        label_smoothing=0.0,
+        cutout=False,
+        crop_padding=4,
+        flip=True,
+        dataset="cifar10",
+        valid_portion=0.0,
+    )
     assert {k: getattr(config, k) for k in expected} == expected
     quick = load_train_config("nb201-quick")
     assert (quick.net, quick.nesterov, quick.grad_clip, quick.auxiliary, quick.drop_path_prob) == (
-        "nas-bench-201", True, None, False, 0.0)
+        "nas-bench-201",
+        True,
+        None,
+        False,
+        0.0,
+    )
     assert quick.dataset == "imagefolder" and quick.data_dir.endswith("cifar10-jpeg.tar.gz")
 
 
@@ -59,8 +91,12 @@ def test_net_nas_bench_201_names_every_conflict_and_the_fix():
     message = str(err.value)
     for fix in ("auxiliary: false", "drop_path_prob: 0", "multiple of 3", "--config nb201"):
         assert fix in message
-    for bad, fix in (("layers=10", "multiple of 3"), ("layers=0", "multiple of 3"), ("auxiliary=true", "auxiliary: false"),
-                     ("drop_path_prob=0.2", "drop_path_prob: 0")):
+    for bad, fix in (
+        ("layers=10", "multiple of 3"),
+        ("layers=0", "multiple of 3"),
+        ("auxiliary=true", "auxiliary: false"),
+        ("drop_path_prob=0.2", "drop_path_prob: 0"),
+    ):
         with pytest.raises(ConfigError, match=fix):
             load_train_config("nb201", [bad])
     assert load_train_config("nb201", ["layers=6", "init_channels=5"]).layers == 6  # no factorized reduction: odd C
@@ -100,8 +136,20 @@ def test_a_cell_and_a_layout_of_another_kind_are_one_clear_error(tmp_path, capsy
 
 
 def test_image_sides_must_suit_the_network(tmp_path, capsys):
-    args = ["train", "NB201_ALL_SKIP", "--config", "nb201", "--out", str(tmp_path), "--set", "dataset=fake",
-            "--set", "data_options={shape: [3, 6, 6], size: 8}", "--set", "progress=false"]
+    args = [
+        "train",
+        "NB201_ALL_SKIP",
+        "--config",
+        "nb201",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "dataset=fake",
+        "--set",
+        "data_options={shape: [3, 6, 6], size: 8}",
+        "--set",
+        "progress=false",
+    ]
     assert main(args) == 2
     assert "multiples of 4" in capsys.readouterr().err
 
@@ -109,12 +157,19 @@ def test_image_sides_must_suit_the_network(tmp_path, capsys):
 def test_nesterov_reaches_the_optimiser_and_no_clipping_means_none(monkeypatch):
     pytest.importorskip("sklearn")
     clipped = []
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, norm: clipped.append(norm) or torch.tensor(0.0))
+    monkeypatch.setattr(
+        torch.nn.utils, "clip_grad_norm_", lambda params, norm: clipped.append(norm) or torch.tensor(0.0)
+    )
     for overrides, calls in (([], 0), (["grad_clip=5"], 2)):
         config = load_train_config("nb201", TINY + ["subset=64", "valid_portion=0"] + overrides)
         generator = torch.Generator().manual_seed(0)
-        trainer = Trainer(config, CellGenotype.parse(EVERY_OP), prepare_data(config, torch.device("cpu"), generator),
-                          torch.device("cpu"), generator)
+        trainer = Trainer(
+            config,
+            CellGenotype.parse(EVERY_OP),
+            prepare_data(config, torch.device("cpu"), generator),
+            torch.device("cpu"),
+            generator,
+        )
         assert trainer.optimizer.param_groups[0]["nesterov"] is True
         clipped.clear()
         trainer.train_epoch(None)  # two steps of 32

@@ -11,8 +11,18 @@ from torch import nn
 from dartsnas.conv import network as network_module
 from dartsnas.cli import main
 from dartsnas.core.genotype import PUBLISHED, parse
-from dartsnas.conv.network import (NETWORKS, AuxiliaryHead, NetworkCIFAR, NetworkImageNet, build_network, count_macs,
-                              count_parameters, drop_path, drop_path_ramp, network_info)
+from dartsnas.conv.network import (
+    NETWORKS,
+    AuxiliaryHead,
+    NetworkCIFAR,
+    NetworkImageNet,
+    build_network,
+    count_macs,
+    count_parameters,
+    drop_path,
+    drop_path_ramp,
+    network_info,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -134,9 +144,11 @@ def test_drop_path_ramp_starts_at_zero_and_reaches_the_rate():
 def test_drop_path_skips_identities_and_only_runs_in_training(monkeypatch):
     # Normal cells of skip_connects only: at stride 1 these are identities and must never be dropped;
     # in the reduction cells skip_connect is a factorized reduction, a real op, and is dropped.
-    all_skip = parse("Genotype(normal=[('skip_connect', 0), ('skip_connect', 1), ('skip_connect', 0), "
-                     "('skip_connect', 1)], normal_concat=[2, 3], reduce=[('skip_connect', 0), ('max_pool_3x3', 1), "
-                     "('skip_connect', 0), ('max_pool_3x3', 1)], reduce_concat=[2, 3])")
+    all_skip = parse(
+        "Genotype(normal=[('skip_connect', 0), ('skip_connect', 1), ('skip_connect', 0), "
+        "('skip_connect', 1)], normal_concat=[2, 3], reduce=[('skip_connect', 0), ('max_pool_3x3', 1), "
+        "('skip_connect', 0), ('max_pool_3x3', 1)], reduce_concat=[2, 3])"
+    )
     calls = []
     real = network_module.drop_path
     monkeypatch.setattr(network_module, "drop_path", lambda x, p: calls.append(x.shape) or real(x, p))
@@ -169,8 +181,14 @@ def test_unknown_network_lists_the_layouts():
 def test_macs_count_convolutions_and_matrix_products_only():
     # Ground truth by hand: a 3x3 conv 3 -> 8 channels on 32x32 (padding 1) is 8*3*9*32*32 multiply-adds,
     # the linear layer 8*4; batch norm, ReLU and pooling add nothing to FlopCounterMode's count.
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
     assert count_macs(model, (3, 32, 32)) == 8 * 3 * 9 * 32 * 32 + 8 * 4
     assert model.training  # counted in eval mode, then restored
 
@@ -194,8 +212,10 @@ def test_info_command(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert (info["parameters"], info["auxiliary_parameters"], info["num_classes"]) == (3_349_342, 476_426, 10)
     PUBLISHED["DARTS_V2"].save(tmp_path / "genotype.json")  # a search run folder holds its genotype.json
-    assert main(["info", str(tmp_path), "--net", "imagenet", "--classes", "10", "--layers", "8",
-                 "--init-channels", "16"]) == 0
+    assert (
+        main(["info", str(tmp_path), "--net", "imagenet", "--classes", "10", "--layers", "8", "--init-channels", "16"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "imagenet layout: 8 cells, 16 initial channels, 10 classes" in out
     assert "multiply-adds" in out and "3x224x224" in out

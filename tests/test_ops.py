@@ -216,8 +216,7 @@ def test_supernet_size_matches_the_official_search_network():
 @pytest.mark.parametrize("groups", [1, C])
 def test_strided_dilated_conv_equals_the_native_conv(size, kernel, groups):
     """ops.Conv2d computes stride = dilation = 2 on the subsampled input; same outputs and gradients."""
-    conv = kernels.Conv2d(C, C, kernel, stride=2, padding=kernel - 1, dilation=2, groups=groups,
-                             bias=True).double()
+    conv = kernels.Conv2d(C, C, kernel, stride=2, padding=kernel - 1, dilation=2, groups=groups, bias=True).double()
     x = torch.randn(2, C, size, size, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, C, math.ceil(size / 2), math.ceil(size / 2), dtype=torch.float64)
     native = nn.functional.conv2d(x, conv.weight, conv.bias, 2, kernel - 1, 2, groups)
@@ -234,16 +233,24 @@ def test_strided_dilated_conv_takes_the_subsampled_path(monkeypatch):
     """The fast path is really taken for dil_conv at stride 2 (a dilated conv call would show it)."""
     calls = []
     real = nn.functional.conv2d
-    monkeypatch.setattr(nn.functional, "conv2d", lambda *a, **k: calls.append(a[5] if len(a) > 5 else k.get("dilation", 1)) or real(*a, **k))
+    monkeypatch.setattr(
+        nn.functional,
+        "conv2d",
+        lambda *a, **k: calls.append(a[5] if len(a) > 5 else k.get("dilation", 1)) or real(*a, **k),
+    )
     op = OPS["dil_conv_3x3"](C, 2, False)
     op(torch.randn(2, C, 8, 8))
     assert len(calls) == 2 and all(d in (1, (1, 1)) for d in calls)  # depthwise and pointwise, undilated
 
 
-@pytest.mark.parametrize("c_out, kernel, dilation, groups", [  # gradgradcheck: the 1x1 case is the quick one
-    *(pytest.param(*case, marks=pytest.mark.slow) for case in [(C, 3, 2, C), (C, 5, 2, C), (C, 3, 1, C)]),
-    (4, 1, 1, 1),
-    *(pytest.param(*case, marks=pytest.mark.slow) for case in [(C, (1, 7), 1, 1), (9, 3, 2, 3)])])
+@pytest.mark.parametrize(
+    "c_out, kernel, dilation, groups",
+    [  # gradgradcheck: the 1x1 case is the quick one
+        *(pytest.param(*case, marks=pytest.mark.slow) for case in [(C, 3, 2, C), (C, 5, 2, C), (C, 3, 1, C)]),
+        (4, 1, 1, 1),
+        *(pytest.param(*case, marks=pytest.mark.slow) for case in [(C, (1, 7), 1, 1), (9, 3, 2, 3)]),
+    ],
+)
 def test_size_keeping_conv_input_gradient_as_a_conv(c_out, kernel, dilation, groups):
     """_SameConv's backward (input gradient as a conv with the transposed kernel) against finite
     differences, twice over (the second-order tests differentiate it again), and its values against
@@ -256,8 +263,12 @@ def test_size_keeping_conv_input_gradient_as_a_conv(c_out, kernel, dilation, gro
     def same(x, w):
         return kernels._SameConv.apply(x, w, conv.padding, conv.dilation, groups)
 
-    torch.testing.assert_close(same(x, conv.weight), nn.functional.conv2d(x, conv.weight, None, 1, conv.padding,
-                                                                          conv.dilation, groups), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        same(x, conv.weight),
+        nn.functional.conv2d(x, conv.weight, None, 1, conv.padding, conv.dilation, groups),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     assert torch.autograd.gradcheck(same, (x, conv.weight))
     assert torch.autograd.gradgradcheck(same, (x, conv.weight))
 
@@ -299,6 +310,7 @@ def test_every_op_gradient_against_finite_differences(name, stride):
 def test_scaled_equals_weight_times_op(name, stride, train):
     """ops.scaled folds the weight into the final batch norm: same value, same gradients (input,
     parameters, weight) and the same running statistics as w * op(x), in float64."""
+
     def build():
         torch.manual_seed(1)
         op = OPS[name](4, stride, False)

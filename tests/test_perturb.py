@@ -42,8 +42,9 @@ def test_the_op_whose_removal_destroys_accuracy_is_chosen_over_the_largest_alpha
         mix = model.mix("cell")
         return 0.2 + 0.7 * float(mix[edge, decisive] > 0) + 0.01 * float(mix.sum()) / len(mix)
 
-    cell, evidence = pt_derive(_fake_searcher(model, "nas-bench-201"), torch.Generator().manual_seed(0),
-                               tune_epochs=0, accuracy=accuracy)
+    cell, evidence = pt_derive(
+        _fake_searcher(model, "nas-bench-201"), torch.Generator().manual_seed(0), tune_epochs=0, accuracy=accuracy
+    )
     assert cell.edges[edge] == "nor_conv_3x3"
     (record,) = [d for d in evidence["decisions"] if d["edge"] == edge]
     assert record["edge_name"] == "3<-0" and record["chosen"] == "nor_conv_3x3"
@@ -61,14 +62,17 @@ def test_darts_space_decides_every_edge_and_keeps_the_two_inputs_whose_removal_h
     with torch.no_grad():
         for a in model.alphas.values():
             a.zero_()  # equal probabilities: an op's weight in the measure below is its importance alone
-    importance = {k: torch.rand(sum(model.fan_in), len(model.ops), generator=torch.Generator().manual_seed(i))
-                  for i, k in enumerate(model.kinds)}
+    importance = {
+        k: torch.rand(sum(model.fan_in), len(model.ops), generator=torch.Generator().manual_seed(i))
+        for i, k in enumerate(model.kinds)
+    }
 
     def accuracy():
         return float(sum((importance[k] * model.mix(k)).sum() for k in model.kinds))
 
-    genotype, evidence = pt_derive(_fake_searcher(model, "darts"), torch.Generator().manual_seed(1), tune_epochs=0,
-                                   accuracy=accuracy)
+    genotype, evidence = pt_derive(
+        _fake_searcher(model, "darts"), torch.Generator().manual_seed(1), tune_epochs=0, accuracy=accuracy
+    )
     none = model.ops.index("none")
     for kind in model.kinds:
         decided = model.decided[kind]
@@ -77,12 +81,14 @@ def test_darts_space_decides_every_edge_and_keeps_the_two_inputs_whose_removal_h
             kept = [e for e in inputs if decided[e] != REMOVED]
             assert len(kept) == 2
             # The op: the non-`none` one that weighs most; the inputs: the two whose chosen ops weigh most.
-            chosen = {e: max((o for o in range(len(model.ops)) if o != none), key=lambda o: importance[kind][e, o])
-                      for e in inputs}
+            chosen = {
+                e: max((o for o in range(len(model.ops)) if o != none), key=lambda o: importance[kind][e, o])
+                for e in inputs
+            }
             assert all(decided[e] == chosen[e] for e in kept)
             assert sorted(kept) == sorted(sorted(inputs, key=lambda e: -importance[kind][e, chosen[e]])[:2])
             # The genotype is the decisions.
-            cell = getattr(genotype, kind)[2 * n:2 * n + 2]
+            cell = getattr(genotype, kind)[2 * n : 2 * n + 2]
             assert sorted(cell) == sorted((model.ops[decided[e]], j) for j, e in enumerate(inputs) if e in kept)
     assert len(evidence["decisions"]) == 2 * 14 and not any("none" in d["acc_without"] for d in evidence["decisions"])
     assert len(evidence["topology"]) == 2 * (1 + 2 + 3)  # nodes of 3, 4 and 5 inputs each cut down to 2
@@ -93,18 +99,30 @@ def test_tuning_runs_the_search_steps_at_a_tenth_of_the_rate_after_each_round():
     model = Supernet201(3, 4, init_channels=4, stage_cells=1)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     seen = []
-    searcher = SimpleNamespace(model=model, optimizer=optimizer,
-                               config=SimpleNamespace(derivation=lambda: "nas-bench-201", lr=0.1),
-                               train_epoch=lambda: seen.append(optimizer.param_groups[0]["lr"]))
+    searcher = SimpleNamespace(
+        model=model,
+        optimizer=optimizer,
+        config=SimpleNamespace(derivation=lambda: "nas-bench-201", lr=0.1),
+        train_epoch=lambda: seen.append(optimizer.param_groups[0]["lr"]),
+    )
     pt_derive(searcher, torch.Generator().manual_seed(0), tune_epochs=2, accuracy=lambda: 0.5)
     assert seen == pytest.approx([0.01] * 12) and optimizer.param_groups[0]["lr"] == 0.1
 
 
 @pytest.mark.parametrize("mode", ["exact", "sample"])
 def test_an_evaluation_is_deterministic_and_leaves_batch_norm_as_it_was(mode):
-    config = load_config("nb201-quick", ["dataset=fake", "data_options={shape: [3, 8, 8], size: 48}",
-                                         "download=false", "subset=null", "batch_size=8", "init_channels=4",
-                                         f"mixed_op={mode}"])
+    config = load_config(
+        "nb201-quick",
+        [
+            "dataset=fake",
+            "data_options={shape: [3, 8, 8], size: 48}",
+            "download=false",
+            "subset=null",
+            "batch_size=8",
+            "init_channels=4",
+            f"mixed_op={mode}",
+        ],
+    )
     searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
     searcher.train_epoch(None)  # running statistics away from their start
     before = {k: v.clone() for k, v in searcher.model.state_dict().items()}
@@ -121,8 +139,11 @@ def test_an_evaluation_is_deterministic_and_leaves_batch_norm_as_it_was(mode):
 
 
 def _hashes(run):
-    return {p.relative_to(run): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*"))
-            if p.is_file() and "derived" not in p.parts}
+    return {
+        p.relative_to(run): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and "derived" not in p.parts
+    }
 
 
 def test_a_folder_that_is_no_search_is_refused_in_one_line(tmp_path, capsys, monkeypatch):

@@ -11,8 +11,16 @@ import pytest
 from dartsnas.core.genotype import PUBLISHED, Genotype, GenotypeError, edge_names
 from dartsnas.core.plot import PlotError, draw_cell, plot_curves, plot_probs, plot_run
 
-OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-       "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+OPS = [
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HAVE_DOT = shutil.which("dot") is not None
 EVERY_PICTURE = ["cell_normal.gv", "cell_reduce.gv", "probs.png", "trajectories.png", "curves.png"]
@@ -32,15 +40,32 @@ def alpha_records(epochs: int, seed: int = 0) -> list[dict]:
     for epoch in range(epochs + 1):
         alphas = {kind: 1e-3 * rng.normal(size=d.shape) + 0.4 * epoch * d for kind, d in drift.items()}
         probs = {kind: (np.exp(a) / np.exp(a).sum(1, keepdims=True)).tolist() for kind, a in alphas.items()}
-        records.append({"epoch": epoch, "ops": OPS, "edges": edge_names(4), "probs": probs,
-                        "alphas": {kind: a.tolist() for kind, a in alphas.items()}})
+        records.append(
+            {
+                "epoch": epoch,
+                "ops": OPS,
+                "edges": edge_names(4),
+                "probs": probs,
+                "alphas": {kind: a.tolist() for kind, a in alphas.items()},
+            }
+        )
     return records
 
 
 def metric_records(epochs: int) -> list[dict]:
-    return [{"epoch": e, "train_loss": 2.3 - 0.2 * e, "train_acc": 0.1 * e, "arch_loss": 2.4 - 0.2 * e,
-             "valid_loss": 2.4 - 0.2 * e, "valid_acc": 0.09 * e, "lr": 0.025, "seconds": 12.0}
-            for e in range(1, epochs + 1)]
+    return [
+        {
+            "epoch": e,
+            "train_loss": 2.3 - 0.2 * e,
+            "train_acc": 0.1 * e,
+            "arch_loss": 2.4 - 0.2 * e,
+            "valid_loss": 2.4 - 0.2 * e,
+            "valid_acc": 0.09 * e,
+            "lr": 0.025,
+            "seconds": 12.0,
+        }
+        for e in range(1, epochs + 1)
+    ]
 
 
 def make_run(run, genotype=PUBLISHED["DARTS_V2"], epochs=3):
@@ -61,6 +86,7 @@ def plotted(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------
 # A whole run folder
+
 
 @pytest.mark.slow  # the `plotted` fixture draws a whole run folder
 def test_plot_run_writes_every_picture(plotted):
@@ -86,7 +112,7 @@ def test_cell_source_names_every_op_and_node(plotted):
         for node in ('"c_{k-2}"', '"c_{k-1}"', '"c_{k}"', "0", "1", "2", "3"):
             assert node in source
         assert "rankdir=LR" in source
-        assert source.count("-> \"c_{k}\"") == 4  # every intermediate node feeds the output
+        assert source.count('-> "c_{k}"') == 4  # every intermediate node feeds the output
 
 
 def test_not_a_run_folder(tmp_path):
@@ -108,8 +134,10 @@ def test_absent_or_empty_inputs_are_skipped(tmp_path):
 def test_running_search_uses_latest_epoch_genotype(tmp_path):
     # No genotype.json yet: the cells come from the last line of genotypes.jsonl.
     latest = PUBLISHED["PC_DARTS"]
-    write_jsonl(tmp_path / "genotypes.jsonl", [{"epoch": 1, "genotype": PUBLISHED["DARTS_V1"].to_dict()},
-                                               {"epoch": 2, "genotype": latest.to_dict()}])
+    write_jsonl(
+        tmp_path / "genotypes.jsonl",
+        [{"epoch": 1, "genotype": PUBLISHED["DARTS_V1"].to_dict()}, {"epoch": 2, "genotype": latest.to_dict()}],
+    )
     plot_run(tmp_path)
     assert "sep_conv_5x5" in (tmp_path / "plots" / "cell_normal.gv").read_text()  # PC_DARTS has it, V1 has not
 
@@ -125,6 +153,7 @@ def test_torn_last_line_is_dropped_but_a_bad_middle_line_is_an_error(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Cells
+
 
 def test_five_node_published_cell_draws(tmp_path):
     g = PUBLISHED["NASNet"]  # reduce concat (4, 5, 6) leaves nodes 2 and 3 out of the output
@@ -159,14 +188,17 @@ def test_unknown_cell_kind(tmp_path):
 
 
 def test_none_edges_are_not_drawn(tmp_path):
-    g = Genotype.from_dict(PUBLISHED["DARTS_V2"].to_dict() | {"normal": [["none", 0]] + [list(e) for e in
-                                                                                     PUBLISHED["DARTS_V2"].normal[1:]]})
+    g = Genotype.from_dict(
+        PUBLISHED["DARTS_V2"].to_dict()
+        | {"normal": [["none", 0]] + [list(e) for e in PUBLISHED["DARTS_V2"].normal[1:]]}
+    )
     source = draw_cell(g, "normal", tmp_path / "cell")[0].read_text()
     assert "none" not in source
 
 
 # ---------------------------------------------------------------------------------------------
 # Single figures
+
 
 def test_probs_shape_mismatch_is_named(tmp_path):
     probs = alpha_records(1)[-1]["probs"]
@@ -176,8 +208,11 @@ def test_probs_shape_mismatch_is_named(tmp_path):
 
 def test_curves_with_partial_keys(tmp_path):
     # Validation every other epoch, an extra key, no accuracy at all in the first lines.
-    metrics = [{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.8, "valid_loss": 1.9, "valid_acc": 0.4},
-               {"epoch": 3, "train_loss": 1.7, "extra_loss": 0.1, "top5_acc": 0.8, "null_acc": None}]
+    metrics = [
+        {"epoch": 1, "train_loss": 2.0},
+        {"epoch": 2, "train_loss": 1.8, "valid_loss": 1.9, "valid_acc": 0.4},
+        {"epoch": 3, "train_loss": 1.7, "extra_loss": 0.1, "top5_acc": 0.8, "null_acc": None},
+    ]
     path = plot_curves(metrics, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     with pytest.raises(PlotError, match=r"no \*_loss or \*_acc"):

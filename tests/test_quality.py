@@ -16,8 +16,15 @@ from dartsnas.conv.nb201.table import load_table
 from dartsnas.tools import quality as quality_module
 from dartsnas.tools.quality import last_change, summarise
 
-TINY = ["dataset=fake", "data_options={shape: [3, 8, 8], size: 40}", "download=false", "subset=null", "epochs=2",
-        "batch_size=10", "init_channels=4"]
+TINY = [
+    "dataset=fake",
+    "data_options={shape: [3, 8, 8], size: 40}",
+    "download=false",
+    "subset=null",
+    "epochs=2",
+    "batch_size=10",
+    "init_channels=4",
+]
 
 
 def test_last_change_is_the_epoch_after_which_the_cell_stayed():
@@ -48,7 +55,11 @@ RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_c
 def test_report_looks_cells_up_and_states_the_tables_expectations(tmp_path):
     _fake_run(tmp_path / "a" / "seed-0", [BEST, SKIP, SKIP])
     _fake_run(tmp_path / "a" / "seed-1", [SKIP, RESNET, BEST])
-    runs = [("a", 0, tmp_path / "a" / "seed-0"), ("a", 1, tmp_path / "a" / "seed-1"), ("a", 2, tmp_path / "a" / "seed-2")]
+    runs = [
+        ("a", 0, tmp_path / "a" / "seed-0"),
+        ("a", 1, tmp_path / "a" / "seed-1"),
+        ("a", 2, tmp_path / "a" / "seed-2"),
+    ]
     report = summarise(tmp_path, runs, {str(tmp_path / "a" / "seed-2"): "ValueError: boom"}, [1, 5])
     table = load_table()
     seeds = report["settings"]["a"]["seeds"]
@@ -76,8 +87,20 @@ def test_a_space_without_a_table_is_refused(capsys):
 @pytest.mark.slow
 def test_searches_run_resume_are_reused_and_other_settings_refused(tmp_path, capsys):
     out = tmp_path / "q"
-    args = ["bench", "quality", "--config", "nb201-quick", "--seeds", "2", "--out", str(out), "--json",
-            "--random-k", "1", "2"]
+    args = [
+        "bench",
+        "quality",
+        "--config",
+        "nb201-quick",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+        "--random-k",
+        "1",
+        "2",
+    ]
     for item in TINY:
         args += ["--set", item]
     assert main(args) == 0
@@ -94,7 +117,7 @@ def test_searches_run_resume_are_reused_and_other_settings_refused(tmp_path, cap
     before = [log.read_text() for log in logs]
     assert main(args) == 0
     assert logs[0].read_text() == before[0]
-    assert f"resuming {seeds[1]['run']}" in logs[1].read_text()[len(before[1]):]
+    assert f"resuming {seeds[1]['run']}" in logs[1].read_text()[len(before[1]) :]
     assert json.loads(capsys.readouterr().out)["settings"]["nb201-quick"]["seeds"] == seeds
 
     # Kept folders of other settings are not reported as this setting's.

@@ -14,8 +14,16 @@ from dartsnas.conv.nb201.genotype import CellGenotype
 from dartsnas.conv.nb201.table import load_table
 from dartsnas.tools.random_search import Plan, cell_flops, draw_cells, search_flops, summarise
 
-TINY = ["dataset=fake", "data_options={shape: [3, 8, 8], size: 40}", "download=false", "subset=null", "epochs=2",
-        "batch_size=10", "init_channels=4", "stage_cells=1"]
+TINY = [
+    "dataset=fake",
+    "data_options={shape: [3, 8, 8], size: 40}",
+    "download=false",
+    "subset=null",
+    "epochs=2",
+    "batch_size=10",
+    "init_channels=4",
+    "stage_cells=1",
+]
 CONVS = "|nor_conv_1x1~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 NO_FIRST = "|none~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 
@@ -26,7 +34,9 @@ def test_a_1x1_conv_costs_what_a_hand_count_says():
     # of its input and of its weight, twice the forward. Per image: 3 stages x N x (3 x 2 C^2 H^2) to train, and
     # 3 x N x 2 C^2 H^2 to evaluate.
     c, h, n, train, valid, epochs = 8, 16, 2, 50, 30, 3
-    costs = [cell_flops(CellGenotype.parse(g), train, valid, epochs, (3, h, h), 10, c, 3 * n) for g in (CONVS, NO_FIRST)]
+    costs = [
+        cell_flops(CellGenotype.parse(g), train, valid, epochs, (3, h, h), 10, c, 3 * n) for g in (CONVS, NO_FIRST)
+    ]
     per_stage = 2 * c * c * h * h
     assert costs[0] - costs[1] == epochs * 3 * n * per_stage * (3 * train + valid)
     assert cell_flops(CellGenotype.parse(CONVS), train, valid, 2 * epochs, (3, h, h), 10, c, 3 * n) == 2 * costs[0]
@@ -63,8 +73,12 @@ def test_the_cell_of_best_validation_accuracy_is_chosen_whatever_its_true_accura
         run = tmp_path / f"cell-{i}"
         run.mkdir()
         (run / "results.json").write_text("{}")
-        (run / "metrics.jsonl").write_text(json.dumps({"valid_acc": valid - 0.2, "seconds": 1.0}) + "\n" +
-                                           json.dumps({"valid_acc": valid, "seconds": 2.0}) + "\n")
+        (run / "metrics.jsonl").write_text(
+            json.dumps({"valid_acc": valid - 0.2, "seconds": 1.0})
+            + "\n"
+            + json.dumps({"valid_acc": valid, "seconds": 2.0})
+            + "\n"
+        )
         plan.jobs.append(type("Job", (), {"label": f"cell-{i}", "run": run})())
     report = summarise(tmp_path, {("s", 0): plan}, {}, lambda job: job.run)
     seed = report["settings"]["s"]["seeds"][0]
@@ -80,8 +94,20 @@ def test_the_cell_of_best_validation_accuracy_is_chosen_whatever_its_true_accura
 @pytest.mark.slow
 def test_random_search_reports_the_cell_its_proxy_chose(tmp_path, capsys):
     out = tmp_path / "r"
-    args = ["bench", "random", "--config", "nb201-quick", "--seeds", "1", "--cells", "2", "--proxy-epochs", "1",
-            "--out", str(out)]
+    args = [
+        "bench",
+        "random",
+        "--config",
+        "nb201-quick",
+        "--seeds",
+        "1",
+        "--cells",
+        "2",
+        "--proxy-epochs",
+        "1",
+        "--out",
+        str(out),
+    ]
     for item in TINY:
         args += ["--set", item]
     assert main(args + ["--json"]) == 0

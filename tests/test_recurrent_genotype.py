@@ -6,12 +6,18 @@ import pytest
 
 from dartsnas.core.genotype import PUBLISHED, GenotypeError, load_genotype
 from dartsnas.recurrent.genotype import (
-    RECURRENT_PUBLISHED, RecurrentGenotype, load_recurrent_genotype, names_recurrent, parse_recurrent,
+    RECURRENT_PUBLISHED,
+    RecurrentGenotype,
+    load_recurrent_genotype,
+    names_recurrent,
+    parse_recurrent,
 )
 
 # Verbatim from quark0/darts rnn/genotypes.py.
-OFFICIAL_V2 = ("DARTS_V2 = Genotype(recurrent=[('sigmoid', 0), ('relu', 1), ('relu', 1), ('identity', 1), "
-               "('tanh', 2), ('sigmoid', 5), ('tanh', 3), ('relu', 5)], concat=range(1, 9))")
+OFFICIAL_V2 = (
+    "DARTS_V2 = Genotype(recurrent=[('sigmoid', 0), ('relu', 1), ('relu', 1), ('identity', 1), "
+    "('tanh', 2), ('sigmoid', 5), ('tanh', 3), ('relu', 5)], concat=range(1, 9))"
+)
 OFFICIAL_ENAS = """Genotype(
     recurrent = [
         ('tanh', 0),
@@ -48,7 +54,8 @@ def test_published_cells_are_the_official_ones():
     assert parse_recurrent(OFFICIAL_ENAS) == RECURRENT_PUBLISHED["ENAS_RNN"]
     assert str(RECURRENT_PUBLISHED["DARTS_RNN_V1"]) == (
         "Genotype(recurrent=[('relu', 0), ('relu', 1), ('tanh', 2), ('relu', 3), ('relu', 4), ('identity', 1), "
-        "('relu', 5), ('relu', 1)], concat=range(1, 9))")
+        "('relu', 5), ('relu', 1)], concat=range(1, 9))"
+    )
     assert RECURRENT_PUBLISHED["DARTS_RNN_V2"].nodes == 8
 
 
@@ -66,17 +73,23 @@ def test_convolutional_and_recurrent_specs_are_told_apart():
         load_genotype(str(RECURRENT_PUBLISHED["DARTS_RNN"]))  # the convolutional loader is unchanged
 
 
-@pytest.mark.parametrize("text, message", [
-    ("Genotype(recurrent=[('relu', 0), ('tanh', 2)], concat=range(1, 3))", r"node 2 \('tanh', 2\): input 2 is out of range"),
-    ("Genotype(recurrent=[('relu', 0)], concat=[0, 2])", r"concat \[0, 2\]: nodes must lie in 0..1"),
-    ("Genotype(recurrent=[('rellu', 0)], concat=[1])", r"unknown op 'rellu'; did you mean 'relu'"),
-    ("Genotype(recurrent=[('none', 0)], concat=[1])", r"unknown op 'none'"),
-    ("Genotype(recurrent=[], concat=[1])", "no nodes"),
-    ("Genotype(recurent=[('relu', 0)], concat=[1])", "did you mean 'recurrent'"),
-    ('{"recurrent": [["relu", 0]]}', r"missing field\(s\) \['concat'\]"),
-    ("Genotype(recurrent=__import__('os').system('true'), concat=[1])", "unexpected expression"),
-    ("DARTS_RNN_V3", "did you mean 'DARTS_RNN_V2'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "Genotype(recurrent=[('relu', 0), ('tanh', 2)], concat=range(1, 3))",
+            r"node 2 \('tanh', 2\): input 2 is out of range",
+        ),
+        ("Genotype(recurrent=[('relu', 0)], concat=[0, 2])", r"concat \[0, 2\]: nodes must lie in 0..1"),
+        ("Genotype(recurrent=[('rellu', 0)], concat=[1])", r"unknown op 'rellu'; did you mean 'relu'"),
+        ("Genotype(recurrent=[('none', 0)], concat=[1])", r"unknown op 'none'"),
+        ("Genotype(recurrent=[], concat=[1])", "no nodes"),
+        ("Genotype(recurent=[('relu', 0)], concat=[1])", "did you mean 'recurrent'"),
+        ('{"recurrent": [["relu", 0]]}', r"missing field\(s\) \['concat'\]"),
+        ("Genotype(recurrent=__import__('os').system('true'), concat=[1])", "unexpected expression"),
+        ("DARTS_RNN_V3", "did you mean 'DARTS_RNN_V2'"),
+    ],
+)
 def test_malformed_recurrent_genotypes_are_named(text, message):
     with pytest.raises(GenotypeError, match=message):
         load_recurrent_genotype(text)

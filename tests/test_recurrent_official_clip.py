@@ -70,8 +70,12 @@ def _setup(seed=0):
     torch.manual_seed(seed)
     model = Tiny()
     gen = torch.Generator().manual_seed(seed)
-    batch = (torch.randn(6, 4, generator=gen, dtype=torch.float64), torch.randint(0, 5, (6,), generator=gen),
-             torch.randn(6, 4, generator=gen, dtype=torch.float64), torch.randint(0, 5, (6,), generator=gen))
+    batch = (
+        torch.randn(6, 4, generator=gen, dtype=torch.float64),
+        torch.randint(0, 5, (6,), generator=gen),
+        torch.randn(6, 4, generator=gen, dtype=torch.float64),
+        torch.randint(0, 5, (6,), generator=gen),
+    )
     return model, batch
 
 
@@ -124,8 +128,14 @@ def test_official_form_runs_on_the_recurrent_search_model():
         optimizer = torch.optim.SGD(model.weights(), 20.0, weight_decay=5e-7)
         architect = Architect(model, nn.CrossEntropyLoss(), unrolled=True, grad_clip=0.25, official_clip=official)
         gen = torch.Generator().manual_seed(0)
-        segs = [Segment(torch.randint(0, 11, (5, 4), generator=gen), torch.zeros(4, 6, dtype=torch.float64),
-                        model.draw_masks(4, gen)) for _ in range(2)]
+        segs = [
+            Segment(
+                torch.randint(0, 11, (5, 4), generator=gen),
+                torch.zeros(4, 6, dtype=torch.float64),
+                model.draw_masks(4, gen),
+            )
+            for _ in range(2)
+        ]
         ys = [torch.randint(0, 11, (20,), generator=gen) for _ in range(2)]
         grads[official] = architect.grads(segs[0], ys[0], segs[1], ys[1], optimizer)[0][0]
         assert torch.isfinite(grads[official]).all() and segs[1].last is not None

@@ -20,6 +20,7 @@ def count(model):
 
 # ------------------------------------------------------------------------------------------------ cells
 
+
 def _reference_search_step(cell, x, h_prev, probs):
     """The search cell's step written out term by term (the official loop over ops), without batch norm."""
     xh = torch.cat([x, h_prev], -1)
@@ -78,6 +79,7 @@ def test_genotype_cell_follows_the_highway_equations():
 
 # --------------------------------------------------------------------------------------------- the model
 
+
 def test_masks_are_variational_and_fixed_per_segment():
     model = SearchModel(20, emsize=8, nodes=2, dropout=0.5, dropouth=0.25, dropoutx=0.5, dropouti=0.2, dropoute=0.1)
     masks = model.draw_masks(3, torch.Generator().manual_seed(0))
@@ -114,15 +116,16 @@ def test_published_cell_has_the_official_parameter_count():
 
 # ---------------------------------------------------------------------------------------------- derivation
 
+
 def test_derivation_keeps_the_strongest_predecessor_and_its_best_op():
     ops = ["none", "tanh", "relu", "sigmoid", "identity"]
     edges = recurrent_edge_names(3)
     assert edges == ["1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2"]
     probs = [[0.0] * 5 for _ in edges]
-    probs[0] = [0.9, 0.02, 0.05, 0.02, 0.01]     # node 1: none is strongest, relu is the best real op
-    probs[1] = [0.0, 0.30, 0.30, 0.20, 0.20]     # node 2 from 0: tie tanh/relu -> tanh (earlier op)
-    probs[2] = [0.0, 0.10, 0.29, 0.30, 0.31]     # node 2 from 1: identity 0.31 > 0.30 -> input 1 wins
-    probs[3] = [0.0, 0.25, 0.25, 0.25, 0.25]     # node 3: equal strengths -> the lower input wins
+    probs[0] = [0.9, 0.02, 0.05, 0.02, 0.01]  # node 1: none is strongest, relu is the best real op
+    probs[1] = [0.0, 0.30, 0.30, 0.20, 0.20]  # node 2 from 0: tie tanh/relu -> tanh (earlier op)
+    probs[2] = [0.0, 0.10, 0.29, 0.30, 0.31]  # node 2 from 1: identity 0.31 > 0.30 -> input 1 wins
+    probs[3] = [0.0, 0.25, 0.25, 0.25, 0.25]  # node 3: equal strengths -> the lower input wins
     probs[4] = [0.0, 0.25, 0.25, 0.25, 0.25]
     probs[5] = [0.5, 0.10, 0.10, 0.10, 0.20]
     g = derive_recurrent(probs, ops, 3)
@@ -133,10 +136,14 @@ def test_derivation_keeps_the_strongest_predecessor_and_its_best_op():
 
 # ---------------------------------------------------------------------------------------- the architect
 
+
 def _setup(ops=None, seed=0, clip=None, dropout=True):
     torch.manual_seed(seed)
-    rates = dict(dropout=0.3, dropouth=0.2, dropoutx=0.3, dropouti=0.1, dropoute=0.1) if dropout else \
-        dict(dropout=0.0, dropouth=0.0, dropoutx=0.0, dropouti=0.0, dropoute=0.0)
+    rates = (
+        dict(dropout=0.3, dropouth=0.2, dropoutx=0.3, dropouti=0.1, dropoute=0.1)
+        if dropout
+        else dict(dropout=0.0, dropouth=0.0, dropoutx=0.0, dropouti=0.0, dropoute=0.0)
+    )
     model = SearchModel(11, emsize=6, nodes=3, ops=ops or RECURRENT_OPS, **rates).double()
     with torch.no_grad():  # away from the uniform start, so every term of the gradient matters
         for a in model.arch_parameters():
@@ -144,9 +151,14 @@ def _setup(ops=None, seed=0, clip=None, dropout=True):
     optimizer = torch.optim.SGD(model.weights(), 2.0, weight_decay=5e-3)
     architect = Architect(model, nn.CrossEntropyLoss(), unrolled=True, grad_clip=clip)
     gen = torch.Generator().manual_seed(seed)
-    segs = [Segment(torch.randint(0, 11, (5, 4), generator=gen), 0.1 * torch.randn(4, 6, dtype=torch.float64,
-                                                                                   generator=gen),
-                    model.draw_masks(4, gen)) for _ in range(2)]
+    segs = [
+        Segment(
+            torch.randint(0, 11, (5, 4), generator=gen),
+            0.1 * torch.randn(4, 6, dtype=torch.float64, generator=gen),
+            model.draw_masks(4, gen),
+        )
+        for _ in range(2)
+    ]
     ys = [torch.randint(0, 11, (20,), generator=gen) for _ in range(2)]
     return model, architect, optimizer, (segs[0], ys[0], segs[1], ys[1])
 

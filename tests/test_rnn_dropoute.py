@@ -4,8 +4,7 @@
 
 import yaml
 
-from dartsnas.recurrent.config import (RNN_CONFIG_DIR, RecurrentSearchConfig, RecurrentTrainConfig,
-                                       load_recurrent_config)
+from dartsnas.recurrent.config import RNN_CONFIG_DIR, RecurrentSearchConfig, RecurrentTrainConfig, load_recurrent_config
 
 OFFICIAL_TRAIN, OFFICIAL_SEARCH = 0.1, 0.0
 

@@ -13,8 +13,15 @@ from dartsnas.recurrent.genotype import load_recurrent_genotype
 from dartsnas.recurrent.config import RecurrentSearchConfig, load_recurrent_config
 from dartsnas.core.runs import read_jsonl
 
-TINY = ["max_lines={train: 200, valid: 40}", "nodes=4", "emsize=16", "batch_size=32",
-        "eval_batch_size=4", "bptt=10", "progress=false"]
+TINY = [
+    "max_lines={train: 200, valid: 40}",
+    "nodes=4",
+    "emsize=16",
+    "batch_size=32",
+    "eval_batch_size=4",
+    "bptt=10",
+    "progress=false",
+]
 
 
 def _args(corpus, out, name, extra):
@@ -27,6 +34,7 @@ def _args(corpus, out, name, extra):
 @pytest.fixture
 def search_text(tiny_corpus):
     """run(out, *extra, name="run") -> the run folder of a tiny recurrent search on the tiny corpus."""
+
     def run(out, *extra, name="run"):
         assert main(_args(tiny_corpus, out, name, extra)) == 0
         (run_dir,) = [p for p in out.iterdir() if p.name.startswith(name + "-")]

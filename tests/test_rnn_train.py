@@ -20,14 +20,22 @@ from dartsnas.recurrent.text import Corpus, batchify
 
 # Batch 4: enough steps on the tiny corpus to learn in 2 epochs; lr 5, not the default 20, with which the
 # validation perplexity climbed back in the second epoch for some seeds (measured).
-TINY = ["max_lines={train: 200, valid: 40, test: 40}", "emsize=16", "batch_size=4", "lr=5", "bptt=10",
-        "eval_batch_size=4", "test_batch_size=4", "progress=false"]
+TINY = [
+    "max_lines={train: 200, valid: 40, test: 40}",
+    "emsize=16",
+    "batch_size=4",
+    "lr=5",
+    "bptt=10",
+    "eval_batch_size=4",
+    "test_batch_size=4",
+    "progress=false",
+]
 
 
 def test_switch_rule_is_the_non_monotone_trigger():
     assert not should_switch([], 5.0, 5)
-    assert not should_switch([4.0, 3.9, 3.8, 3.7, 3.6], 9.0, 5)        # not more than nonmono epochs yet
-    assert should_switch([4.0, 3.9, 3.8, 3.7, 3.6, 3.5], 4.1, 5)       # worse than the best before the last 5
+    assert not should_switch([4.0, 3.9, 3.8, 3.7, 3.6], 9.0, 5)  # not more than nonmono epochs yet
+    assert should_switch([4.0, 3.9, 3.8, 3.7, 3.6, 3.5], 4.1, 5)  # worse than the best before the last 5
     assert not should_switch([4.0, 3.9, 3.8, 3.7, 3.6, 3.5], 3.95, 5)  # still better than that best
     assert should_switch([4.0, 5.0], 4.5, 1) and not should_switch([4.0, 5.0], 3.9, 1)
 
@@ -36,8 +44,17 @@ def _tiny_trainer(**overrides):
     gen = torch.Generator().manual_seed(0)
     ids = lambda n: torch.randint(0, 12, (n,), generator=gen)  # noqa: E731
     corpus = Corpus([str(i) for i in range(12)], ids(400), ids(120), ids(60))
-    config = RecurrentTrainConfig(**{"emsize": 8, "batch_size": 4, "bptt": 8, "eval_batch_size": 2, "progress": False,
-                                     "device": "cpu", **overrides}).validate()
+    config = RecurrentTrainConfig(
+        **{
+            "emsize": 8,
+            "batch_size": 4,
+            "bptt": 8,
+            "eval_batch_size": 2,
+            "progress": False,
+            "device": "cpu",
+            **overrides,
+        }
+    ).validate()
     text = TrainText(corpus, batchify(corpus.train, 4), batchify(corpus.valid, 2), batchify(corpus.test, 2))
     return RecurrentTrainer(config, RECURRENT_PUBLISHED["DARTS_RNN_V1"], text, torch.device("cpu"))
 
@@ -101,7 +118,7 @@ def test_info_reports_the_official_parameter_count(capsys):
     assert "22.960 M (22,960,000;" in out and "vocabulary 10,000 (ptb)" in out
     assert main(["info", "DARTS_RNN", "--task", "wikitext2", "--emsize", "700", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["parameters"] == 33_278 * 700 + 33_278 + 1_400 ** 2 + 8 * 700 * 1_400  # the paper's "33M"
+    assert info["parameters"] == 33_278 * 700 + 33_278 + 1_400**2 + 8 * 700 * 1_400  # the paper's "33M"
 
 
 @pytest.mark.parametrize("path", sorted(RNN_CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)

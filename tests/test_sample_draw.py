@@ -85,12 +85,20 @@ def test_second_order_sample_step_is_the_exact_hypergradient_of_its_draw():
     group = optimizer.param_groups[0]
     with model.same_draw():
         named = dict(model.named_weights())
-        grads = torch.autograd.grad(architect._loss(named, x_train, y_train), list(named.values()),
-                                    create_graph=True, allow_unused=True, materialize_grads=True)  # undrawn ops
+        grads = torch.autograd.grad(
+            architect._loss(named, x_train, y_train),
+            list(named.values()),
+            create_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )  # undrawn ops
         # Weights of ops the real step did not draw have no momentum buffer (and no effect on this draw).
-        unrolled = {n: w - group["lr"] * (group["momentum"] * optimizer.state.get(w, {}).get("momentum_buffer", 0)
-                                          + g + group["weight_decay"] * w)
-                    for (n, w), g in zip(named.items(), grads)}
+        unrolled = {
+            n: w
+            - group["lr"]
+            * (group["momentum"] * optimizer.state.get(w, {}).get("momentum_buffer", 0) + g + group["weight_decay"] * w)
+            for (n, w), g in zip(named.items(), grads)
+        }
         exact = torch.autograd.grad(architect._loss(unrolled, x_val, y_val), architect.alphas)
         fd = architect.second_order_grads(x_train, y_train, x_val, y_val, optimizer, r=1e-6)[0]
     exact, fd = torch.cat([t.flatten() for t in exact]), torch.cat([t.flatten() for t in fd])

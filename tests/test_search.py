@@ -100,8 +100,10 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch, cli_search, tiny_sear
 def test_user_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["search", "--set", "epoch=3", "--out", str(tmp_path)]) == 2
     assert "did you mean 'epochs'" in capsys.readouterr().err
-    assert main(["search", "--set", "dataset=mnist", "--set", f"data_dir={tmp_path / 'nowhere'}",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["search", "--set", "dataset=mnist", "--set", f"data_dir={tmp_path / 'nowhere'}", "--out", str(tmp_path)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "nowhere" in err and "Traceback" not in err
     assert main(["search", "--resume", str(tmp_path)]) == 2

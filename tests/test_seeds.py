@@ -30,15 +30,30 @@ def test_the_chosen_seed_is_the_best_on_validation_never_on_test():
 
 def test_mean_and_std_over_the_seeds_that_finished():
     entries = [_entry(0, 0.8, 0.7), _entry(1, 0.9, 0.5), {"seed": 2, "error": "boom"}]
-    assert seeds.spread(entries, "valid_acc") == {"valid_acc_mean": pytest.approx(0.85),
-                                                  "valid_acc_std": pytest.approx(0.0707106781)}
+    assert seeds.spread(entries, "valid_acc") == {
+        "valid_acc_mean": pytest.approx(0.85),
+        "valid_acc_std": pytest.approx(0.0707106781),
+    }
     assert seeds.spread(entries[:1], "test_acc") == {"test_acc_mean": 0.7, "test_acc_std": 0.0}
     assert seeds.spread(entries[2:], "test_acc") == {"test_acc_mean": None, "test_acc_std": None}
 
 
 def _args(**given):
-    args = dict(config="quick", seeds=2, seed_start=3, set=["epochs=1"], train_config=None, train_epochs=2,
-                train_set=None, out="unused", jobs=1, threads=None, devices=None, backend="local", cluster_set=None)
+    args = dict(
+        config="quick",
+        seeds=2,
+        seed_start=3,
+        set=["epochs=1"],
+        train_config=None,
+        train_epochs=2,
+        train_set=None,
+        out="unused",
+        jobs=1,
+        threads=None,
+        devices=None,
+        backend="local",
+        cluster_set=None,
+    )
     return SimpleNamespace(**(args | given))
 
 
@@ -47,23 +62,58 @@ def test_command_lines_search_each_seed_and_train_its_cell_with_resume_auto(tmp_
     configs = seeds.search_configs(args)
     assert sorted(configs) == [3, 4] and configs[4].seed == 4
     job = seeds.search_job(args, 4, configs[4], tmp_path)
-    assert job.argv == ["search", "--config", "quick", "--set", "epochs=1", "--set", "seed=4", "--no-progress",
-                        "--name", "seed-4", "--out", str(tmp_path / "search"), "--resume", "auto"]
-    assert (job.out, job.name, job.done, job.log) == (tmp_path / "search", "seed-4", "genotype.json",
-                                                      tmp_path / "search" / "seed-4.log")
+    assert job.argv == [
+        "search",
+        "--config",
+        "quick",
+        "--set",
+        "epochs=1",
+        "--set",
+        "seed=4",
+        "--no-progress",
+        "--name",
+        "seed-4",
+        "--out",
+        str(tmp_path / "search"),
+        "--resume",
+        "auto",
+    ]
+    assert (job.out, job.name, job.done, job.log) == (
+        tmp_path / "search",
+        "seed-4",
+        "genotype.json",
+        tmp_path / "search" / "seed-4.log",
+    )
     spec, sets, config = seeds.training(args, "darts")
     assert (spec, sets, config.epochs, config.valid_portion) == ("quick", ["epochs=2"], 2, 0.1)  # quick holds 10 %
     genotype = tmp_path / "search" / "seed-4-20260101-000000" / "genotype.json"
     job = seeds.train_job(4, genotype, spec, sets, config, tmp_path)
-    assert job.argv == ["train", str(genotype), "--config", "quick", "--set", "epochs=2", "--no-progress", "--name",
-                        "seed-4", "--out", str(tmp_path / "train"), "--resume", "auto"]
+    assert job.argv == [
+        "train",
+        str(genotype),
+        "--config",
+        "quick",
+        "--set",
+        "epochs=2",
+        "--no-progress",
+        "--name",
+        "seed-4",
+        "--out",
+        str(tmp_path / "train"),
+        "--resume",
+        "auto",
+    ]
     assert (job.done, job.genotype, job.config["epochs"]) == ("results.json", genotype, 2)
 
 
 def test_nas_bench_201_cells_train_in_its_network_with_a_validation_split():
     spec, sets, config = seeds.training(_args(train_epochs=None), "nas-bench-201")
-    assert (spec, sets, config.net, config.valid_portion) == ("nb201-quick", ["valid_portion=0.1"], "nas-bench-201",
-                                                              0.1)
+    assert (spec, sets, config.net, config.valid_portion) == (
+        "nb201-quick",
+        ["valid_portion=0.1"],
+        "nas-bench-201",
+        0.1,
+    )
     with pytest.raises(ConfigError, match="no validation split"):
         seeds.training(_args(train_set=["valid_portion=0"]), "darts")
     with pytest.raises(ConfigError, match="--train-config quick trains the cifar10 network"):
@@ -74,8 +124,11 @@ def test_devices_round_robin_and_threads_through_the_environment(monkeypatch):
     assert runner.slot_devices(3, ["cuda:0", "cuda:1"]) == ["cuda:0", "cuda:1", "cuda:0"]
     assert runner.slot_devices(2, None) == [None, None]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert runner.environment("cuda:1", 3) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3",
-                                               "CUDA_VISIBLE_DEVICES": "1"}
+    assert runner.environment("cuda:1", 3) == {
+        "OMP_NUM_THREADS": "3",
+        "MKL_NUM_THREADS": "3",
+        "CUDA_VISIBLE_DEVICES": "1",
+    }
     assert runner.environment("cpu", 1)["CUDA_VISIBLE_DEVICES"] == ""
     assert "CUDA_VISIBLE_DEVICES" not in runner.environment(None, 1)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")  # cuda:1 is this process's second GPU
@@ -141,6 +194,7 @@ def test_a_kept_run_from_before_a_field_existed_holds_that_fields_default(tmp_pa
 
 class _Fake:
     """The local backend's stand-in: records each start; the job 'runs' at once and ends with `status`."""
+
     started = []
     status = 0
 
@@ -185,8 +239,11 @@ def test_a_failed_job_is_named_with_its_last_words_and_its_log(tmp_path, fake_ba
 def test_a_folder_another_runner_works_in_is_refused_until_it_ends(tmp_path, fake_backend):
     jobs = [_job(tmp_path, "seed-0")]
     with runner.folder_lock(tmp_path):  # another runner (a lock is per open file: this process counts as two)
-        with pytest.raises(ConfigError, match=r"in use by another dartsnas run of many jobs \(pid \d+, still running\)"
-                                              r".*give another --out"):
+        with pytest.raises(
+            ConfigError,
+            match=r"in use by another dartsnas run of many jobs \(pid \d+, still running\)"
+            r".*give another --out",
+        ):
             runner.run_jobs(jobs)
         assert fake_backend.started == []
     assert runner.run_jobs(jobs) == {} and [name for name, *_ in fake_backend.started] == ["seed-0"]
@@ -221,15 +278,37 @@ def test_submitit_runs_the_jobs_command_lines(tmp_path, monkeypatch):
 
 
 # The tiny training of each found cell: digits, a 3-cell network of 8 channels, a quarter held out.
-TINY_TRAIN = ["dataset=digits", "subset=256", "init_channels=8", "layers=3", "batch_size=32", "cutout=false",
-              "valid_portion=0.25"]
+TINY_TRAIN = [
+    "dataset=digits",
+    "subset=256",
+    "init_channels=8",
+    "layers=3",
+    "batch_size=32",
+    "cutout=false",
+    "valid_portion=0.25",
+]
 
 
 @pytest.mark.slow
 def test_seeds_search_train_choose_and_resume_at_once(tmp_path, tiny_search, capsys):
     out = tmp_path / "seeds"
-    args = ["seeds", "--config", "quick", "--seeds", "2", "--train-config", "quick", "--train-epochs", "1",
-            "--jobs", "2", "--threads", "1", "--out", str(out)]
+    args = [
+        "seeds",
+        "--config",
+        "quick",
+        "--seeds",
+        "2",
+        "--train-config",
+        "quick",
+        "--train-epochs",
+        "1",
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     for item in tiny_search + ["epochs=1"]:
         args += ["--set", item]
     for item in TINY_TRAIN:
@@ -241,7 +320,8 @@ def test_seeds_search_train_choose_and_resume_at_once(tmp_path, tiny_search, cap
     best = max(found, key=lambda e: e["valid_acc"])
     assert report["chosen_seed"] == best["seed"]
     assert json.loads((out / "best_genotype.json").read_text()) == json.loads(
-        (Path(best["search_run"]) / "genotype.json").read_text())
+        (Path(best["search_run"]) / "genotype.json").read_text()
+    )
     for e in found:
         assert Path(e["search_run"]).parent == out / "search" and Path(e["train_run"]).parent == out / "train"
         results = json.loads((Path(e["train_run"]) / "results.json").read_text())
@@ -265,8 +345,10 @@ def test_seeds_search_train_choose_and_resume_at_once(tmp_path, tiny_search, cap
 def test_run_folders_find_stamped_folders_and_the_unstamped_ones_of_earlier_benchmarks(tmp_path):
     from dartsnas.tools.runner import run_folders
 
-    for name in ("seed-1", "seed-1-20261203-015208", "seed-1-20261203-015208-2", "seed-10-20261203-015208",
-                 "seed-1x"):
+    for name in ("seed-1", "seed-1-20261203-015208", "seed-1-20261203-015208-2", "seed-10-20261203-015208", "seed-1x"):
         (tmp_path / name).mkdir()
     assert sorted(p.name for p in run_folders(tmp_path, "seed-1")) == [
-        "seed-1", "seed-1-20261203-015208", "seed-1-20261203-015208-2"]
+        "seed-1",
+        "seed-1-20261203-015208",
+        "seed-1-20261203-015208-2",
+    ]

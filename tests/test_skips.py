@@ -22,6 +22,7 @@ def test_nas_bench_201_configs_are_refused():
     from types import SimpleNamespace
 
     from dartsnas.tools.skips import skips
+
     args = SimpleNamespace(config=["nb201-quick"], seeds=1, set=None, out="unused", jobs=1, threads=1, json=False)
     with pytest.raises(ConfigError, match="DARTS-space"):
         skips(args)

@@ -22,22 +22,32 @@ def private_cache(tmp_path, monkeypatch):
 # The real corpora in ../shared/data (conftest's `shared_data`): the tests that use them check the official
 # files themselves (md5s, token counts, vocabularies), which no generated corpus can stand in for.
 
+
 @pytest.fixture
 def real_ptb(shared_data):
     if not (shared_data / "ptb").is_dir():
-        pytest.skip(f"checks the real Penn Treebank files (md5s, counts, 10,000 words); {shared_data / 'ptb'} is absent")
+        pytest.skip(
+            f"checks the real Penn Treebank files (md5s, counts, 10,000 words); {shared_data / 'ptb'} is absent"
+        )
     return shared_data / "ptb"
 
 
 @pytest.fixture
 def real_wikitext2(shared_data):
     if not (shared_data / "wikitext-2").is_dir():
-        pytest.skip(f"checks the real WikiText-2 files (md5s, counts, 33,278 words); {shared_data / 'wikitext-2'} "
-                    f"is absent")
+        pytest.skip(
+            f"checks the real WikiText-2 files (md5s, counts, 33,278 words); {shared_data / 'wikitext-2'} is absent"
+        )
     return shared_data / "wikitext-2"
 
 
-def write_corpus(folder: Path, train="a b c\nb c <unk>\n", valid="c a\nzz b\n", test="b\n", names=("train.txt", "valid.txt", "test.txt")):
+def write_corpus(
+    folder: Path,
+    train="a b c\nb c <unk>\n",
+    valid="c a\nzz b\n",
+    test="b\n",
+    names=("train.txt", "valid.txt", "test.txt"),
+):
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in zip(names, (train, valid, test)):
         (folder / name).write_text(content, encoding="utf-8")
@@ -45,6 +55,7 @@ def write_corpus(folder: Path, train="a b c\nb c <unk>\n", valid="c a\nzz b\n", 
 
 
 # ----------------------------------------------------------------------------------------------- reading
+
 
 def test_vocabulary_from_training_file_in_order_with_eos_per_line(tmp_path):
     corpus = load_corpus("text", write_corpus(tmp_path / "c"))
@@ -57,8 +68,10 @@ def test_vocabulary_from_training_file_in_order_with_eos_per_line(tmp_path):
 
 
 def test_every_layout_of_file_names(tmp_path):
-    for names in (("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"),
-                  ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens")):
+    for names in (
+        ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"),
+        ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"),
+    ):
         folder = write_corpus(tmp_path / names[0], names=names)
         assert load_corpus("text", folder).vocab[:3] == ["a", "b", "c"]
 
@@ -69,15 +82,18 @@ def test_max_lines_keeps_the_first_lines_and_their_vocabulary(tmp_path):
     assert corpus.valid.tolist() == [2, 0, 3]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing_folder", "does not exist"),
-    ("missing_file", "no valid file"),
-    ("empty", "holds no words"),
-    ("blank_lines", "holds no words"),
-    ("latin1", "not UTF-8 text .*line 2"),
-    ("no_unk", "'zz', which the training file never uses"),
-    ("two_train_files", "two train files"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_folder", "does not exist"),
+        ("missing_file", "no valid file"),
+        ("empty", "holds no words"),
+        ("blank_lines", "holds no words"),
+        ("latin1", "not UTF-8 text .*line 2"),
+        ("no_unk", "'zz', which the training file never uses"),
+        ("two_train_files", "two train files"),
+    ],
+)
 def test_bad_corpora_end_in_one_clear_message(tmp_path, case, message):
     folder = tmp_path / "c"
     if case != "missing_folder":
@@ -126,6 +142,7 @@ def test_shared_wikitext2_files_are_the_official_ones(real_wikitext2):
 
 # ---------------------------------------------------------------------------------------------- download
 
+
 def test_download_checks_md5_and_places_files(tmp_path, monkeypatch):
     mirror = write_corpus(tmp_path / "mirror", names=("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"))
     files = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in mirror.iterdir()}
@@ -149,17 +166,27 @@ def test_download_of_an_archive_checks_every_file(tmp_path, monkeypatch):
             z.write(p, f"wikitext-2/{p.name}")
     md5 = lambda p: hashlib.md5(Path(p).read_bytes()).hexdigest()  # noqa: E731
     files = {p.name: md5(p) for p in src.iterdir()}
-    monkeypatch.setitem(text.SOURCES, "wikitext2", {"url": (tmp_path / "mirror").as_uri(),
-                                                    "archive": ("wikitext-2-v1.zip", md5(archive)), "files": files})
+    monkeypatch.setitem(
+        text.SOURCES,
+        "wikitext2",
+        {"url": (tmp_path / "mirror").as_uri(), "archive": ("wikitext-2-v1.zip", md5(archive)), "files": files},
+    )
     assert load_corpus("wikitext2", download=True).vocab[:3] == ["a", "b", "c"]
-    monkeypatch.setitem(text.SOURCES, "wikitext2", {"url": (tmp_path / "mirror").as_uri(),
-                                                    "archive": ("wikitext-2-v1.zip", md5(archive)),
-                                                    "files": dict(files, **{"wiki.test.tokens": "0" * 32})})
+    monkeypatch.setitem(
+        text.SOURCES,
+        "wikitext2",
+        {
+            "url": (tmp_path / "mirror").as_uri(),
+            "archive": ("wikitext-2-v1.zip", md5(archive)),
+            "files": dict(files, **{"wiki.test.tokens": "0" * 32}),
+        },
+    )
     with pytest.raises(DataError, match="differs from the official file"):
         load_corpus("wikitext2", tmp_path / "other", download=True)
 
 
 # ----------------------------------------------------------------------------------------------- batches
+
 
 def test_batchify_puts_consecutive_text_down_each_column():
     ids = torch.arange(23)

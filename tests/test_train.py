@@ -19,8 +19,18 @@ from dartsnas.conv.config import TRAIN_CONFIG_DIR, TrainConfig, load_train_confi
 pytest.importorskip("sklearn")
 
 # 1,497 digits of 8x8: no cutout (a 16-pixel square would blank them), a small 3-cell network.
-TINY = ["dataset=digits", "init_channels=8", "layers=3", "batch_size=16", "lr=0.05", "cutout=false",
-        "valid_portion=0.2", "drop_path_prob=0.3", "progress=false", "device=cpu"]
+TINY = [
+    "dataset=digits",
+    "init_channels=8",
+    "layers=3",
+    "batch_size=16",
+    "lr=0.05",
+    "cutout=false",
+    "valid_portion=0.2",
+    "drop_path_prob=0.3",
+    "progress=false",
+    "device=cpu",
+]
 
 
 def _train(tmp_path, *extra, name="run", genotype="DARTS_V2", code=0):
@@ -35,8 +45,16 @@ def _train(tmp_path, *extra, name="run", genotype="DARTS_V2", code=0):
 @pytest.mark.slow
 def test_one_epoch_through_cli_learns_and_leaves_a_run_folder(tmp_path):
     run_dir = _train(tmp_path, "epochs=1")
-    for name in ("config.yaml", "env.json", "log.txt", "metrics.jsonl", "checkpoint.pt", "best.pt",
-                 "genotype.json", "results.json"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "log.txt",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "best.pt",
+        "genotype.json",
+        "results.json",
+    ):
         assert (run_dir / name).stat().st_size > 0, name
     assert load_genotype(run_dir, known_ops=OPS) == PUBLISHED["DARTS_V2"]
     (metrics,) = read_jsonl(run_dir / "metrics.jsonl")
@@ -91,7 +109,7 @@ def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     drop = ("seconds", "peak_memory_gb")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]  # noqa: E731
     assert strip(read_jsonl(killed / "metrics.jsonl")) == strip(read_jsonl(whole / "metrics.jsonl"))
-    assert (json.loads((killed / "results.json").read_text()) == json.loads((whole / "results.json").read_text()))
+    assert json.loads((killed / "results.json").read_text()) == json.loads((whole / "results.json").read_text())
 
 
 @pytest.mark.slow
@@ -105,16 +123,24 @@ def test_compile_flag_builds_a_compiled_network_sharing_the_weights():
     # Compiling and running takes minutes on 2 CPU cores, too long for the suite: check the wiring only.
     config = load_train_config(None, TINY + ["compile=true"])
     generator = torch.Generator().manual_seed(0)
-    trainer = Trainer(config, PUBLISHED["DARTS_V2"], prepare_data(config, torch.device("cpu"), generator),
-                      torch.device("cpu"), generator)
+    trainer = Trainer(
+        config,
+        PUBLISHED["DARTS_V2"],
+        prepare_data(config, torch.device("cpu"), generator),
+        torch.device("cpu"),
+        generator,
+    )
     assert isinstance(trainer.forward, torch._dynamo.eval_frame.OptimizedModule)
     assert trainer.forward._orig_mod is trainer.model
     assert not any(k.startswith("_orig_mod") for k in trainer.state_dict()["model"])
 
 
 def test_validation_split_is_held_out_of_training_and_fixed_by_the_seed():
-    data = ImageSet(torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 2, 2).contiguous(),
-                    torch.zeros(100, dtype=torch.int64), ["x"])
+    data = ImageSet(
+        torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 2, 2).contiguous(),
+        torch.zeros(100, dtype=torch.int64),
+        ["x"],
+    )
     train, valid = split_valid(data, 0.1, seed=3)
     ids = lambda d: set(d.images[:, 0, 0, 0].tolist())  # noqa: E731
     assert len(valid) == 10 and len(train) == 90 and not ids(train) & ids(valid)
@@ -131,14 +157,43 @@ def test_every_shipped_training_config_loads(path):
 def test_training_configs_hold_the_papers_settings():
     cifar = load_train_config("cifar10")
     assert cifar == TrainConfig(valid_portion=0.0)  # the defaults are the paper's CIFAR-10 evaluation
-    expected = dict(epochs=600, batch_size=96, lr=0.025, lr_schedule="cosine", lr_min=0.0, momentum=0.9,
-                    weight_decay=3e-4, grad_clip=5.0, cutout=True, cutout_length=16, drop_path_prob=0.2,
-                    auxiliary=True, auxiliary_weight=0.4, layers=20, init_channels=36, net="cifar10")
+    expected = dict(
+        epochs=600,
+        batch_size=96,
+        lr=0.025,
+        lr_schedule="cosine",
+        lr_min=0.0,
+        momentum=0.9,
+        weight_decay=3e-4,
+        grad_clip=5.0,
+        cutout=True,
+        cutout_length=16,
+        drop_path_prob=0.2,
+        auxiliary=True,
+        auxiliary_weight=0.4,
+        layers=20,
+        init_channels=36,
+        net="cifar10",
+    )
     assert {k: getattr(cifar, k) for k in expected} == expected
     imagenet = load_train_config("imagenet")
-    expected = dict(epochs=250, batch_size=128, lr=0.1, lr_schedule="step", lr_gamma=0.97, momentum=0.9,
-                    weight_decay=3e-5, label_smoothing=0.1, auxiliary_weight=0.4, grad_clip=5.0, layers=14,
-                    init_channels=48, net="imagenet", data_loader="workers", cutout=False)
+    expected = dict(
+        epochs=250,
+        batch_size=128,
+        lr=0.1,
+        lr_schedule="step",
+        lr_gamma=0.97,
+        momentum=0.9,
+        weight_decay=3e-5,
+        label_smoothing=0.1,
+        auxiliary_weight=0.4,
+        grad_clip=5.0,
+        layers=14,
+        init_channels=48,
+        net="imagenet",
+        data_loader="workers",
+        cutout=False,
+    )
     assert {k: getattr(imagenet, k) for k in expected} == expected
 
 
@@ -161,8 +216,18 @@ def test_user_errors_are_one_clear_line(tmp_path, capsys):
 
 def test_workers_loader_without_torchvision_names_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # as if it were not installed
-    args = ["train", "DARTS_V2", "--out", str(tmp_path), "--set", "dataset=imagefolder", "--set",
-            f"data_dir={tmp_path}", "--set", "data_loader=workers"]
+    args = [
+        "train",
+        "DARTS_V2",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "dataset=imagefolder",
+        "--set",
+        f"data_dir={tmp_path}",
+        "--set",
+        "data_loader=workers",
+    ]
     assert main(args) == 2
     assert "pip install 'dartsnas[imagenet]'" in capsys.readouterr().err
 
@@ -171,8 +236,16 @@ def test_workers_loader_without_torchvision_names_the_extra(tmp_path, monkeypatc
 def test_search_then_train_its_run_folder(tmp_path):
     # The hand-off of the README: `dartsnas search ...` then `dartsnas train runs/<search folder>`.
     args = ["search", "--out", str(tmp_path / "search"), "--name", "s"]
-    for item in ["dataset=digits", "subset=128", "batch_size=32", "init_channels=4", "layers=3", "epochs=1",
-                 "progress=false", "plot=false"]:
+    for item in [
+        "dataset=digits",
+        "subset=128",
+        "batch_size=32",
+        "init_channels=4",
+        "layers=3",
+        "epochs=1",
+        "progress=false",
+        "plot=false",
+    ]:
         args += ["--set", item]
     assert main(args) == 0
     (search_dir,) = (tmp_path / "search").iterdir()
@@ -190,7 +263,9 @@ def _torchvision_works():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _torchvision_works(), reason="needs an importable torchvision (pip install 'dartsnas[imagenet]')")
+@pytest.mark.skipif(
+    not _torchvision_works(), reason="needs an importable torchvision (pip install 'dartsnas[imagenet]')"
+)
 def test_workers_loader_trains_on_an_image_folder(tmp_path):
     from PIL import Image
 
@@ -202,8 +277,18 @@ def test_workers_loader_trains_on_an_image_folder(tmp_path):
             for i in range(count):
                 pixels = (torch.rand(40, 48, 3, generator=rng) * 100 + 120 * label).byte().numpy()
                 Image.fromarray(pixels).save(folder / f"{i}.png")
-    run_dir = _train(tmp_path, "dataset=imagefolder", f"data_dir={tmp_path / 'images'}", "data_loader=workers",
-                     "workers=2", "image_size=32", "batch_size=4", "valid_portion=0.25", "epochs=2", "plot=false")
+    run_dir = _train(
+        tmp_path,
+        "dataset=imagefolder",
+        f"data_dir={tmp_path / 'images'}",
+        "data_loader=workers",
+        "workers=2",
+        "image_size=32",
+        "batch_size=4",
+        "valid_portion=0.25",
+        "epochs=2",
+        "plot=false",
+    )
     record = json.loads((run_dir / "network.json").read_text())
     assert record["classes"] == ["cats", "dogs"] and record["input_size"] == [32, 32] and record["in_channels"] == 3
     assert [m["epoch"] for m in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]

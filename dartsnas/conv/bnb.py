@@ -50,8 +50,14 @@ def units_of(model) -> tuple[list[list[tuple[Choice, float]]], int]:
                 units += [_choices(kind, (e,), every_op, probs[kind]) for e in edges]
             else:  # kept_per_node distinct inputs, each with a non-`none` op; decided edges among them
                 must = {e for e in edges if decided[e] >= 0}
-                units.append([c for group in itertools.combinations(edges, model.kept_per_node)
-                              if must <= set(group) for c in _choices(kind, group, not_none, probs[kind])])
+                units.append(
+                    [
+                        c
+                        for group in itertools.combinations(edges, model.kept_per_node)
+                        if must <= set(group)
+                        for c in _choices(kind, group, not_none, probs[kind])
+                    ]
+                )
             start += n
     if any(not u for u in units):
         raise ValueError("a unit has no choice of non-zero probability: nothing can be derived")
@@ -100,8 +106,9 @@ def evaluating(model):
                 b.copy_(kept)
 
 
-def bnb_derive(searcher, generator=None, batches: int = 4, prior_weight: float = 1.0,
-               exhaustive: bool = False) -> tuple:
+def bnb_derive(
+    searcher, generator=None, batches: int = 4, prior_weight: float = 1.0, exhaustive: bool = False
+) -> tuple:
     """(genotype, evidence) of the best cell by branch and bound (exhaustive: by evaluating every cell, the
     reference). `generator` is unused: the held-out batches come in a fixed order without augmentation and
     nothing is drawn; it is taken so that every derivation rule has the same signature."""
@@ -110,8 +117,12 @@ def bnb_derive(searcher, generator=None, batches: int = 4, prior_weight: float =
     model, data, config = searcher.model, searcher.data, searcher.config
     started = time.perf_counter()
     units, kept = units_of(model)
-    held = [(searcher.prepare_inputs(x), y) for x, y in itertools.islice(
-        image_batches(data.arch_half, config.batch_size, None, data.eval_augment, shuffle=False), batches)]
+    held = [
+        (searcher.prepare_inputs(x), y)
+        for x, y in itertools.islice(
+            image_batches(data.arch_half, config.batch_size, None, data.eval_augment, shuffle=False), batches
+        )
+    ]
     total = sum(len(y) for _, y in held)
     accuracy = {}  # cell -> held-out accuracy, for the cells evaluated to the last batch
 
@@ -129,8 +140,12 @@ def bnb_derive(searcher, generator=None, batches: int = 4, prior_weight: float =
 
     def describe(cell) -> dict:
         s = score(cell)
-        return {"genotype": str(genotype_of(model, config, cell)), "J": accuracy[cell] + prior_weight * s,
-                "acc": accuracy[cell], "score": s}
+        return {
+            "genotype": str(genotype_of(model, config, cell)),
+            "J": accuracy[cell] + prior_weight * s,
+            "acc": accuracy[cell],
+            "score": s,
+        }
 
     scores = [dict(u) for u in units]
     with evaluating(model):
@@ -142,10 +157,18 @@ def bnb_derive(searcher, generator=None, batches: int = 4, prior_weight: float =
         genotype = genotype_of(model, config, best)
         # The best first (it wins the ties too), then the other cells evaluated to the end, by J.
         others = sorted((c for c in accuracy if c != best), key=lambda c: -(accuracy[c] + prior_weight * score(c)))
-        evidence = {"rule": "bnb", "exhaustive": exhaustive, "prior_weight": prior_weight,
-                    "held_out_batches": len(held), "images": total, **counts,
-                    "exhaustive_batches": counts["space"] * len(held), **describe(best),
-                    "argmax": describe(argmax), "top": [describe(c) for c in [best] + others[:4]]}
+        evidence = {
+            "rule": "bnb",
+            "exhaustive": exhaustive,
+            "prior_weight": prior_weight,
+            "held_out_batches": len(held),
+            "images": total,
+            **counts,
+            "exhaustive_batches": counts["space"] * len(held),
+            **describe(best),
+            "argmax": describe(argmax),
+            "top": [describe(c) for c in [best] + others[:4]],
+        }
     evidence["seconds"] = time.perf_counter() - started
     return genotype, evidence
 
@@ -165,5 +188,8 @@ def genotype_edges(model, genotype) -> set[tuple[str, int, str]]:
     if isinstance(genotype, CellGenotype):
         return {(model.kinds[0], e, op) for e, op in enumerate(genotype.edges)}
     starts = [sum(model.fan_in[:i]) for i in range(len(model.fan_in))]
-    return {(kind, starts[n // model.kept_per_node] + j, op)
-            for kind in model.kinds for n, (op, j) in enumerate(getattr(genotype, kind))}
+    return {
+        (kind, starts[n // model.kept_per_node] + j, op)
+        for kind in model.kinds
+        for n, (op, j) in enumerate(getattr(genotype, kind))
+    }

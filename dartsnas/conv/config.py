@@ -28,6 +28,7 @@ DATA_LOADERS = ("memory", "workers")
 class ImageData:
     """Which images a run reads and how the training batches are augmented (conv/data.py)."""
 
+    # fmt: off
     dataset: str = "cifar10"            # a name from data.DATASETS
     data_dir: str | None = None         # where the dataset lies; None: the default places (docs/search.md, Datasets)
     download: bool = False              # fetch the official files (checksummed) when missing
@@ -38,6 +39,7 @@ class ImageData:
     cutout_length: int = 16
     crop_padding: int | None = None     # random-crop padding in pixels; None: 4 for 32x32 and larger, else 0
     flip: bool | None = None            # horizontal flips; None: on for colour images, off for grey ones
+    # fmt: on
 
     # The interval of every numeric field (core.config.check_ranges; None always passes: it means off).
     RANGES = {"subset": "[1, inf)", "cutout_length": "[1, inf)", "crop_padding": "[0, inf)"}
@@ -67,19 +69,25 @@ def _whole(value, low: int = 1) -> bool:
 
 # The value each dataset option takes (conv/data.py's loaders): a test, and what it must be in words.
 DATA_OPTIONS = {
-    "size": (lambda v: v is None or _whole(v), "a whole number >= 1 (imagefolder: the side in pixels every "
-                                               "image is resized to; fake: the image count) or null"),
+    "size": (
+        lambda v: v is None or _whole(v),
+        "a whole number >= 1 (imagefolder: the side in pixels every "
+        "image is resized to; fake: the image count) or null",
+    ),
     "limit_per_class": (lambda v: v is None or _whole(v), "a whole number of images >= 1, or null"),
     "num_classes": (_whole, "a whole number >= 1"),
     "grayscale": (lambda v: isinstance(v, bool), "true or false"),
     "cache": (lambda v: isinstance(v, bool), "true or false"),
-    "shape": (lambda v: isinstance(v, list) and len(v) == 3 and all(_whole(x) for x in v),
-              "three whole numbers >= 1, [channels, height, width]"),
+    "shape": (
+        lambda v: isinstance(v, list) and len(v) == 3 and all(_whole(x) for x in v),
+        "three whole numbers >= 1, [channels, height, width]",
+    ),
 }
 
 
 @dataclass
 class SearchConfig(ImageData, RunOptions):
+    # fmt: off
     train_portion: float = 0.5          # share of the training set for the weights; the rest tunes alphas
     # search space
     space: str = "darts"                # darts | nas-bench-201 (spaces.py; docs/nas-bench-201.md)
@@ -140,20 +148,41 @@ class SearchConfig(ImageData, RunOptions):
     progress: bool = True               # a progress bar on the terminal
     tensorboard: bool = False           # also log scalars to RUN/tb (needs the tensorboard extra)
     plot: bool = True                   # draw the pictures at the end (needs the plot extra)
+    # fmt: on
 
     RANGES = ImageData.RANGES | {
-        "train_portion": "(0, 1)", "nodes": "[1, inf)", "init_channels": "[1, inf)", "layers": "[3, inf)",
-        "stem_multiplier": "[1, inf)", "stage_cells": "[1, inf)", "partial_k": "[1, inf)",
-        "temperature": "(0, inf)", "anneal_entropy": "(0, 1]", "beta_decay": "[0, inf)", "aux_skip": "[0, inf)",
-        "early_stop_skips": "[1, inf)", "early_stop_patience": "[1, inf)", "skip_cap": "[0, inf)",
-        "progressive_warmup": "[0, inf)", "progressive_interval": "[1, inf)", "progressive_history": "[1, inf)",
-        "epochs": "[1, inf)", "batch_size": "[1, inf)", "lr": "(0, inf)", "lr_min": "[0, inf)",
-        "momentum": "[0, 1)", "weight_decay": "[0, inf)", "grad_clip": "(0, inf)",
+        "train_portion": "(0, 1)",
+        "nodes": "[1, inf)",
+        "init_channels": "[1, inf)",
+        "layers": "[3, inf)",
+        "stem_multiplier": "[1, inf)",
+        "stage_cells": "[1, inf)",
+        "partial_k": "[1, inf)",
+        "temperature": "(0, inf)",
+        "anneal_entropy": "(0, 1]",
+        "beta_decay": "[0, inf)",
+        "aux_skip": "[0, inf)",
+        "early_stop_skips": "[1, inf)",
+        "early_stop_patience": "[1, inf)",
+        "skip_cap": "[0, inf)",
+        "progressive_warmup": "[0, inf)",
+        "progressive_interval": "[1, inf)",
+        "progressive_history": "[1, inf)",
+        "epochs": "[1, inf)",
+        "batch_size": "[1, inf)",
+        "lr": "(0, inf)",
+        "lr_min": "[0, inf)",
+        "momentum": "[0, 1)",
+        "weight_decay": "[0, inf)",
+        "grad_clip": "(0, inf)",
         "arch_lr": "[0, inf)",  # 0: alphas frozen (tests freeze the ranking so)
-        "arch_betas": "[0, 1)", "arch_weight_decay": "[0, inf)", "arch_start_epoch": "[0, inf)", "seed": "[0, inf)",
+        "arch_betas": "[0, 1)",
+        "arch_weight_decay": "[0, inf)",
+        "arch_start_epoch": "[0, inf)",
+        "seed": "[0, inf)",
     }
 
-    def validate(self) -> "SearchConfig":
+    def validate(self) -> SearchConfig:
         # Imported here so that importing this module needs no torch.
         from ..core.relax import SCHEDULES
         from .ops import OPS
@@ -164,9 +193,10 @@ class SearchConfig(ImageData, RunOptions):
         known = OPS if self.space == "darts" else NB201_OPS
         unknown = [o for o in self.ops if o not in known]
         if unknown:
-            raise ConfigError(f"ops: unknown op(s) {unknown} for the {self.space} space; known ops: "
-                              f"{', '.join(known)}" + (" (the shipped nb201-* configs set them)" if known is NB201_OPS
-                                                     else ""))
+            raise ConfigError(
+                f"ops: unknown op(s) {unknown} for the {self.space} space; known ops: "
+                f"{', '.join(known)}" + (" (the shipped nb201-* configs set them)" if known is NB201_OPS else "")
+            )
         if len(set(self.ops)) != len(self.ops):
             raise ConfigError(f"ops: {self.ops} lists an op twice")
         if not [o for o in self.ops if o != "none"]:
@@ -176,36 +206,52 @@ class SearchConfig(ImageData, RunOptions):
         if self.sample_grad not in SAMPLE_GRADS:
             raise ConfigError(f"sample_grad: unknown {self.sample_grad!r}; available: {', '.join(SAMPLE_GRADS)}")
         if self.sample_grad != "straight_through" and self.mixed_op != "sample":
-            raise ConfigError(f"sample_grad: {self.sample_grad} shapes the gradient of drawn ops; it needs "
-                              f"mixed_op: sample (got {self.mixed_op!r})")
+            raise ConfigError(
+                f"sample_grad: {self.sample_grad} shapes the gradient of drawn ops; it needs "
+                f"mixed_op: sample (got {self.mixed_op!r})"
+            )
         rules = DERIVATIONS[self.space]
         if self.derive is not None and self.derive not in rules:
-            raise ConfigError(f"derive: unknown derivation rule {self.derive!r} for the {self.space} space; "
-                              f"available: {', '.join(rules)}")
+            raise ConfigError(
+                f"derive: unknown derivation rule {self.derive!r} for the {self.space} space; "
+                f"available: {', '.join(rules)}"
+            )
         if self.benchmark_dataset not in BENCHMARK_DATASETS:
-            raise ConfigError(f"benchmark_dataset: unknown {self.benchmark_dataset!r}; the NAS-Bench-201 table has "
-                              f"{', '.join(BENCHMARK_DATASETS)}")
+            raise ConfigError(
+                f"benchmark_dataset: unknown {self.benchmark_dataset!r}; the NAS-Bench-201 table has "
+                f"{', '.join(BENCHMARK_DATASETS)}"
+            )
         if self.mixed_op == "partial" and (self.partial_k < 1 or self.init_channels % (2 * self.partial_k)):
-            raise ConfigError(f"partial_k={self.partial_k} must be at least 1 and divide init_channels="
-                              f"{self.init_channels} into parts of an even number of channels; "
-                              f"use e.g. partial_k=4 with init_channels a multiple of 8")
-        if self.temperature is not None and (len(self.temperature) != 2 or not all(
-                isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in self.temperature)):
+            raise ConfigError(
+                f"partial_k={self.partial_k} must be at least 1 and divide init_channels="
+                f"{self.init_channels} into parts of an even number of channels; "
+                f"use e.g. partial_k=4 with init_channels a multiple of 8"
+            )
+        if self.temperature is not None and (
+            len(self.temperature) != 2
+            or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in self.temperature)
+        ):
             raise ConfigError(f"temperature must be two positive numbers [start, end], got {self.temperature}")
         if self.temperature_schedule not in SCHEDULES:
-            raise ConfigError(f"temperature_schedule: unknown {self.temperature_schedule!r}; "
-                              f"available: {', '.join(SCHEDULES)}")
+            raise ConfigError(
+                f"temperature_schedule: unknown {self.temperature_schedule!r}; available: {', '.join(SCHEDULES)}"
+            )
         if not 0.0 < self.train_portion < 1.0:
             raise ConfigError(f"train_portion must lie strictly between 0 and 1, got {self.train_portion}")
-        _at_least_one(self, "epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier", "stage_cells")
+        _at_least_one(
+            self, "epochs", "batch_size", "init_channels", "layers", "nodes", "stem_multiplier", "stage_cells"
+        )
         if not 0 <= self.arch_start_epoch < self.epochs:
-            raise ConfigError(f"arch_start_epoch must lie in [0, epochs) = [0, {self.epochs}), got {self.arch_start_epoch}")
+            raise ConfigError(
+                f"arch_start_epoch must lie in [0, epochs) = [0, {self.epochs}), got {self.arch_start_epoch}"
+            )
         _check_cells(self)
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
         _check_collapse_options(self)
         if self.compile:
             from ..core.compiled import check
+
             check(self.compile_mode, self.compile_backend, self.mixed_op, self.compile_scope)
         check_ranges(self)  # after the checks above: their messages are the more specific
         self.check_data()
@@ -228,6 +274,7 @@ class TrainConfig(ImageData, RunOptions):
     quick CPU runs are shipped YAML files (`imagenet`, `nb201`, `quick`, `nb201-quick`; `cifar10` restates
     the defaults)."""
 
+    # fmt: off
     cutout: bool = True                 # as the paper's CIFAR evaluation
     valid_portion: float = 0.1          # share of the training set held out to pick the best epoch; 0: none
     data_loader: str = "memory"         # memory: whole split on the device; workers: image folders decoded by DataLoader workers
@@ -262,16 +309,29 @@ class TrainConfig(ImageData, RunOptions):
     sync_bn: bool = False               # data-parallel on GPUs: batch statistics over all ranks' shards
     progress: bool = True               # a progress bar on the terminal
     plot: bool = True                   # draw the cells and the curves at the end (needs the plot extra)
+    # fmt: on
 
     RANGES = ImageData.RANGES | {
-        "valid_portion": "[0, 1)", "workers": "[1, inf)", "image_size": "[1, inf)", "init_channels": "[1, inf)",
-        "layers": "[3, inf)", "auxiliary_weight": "[0, inf)", "drop_path_prob": "[0, 1)", "epochs": "[1, inf)",
-        "batch_size": "[1, inf)", "lr": "(0, inf)", "lr_min": "[0, inf)", "lr_gamma": "(0, 1]",
-        "momentum": "[0, 1)", "weight_decay": "[0, inf)", "grad_clip": "(0, inf)", "label_smoothing": "[0, 1)",
+        "valid_portion": "[0, 1)",
+        "workers": "[1, inf)",
+        "image_size": "[1, inf)",
+        "init_channels": "[1, inf)",
+        "layers": "[3, inf)",
+        "auxiliary_weight": "[0, inf)",
+        "drop_path_prob": "[0, 1)",
+        "epochs": "[1, inf)",
+        "batch_size": "[1, inf)",
+        "lr": "(0, inf)",
+        "lr_min": "[0, inf)",
+        "lr_gamma": "(0, 1]",
+        "momentum": "[0, 1)",
+        "weight_decay": "[0, inf)",
+        "grad_clip": "(0, inf)",
+        "label_smoothing": "[0, 1)",
         "seed": "[0, inf)",
     }
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         from .network import NETWORKS  # imported here so that importing this module needs no torch
 
         if self.net not in NETWORKS:
@@ -284,17 +344,23 @@ class TrainConfig(ImageData, RunOptions):
         if not 0.0 <= self.drop_path_prob < 1.0:
             raise ConfigError(f"drop_path_prob must lie in [0, 1), got {self.drop_path_prob}")
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"grad_clip must be a positive gradient norm, or null for no clipping; got {self.grad_clip}")
+            raise ConfigError(
+                f"grad_clip must be a positive gradient norm, or null for no clipping; got {self.grad_clip}"
+            )
         if self.nesterov and not self.momentum > 0:
-            raise ConfigError(f"nesterov needs momentum above 0 (got {self.momentum}); set nesterov: false or a momentum")
+            raise ConfigError(
+                f"nesterov needs momentum above 0 (got {self.momentum}); set nesterov: false or a momentum"
+            )
         _at_least_one(self, "epochs", "batch_size", "init_channels", "workers", "image_size")
         if self.net == "nas-bench-201":
             _check_nb201_network(self)
         else:
             _check_cells(self)
         if self.data_loader == "workers" and self.dataset != "imagefolder":
-            raise ConfigError(f"data_loader: workers reads image folders; set dataset: imagefolder (got {self.dataset!r}) "
-                              "or use data_loader: memory")
+            raise ConfigError(
+                f"data_loader: workers reads image folders; set dataset: imagefolder (got {self.dataset!r}) "
+                "or use data_loader: memory"
+            )
         check_ranges(self)  # after the checks above: their messages are the more specific
         self.check_data()
         return self
@@ -306,27 +372,41 @@ def _check_collapse_options(config: SearchConfig) -> None:
 
     if config.anneal_entropy is not None:
         if len(config.anneal_entropy) != 2 or not all(number(x) and 0 < x <= 1 for x in config.anneal_entropy):
-            raise ConfigError(f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
-                              f"normalised entropy, or null; got {config.anneal_entropy}")
+            raise ConfigError(
+                f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
+                f"normalised entropy, or null; got {config.anneal_entropy}"
+            )
         if config.temperature is not None or config.mixed_op == "sample":
-            raise ConfigError("anneal_entropy sets the softmax temperature itself: it cannot be combined with "
-                              "temperature, nor with mixed_op: sample (whose probabilities ignore the temperature)")
-    if config.beta_decay is not None and (len(config.beta_decay) != 2 or not all(
-            number(x) and x >= 0 for x in config.beta_decay)):
-        raise ConfigError(f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; got "
-                          f"{config.beta_decay}")
+            raise ConfigError(
+                "anneal_entropy sets the softmax temperature itself: it cannot be combined with "
+                "temperature, nor with mixed_op: sample (whose probabilities ignore the temperature)"
+            )
+    if config.beta_decay is not None and (
+        len(config.beta_decay) != 2 or not all(number(x) and x >= 0 for x in config.beta_decay)
+    ):
+        raise ConfigError(
+            f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; got {config.beta_decay}"
+        )
     if not (number(config.aux_skip) and config.aux_skip >= 0):
-        raise ConfigError(f"aux_skip must be a number >= 0 (DARTS-'s starting coefficient, 1 in the paper; 0: off), "
-                          f"got {config.aux_skip}")
+        raise ConfigError(
+            f"aux_skip must be a number >= 0 (DARTS-'s starting coefficient, 1 in the paper; 0: off), "
+            f"got {config.aux_skip}"
+        )
     for name in ("early_stop_skips", "early_stop_patience", "skip_cap", "progressive_history"):
         value = getattr(config, name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (name != "skip_cap")):
-            raise ConfigError(f"{name} must be a whole number of at least {int(name != 'skip_cap')}, or null; got {value}")
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < (name != "skip_cap")
+        ):
+            raise ConfigError(
+                f"{name} must be a whole number of at least {int(name != 'skip_cap')}, or null; got {value}"
+            )
     if config.early_stop and config.early_stop_skips is None and config.early_stop_patience is None:
         raise ConfigError("early_stop needs a criterion: set early_stop_skips or early_stop_patience")
     if config.progressive_warmup < 0 or config.progressive_interval < 1:
-        raise ConfigError(f"progressive_warmup must be >= 0 and progressive_interval >= 1, got "
-                          f"{config.progressive_warmup} and {config.progressive_interval}")
+        raise ConfigError(
+            f"progressive_warmup must be >= 0 and progressive_interval >= 1, got "
+            f"{config.progressive_warmup} and {config.progressive_interval}"
+        )
 
 
 def _at_least_one(config, *names: str) -> None:
@@ -348,14 +428,18 @@ def _check_nb201_network(config: TrainConfig) -> None:
     benchmark trains without them and nb201/model.py's Network201 has neither). Every conflict in one message."""
     fixes = []
     if config.layers < 3 or config.layers % 3:
-        fixes.append(f"layers: a positive multiple of 3, three stages of N cells (the benchmark's 15), not {config.layers}")
+        fixes.append(
+            f"layers: a positive multiple of 3, three stages of N cells (the benchmark's 15), not {config.layers}"
+        )
     if config.auxiliary:
         fixes.append("auxiliary: false (the network has no auxiliary head)")
     if config.drop_path_prob:
         fixes.append(f"drop_path_prob: 0 (the benchmark trains without drop path), not {config.drop_path_prob}")
     if fixes:
-        raise ConfigError("net: nas-bench-201 needs " + "; ".join(fixes) + ". Set them (--set key=value), or start "
-                          "from the benchmark's recipe: --config nb201")
+        raise ConfigError(
+            "net: nas-bench-201 needs " + "; ".join(fixes) + ". Set them (--set key=value), or start "
+            "from the benchmark's recipe: --config nb201"
+        )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SearchConfig:

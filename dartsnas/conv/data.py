@@ -53,8 +53,9 @@ class ImageSet:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"images must be uint8 N x C x H x W, got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
-            raise ValueError(f"labels must be int64 of length {len(self.images)}, got {self.labels.dtype} "
-                             f"{tuple(self.labels.shape)}")
+            raise ValueError(
+                f"labels must be int64 of length {len(self.images)}, got {self.labels.dtype} {tuple(self.labels.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -89,6 +90,7 @@ class ImageSet:
 
 # ----------------------------------------------------------------------------------------------- where data lives
 
+
 def _default_root(name: str, root) -> Path:
     return Path(root).expanduser() if root is not None else data_home() / name
 
@@ -102,20 +104,32 @@ def _list_paths(paths) -> str:
 
 # Official files and their md5s. Module-level so a mirror (or a test's file:// folder) can replace "url".
 SOURCES = {
-    "cifar10": {"url": "https://www.cs.toronto.edu/~kriz/",
-                "files": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}},
-    "cifar100": {"url": "https://www.cs.toronto.edu/~kriz/",
-                 "files": {"cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85"}},
-    "mnist": {"url": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-              "files": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-                        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-                        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}},
-    "fashion_mnist": {"url": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                      "files": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-                                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-                                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"}},
+    "cifar10": {
+        "url": "https://www.cs.toronto.edu/~kriz/",
+        "files": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+    },
+    "cifar100": {
+        "url": "https://www.cs.toronto.edu/~kriz/",
+        "files": {"cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85"},
+    },
+    "mnist": {
+        "url": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "files": {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+    },
+    "fashion_mnist": {
+        "url": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "files": {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    },
 }
 
 
@@ -131,16 +145,35 @@ def _download(name: str, filename: str, folder: Path) -> Path:
 # ------------------------------------------------------------------------------------------------- CIFAR-10 / 100
 
 _CIFAR = {
-    "cifar10": {"folder": "cifar-10-batches-py", "meta": "batches.meta", "names": b"label_names",
-                "labels": b"labels", "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
-    "cifar100": {"folder": "cifar-100-python", "meta": "meta", "names": b"fine_label_names",
-                 "labels": b"fine_labels", "train": ["train"], "test": ["test"]},
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "meta": "batches.meta",
+        "names": b"label_names",
+        "labels": b"labels",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "meta": "meta",
+        "names": b"fine_label_names",
+        "labels": b"fine_labels",
+        "train": ["train"],
+        "test": ["test"],
+    },
 }
 
 
 # What the official CIFAR pickles (Python 2's and 3's) may name: numpy arrays and bytes, nothing that runs.
-_CIFAR_GLOBALS = {(module, name) for core in ("numpy.core", "numpy._core") for module, name in (
-    (f"{core}.multiarray", "_reconstruct"), (f"{core}.multiarray", "scalar"), (f"{core}.numeric", "_frombuffer"))}
+_CIFAR_GLOBALS = {
+    (module, name)
+    for core in ("numpy.core", "numpy._core")
+    for module, name in (
+        (f"{core}.multiarray", "_reconstruct"),
+        (f"{core}.multiarray", "scalar"),
+        (f"{core}.numeric", "_frombuffer"),
+    )
+}
 _CIFAR_GLOBALS |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
 
@@ -150,8 +183,9 @@ class _CifarUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in _CIFAR_GLOBALS:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which an official CIFAR batch never does "
-                                         "(refused unrun)")
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which an official CIFAR batch never does (refused unrun)"
+            )
         return super().find_class(module, name)
 
 
@@ -161,13 +195,27 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             batch = _CifarUnpickler(f, encoding="bytes").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, MemoryError, RecursionError) as error:  # what a damaged pickle raises, by where it ends
-        raise DataError(f"cannot read {path} ({str(error)[:200]}); the file is damaged or not an official CIFAR "
-                        f"batch: replace it from the official tarball (or delete it and load with download=true).") from None
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        RecursionError,
+    ) as error:  # what a damaged pickle raises, by where it ends
+        raise DataError(
+            f"cannot read {path} ({str(error)[:200]}); the file is damaged or not an official CIFAR "
+            f"batch: replace it from the official tarball (or delete it and load with download=true)."
+        ) from None
     if not isinstance(batch, dict):
-        raise DataError(f"{path} holds a {type(batch).__name__}, not an official CIFAR batch (a dict); replace it "
-                        "from the official tarball.")
+        raise DataError(
+            f"{path} holds a {type(batch).__name__}, not an official CIFAR batch (a dict); replace it "
+            "from the official tarball."
+        )
     return batch
 
 
@@ -189,11 +237,13 @@ def _find_cifar(name: str, split: str, root, download: bool) -> Path:
             raise DataError(
                 f"{name} {split} split not found: looked for {', '.join(needed)} in:{_list_paths(candidates)} "
                 f"Pass download=true (--set download=true) to fetch {_source_url(name, tarball)} into {base}, "
-                f"or put that tarball or its extracted {layout['folder']}/ folder there.")
+                f"or put that tarball or its extracted {layout['folder']}/ folder there."
+            )
         _download(name, tarball, base)
     elif md5sum(base / tarball) != SOURCES[name]["files"][tarball]:
-        raise DataError(f"{base / tarball} does not match the official md5; delete it and load again with "
-                        f"download=true.")
+        raise DataError(
+            f"{base / tarball} does not match the official md5; delete it and load again with download=true."
+        )
     folder = _extraction_folder(name, base, base / tarball)
     _extract(base / tarball, folder)
     return folder / layout["folder"]
@@ -228,14 +278,18 @@ def _load_cifar(name: str, split: str, root, download: bool) -> ImageSet:
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(batch[layout["labels"]])
         except (KeyError, ValueError, TypeError) as error:
-            raise DataError(f"{folder / filename} is not an official {name} batch ({error!r}); "
-                            f"replace it from the official tarball.") from None
+            raise DataError(
+                f"{folder / filename} is not an official {name} batch ({error!r}); "
+                f"replace it from the official tarball."
+            ) from None
     meta = _unpickle(folder / layout["meta"])
     try:
         classes = [c.decode() for c in meta[layout["names"]]]
     except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
-        raise DataError(f"{folder / layout['meta']} is not an official {name} meta file ({error!r}); "
-                        f"replace it from the official tarball.") from None
+        raise DataError(
+            f"{folder / layout['meta']} is not an official {name} meta file ({error!r}); "
+            f"replace it from the official tarball."
+        ) from None
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64), classes)
 
 
@@ -249,38 +303,53 @@ def load_cifar100(split: str, root=None, download: bool = False) -> ImageSet:
 
 # --------------------------------------------------------------------------------------- MNIST / Fashion-MNIST
 
-_IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 
 # Where system packages put the files (Debian's dataset-fashion-mnist); searched after the cache dir.
-_SYSTEM_DIRS = {"mnist": Path("/usr/share/datasets/mnist"),
-                "fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
+_SYSTEM_DIRS = {"mnist": Path("/usr/share/datasets/mnist"), "fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 
 _HOW_TO_GET = {"fashion_mnist": "apt-get install -y dataset-fashion-mnist (Debian/Ubuntu), or "}
 
 _MNIST_CLASSES = {
     "mnist": [str(d) for d in range(10)],
-    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "fashion_mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
 }
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """Parse an IDX file of unsigned bytes (gzipped or not): magic 0x0000 08 <ndim>, big-endian dims, data."""
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as error:
         raise DataError(f"cannot read {path} ({error}); delete it and load again with download=true.") from None
     header = 4 + 4 * ndim
     if len(raw) < header or raw[:4] != bytes((0, 0, 0x08, ndim)):
-        raise DataError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (magic {raw[:4].hex()}, "
-                        f"expected 000008{ndim:02x}); delete it and load again with download=true.")
+        raise DataError(
+            f"{path} is not an IDX file of {ndim}-d unsigned bytes (magic {raw[:4].hex()}, "
+            f"expected 000008{ndim:02x}); delete it and load again with download=true."
+        )
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     data = np.frombuffer(raw, dtype=np.uint8, offset=header)
     if data.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated ({data.size} bytes of data, header says {dims}); delete it and "
-                        f"load again with download=true.")
+        raise DataError(
+            f"{path} is truncated ({data.size} bytes of data, header says {dims}); delete it and "
+            f"load again with download=true."
+        )
     return data.reshape(dims)
 
 
@@ -306,14 +375,20 @@ def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageSet:
             raise DataError(
                 f"{name} {split} split not found: looked for {' and '.join(wanted)} in:{_list_paths(candidates)} "
                 f"To get it: {_HOW_TO_GET.get(name, '')}pass download=true (--set download=true) to fetch it "
-                f"from {SOURCES[name]['url']} into {candidates[0]}.")
+                f"from {SOURCES[name]['url']} into {candidates[0]}."
+            )
         found = [_idx_file(candidates[0], f) or _download(name, f, candidates[0]) for f in wanted]
     images, labels = _read_idx(found[0], 3), _read_idx(found[1], 1)
     if len(images) != len(labels):
-        raise DataError(f"{found[0]} has {len(images)} images but {found[1]} has {len(labels)} labels; "
-                        f"one of them is from another release: delete both and load again with download=true.")
-    return ImageSet(torch.from_numpy(images.copy()).unsqueeze(1),
-                    torch.from_numpy(labels.astype(np.int64)), list(_MNIST_CLASSES[name]))
+        raise DataError(
+            f"{found[0]} has {len(images)} images but {found[1]} has {len(labels)} labels; "
+            f"one of them is from another release: delete both and load again with download=true."
+        )
+    return ImageSet(
+        torch.from_numpy(images.copy()).unsqueeze(1),
+        torch.from_numpy(labels.astype(np.int64)),
+        list(_MNIST_CLASSES[name]),
+    )
 
 
 def load_mnist(split: str, root=None, download: bool = False) -> ImageSet:
@@ -326,6 +401,7 @@ def load_fashion_mnist(split: str, root=None, download: bool = False) -> ImageSe
 
 # ------------------------------------------------------------------------------------------------------- digits
 
+
 def load_digits(split: str, root=None, download: bool = False) -> ImageSet:
     """scikit-learn's 1797 8x8 digits (shipped with it, nothing to fetch); 300 of them form "test"."""
     from sklearn.datasets import load_digits as sklearn_digits
@@ -336,11 +412,15 @@ def load_digits(split: str, root=None, download: bool = False) -> ImageSet:
     order = np.random.RandomState(0).permutation(len(bunch.target))
     chosen = np.sort(order[:300] if split == "test" else order[300:])
     pixels = np.rint(bunch.images[chosen] * (255 / 16)).astype(np.uint8)  # values are 0..16
-    return ImageSet(torch.from_numpy(pixels).unsqueeze(1),
-                    torch.from_numpy(bunch.target[chosen].astype(np.int64)), [str(d) for d in range(10)])
+    return ImageSet(
+        torch.from_numpy(pixels).unsqueeze(1),
+        torch.from_numpy(bunch.target[chosen].astype(np.int64)),
+        [str(d) for d in range(10)],
+    )
 
 
 # -------------------------------------------------------------------------------------------------- imagefolder
+
 
 def _image_suffixes() -> set[str]:
     from PIL import Image
@@ -368,8 +448,9 @@ def _decode_named(item, mode: str, size: int | None) -> np.ndarray:
     except Exception as error:  # Pillow raises many kinds; all mean the same thing to the user
         # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names no file: say what it means.
         why = "not an image Pillow can read" if isinstance(error, UnidentifiedImageError) else str(error)[:200]
-        raise DataError(f"cannot read image {name} ({why}): it is damaged, truncated or not an image; remove or "
-                        f"fix that file.") from None
+        raise DataError(
+            f"cannot read image {name} ({why}): it is damaged, truncated or not an image; remove or fix that file."
+        ) from None
 
 
 def _decode_all(items, count: int, mode: str, size: int | None) -> np.ndarray:
@@ -384,7 +465,8 @@ def _decode_all(items, count: int, mode: str, size: int | None) -> np.ndarray:
                 if array.shape != first[1]:
                     raise DataError(
                         f"images differ in size: {name} is {_wxh(array.shape)} but {first[0]} is "
-                        f"{_wxh(first[1])}. Pass the imagefolder option size=N to resize every image to N x N.")
+                        f"{_wxh(first[1])}. Pass the imagefolder option size=N to resize every image to N x N."
+                    )
                 out[position] = array
     return out
 
@@ -412,8 +494,10 @@ def _folder_listing(root: Path, split: str, limit: int | None):
     """-> classes, [(path, label)] for root/<split>/<class>/<image>, classes from both splits' folders."""
     if not (root / split).is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
-        raise DataError(f"no '{split}' folder in {root} (it has: {', '.join(found) or 'no folders'}). Lay images "
-                        f"out as {root}/train/<class>/<image> and {root}/test/<class>/<image>.")
+        raise DataError(
+            f"no '{split}' folder in {root} (it has: {', '.join(found) or 'no folders'}). Lay images "
+            f"out as {root}/train/<class>/<image> and {root}/test/<class>/<image>."
+        )
     # Classes come from both splits, so a class missing from one split cannot shift the other's labels.
     classes = sorted({p.name for s in SPLITS if (root / s).is_dir() for p in (root / s).iterdir() if p.is_dir()})
     suffixes = _image_suffixes()
@@ -422,8 +506,9 @@ def _folder_listing(root: Path, split: str, limit: int | None):
         folder = root / split / cls
         names = sorted(n for n in os.listdir(folder) if _is_image_name(n, suffixes)) if folder.is_dir() else []
         if folder.is_dir() and not names:  # a class the network would be asked to learn from no image
-            raise DataError(f"class folder {folder} holds no images (.png, .jpg, ... files); add its images or "
-                            f"remove the folder.")
+            raise DataError(
+                f"class folder {folder} holds no images (.png, .jpg, ... files); add its images or remove the folder."
+            )
         files += [(folder / n, label) for n in names[:limit]]
     return classes, files
 
@@ -450,8 +535,10 @@ def _archive_listing(tar: tarfile.TarFile, split: str, limit: int | None):
 def _read_folder(root: Path, split: str, mode: str, size, limit) -> tuple[np.ndarray, list, list[str]]:
     classes, files = _folder_listing(root, split, limit)
     if not files:
-        raise DataError(f"no images in {root / split}: expected {root / split}/<class>/<image> "
-                        f"(.png, .jpg, ... files) in class folders.")
+        raise DataError(
+            f"no images in {root / split}: expected {root / split}/<class>/<image> "
+            f"(.png, .jpg, ... files) in class folders."
+        )
     items = ((i, str(path), path.read_bytes()) for i, (path, _) in enumerate(files))
     return _decode_all(items, len(files), mode, size), [label for _, label in files], classes
 
@@ -461,8 +548,10 @@ def _read_archive(path: Path, split: str, mode: str, size, limit) -> tuple[np.nd
         with tarfile.open(path, "r:*") as tar:
             classes, members = _archive_listing(tar, split, limit)
             if not members:
-                raise DataError(f"no images under {split}/<class>/ in the archive {path}; expected members "
-                                f"like {split}/<class>/<image>.png.")
+                raise DataError(
+                    f"no images under {split}/<class>/ in the archive {path}; expected members "
+                    f"like {split}/<class>/<image>.png."
+                )
             # Read in archive order, so a compressed archive is decompressed in one forward pass.
             order = sorted(range(len(members)), key=lambda i: members[i][0].offset_data)
             items = ((i, f"{path}:{members[i][0].name}", tar.extractfile(members[i][0]).read()) for i in order)
@@ -483,12 +572,16 @@ def _check_classes(root: Path, split: str, classes: list[str], labels: list[int]
     """A classifier needs two classes: with one, every loss is 0 and every accuracy 1.0, and a search would
     hand on a cell it learnt nothing about. Training images must show two classes for the same reason."""
     if len(classes) < 2:
-        raise DataError(f"{root} has {len(classes)} class ({', '.join(classes)}); classification needs at least 2 "
-                        f"classes: put each class's images in its own folder, {root}/{split}/<class>/<image>.")
+        raise DataError(
+            f"{root} has {len(classes)} class ({', '.join(classes)}); classification needs at least 2 "
+            f"classes: put each class's images in its own folder, {root}/{split}/<class>/<image>."
+        )
     present = sorted({classes[label] for label in labels})
     if split == "train" and len(present) < 2:
-        raise DataError(f"the training images of {root} are all of class {present[0]}; classification needs at "
-                        f"least 2 classes: add the other classes' images under {root}/train/<class>/.")
+        raise DataError(
+            f"the training images of {root} are all of class {present[0]}; classification needs at "
+            f"least 2 classes: add the other classes' images under {root}/train/<class>/."
+        )
 
 
 def _imagefolder_cache_path(root: Path, split: str, options: dict) -> Path:
@@ -511,7 +604,7 @@ def _load_cached(path: Path) -> ImageSet | None:
         saved = torch.load(path, weights_only=True)
         return ImageSet(saved["images"], saved["labels"], list(saved["classes"]))
     except Exception as error:  # a damaged cache is only a lost speed-up: decode again and overwrite it
-        warnings.warn(f"ignoring unreadable cache {path} ({error}); decoding the images again")
+        warnings.warn(f"ignoring unreadable cache {path} ({error}); decoding the images again", stacklevel=2)
         return None
 
 
@@ -524,14 +617,23 @@ def _save_cached(path: Path, data: ImageSet) -> None:
             torch.save({"images": data.images, "labels": data.labels, "classes": data.classes}, f)
         os.replace(temporary, path)  # atomic: a reader never sees half a file
     except OSError as error:
-        warnings.warn(f"could not write the decoded-image cache {path} ({error}); the next load decodes again")
+        warnings.warn(
+            f"could not write the decoded-image cache {path} ({error}); the next load decodes again", stacklevel=2
+        )
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
 
 
-def load_imagefolder(split: str, root=None, download: bool = False, grayscale: bool = False,
-                     size: int | None = None, limit_per_class: int | None = None, cache: bool = True) -> ImageSet:
+def load_imagefolder(
+    split: str,
+    root=None,
+    download: bool = False,
+    grayscale: bool = False,
+    size: int | None = None,
+    limit_per_class: int | None = None,
+    cache: bool = True,
+) -> ImageSet:
     """Your own images as root/<split>/<class>/<image>; root may be a folder or a .tar/.tar.gz/.tgz of one.
 
     grayscale: read as one channel ("L") instead of RGB. size: resize every image to size x size.
@@ -539,22 +641,29 @@ def load_imagefolder(split: str, root=None, download: bool = False, grayscale: b
     cache: keep the decoded split under ~/.cache/dartsnas/imagefolder/. download is ignored (nothing to fetch).
     """
     if root is None:
-        raise DataError("the imagefolder dataset reads your own images: set data_dir=DIR (--set data_dir=DIR; "
-                        "root= in load_images) to a folder or .tar.gz laid out as DIR/train/<class>/<image> and "
-                        "DIR/test/<class>/<image>.")
+        raise DataError(
+            "the imagefolder dataset reads your own images: set data_dir=DIR (--set data_dir=DIR; "
+            "root= in load_images) to a folder or .tar.gz laid out as DIR/train/<class>/<image> and "
+            "DIR/test/<class>/<image>."
+        )
     root = Path(root).expanduser().resolve()
     if not root.exists():
-        raise DataError(f"image folder {root} does not exist; set root to a folder or .tar.gz laid out as "
-                        f"<root>/train/<class>/<image> and <root>/test/<class>/<image>.")
+        raise DataError(
+            f"image folder {root} does not exist; set root to a folder or .tar.gz laid out as "
+            f"<root>/train/<class>/<image> and <root>/test/<class>/<image>."
+        )
     if limit_per_class is not None and not (isinstance(limit_per_class, int) and limit_per_class >= 1):
         raise DataError(f"limit_per_class must be a positive number of images, got {limit_per_class!r}.")
     if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
-        raise DataError(f"size must be a positive number of pixels (every image is resized to size x size), "
-                        f"got {size!r}.")
+        raise DataError(
+            f"size must be a positive number of pixels (every image is resized to size x size), got {size!r}."
+        )
     is_archive = root.is_file()
     if is_archive and not _is_tarfile(root):
-        raise DataError(f"{root} is neither a folder nor a whole .tar/.tar.gz/.tgz archive; check the file is "
-                        f"complete, or give the folder it was made from.")
+        raise DataError(
+            f"{root} is neither a folder nor a whole .tar/.tar.gz/.tgz archive; check the file is "
+            f"complete, or give the folder it was made from."
+        )
     mode = "L" if grayscale else "RGB"
     options = {"mode": mode, "size": size, "limit_per_class": limit_per_class}
     cache_path = _imagefolder_cache_path(root, split, options) if cache else None
@@ -573,14 +682,18 @@ def load_imagefolder(split: str, root=None, download: bool = False, grayscale: b
 
 # --------------------------------------------------------------------------------------------------------- fake
 
-def load_fake(split: str, root=None, download: bool = False, shape=(3, 32, 32), num_classes: int = 10,
-              size: int | None = None) -> ImageSet:
+
+def load_fake(
+    split: str, root=None, download: bool = False, shape=(3, 32, 32), num_classes: int = 10, size: int | None = None
+) -> ImageSet:
     """Random images for benchmarks: same pixels every time (fixed seed per split), made in well under a second."""
     count = size if size is not None else (50000 if split == "train" else 10000)
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1 or count < 1 or num_classes < 1:
-        raise DataError(f"fake data needs shape=(C, H, W), size >= 1 and num_classes >= 1; got shape={shape}, "
-                        f"size={count}, num_classes={num_classes}.")
+        raise DataError(
+            f"fake data needs shape=(C, H, W), size >= 1 and num_classes >= 1; got shape={shape}, "
+            f"size={count}, num_classes={num_classes}."
+        )
     rng = np.random.default_rng(SPLITS.index(split))  # numpy makes uint8 noise ~10x faster than torch.randint
     images = rng.integers(0, 256, (count, *shape), dtype=np.uint8)
     labels = rng.integers(0, num_classes, count, dtype=np.int64)
@@ -615,12 +728,14 @@ def load_images(name: str, split: str = "train", root=None, download: bool = Fal
     allowed = _option_names(loader)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise DataError(f"dataset {name!r} has no option {', '.join(unknown)}; "
-                        f"its options are: {', '.join(allowed) or 'none'}.")
+        raise DataError(
+            f"dataset {name!r} has no option {', '.join(unknown)}; its options are: {', '.join(allowed) or 'none'}."
+        )
     return loader(split, root, download, **options)
 
 
 # ------------------------------------------------------------------------------------ statistics and augmentation
+
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of uint8 N x C x H x W images, in [0, 1] units.
@@ -632,7 +747,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     total_sq = torch.zeros_like(total)
     step = max(1, (1 << 22) // (c * h * w))
     for start in range(0, n, step):
-        x = images[start:start + step].to(torch.float64) / 255
+        x = images[start : start + step].to(torch.float64) / 255
         total += x.sum(dim=(0, 2, 3))
         total_sq += x.square().sum(dim=(0, 2, 3))
     count = n * h * w
@@ -643,8 +758,10 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 def _check_cpu_generator(generator) -> None:
     if generator is not None and generator.device.type != "cpu":
-        raise ValueError(f"pass a CPU torch.Generator (got one on {generator.device}): random numbers are drawn "
-                         f"on the CPU so runs repeat bit for bit on any device")
+        raise ValueError(
+            f"pass a CPU torch.Generator (got one on {generator.device}): random numbers are drawn "
+            f"on the CPU so runs repeat bit for bit on any device"
+        )
 
 
 class Augment:
@@ -666,8 +783,10 @@ class Augment:
         self.crop_padding, self.flip, self.cutout = int(crop_padding), bool(flip), int(cutout)
 
     def __repr__(self) -> str:
-        return (f"Augment(mean={self.mean}, std={self.std}, crop_padding={self.crop_padding}, "
-                f"flip={self.flip}, cutout={self.cutout})")
+        return (
+            f"Augment(mean={self.mean}, std={self.std}, crop_padding={self.crop_padding}, "
+            f"flip={self.flip}, cutout={self.cutout})"
+        )
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_cpu_generator(generator)
@@ -682,8 +801,9 @@ class Augment:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[1] != len(self.mean):
-            raise ValueError(f"Augment has {len(self.mean)} channel means but the images have "
-                             f"{images.shape[1]} channels")
+            raise ValueError(
+                f"Augment has {len(self.mean)} channel means but the images have {images.shape[1]} channels"
+            )
         mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
         return images.float().div_(255).sub_(mean).div_(std)
@@ -725,8 +845,15 @@ def training_augment(config, data: ImageSet, mean, std) -> Augment:
     return Augment(mean, std, crop_padding=padding, flip=flip, cutout=config.cutout_length if config.cutout else 0)
 
 
-def batches(data: ImageSet, batch_size: int, generator: torch.Generator | None, augment: Augment | None = None,
-            shuffle: bool = True, drop_last: bool = False, skip: int = 0):
+def batches(
+    data: ImageSet,
+    batch_size: int,
+    generator: torch.Generator | None,
+    augment: Augment | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    skip: int = 0,
+):
     """Iterate one epoch of (x float32, y int64) batches on data's device.
 
     The shuffle order is drawn from the CPU generator (torch's global RNG when it is None) when this is
@@ -747,7 +874,7 @@ def _epoch(data, order, batch_size, generator, augment, drop_last, skip):
     n = len(order)
     end = n - n % batch_size if drop_last else n
     for start in range(skip * batch_size, end, batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         images = data.images[index]
         x = augment(images, generator) if augment is not None else images.float().div_(255)
         yield x, data.labels[index]

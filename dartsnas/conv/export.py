@@ -44,12 +44,16 @@ def load_trained(run_dir: Path, best: bool = False) -> tuple[torch.nn.Module, di
     record = json.loads(record_path.read_text())
     source = run_dir / ("best.pt" if best else "checkpoint.pt")
     if best and not source.exists():
-        raise RunError(f"{run_dir} has no best.pt: the run held out no validation split (valid_portion: 0); "
-                       "export the final weights (drop --best)")
+        raise RunError(
+            f"{run_dir} has no best.pt: the run held out no validation split (valid_portion: 0); "
+            "export the final weights (drop --best)"
+        )
     state = load_checkpoint(source).get("model")
     if not isinstance(state, dict):  # a readable file of tensors, but not a training run's weights
-        raise RunError(f"checkpoint {source} holds no network weights (no 'model' state); give the folder of a "
-                       "training run (dartsnas train)")
+        raise RunError(
+            f"checkpoint {source} holds no network weights (no 'model' state); give the folder of a "
+            "training run (dartsnas train)"
+        )
     if not (run_dir / "genotype.json").is_file():
         raise RunError(f"{run_dir} has no genotype.json: give the folder of a training run (dartsnas train)")
     model = _network(record, (run_dir / "genotype.json").read_text())
@@ -58,18 +62,29 @@ def load_trained(run_dir: Path, best: bool = False) -> tuple[torch.nn.Module, di
         model.load_state_dict(weights)
     except (RuntimeError, TypeError) as err:  # keys or shapes of another network
         first = str(err).strip().splitlines()[0][:200]
-        raise RunError(f"checkpoint {source} does not fit the network of {record_path} and genotype.json ({first}); "
-                       "were they edited after training? Put them back") from None
+        raise RunError(
+            f"checkpoint {source} does not fit the network of {record_path} and genotype.json ({first}); "
+            "were they edited after training? Put them back"
+        ) from None
     return model.eval(), record
 
 
 def _network(record: dict, genotype_text: str) -> torch.nn.Module:
     """The deployed network: the run's layout and sizes, without the auxiliary head."""
-    genotype = (CellGenotype.parse(genotype_text) if is_nb201_text(genotype_text)  # a NAS-Bench-201 cell
-                else load_genotype(genotype_text, known_ops=OPS))
-    return build_network(record["net"], genotype, num_classes=record["num_classes"],
-                         in_channels=record["in_channels"], init_channels=record["init_channels"],
-                         layers=record["layers"], auxiliary=False)
+    genotype = (
+        CellGenotype.parse(genotype_text)
+        if is_nb201_text(genotype_text)  # a NAS-Bench-201 cell
+        else load_genotype(genotype_text, known_ops=OPS)
+    )
+    return build_network(
+        record["net"],
+        genotype,
+        num_classes=record["num_classes"],
+        in_channels=record["in_channels"],
+        init_channels=record["init_channels"],
+        layers=record["layers"],
+        auxiliary=False,
+    )
 
 
 def available(fmt: str) -> bool:
@@ -100,8 +115,10 @@ def export_run(run_dir: Path, formats: list[str] | None = None, best: bool = Fal
         path, got = _EXPORTERS[fmt](model, traced, checked, out, meta)
         diff = (got - expected).abs().max().item()
         if not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
-            raise ExportError(f"{path} disagrees with the eager model: max |difference| of the logits {diff:.3g} "
-                              f"(tolerance {ATOL} + {RTOL} * |logit|); please report this with the run folder")
+            raise ExportError(
+                f"{path} disagrees with the eager model: max |difference| of the logits {diff:.3g} "
+                f"(tolerance {ATOL} + {RTOL} * |logit|); please report this with the run folder"
+            )
         reports.append({"format": fmt, "path": str(path), "max_abs_diff": diff})
     return reports
 
@@ -132,8 +149,17 @@ def _onnx(model, traced, checked, out, meta):
         with warnings.catch_warnings():  # torch's own deprecation notice while it exports through torch.export
             warnings.simplefilter("ignore", FutureWarning)
             # One self-contained file: the weights inside (DARTS networks are far below ONNX's 2 GB limit).
-            torch.onnx.export(model, (traced,), path, dynamo=True, dynamic_shapes=_batch_free(),
-                              external_data=False, input_names=["images"], output_names=["logits"], verbose=False)
+            torch.onnx.export(
+                model,
+                (traced,),
+                path,
+                dynamo=True,
+                dynamic_shapes=_batch_free(),
+                external_data=False,
+                input_names=["images"],
+                output_names=["logits"],
+                verbose=False,
+            )
     finally:
         quiet.setLevel(level)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

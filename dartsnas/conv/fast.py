@@ -61,14 +61,18 @@ def scaled(op: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     # A dense weight vector: with a stride-0 (expanded) one, the CPU channels-last kernels take a
     # path several times slower.
     weight = scale.expand(bn.num_features).contiguous()
-    return nn.functional.batch_norm(z, bn.running_mean, bn.running_var, weight, None,
-                                    bn.training, bn.momentum, bn.eps)
+    return nn.functional.batch_norm(z, bn.running_mean, bn.running_var, weight, None, bn.training, bn.momentum, bn.eps)
 
 
 def _until_final_bn(op: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, nn.BatchNorm2d | None]:
     """(the input of the affine-free BN that `op` ends with, that BN), or (op(x), None)."""
-    if isinstance(op, nn.BatchNorm2d) and op.weight is None and op.bias is None \
-            and op.track_running_stats and op.momentum is not None:
+    if (
+        isinstance(op, nn.BatchNorm2d)
+        and op.weight is None
+        and op.bias is None
+        and op.track_running_stats
+        and op.momentum is not None
+    ):
         return x, op
     if isinstance(op, FactorizedReduce):
         return _until_final_bn(op.bn, op.features(x))
@@ -103,7 +107,7 @@ class SharedOps(nn.Module):
         super().__init__()
         self.ops = nn.ModuleDict({name: build(name, c, stride) for name in names})
 
-    def outputs(self) -> "SharedOutputs":
+    def outputs(self) -> SharedOutputs:
         """A holder for one forward's outputs."""
         return SharedOutputs(self)
 
@@ -150,5 +154,8 @@ def concat(parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def memory_format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+    return (
+        torch.channels_last
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
         else torch.contiguous_format
+    )

@@ -36,21 +36,35 @@ class Conv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.subsamples():
             return self.forward_subsampled(x, self.weight)
-        if self.dilation != (1, 1) and self.keeps_size() and x.device.type == "cpu" \
-                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling():
+        if (
+            self.dilation != (1, 1)
+            and self.keeps_size()
+            and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()
+        ):
             return _SameConv.apply(x, self.weight, self.padding, self.dilation, self.groups)
         return super().forward(x)
 
     def subsamples(self) -> bool:
         d = self.dilation
-        return d == self.stride and d != (1, 1) and self.padding_mode == "zeros" \
-            and not isinstance(self.padding, str) and all(p % k == 0 for p, k in zip(self.padding, d))
+        return (
+            d == self.stride
+            and d != (1, 1)
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and all(p % k == 0 for p, k in zip(self.padding, d))
+        )
 
     def keeps_size(self) -> bool:
         """Stride 1, zero padding of (kernel - 1) * dilation / 2 on each side, no bias."""
-        return self.stride == (1, 1) and self.bias is None and self.padding_mode == "zeros" \
-            and not isinstance(self.padding, str) \
+        return (
+            self.stride == (1, 1)
+            and self.bias is None
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
             and all(2 * p == d * (k - 1) for p, d, k in zip(self.padding, self.dilation, self.kernel_size))
+        )
 
     def forward_subsampled(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         padding = tuple(p // k for p, k in zip(self.padding, self.dilation))

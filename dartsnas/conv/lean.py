@@ -46,15 +46,17 @@ class LeanMix(torch.autograd.Function):
         was_training = mixed.training
         if was_training != ctx.training:
             mixed.train(ctx.training)
-        shared_norms = [] if ctx.shared_ops is None else [m for m in ctx.shared_ops.modules() if isinstance(m, nn.BatchNorm2d)]
+        shared_norms = (
+            [] if ctx.shared_ops is None else [m for m in ctx.shared_ops.modules() if isinstance(m, nn.BatchNorm2d)]
+        )
         norms = [m for m in mixed.norms + shared_norms if m.track_running_stats]
         for m in norms:
             m.track_running_stats = False  # batch statistics as in forward, running ones untouched
         try:
             for k, op, relu_first in zip(mixed.index, mixed.ops, mixed.takes_relu):
                 module_params = list(op.parameters())
-                own = params[start:start + len(module_params)]
-                wanted = need_params[start:start + len(module_params)]
+                own = params[start : start + len(module_params)]
+                wanted = need_params[start : start + len(module_params)]
                 start += len(module_params)
                 source, need_in = (x_relu, need_relu) if relu_first else (x, need_x)
                 with torch.enable_grad():

@@ -41,8 +41,9 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(n for ptr, n in seen.items() if ptr not in params)
 
 
-def estimate_bytes(config, in_channels: int, num_classes: int, size: tuple[int, int],
-                   device: torch.device, mode: str | None = None) -> int:
+def estimate_bytes(
+    config, in_channels: int, num_classes: int, size: tuple[int, int], device: torch.device, mode: str | None = None
+) -> int:
     """Expected peak bytes of one search step for `config` (or `mode` instead of its mixed_op) at its batch size.
 
     Builds a probe supernet on the device without touching the global random state, and excludes the
@@ -89,8 +90,9 @@ def held_bytes(device: torch.device) -> int:
         return 0
 
 
-def fitting_settings(config, in_channels: int, num_classes: int, size: tuple[int, int],
-                     device: torch.device, budget: int) -> list[tuple[str, int, float]]:
+def fitting_settings(
+    config, in_channels: int, num_classes: int, size: tuple[int, int], device: torch.device, budget: int
+) -> list[tuple[str, int, float]]:
     """(mode, batch size, GB) that should fit in `budget` bytes: each mode at this batch size if it
     fits, else at the largest batch size that does."""
     out = []
@@ -104,13 +106,17 @@ def fitting_settings(config, in_channels: int, num_classes: int, size: tuple[int
     return out
 
 
-def advice(config, in_channels: int, num_classes: int, size: tuple[int, int], device: torch.device,
-           budget: int) -> str:
+def advice(config, in_channels: int, num_classes: int, size: tuple[int, int], device: torch.device, budget: int) -> str:
     """One sentence naming the settings that should fit in `budget` bytes."""
-    options = [(m, b, gb) for m, b, gb in fitting_settings(config, in_channels, num_classes, size, device, budget)
-               if (m, b) != (config.mixed_op, config.batch_size)]
+    options = [
+        (m, b, gb)
+        for m, b, gb in fitting_settings(config, in_channels, num_classes, size, device, budget)
+        if (m, b) != (config.mixed_op, config.batch_size)
+    ]
     if not options:
         return "no mode fits even at batch size 1: use fewer cells (layers) or channels (init_channels)"
-    parts = [f"--set mixed_op={m}" + (f" --set batch_size={b}" if b != config.batch_size else "") + f" (about {gb:.2f} GB)"
-             for m, b, gb in options]
+    parts = [
+        f"--set mixed_op={m}" + (f" --set batch_size={b}" if b != config.batch_size else "") + f" (about {gb:.2f} GB)"
+        for m, b, gb in options
+    ]
     return f"settings that should fit in {budget / 2**30:.2f} GB: " + "; ".join(parts)

@@ -89,8 +89,13 @@ class AuxiliaryHead(nn.Module):
         super().__init__()
         self.pool_stride = pool_stride
         self.features = nn.Sequential(
-            nn.Conv2d(c, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
-            nn.Conv2d(128, 768, 2, bias=False), *([nn.BatchNorm2d(768)] if last_bn else []), nn.ReLU())
+            nn.Conv2d(c, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),
+            nn.Conv2d(128, 768, 2, bias=False),
+            *([nn.BatchNorm2d(768)] if last_bn else []),
+            nn.ReLU(),
+        )
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x):
@@ -107,8 +112,9 @@ def pool_2x2(x: torch.Tensor) -> torch.Tensor:
     if (h, w) == (2, 2):
         return x
     rows, cols = ((0, -(-h // 2)), (h // 2, h)), ((0, -(-w // 2)), (w // 2, w))
-    return torch.stack([torch.stack([x[..., r0:r1, c0:c1].mean((-2, -1)) for c0, c1 in cols], -1)
-                        for r0, r1 in rows], -2)
+    return torch.stack(
+        [torch.stack([x[..., r0:r1, c0:c1].mean((-2, -1)) for c0, c1 in cols], -1) for r0, r1 in rows], -2
+    )
 
 
 class _Network(nn.Module):
@@ -141,8 +147,9 @@ class _Network(nn.Module):
             if i == self.aux_index:
                 c_aux = c_p
         # Named "auxiliary..." so that counting parameters the official way leaves it out.
-        self.auxiliary_head = (AuxiliaryHead(c_aux, num_classes, self.aux_pool_stride, self.aux_last_bn)
-                               if auxiliary else None)
+        self.auxiliary_head = (
+            AuxiliaryHead(c_aux, num_classes, self.aux_pool_stride, self.aux_last_bn) if auxiliary else None
+        )
         self.classifier = nn.Linear(c_p, num_classes)
 
     def set_drop_path_prob(self, p: float) -> None:
@@ -166,8 +173,16 @@ class _Network(nn.Module):
 class NetworkCIFAR(_Network):
     """The paper's CIFAR-10 network: a 3x3 conv stem of stem_multiplier*C channels, 20 cells, C=36."""
 
-    def __init__(self, genotype: Genotype, num_classes: int = 10, in_channels: int = 3, init_channels: int = 36,
-                 layers: int = 20, auxiliary: bool = True, stem_multiplier: int = 3):
+    def __init__(
+        self,
+        genotype: Genotype,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        init_channels: int = 36,
+        layers: int = 20,
+        auxiliary: bool = True,
+        stem_multiplier: int = 3,
+    ):
         super().__init__()
         c_stem = stem_multiplier * init_channels
         self.stem0 = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
@@ -184,13 +199,24 @@ class NetworkImageNet(_Network):
     aux_pool_stride = 2
     aux_last_bn = False
 
-    def __init__(self, genotype: Genotype, num_classes: int = 1000, in_channels: int = 3, init_channels: int = 48,
-                 layers: int = 14, auxiliary: bool = True):
+    def __init__(
+        self,
+        genotype: Genotype,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        init_channels: int = 48,
+        layers: int = 14,
+        auxiliary: bool = True,
+    ):
         super().__init__()
         c = init_channels
         self.stem0 = nn.Sequential(
-            nn.Conv2d(in_channels, c // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(),
-            nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c))
+            nn.Conv2d(in_channels, c // 2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c // 2),
+            nn.ReLU(),
+            nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+        )
         self.stem1 = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c))
         # stem0's output has twice stem1's resolution, so the first cell reduces its first input.
         self._build(genotype, num_classes, c, layers, auxiliary, c, c, True)
@@ -203,9 +229,9 @@ class NetworkImageNet(_Network):
 class Layout(NamedTuple):
     cls: type
     input_shape: tuple[int, int, int]  # the paper's input, C x H x W
-    num_classes: int                   # the paper's class count
-    min_size: int                      # smallest input side: the second reduction needs at least 2x2 maps
-    side_multiple: int = 1             # input sides must be multiples of this
+    num_classes: int  # the paper's class count
+    min_size: int  # smallest input side: the second reduction needs at least 2x2 maps
+    side_multiple: int = 1  # input sides must be multiples of this
 
 
 NETWORKS = {
@@ -264,8 +290,14 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return counter.get_total_flops() // 2
 
 
-def network_info(net: str, genotype, num_classes: int | None = None, in_channels: int | None = None,
-                 size: int | None = None, **options) -> dict:
+def network_info(
+    net: str,
+    genotype,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    size: int | None = None,
+    **options,
+) -> dict:
     """Size and cost of a network: parameters (auxiliary head apart) and multiply-adds at its input size.
 
     Built on the meta device (shapes without memory or arithmetic): counting the ImageNet network takes
@@ -283,6 +315,14 @@ def network_info(net: str, genotype, num_classes: int | None = None, in_channels
         model = layout.cls(genotype, num_classes=num_classes, in_channels=shape[0], **options)
     total = sum(p.numel() for p in model.parameters())
     params = count_parameters(model)
-    return {"net": net, "genotype": str(genotype), "layers": len(model.cells), "init_channels": model.init_channels,
-            "num_classes": num_classes, "input_shape": list(shape), "parameters": params,
-            "auxiliary_parameters": total - params, "macs": count_macs(model, shape)}
+    return {
+        "net": net,
+        "genotype": str(genotype),
+        "layers": len(model.cells),
+        "init_channels": model.init_channels,
+        "num_classes": num_classes,
+        "input_shape": list(shape),
+        "parameters": params,
+        "auxiliary_parameters": total - params,
+        "macs": count_macs(model, shape),
+    }

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -69,8 +69,9 @@ def validation_accuracy(searcher, max_batches: int | None = None) -> float:
     correct, seen = 0.0, 0
     try:
         with expected_mixture(model):
-            for i, (x, y) in enumerate(batches(data.arch_half, searcher.config.batch_size, None, data.eval_augment,
-                                               shuffle=False)):
+            for i, (x, y) in enumerate(
+                batches(data.arch_half, searcher.config.batch_size, None, data.eval_augment, shuffle=False)
+            ):
                 if max_batches is not None and i >= max_batches:
                     break
                 logits = model(searcher.prepare_inputs(x))
@@ -94,8 +95,10 @@ def _shuffled(items: list, generator: torch.Generator) -> list:
 
 def _rounds(queues: dict[str, list]) -> list[list[tuple[str, object]]]:
     """One item of each cell kind per round, kinds in order, until every queue is empty."""
-    return [[(kind, item) for kind, item in zip(queues, row) if item is not None]
-            for row in itertools.zip_longest(*queues.values())]
+    return [
+        [(kind, item) for kind, item in zip(queues, row) if item is not None]
+        for row in itertools.zip_longest(*queues.values())
+    ]
 
 
 @contextlib.contextmanager
@@ -111,8 +114,14 @@ def tuning_lr(optimizer, lr: float):
             group["lr"] = value
 
 
-def pt_derive(searcher, generator: torch.Generator, tune_epochs: int = 1, log: Callable[[str], None] | None = None,
-              max_batches: int | None = None, accuracy: Callable[[], float] | None = None) -> tuple[object, dict]:
+def pt_derive(
+    searcher,
+    generator: torch.Generator,
+    tune_epochs: int = 1,
+    log: Callable[[str], None] | None = None,
+    max_batches: int | None = None,
+    accuracy: Callable[[], float] | None = None,
+) -> tuple[object, dict]:
     """Decide every free edge of `searcher.model` by perturbation, then (DARTS space) its topology; ->
     (genotype by `config.derivation()`, evidence). The model keeps its decisions.
 
@@ -159,17 +168,26 @@ def pt_derive(searcher, generator: torch.Generator, tune_epochs: int = 1, log: C
     topology = []
     if model.kept_per_node is not None:
         k = model.kept_per_node
-        crowded = {kind: _shuffled([n for n, ins in enumerate(node_edges(model.fan_in))
-                                    if sum(row(kind)[e] != REMOVED for e in ins) > k], generator)
-                   for kind in model.kinds}
+        crowded = {
+            kind: _shuffled(
+                [n for n, ins in enumerate(node_edges(model.fan_in)) if sum(row(kind)[e] != REMOVED for e in ins) > k],
+                generator,
+            )
+            for kind in model.kinds
+        }
         for round_ in _rounds(crowded):
             for kind, node in round_:
                 topology += _select_edges(model, kind, node_edges(model.fan_in)[node], k, names, evaluate, row, say)
             tune()
 
     genotype = model.derive(config.derivation())
-    return genotype, {"tune_epochs": tune_epochs, "decisions": decisions, "topology": topology,
-                      "evaluations": evaluations, "seconds": time.perf_counter() - start}
+    return genotype, {
+        "tune_epochs": tune_epochs,
+        "decisions": decisions,
+        "topology": topology,
+        "evaluations": evaluations,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def _select_op(model, kind: str, edge: int, choosable: list[int], names: list[str], evaluate, say) -> dict:
@@ -183,8 +201,14 @@ def _select_op(model, kind: str, edge: int, choosable: list[int], names: list[st
     chosen = min(choosable, key=lambda o: (without[o], o))  # ties: the earlier op
     model.decide(kind, edge, chosen)
     say(f"PT {kind} edge {names[edge]}: {model.ops[chosen]} (accuracy {base:.4f}, {without[chosen]:.4f} without it)")
-    return {"kind": kind, "edge": edge, "edge_name": names[edge], "base_acc": base,
-            "acc_without": {model.ops[o]: acc for o, acc in without.items()}, "chosen": model.ops[chosen]}
+    return {
+        "kind": kind,
+        "edge": edge,
+        "edge_name": names[edge],
+        "base_acc": base,
+        "acc_without": {model.ops[o]: acc for o, acc in without.items()},
+        "chosen": model.ops[chosen],
+    }
 
 
 def _select_edges(model, kind: str, inputs: list[int], k: int, names: list[str], evaluate, row, say) -> list[dict]:
@@ -202,5 +226,11 @@ def _select_edges(model, kind: str, inputs: list[int], k: int, names: list[str],
         cut = max(live, key=lambda e: (without[e], -e))  # ties: the earlier edge
         model.decide(kind, cut, REMOVED)
         say(f"PT {kind} node {names[cut].split('<-')[0]}: cut {names[cut]} ({without[cut]:.4f} without it)")
-        records.append({"kind": kind, "node": names[inputs[0]].split("<-")[0],
-                        "acc_without_edge": {names[e]: acc for e, acc in without.items()}, "removed": names[cut]})
+        records.append(
+            {
+                "kind": kind,
+                "node": names[inputs[0]].split("<-")[0],
+                "acc_without_edge": {names[e]: acc for e, acc in without.items()},
+                "removed": names[cut],
+            }
+        )

@@ -38,8 +38,12 @@ def _relu_conv_bn(c_in, c_out, kernel, stride, padding) -> list[nn.Module]:
 
 def _relu_sep_bn(c, kernel, stride, padding, dilation=1) -> list[nn.Module]:
     """ReLU, depthwise conv, pointwise conv, batch norm."""
-    return [nn.ReLU(), nn.Conv2d(c, c, kernel, stride, padding, dilation, groups=c, bias=False),
-            nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c, affine=False)]
+    return [
+        nn.ReLU(),
+        nn.Conv2d(c, c, kernel, stride, padding, dilation, groups=c, bias=False),
+        nn.Conv2d(c, c, 1, bias=False),
+        nn.BatchNorm2d(c, affine=False),
+    ]
 
 
 class Zero(nn.Module):
@@ -48,7 +52,7 @@ class Zero(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        return x[:, :, ::self.stride, ::self.stride].mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
 class FactorizedReduce(nn.Module):
@@ -75,8 +79,10 @@ def candidate(name: str, c: int, stride: int) -> nn.Module:
     if conv:
         k = int(conv[2])
         return nn.Sequential(*_relu_sep_bn(c, k, stride, k - 1, dilation=2))
-    pool = {"max_pool_3x3": lambda: nn.MaxPool2d(3, stride, 1),
-            "avg_pool_3x3": lambda: nn.AvgPool2d(3, stride, 1, count_include_pad=False)}
+    pool = {
+        "max_pool_3x3": lambda: nn.MaxPool2d(3, stride, 1),
+        "avg_pool_3x3": lambda: nn.AvgPool2d(3, stride, 1, count_include_pad=False),
+    }
     if name in pool:
         return nn.Sequential(pool[name](), nn.BatchNorm2d(c, affine=False))
     plain = {
@@ -85,12 +91,17 @@ def candidate(name: str, c: int, stride: int) -> nn.Module:
         "conv_1x1": lambda: nn.Sequential(*_relu_conv_bn(c, c, 1, stride, 0)),
         "conv_3x3": lambda: nn.Sequential(*_relu_conv_bn(c, c, 3, stride, 1)),
         "conv_7x1_1x7": lambda: nn.Sequential(
-            nn.ReLU(), nn.Conv2d(c, c, (1, 7), (1, stride), (0, 3), bias=False),
-            nn.Conv2d(c, c, (7, 1), (stride, 1), (3, 0), bias=False), nn.BatchNorm2d(c, affine=False)),
+            nn.ReLU(),
+            nn.Conv2d(c, c, (1, 7), (1, stride), (0, 3), bias=False),
+            nn.Conv2d(c, c, (7, 1), (stride, 1), (3, 0), bias=False),
+            nn.BatchNorm2d(c, affine=False),
+        ),
     }
     if name not in plain:
-        raise ValueError(f"the reference network has no op {name!r}; it builds none, max_pool_3x3, avg_pool_3x3, "
-                         "skip_connect, sep_conv_KxK, dil_conv_KxK, conv_1x1, conv_3x3 and conv_7x1_1x7")
+        raise ValueError(
+            f"the reference network has no op {name!r}; it builds none, max_pool_3x3, avg_pool_3x3, "
+            "skip_connect, sep_conv_KxK, dil_conv_KxK, conv_1x1, conv_3x3 and conv_7x1_1x7"
+        )
     return plain[name]()
 
 
@@ -110,8 +121,9 @@ class Cell(nn.Module):
         self.pre0 = FactorizedReduce(c_pp, c) if reduction_prev else nn.Sequential(*_relu_conv_bn(c_pp, c, 1, 1, 0))
         self.pre1 = nn.Sequential(*_relu_conv_bn(c_p, c, 1, 1, 0))
         self.nodes = nodes
-        self.edges = nn.ModuleList(MixedOp(c, 2 if reduction and j < 2 else 1, ops)
-                                   for i in range(nodes) for j in range(2 + i))
+        self.edges = nn.ModuleList(
+            MixedOp(c, 2 if reduction and j < 2 else 1, ops) for i in range(nodes) for j in range(2 + i)
+        )
 
     def forward(self, s0, s1, probs):
         states = [self.pre0(s0), self.pre1(s1)]
@@ -127,8 +139,16 @@ class Network(nn.Module):
     Its layout loop repeats Supernet's on purpose: the tests compare the two, so neither borrows from
     the other."""
 
-    def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
-                 nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        init_channels: int = 16,
+        layers: int = 8,
+        nodes: int = 4,
+        ops: list[str] | None = None,
+        stem_multiplier: int = 3,
+    ):
         super().__init__()
         ops = list(ops or DARTS_OPS)
         c_curr = stem_multiplier * init_channels
@@ -145,7 +165,9 @@ class Network(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
         edges = nodes * (nodes + 3) // 2
-        self.alphas = nn.ParameterDict({k: nn.Parameter(1e-3 * torch.randn(edges, len(ops))) for k in ("normal", "reduce")})
+        self.alphas = nn.ParameterDict(
+            {k: nn.Parameter(1e-3 * torch.randn(edges, len(ops))) for k in ("normal", "reduce")}
+        )
 
     def forward(self, x):
         probs = {k: a.softmax(dim=-1) for k, a in self.alphas.items()}
@@ -162,13 +184,23 @@ class Step:
     """One search step as the official train_search.py takes it: the architecture step (Adam on the
     alphas, first or second order), then the weight step (SGD with momentum, gradient clipping)."""
 
-    def __init__(self, model: Network, lr=0.025, momentum=0.9, weight_decay=3e-4, arch_lr=3e-4,
-                 arch_weight_decay=1e-3, unrolled=False, grad_clip=5.0):
+    def __init__(
+        self,
+        model: Network,
+        lr=0.025,
+        momentum=0.9,
+        weight_decay=3e-4,
+        arch_lr=3e-4,
+        arch_weight_decay=1e-3,
+        unrolled=False,
+        grad_clip=5.0,
+    ):
         self.model, self.unrolled, self.grad_clip = model, unrolled, grad_clip
         self.criterion = nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(model.weights(), lr, momentum=momentum, weight_decay=weight_decay)
-        self.arch_optimizer = torch.optim.Adam(model.alphas.values(), arch_lr, betas=(0.5, 0.999),
-                                               weight_decay=arch_weight_decay)
+        self.arch_optimizer = torch.optim.Adam(
+            model.alphas.values(), arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay
+        )
 
     def __call__(self, x_train, y_train, x_val, y_val):
         self.arch_optimizer.zero_grad()
@@ -209,5 +241,4 @@ class Step:
         with torch.no_grad():
             for w, d in zip(weights, v):
                 w.add_(d, alpha=float(eps))
-        return [a.grad - lr * (gp - gn) / (2 * eps)
-                for a, gp, gn in zip(unrolled.alphas.values(), *probes)]
+        return [a.grad - lr * (gp - gn) / (2 * eps) for a, gp, gn in zip(unrolled.alphas.values(), *probes)]

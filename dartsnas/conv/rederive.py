@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -39,8 +39,10 @@ def load_searcher(run_dir: str | Path, device: str | torch.device = "cpu") -> Se
     """The search of a run folder as its last checkpoint left it: config.yaml, its data, checkpoint.pt."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "alphas.jsonl").is_file():
-        raise RunError(f"{run_dir} is not a search run folder (no config.yaml and alphas.jsonl there); give the "
-                       "folder `dartsnas search` wrote")
+        raise RunError(
+            f"{run_dir} is not a search run folder (no config.yaml and alphas.jsonl there); give the "
+            "folder `dartsnas search` wrote"
+        )
     saved = read_yaml(run_dir / "config.yaml")  # with the size cap
     if isinstance(saved, dict) and "corpus" in saved:
         raise RunError(f"{run_dir} is a recurrent search; dartsnas derive re-derives convolutional cells")
@@ -56,9 +58,18 @@ def default_name(rule: str, skip_cap: int | None = None) -> str:
     return f"{rule}-skip-cap-{skip_cap}" if skip_cap is not None else rule
 
 
-def rederive(run_dir: str | Path, rule: str, *, skip_cap: int | None = None, tune_epochs: int = 1, seed: int = 0,
-             device: str = "cpu", name: str | None = None, log: Callable[[str], None] | None = None,
-             **options) -> tuple[object, Path]:
+def rederive(
+    run_dir: str | Path,
+    rule: str,
+    *,
+    skip_cap: int | None = None,
+    tune_epochs: int = 1,
+    seed: int = 0,
+    device: str = "cpu",
+    name: str | None = None,
+    log: Callable[[str], None] | None = None,
+    **options,
+) -> tuple[object, Path]:
     """Derive the run's cell by `rule`; -> (genotype, RUN/derived/<name>.json; `summary` says it in a few lines).
     `log(line)`: progress. `options` (None values dropped): `batches` caps the validation batches per
     evaluation (pt, bnb); the rest go to bnb."""
@@ -73,11 +84,18 @@ def rederive(run_dir: str | Path, rule: str, *, skip_cap: int | None = None, tun
     torch.manual_seed(seed)
     start = time.perf_counter()
     genotype, evidence, used = derive(searcher, torch.Generator().manual_seed(seed), say)
-    record = {"rule": rule, "options": used, "genotype": genotype.to_dict(), "genotype_text": str(genotype),
-              "evidence": evidence, "seconds": time.perf_counter() - start}
+    record = {
+        "rule": rule,
+        "options": used,
+        "genotype": genotype.to_dict(),
+        "genotype_text": str(genotype),
+        "evidence": evidence,
+        "seconds": time.perf_counter() - start,
+    }
     config = searcher.config
     if config.space == "nas-bench-201":
         from .nb201.table import load_table
+
         record["benchmark_dataset"] = config.benchmark_dataset
         record["accuracy"] = load_table().accuracy(genotype, config.benchmark_dataset)
     path = run_dir / "derived" / f"{name}.json"
@@ -85,8 +103,10 @@ def rederive(run_dir: str | Path, rule: str, *, skip_cap: int | None = None, tun
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     except OSError as err:  # a read-only run folder, or a file named `derived`
-        raise RunError(f"cannot write {path} ({err.strerror or err}); make {run_dir} writable, or copy the "
-                       "run folder somewhere writable and derive there") from None
+        raise RunError(
+            f"cannot write {path} ({err.strerror or err}); make {run_dir} writable, or copy the "
+            "run folder somewhere writable and derive there"
+        ) from None
     return genotype, path
 
 
@@ -107,14 +127,20 @@ def _checked_rule(rule: str, skip_cap, tune_epochs: int, seed: int, options: dic
         raise ConfigError(f"--rule {rule} takes no {', '.join('--' + e.replace('_', '-') for e in extra)}")
 
     if rule == "argmax":
+
         def derive(searcher, generator, say):
             model = searcher.model
-            evidence = {"probs": {k: p.cpu().tolist() for k, p in model.probs().items()}, "ops": model.ops,
-                        "edges": model.edge_names()}
+            evidence = {
+                "probs": {k: p.cpu().tolist() for k, p in model.probs().items()},
+                "ops": model.ops,
+                "edges": model.edge_names(),
+            }
             return model.derive(searcher.config.derivation(), skip_cap), evidence, {"skip_cap": skip_cap}
     elif rule == "pt":
+
         def derive(searcher, generator, say):
             from .perturb import pt_derive
+
             genotype, evidence = pt_derive(searcher, generator, tune_epochs, say, options.get("batches"))
             return genotype, evidence, {"tune_epochs": tune_epochs, "seed": seed, **options}
     else:
@@ -123,6 +149,7 @@ def _checked_rule(rule: str, skip_cap, tune_epochs: int, seed: int, options: dic
         def derive(searcher, generator, say):
             genotype, evidence = bnb_derive(searcher, generator, **options)
             return genotype, evidence, {"seed": seed, **options}
+
     return derive
 
 
@@ -132,8 +159,9 @@ def _bnb():
     except ModuleNotFoundError as err:
         if err.name != f"{__package__}.bnb":
             raise
-        raise ConfigError("--rule bnb needs dartsnas/conv/bnb.py, which this installation does not have yet; "
-                          "use --rule pt or argmax") from None
+        raise ConfigError(
+            "--rule bnb needs dartsnas/conv/bnb.py, which this installation does not have yet; use --rule pt or argmax"
+        ) from None
     return bnb_derive
 
 

@@ -6,7 +6,6 @@ The answers to collapse are options of this loop, each a small piece of core/: b
 DARTS+'s early stopping and SGAS's progressive decisions (after an epoch), P-DARTS's skip cap (derivation).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -42,8 +41,8 @@ log = logging.getLogger("dartsnas")
 
 @dataclass
 class SearchData:
-    weight_half: ImageSet   # trains the network weights
-    arch_half: ImageSet     # trains the alphas; also the search's validation set
+    weight_half: ImageSet  # trains the network weights
+    arch_half: ImageSet  # trains the alphas; also the search's validation set
     train_augment: Augment
     eval_augment: Augment
 
@@ -57,11 +56,17 @@ def prepare_data(config: SearchConfig, device: torch.device) -> SearchData:
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     split = int(n * config.train_portion)
     if split < 2 or n - split < 2:
-        raise ConfigError(f"{n} training images split at train_portion={config.train_portion} leave a half "
-                          "with fewer than 2 images; use more data (subset) or another train_portion")
+        raise ConfigError(
+            f"{n} training images split at train_portion={config.train_portion} leave a half "
+            "with fewer than 2 images; use more data (subset) or another train_portion"
+        )
     mean, std = channel_stats(data.images)
-    return SearchData(data.subset(perm[:split]).to(device), data.subset(perm[split:]).to(device),
-                      training_augment(config, data, mean, std), Augment(mean, std))
+    return SearchData(
+        data.subset(perm[:split]).to(device),
+        data.subset(perm[split:]).to(device),
+        training_augment(config, data, mean, std),
+        Augment(mean, std),
+    )
 
 
 class Searcher(SearchRecords):
@@ -78,11 +83,19 @@ class Searcher(SearchRecords):
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.criterion = nn.CrossEntropyLoss()
-        self.optimizer = torch.optim.SGD(self.model.weights(), config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay, nesterov=config.nesterov)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.epochs, eta_min=config.lr_min)
-        self.architect = Architect(self.model, self.criterion, config.arch_lr, config.arch_betas,
-                                   config.arch_weight_decay, config.unrolled)
+        self.optimizer = torch.optim.SGD(
+            self.model.weights(),
+            config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, config.epochs, eta_min=config.lr_min
+        )
+        self.architect = Architect(
+            self.model, self.criterion, config.arch_lr, config.arch_betas, config.arch_weight_decay, config.unrolled
+        )
         # All randomness after initialisation (shuffles, augmentation) comes from this CPU generator,
         # whose state the checkpoint keeps: a resumed run continues bit for bit.
         self.generator = torch.Generator().manual_seed(config.seed + 1)
@@ -93,8 +106,11 @@ class Searcher(SearchRecords):
         self.guard = Guard(device)  # run_epochs sets the run's own
         self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
         # In place: the weight step, the architecture step's functional calls and the evaluation all use it.
-        self.compiled = (compile_network(self.model, device, config.compile_mode, config.compile_backend,
-                                         config.compile_scope) if config.compile else None)
+        self.compiled = (
+            compile_network(self.model, device, config.compile_mode, config.compile_backend, config.compile_scope)
+            if config.compile
+            else None
+        )
         self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
@@ -109,8 +125,11 @@ class Searcher(SearchRecords):
         self.architect.average = average
         alphas = [f"alphas.{k}" for k in self.model.alphas]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, alphas)
-        return DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                                       find_unused_parameters=self.config.mixed_op == "sample" or self.config.progressive)
+        return DistributedDataParallel(
+            self.model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=self.config.mixed_op == "sample" or self.config.progressive,
+        )
 
     def set_schedules(self) -> None:
         """What changes from epoch to epoch by the config's schedules: the relaxation temperature, DARTS-'s
@@ -118,8 +137,9 @@ class Searcher(SearchRecords):
         cfg = self.config
         if cfg.anneal_entropy:  # the temperature that puts the mixture at the epoch's entropy, never above 1
             target = linear(self.epoch, cfg.epochs, *cfg.anneal_entropy)
-            self.model.temperature = temperature_for_entropy([self.model.alphas[k] for k in self.model.kinds], target,
-                                                             high=1.0)
+            self.model.temperature = temperature_for_entropy(
+                [self.model.alphas[k] for k in self.model.kinds], target, high=1.0
+            )
         else:
             start, end = cfg.temperatures()
             self.model.temperature = temperature(self.epoch, cfg.epochs, start, end, cfg.temperature_schedule)
@@ -131,11 +151,17 @@ class Searcher(SearchRecords):
         return self.beta_weight * beta_decay([self.model.alphas[k] for k in self.model.kinds])
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "arch_optimizer": self.architect.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                "sample_generator": self.model.generator.get_state(), "epoch": self.epoch,
-                "decided": self.model.decided, "stop_reason": self.stop_reason}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "arch_optimizer": self.architect.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "sample_generator": self.model.generator.get_state(),
+            "epoch": self.epoch,
+            "decided": self.model.decided,
+            "stop_reason": self.stop_reason,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -185,10 +211,12 @@ class Searcher(SearchRecords):
         # Data-parallel: every rank draws the same global batches and keeps its shard; the last one is kept only
         # whole (drop_last), so that the shards are equal and their average is the global batch's.
         even = world().distributed
-        weight_batches = batches(data.weight_half, cfg.batch_size, self.generator, data.train_augment, skip=done,
-                                 drop_last=even)
-        arch_batches = batches(data.arch_half, cfg.batch_size, self.generator, data.train_augment, skip=done,
-                               drop_last=even)
+        weight_batches = batches(
+            data.weight_half, cfg.batch_size, self.generator, data.train_augment, skip=done, drop_last=even
+        )
+        arch_batches = batches(
+            data.arch_half, cfg.batch_size, self.generator, data.train_augment, skip=done, drop_last=even
+        )
         # train loss, train correct, arch loss, seen
         sums = start["sums"].to(self.device) if start else torch.zeros(4, device=self.device)
         if start:
@@ -211,8 +239,15 @@ class Searcher(SearchRecords):
                 if step % 10 == 0:  # one host sync per ten steps keeps the bar honest but cheap
                     s = sums.tolist()
                     progress.set_postfix(loss=f"{s[0] / s[3]:.3f}", acc=f"{s[1] / s[3]:.3f}", arch=f"{s[2] / s[3]:.3f}")
-            steps.after(step + 1, lambda: {"step": step + 1, "sums": sums, "epoch_generator": epoch_generator,
-                                           "temperature": self.model.temperature})
+            steps.after(
+                step + 1,
+                lambda: {
+                    "step": step + 1,
+                    "sums": sums,
+                    "epoch_generator": epoch_generator,
+                    "temperature": self.model.temperature,
+                },
+            )
         s = total(sums).tolist()
         return {"train_loss": s[0] / s[3], "train_acc": s[1] / s[3], "arch_loss": s[2] / s[3]}
 
@@ -228,8 +263,13 @@ class Searcher(SearchRecords):
             if not len(y):  # a last batch smaller than the world
                 continue
             logits = self.model(self.prepare_inputs(x))
-            sums += torch.stack([nn.functional.cross_entropy(logits, y, reduction="sum"),
-                                 (logits.argmax(1) == y).sum().float(), torch.tensor(float(len(y)), device=self.device)])
+            sums += torch.stack(
+                [
+                    nn.functional.cross_entropy(logits, y, reduction="sum"),
+                    (logits.argmax(1) == y).sum().float(),
+                    torch.tensor(float(len(y)), device=self.device),
+                ]
+            )
         s = total(sums).tolist()
         return {"valid_loss": s[0] / s[2], "valid_acc": s[1] / s[2]}
 
@@ -240,10 +280,14 @@ class Searcher(SearchRecords):
 
     def alphas_record(self) -> dict:
         probs, edge_probs = self.model.probs(), self.model.edge_probs()
-        record = {"epoch": self.epoch, "ops": self.config.ops, "edges": self.model.edge_names(),
-                  "temperature": self.model.temperature,
-                  "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
-                  "probs": {k: p.cpu().tolist() for k, p in probs.items()}}
+        record = {
+            "epoch": self.epoch,
+            "ops": self.config.ops,
+            "edges": self.model.edge_names(),
+            "temperature": self.model.temperature,
+            "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
+            "probs": {k: p.cpu().tolist() for k, p in probs.items()},
+        }
         if edge_probs is not None:
             record["edge_probs"] = {k: w.cpu().tolist() for k, w in edge_probs.items()}
         if self.model.decided:
@@ -257,21 +301,29 @@ class Searcher(SearchRecords):
         if not decision_epoch(self.epoch, cfg.progressive_warmup, cfg.progressive_interval):
             return
         probs = {k: p.cpu().tolist() for k, p in model.probs().items()}
-        past = read_jsonl(run_dir / "alphas.jsonl")[-cfg.progressive_history:] if cfg.progressive_history else []
+        past = read_jsonl(run_dir / "alphas.jsonl")[-cfg.progressive_history :] if cfg.progressive_history else []
         names = model.edge_names()
         for kind in model.kinds:
             decided = list(model.decided.get(kind, [-1] * sum(model.fan_in)))
-            evidence = decide_one(probs[kind], cfg.ops, decided, model.fan_in, model.kept_per_node,
-                                  [r["probs"][kind] for r in past])
+            evidence = decide_one(
+                probs[kind], cfg.ops, decided, model.fan_in, model.kept_per_node, [r["probs"][kind] for r in past]
+            )
             if evidence is None:
                 continue
             model.set_decisions({**model.decided, kind: decided})
-            record = {"epoch": self.epoch, "kind": kind, **evidence, "edge_name": names[evidence["edge"]],
-                      "op_name": cfg.ops[evidence["op"]]}
+            record = {
+                "epoch": self.epoch,
+                "kind": kind,
+                **evidence,
+                "edge_name": names[evidence["edge"]],
+                "op_name": cfg.ops[evidence["op"]],
+            }
             append_jsonl(run_dir / "decisions.jsonl", record)
-            log.info(f"SGAS: {kind} edge {record['edge_name']} decided as {record['op_name']} "
-                     f"(score {evidence['score']:.3f})" + (f"; cut {len(evidence['removed'])} edge(s)"
-                                                          if evidence["removed"] else ""))
+            log.info(
+                f"SGAS: {kind} edge {record['edge_name']} decided as {record['op_name']} "
+                f"(score {evidence['score']:.3f})"
+                + (f"; cut {len(evidence['removed'])} edge(s)" if evidence["removed"] else "")
+            )
 
     def early_stop(self, run_dir: Path) -> None:
         """DARTS+: after an epoch, whether to stop (core/collapse.py); the normal cell, or NAS-Bench-201's cell."""
@@ -279,8 +331,9 @@ class Searcher(SearchRecords):
         kind = model.kinds[0]
         cell = self.last_genotype.normal if kind == "normal" else self.last_genotype.edges
         history = [r["probs"][kind] for r in read_jsonl(run_dir / "alphas.jsonl") if r["epoch"] > 0]
-        self.stop_reason = darts_plus_stop(cell, history, model.learnable_ops(), cfg.early_stop_skips,
-                                           cfg.early_stop_patience)
+        self.stop_reason = darts_plus_stop(
+            cell, history, model.learnable_ops(), cfg.early_stop_skips, cfg.early_stop_patience
+        )
         if self.stop_reason:
             log.info(f"DARTS+ early stop after epoch {self.epoch}: {self.stop_reason}")
 
@@ -297,14 +350,23 @@ class Searcher(SearchRecords):
     def announce(self) -> None:
         config, data = self.config, self.data
         n_weights = sum(p.numel() for p in self.model.weights())
-        cells = (f"{config.layers} cells" if config.space == "darts"
-                 else f"NAS-Bench-201 space, 3 x {config.stage_cells} cells")
-        log.info(f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
-                 f"{cells}, C={config.init_channels}, {len(config.ops)} ops, "
-                 f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, "
-                 f"device {self.device}{describe()}"
-                 + (f", compiled (torch.compile of the {config.compile_scope}, {config.compile_backend}, mode "
-                    f"{self.compiled})" if self.compiled else ""))
+        cells = (
+            f"{config.layers} cells"
+            if config.space == "darts"
+            else f"NAS-Bench-201 space, 3 x {config.stage_cells} cells"
+        )
+        log.info(
+            f"search: {config.dataset} ({len(data.weight_half.labels)} + {len(data.arch_half.labels)} images), "
+            f"{cells}, C={config.init_channels}, {len(config.ops)} ops, "
+            f"{'second' if config.unrolled else 'first'} order, {n_weights / 1e6:.3f}M weights, "
+            f"device {self.device}{describe()}"
+            + (
+                f", compiled (torch.compile of the {config.compile_scope}, {config.compile_backend}, mode "
+                f"{self.compiled})"
+                if self.compiled
+                else ""
+            )
+        )
         report_memory(self)
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
@@ -325,14 +387,21 @@ class Searcher(SearchRecords):
         return {**metrics, "lr": lr, "temperature": self.model.temperature}
 
     def log_epoch(self, metrics: dict) -> None:
-        log.info(f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} train loss {metrics['train_loss']:.4f} "
-                 f"acc {metrics['train_acc']:.4f} | arch loss {metrics['arch_loss']:.4f} | valid loss "
-                 f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | alphas: entropy "
-                 f"{metrics['alpha_entropy']:.3f}, one-hot gap {metrics['onehot_gap']:.3f} | {metrics['seconds']:.1f} s"
-                 + (f" (compiling so far: {metrics['compile_s']:.1f} s)" if "compile_s" in metrics else ""))
-        log.info(f"genotype: {self.last_genotype}" + (f" | NAS-Bench-201 {self.config.benchmark_dataset} test "
-                                                      f"accuracy {100 * metrics['benchmark_acc']:.2f} %"
-                                                      if "benchmark_acc" in metrics else ""))
+        log.info(
+            f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} train loss {metrics['train_loss']:.4f} "
+            f"acc {metrics['train_acc']:.4f} | arch loss {metrics['arch_loss']:.4f} | valid loss "
+            f"{metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f} | alphas: entropy "
+            f"{metrics['alpha_entropy']:.3f}, one-hot gap {metrics['onehot_gap']:.3f} | {metrics['seconds']:.1f} s"
+            + (f" (compiling so far: {metrics['compile_s']:.1f} s)" if "compile_s" in metrics else "")
+        )
+        log.info(
+            f"genotype: {self.last_genotype}"
+            + (
+                f" | NAS-Bench-201 {self.config.benchmark_dataset} test accuracy {100 * metrics['benchmark_acc']:.2f} %"
+                if "benchmark_acc" in metrics
+                else ""
+            )
+        )
         if self.writer is not None:
             for key, value in metrics.items():
                 if key != "epoch":
@@ -350,8 +419,10 @@ class Searcher(SearchRecords):
     def pictures(self, run_dir: Path) -> list[Path]:
         if self.config.space == "nas-bench-201":
             from .nb201.plot import plot_nb201_run
+
             return plot_nb201_run(run_dir)
         from ..core.plot import plot_run
+
         return plot_run(run_dir)
 
 
@@ -359,9 +430,11 @@ def benchmark_summary(cell, dataset: str) -> str:
     """The found cell's true accuracy beside what the table expects of cells picked at random."""
     table = load_table()
     _, best = table.best(dataset)
-    return (f"NAS-Bench-201 {dataset} test accuracy of the found cell: {table.accuracy(cell, dataset):.2f} %; "
-            f"the table's best cell {best:.2f} %, a random cell {table.mean(dataset):.2f} % on average, the best of "
-            f"10 random cells {table.expected_best_of_k(dataset, 10):.2f} % (dartsnas bench quality compares seeds)")
+    return (
+        f"NAS-Bench-201 {dataset} test accuracy of the found cell: {table.accuracy(cell, dataset):.2f} %; "
+        f"the table's best cell {best:.2f} %, a random cell {table.mean(dataset):.2f} % on average, the best of "
+        f"10 random cells {table.expected_best_of_k(dataset, 10):.2f} % (dartsnas bench quality compares seeds)"
+    )
 
 
 def run_search(config: SearchConfig, run_dir: Path, resume: bool = False) -> Genotype:
@@ -390,11 +463,15 @@ def report_memory(searcher: Searcher) -> int:
     config, device = searcher.config, searcher.device
     need = estimate_bytes(config, *_shape(searcher), device)
     held, free = held_bytes(device), available_bytes(device)
-    log.info(f"memory: a search step should take about {need / 2**30:.2f} GB on top of the {held / 2**30:.2f} GB "
-             f"held now ({'GPU' if device.type == 'cuda' else 'RAM'} available: {free / 2**30:.1f} GB)")
+    log.info(
+        f"memory: a search step should take about {need / 2**30:.2f} GB on top of the {held / 2**30:.2f} GB "
+        f"held now ({'GPU' if device.type == 'cuda' else 'RAM'} available: {free / 2**30:.1f} GB)"
+    )
     if need > free:
-        log.warning(f"memory: {config.mixed_op} mode at batch_size={config.batch_size} will likely not fit; "
-                    + advice(config, *_shape(searcher), device, free))
+        log.warning(
+            f"memory: {config.mixed_op} mode at batch_size={config.batch_size} will likely not fit; "
+            + advice(config, *_shape(searcher), device, free)
+        )
     return need
 
 
@@ -410,10 +487,12 @@ def out_of_memory_message(searcher: Searcher, run_dir: Path) -> str:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     budget = available_bytes(device)
-    return (f"out of memory in {config.mixed_op} mode at batch_size={config.batch_size} on {device} (peak "
-            f"{peak_memory_gb(device):.2f} GB); "
-            f"{advice(config, *_shape(searcher), device, budget)}. Start a new run with them "
-            f"(checkpoints so far are in {run_dir})")
+    return (
+        f"out of memory in {config.mixed_op} mode at batch_size={config.batch_size} on {device} (peak "
+        f"{peak_memory_gb(device):.2f} GB); "
+        f"{advice(config, *_shape(searcher), device, budget)}. Start a new run with them "
+        f"(checkpoints so far are in {run_dir})"
+    )
 
 
 def _tensorboard(run_dir: Path):

@@ -11,10 +11,17 @@ A new space is a search network class (with `from_config`, `edge_names`, `derive
 and one line in SEARCH_NETWORKS.
 """
 
-
 # The paper's candidate set (Sec. 3.1), in the official order: the order fixes the alphas' columns.
-DARTS_OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-             "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+DARTS_OPS = [
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+]
 
 # A larger set from the same registry (12 ops): more kernel shapes per edge, for memory and speed studies.
 LARGE_OPS = DARTS_OPS + ["sep_conv_7x7", "conv_1x1", "conv_3x3", "conv_7x1_1x7"]
@@ -36,11 +43,13 @@ MIXED_OPS = ("exact", "lean", "partial", "sample")
 
 def _darts():
     from .supernet import Supernet
+
     return Supernet
 
 
 def _nas_bench_201():
     from .nb201.model import Supernet201
+
     return Supernet201
 
 

@@ -30,9 +30,11 @@ def _torchvision():
         import torchvision
         from torchvision import datasets, transforms  # noqa: F401  (fails where the wheel does not match torch)
     except (ImportError, RuntimeError) as err:
-        raise ConfigError(f"data_loader: workers needs torchvision ({type(err).__name__}: {err}); install it with "
-                          "pip install 'dartsnas[imagenet]' (a torchvision built for your torch), or use "
-                          "data_loader: memory") from None
+        raise ConfigError(
+            f"data_loader: workers needs torchvision ({type(err).__name__}: {err}); install it with "
+            "pip install 'dartsnas[imagenet]' (a torchvision built for your torch), or use "
+            "data_loader: memory"
+        ) from None
     return torchvision
 
 
@@ -90,10 +92,13 @@ class Shuffled:
         places = shard(places.view(-1, self.batch_size), dim=1).reshape(-1)  # [global batch, this rank's rows]
         # The loader's own generator: it draws its workers' base seed from it, not from torch's global one, which
         # drop path draws from (a resumed epoch would otherwise see other masks).
-        loader = torch.utils.data.DataLoader(Seeded(self.dataset, order[places], seed, places),
-                                             self.batch_size // world().size, num_workers=self.workers,
-                                             pin_memory=self.device.type == "cuda",
-                                             generator=torch.Generator().manual_seed(seed))
+        loader = torch.utils.data.DataLoader(
+            Seeded(self.dataset, order[places], seed, places),
+            self.batch_size // world().size,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(seed),
+        )
         return OnDevice(loader, self.device)
 
 
@@ -101,42 +106,64 @@ def prepare_stream(config, device: torch.device, generator: torch.Generator):
     """(train, valid or None, test, in_channels, num_classes, (size, size), classes, mean, std): train.TrainData."""
     tv = _torchvision()
     if config.data_dir is None:
-        raise ConfigError("data_loader: workers reads an image folder: set data_dir to a folder laid out as "
-                          "<data_dir>/train/<class>/<image> and <data_dir>/test/<class>/<image>")
+        raise ConfigError(
+            "data_loader: workers reads an image folder: set data_dir to a folder laid out as "
+            "<data_dir>/train/<class>/<image> and <data_dir>/test/<class>/<image>"
+        )
     root, size = Path(config.data_dir).expanduser(), config.image_size
     for split in ("train", "test"):
         if not (root / split).is_dir():
-            raise DataError(f"no '{split}' folder in {root}; lay images out as {root}/train/<class>/<image> and "
-                            f"{root}/test/<class>/<image>")
+            raise DataError(
+                f"no '{split}' folder in {root}; lay images out as {root}/train/<class>/<image> and "
+                f"{root}/test/<class>/<image>"
+            )
     t = tv.transforms
     normalise = [t.ToTensor(), t.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    train_tf = t.Compose([t.RandomResizedCrop(size), t.RandomHorizontalFlip(),
-                          t.ColorJitter(0.4, 0.4, 0.4, 0.2), *normalise])
+    train_tf = t.Compose(
+        [t.RandomResizedCrop(size), t.RandomHorizontalFlip(), t.ColorJitter(0.4, 0.4, 0.4, 0.2), *normalise]
+    )
     eval_tf = t.Compose([t.Resize(round(size * 256 / 224)), t.CenterCrop(size), *normalise])
     train = tv.datasets.ImageFolder(str(root / "train"), train_tf)
     held = tv.datasets.ImageFolder(str(root / "train"), eval_tf)  # the same files, without augmentation
     test = tv.datasets.ImageFolder(str(root / "test"), eval_tf)
     if test.classes != train.classes:
-        raise DataError(f"the test folder's classes differ from the train folder's in {root}; both need the same "
-                        "class folders")
+        raise DataError(
+            f"the test folder's classes differ from the train folder's in {root}; both need the same class folders"
+        )
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed))
     if config.subset is not None:
-        order = order[:config.subset]
+        order = order[: config.subset]
     held_out = int(len(order) * config.valid_portion)
     if config.valid_portion and (held_out < 1 or len(order) - held_out < 2):
-        raise ConfigError(f"valid_portion={config.valid_portion} of {len(order)} training images leaves no validation "
-                          "image or too few training images; use more data or another valid_portion (0 for none)")
+        raise ConfigError(
+            f"valid_portion={config.valid_portion} of {len(order)} training images leaves no validation "
+            "image or too few training images; use more data or another valid_portion (0 for none)"
+        )
     train_set = torch.utils.data.Subset(train, order[held_out:].tolist())
     valid_set = torch.utils.data.Subset(held, order[:held_out].tolist()) if held_out else None
 
     def loader(dataset, batch_size: int):  # evaluation: in order; its seed drawn from its own generator (above)
         if world().distributed:  # each rank its share of the images; the trainer adds up the sums
             dataset = torch.utils.data.Subset(dataset, range(world().rank, len(dataset), world().size))
-        return OnDevice(torch.utils.data.DataLoader(dataset, batch_size, num_workers=config.workers,
-                                                    pin_memory=device.type == "cuda",
-                                                    generator=torch.Generator().manual_seed(0)), device)
+        return OnDevice(
+            torch.utils.data.DataLoader(
+                dataset,
+                batch_size,
+                num_workers=config.workers,
+                pin_memory=device.type == "cuda",
+                generator=torch.Generator().manual_seed(0),
+            ),
+            device,
+        )
 
-    return (Shuffled(train_set, config.batch_size, generator, config.workers, device),
-            loader(valid_set, 2 * config.batch_size) if valid_set is not None else None,
-            loader(test, 2 * config.batch_size), 3, len(train.classes), (size, size), list(train.classes),
-            IMAGENET_MEAN, IMAGENET_STD)
+    return (
+        Shuffled(train_set, config.batch_size, generator, config.workers, device),
+        loader(valid_set, 2 * config.batch_size) if valid_set is not None else None,
+        loader(test, 2 * config.batch_size),
+        3,
+        len(train.classes),
+        (size, size),
+        list(train.classes),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    )

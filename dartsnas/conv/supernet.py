@@ -57,8 +57,17 @@ class MixedOp(nn.Module):
     stride)` makes a candidate (the space's own: ops.candidate for DARTS).
     """
 
-    def __init__(self, c: int, stride: int, ops: list[str], mode: str = "exact", partial_k: int = 4,
-                 shared: tuple[str, ...] = (), sample_grad: str = "straight_through", build=candidate):
+    def __init__(
+        self,
+        c: int,
+        stride: int,
+        ops: list[str],
+        mode: str = "exact",
+        partial_k: int = 4,
+        shared: tuple[str, ...] = (),
+        sample_grad: str = "straight_through",
+        build=candidate,
+    ):
         super().__init__()
         if mode not in MIXED_OPS:
             raise ValueError(f"mixed-op mode must be one of {MIXED_OPS}, got {mode!r}")
@@ -79,13 +88,20 @@ class MixedOp(nn.Module):
         self.needs_relu = any(self.takes_relu)
         self.norms = [m for m in self.ops.modules() if isinstance(m, nn.BatchNorm2d)]  # for LeanMix
 
-    def forward(self, x: torch.Tensor, mix: torch.Tensor, x_relu: torch.Tensor | None = None,
-                choice: int | None = None, shared_outputs: SharedOutputs | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mix: torch.Tensor,
+        x_relu: torch.Tensor | None = None,
+        choice: int | None = None,
+        shared_outputs: SharedOutputs | None = None,
+    ) -> torch.Tensor:
         """`x_relu`: relu(x) when the caller has it already; `choice`: the one candidate to run (sample);
         `shared_outputs`: the state's shared candidates, when this edge has any."""
         if self.shared and shared_outputs is None:
-            raise ValueError("this mixed op shares candidates with its state's other edges: "
-                             "pass shared_outputs (SearchCell does)")
+            raise ValueError(
+                "this mixed op shares candidates with its state's other edges: pass shared_outputs (SearchCell does)"
+            )
         if x_relu is None and self.needs_relu:
             x_relu = nn.functional.relu(x)
         if choice is not None:
@@ -134,7 +150,7 @@ class MixedOp(nn.Module):
             i = self.index.index(choice)
             out = scaled(self.ops[i], x_relu if self.takes_relu[i] else x, mix[choice])
         if self.sample_grad == "gdas_nb201":  # + sum of the undrawn coefficients, each exactly 0
-            out = out + torch.cat([mix[:choice], mix[choice + 1:]]).sum()
+            out = out + torch.cat([mix[:choice], mix[choice + 1 :]]).sum()
         return out
 
     def partial(self, x, x_relu, mix, shared_outputs=None) -> torch.Tensor:
@@ -151,13 +167,27 @@ class MixedOp(nn.Module):
 
 
 class SearchCell(nn.Module):
-    def __init__(self, nodes, c_pp, c_p, c, reduction, reduction_prev, ops, mode="exact", partial_k=4,
-                 sample_grad="straight_through", aux_skip=False):
+    def __init__(
+        self,
+        nodes,
+        c_pp,
+        c_p,
+        c,
+        reduction,
+        reduction_prev,
+        ops,
+        mode="exact",
+        partial_k=4,
+        sample_grad="straight_through",
+        aux_skip=False,
+    ):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
         # Inputs are brought to C channels (and to this cell's input resolution) first.
-        self.pre0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
+        self.pre0 = (
+            FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
+        )
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
         # Modes that compute every candidate compute the parameter-free ones once per state (SharedOps;
         # lean in its forward, recomputing them per edge in backward); sample runs one op per edge.
@@ -166,12 +196,15 @@ class SearchCell(nn.Module):
         k = partial_k if mode == "partial" else 1
         self.shared = nn.ModuleList(SharedOps(shared, c // k, stride[j]) for j in range(nodes + 1)) if shared else None
         self.edges = nn.ModuleList(
-            MixedOp(c, stride[j], ops, mode, partial_k, shared, sample_grad)
-            for i in range(nodes) for j in range(2 + i))
+            MixedOp(c, stride[j], ops, mode, partial_k, shared, sample_grad) for i in range(nodes) for j in range(2 + i)
+        )
         self.needs_relu = any(e.needs_relu for e in self.edges)
         # DARTS-'s auxiliary skip per edge, outside the mixture: the skip_connect op of the edge's stride.
-        self.aux = nn.ModuleList(candidate("skip_connect", c, stride[j])
-                                 for i in range(nodes) for j in range(2 + i)) if aux_skip else None
+        self.aux = (
+            nn.ModuleList(candidate("skip_connect", c, stride[j]) for i in range(nodes) for j in range(2 + i))
+            if aux_skip
+            else None
+        )
 
     def forward(self, s0, s1, mix, edge_probs=None, choices=None, aux=0.0):
         """Node i = sum over its inputs j of edge (i, j)'s mixed op. `mix`: edges x ops; `edge_probs`:
@@ -228,17 +261,17 @@ class SearchNetwork(Searchable):
             raise ValueError(f"mixed_op must be one of {MIXED_OPS}, got {mixed_op!r}")
         self.ops, self.mixed_op = list(ops), mixed_op
         self.relaxation = relaxation or (GumbelHard() if mixed_op == "sample" else Softmax())
-        self.temperature = 1.0   # set per epoch by the search's schedule
-        self.generator = None    # draws the samples of a sampling relaxation (None: torch's global RNG)
-        self.held_noise = None   # inside same_draw(): the draw's noise per cell kind, once drawn
+        self.temperature = 1.0  # set per epoch by the search's schedule
+        self.generator = None  # draws the samples of a sampling relaxation (None: torch's global RNG)
+        self.held_noise = None  # inside same_draw(): the draw's noise per cell kind, once drawn
         # Edges taken out of the mixture (progressive discretisation, core/progressive.py): per cell kind one
         # entry per edge, FREE, an op index (the edge is that op alone, coefficient 1) or REMOVED (the edge
         # is cut). `masks`: per cell kind, edges x ops of 0/1 multiplying the coefficients (an op removed from
         # its mixture without renormalising, as DARTS-PT's perturbation); transient, never saved.
         self.decided: dict[str, list[int]] = {}
         self.masks: dict[str, torch.Tensor] = {}
-        self.aux_skip = 0.0      # DARTS-'s auxiliary skip coefficient (0: off), set per epoch by the search
-        self._projection = {}    # kind -> (keep, fixed) tensors for mix(), rebuilt when decisions change
+        self.aux_skip = 0.0  # DARTS-'s auxiliary skip coefficient (0: off), set per epoch by the search
+        self._projection = {}  # kind -> (keep, fixed) tensors for mix(), rebuilt when decisions change
 
     def init_alphas(self) -> None:
         # Paper (Sec. 2.2 / official code): alphas start near uniform, 1e-3 * N(0, 1).
@@ -345,7 +378,7 @@ class SearchNetwork(Searchable):
         for kind in self.kinds:
             betas, parts, start = self.alphas[f"{kind}_edges"], [], 0
             for n in self.fan_in:
-                parts.append(betas[start:start + n].softmax(dim=-1))
+                parts.append(betas[start : start + n].softmax(dim=-1))
                 start += n
             out[kind] = torch.cat(parts).detach() if detach else torch.cat(parts)
         return out
@@ -357,10 +390,21 @@ class Supernet(SearchNetwork):
     kinds = KINDS
     kept_per_node = 2  # the derived cell keeps 2 inputs per node (Sec. 2.4)
 
-    def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, layers: int = 8,
-                 nodes: int = 4, ops: list[str] | None = None, stem_multiplier: int = 3,
-                 relaxation=None, mixed_op: str = "exact", partial_k: int = 4,
-                 sample_grad: str = "straight_through", aux_skip: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        init_channels: int = 16,
+        layers: int = 8,
+        nodes: int = 4,
+        ops: list[str] | None = None,
+        stem_multiplier: int = 3,
+        relaxation=None,
+        mixed_op: str = "exact",
+        partial_k: int = 4,
+        sample_grad: str = "straight_through",
+        aux_skip: bool = False,
+    ):
         super().__init__()
         self.init_search(ops or DARTS_OPS, mixed_op, relaxation)
         self.nodes = nodes
@@ -375,18 +419,41 @@ class Supernet(SearchNetwork):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 c_curr *= 2
-            self.cells.append(SearchCell(nodes, c_pp, c_p, c_curr, reduction, reduction_prev, self.ops,
-                                         mixed_op, partial_k, sample_grad, aux_skip))
+            self.cells.append(
+                SearchCell(
+                    nodes,
+                    c_pp,
+                    c_p,
+                    c_curr,
+                    reduction,
+                    reduction_prev,
+                    self.ops,
+                    mixed_op,
+                    partial_k,
+                    sample_grad,
+                    aux_skip,
+                )
+            )
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c_curr
         self.classifier = nn.Linear(c_p, num_classes)
         self.init_alphas()
 
     @classmethod
-    def from_config(cls, config, in_channels: int, num_classes: int) -> "Supernet":
-        return cls(in_channels, num_classes, config.init_channels, config.layers, config.nodes, config.ops,
-                   config.stem_multiplier, mixed_op=config.mixed_op, partial_k=config.partial_k,
-                   sample_grad=config.sample_grad, aux_skip=config.aux_skip > 0)
+    def from_config(cls, config, in_channels: int, num_classes: int) -> Supernet:
+        return cls(
+            in_channels,
+            num_classes,
+            config.init_channels,
+            config.layers,
+            config.nodes,
+            config.ops,
+            config.stem_multiplier,
+            mixed_op=config.mixed_op,
+            partial_k=config.partial_k,
+            sample_grad=config.sample_grad,
+            aux_skip=config.aux_skip > 0,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mix, edge_probs, choices = self.mixes()

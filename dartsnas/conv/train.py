@@ -63,15 +63,22 @@ class InMemory:
 
     def epoch(self, skip: int = 0):
         """This epoch's batches after the first `skip` (data.batches: the order is drawn at once)."""
-        epoch = batches(self.data, self.batch_size, self.generator, self.augment,
-                        shuffle=self.generator is not None, drop_last=self.drop_last, skip=skip)
+        epoch = batches(
+            self.data,
+            self.batch_size,
+            self.generator,
+            self.augment,
+            shuffle=self.generator is not None,
+            drop_last=self.drop_last,
+            skip=skip,
+        )
         return ((shard(x), shard(y)) for x, y in epoch) if world().distributed else epoch
 
 
 @dataclass
 class TrainData:
-    train: object           # iterables of (x, y) batches on the device, with len() = batches per epoch
-    valid: object | None    # held out from the training set; None when valid_portion is 0
+    train: object  # iterables of (x, y) batches on the device, with len() = batches per epoch
+    valid: object | None  # held out from the training set; None when valid_portion is 0
     test: object
     in_channels: int
     num_classes: int
@@ -84,6 +91,7 @@ class TrainData:
 def prepare_data(config: TrainConfig, device: torch.device, generator: torch.Generator) -> TrainData:
     if config.data_loader == "workers":
         from .stream import prepare_stream
+
         return TrainData(*prepare_stream(config, device, generator))
     train = load_images(config.dataset, "train", config.data_dir, config.download, **config.data_options)
     test = load_images(config.dataset, "test", config.data_dir, config.download, **config.data_options)
@@ -91,16 +99,25 @@ def prepare_data(config: TrainConfig, device: torch.device, generator: torch.Gen
         train = train.subset(torch.arange(min(config.subset, len(train))))
     train, valid = split_valid(train, config.valid_portion, config.seed)
     if config.cutout and config.cutout_length // 2 >= min(train.size):
-        raise ConfigError(f"cutout_length {config.cutout_length} blanks the whole {train.size[0]}x{train.size[1]} image "
-                          "wherever it falls; set cutout: false or a cutout_length below twice the image side")
+        raise ConfigError(
+            f"cutout_length {config.cutout_length} blanks the whole {train.size[0]}x{train.size[1]} image "
+            "wherever it falls; set cutout: false or a cutout_length below twice the image side"
+        )
     mean, std = channel_stats(train.images)
     augment = training_augment(config, train, mean, std)
     plain = Augment(mean, std)
     eval_batch = 2 * config.batch_size  # no activations kept for backward
-    return TrainData(InMemory(train.to(device), config.batch_size, augment, generator),
-                     InMemory(valid.to(device), eval_batch, plain) if valid is not None else None,
-                     InMemory(test.to(device), eval_batch, plain), train.in_channels, train.num_classes, train.size,
-                     list(train.classes), mean, std)
+    return TrainData(
+        InMemory(train.to(device), config.batch_size, augment, generator),
+        InMemory(valid.to(device), eval_batch, plain) if valid is not None else None,
+        InMemory(test.to(device), eval_batch, plain),
+        train.in_channels,
+        train.num_classes,
+        train.size,
+        list(train.classes),
+        mean,
+        std,
+    )
 
 
 def split_valid(data: ImageSet, portion: float, seed: int) -> tuple[ImageSet, ImageSet | None]:
@@ -110,8 +127,10 @@ def split_valid(data: ImageSet, portion: float, seed: int) -> tuple[ImageSet, Im
     n = len(data)
     held = int(n * portion)
     if held < 1 or n - held < 2:
-        raise ConfigError(f"valid_portion={portion} of {n} training images leaves no validation image or too few "
-                          "training images; use more data (subset) or another valid_portion (0 for none)")
+        raise ConfigError(
+            f"valid_portion={portion} of {n} training images leaves no validation image or too few "
+            "training images; use more data (subset) or another valid_portion (0 for none)"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return data.subset(perm[held:]), data.subset(perm[:held])
 
@@ -122,13 +141,25 @@ class Trainer:
 
     logs = ("metrics.jsonl",)
 
-    def __init__(self, config: TrainConfig, genotype: Genotype | CellGenotype, data: TrainData, device: torch.device,
-                 generator: torch.Generator):
+    def __init__(
+        self,
+        config: TrainConfig,
+        genotype: Genotype | CellGenotype,
+        data: TrainData,
+        device: torch.device,
+        generator: torch.Generator,
+    ):
         self.config, self.data, self.device, self.generator = config, data, device, generator
         torch.manual_seed(config.seed)
-        self.model = build_network(config.net, genotype, num_classes=data.num_classes, in_channels=data.in_channels,
-                                   init_channels=config.init_channels, layers=config.layers,
-                                   auxiliary=config.auxiliary).to(device)
+        self.model = build_network(
+            config.net,
+            genotype,
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            init_channels=config.init_channels,
+            layers=config.layers,
+            auxiliary=config.auxiliary,
+        ).to(device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         # Data-parallel: DistributedDataParallel averages the gradients while backward runs; drop path draws
@@ -140,17 +171,25 @@ class Trainer:
             torch.manual_seed(config.seed + world().rank)
             if config.sync_bn:
                 if device.type != "cuda":
-                    raise ConfigError("sync_bn: torch's SyncBatchNorm runs on GPUs only; on CPU each rank normalises "
-                                      "its own shard (drop sync_bn, or train on CUDA)")
+                    raise ConfigError(
+                        "sync_bn: torch's SyncBatchNorm runs on GPUs only; on CPU each rank normalises "
+                        "its own shard (drop sync_bn, or train on CUDA)"
+                    )
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             network = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         # The compiled module shares the parameters; checkpoints always come from the plain one.
         self.forward = torch.compile(network) if config.compile else network
-        self.eval_forward = self.forward if network is self.model else (torch.compile(self.model) if config.compile
-                                                                         else self.model)
+        self.eval_forward = (
+            self.forward if network is self.model else (torch.compile(self.model) if config.compile else self.model)
+        )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay, nesterov=config.nesterov)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+        )
         if config.lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.epochs, config.lr_min)
         else:
@@ -161,9 +200,14 @@ class Trainer:
 
     def state_dict(self) -> dict:
         # Drop path draws its masks from torch's global generators: run_epochs keeps their states with this.
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                "epoch": self.epoch, "best": dict(self.best)}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "best": dict(self.best),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -211,8 +255,13 @@ class Trainer:
             if self.guard.watch(1, (objective,), (norm,)):
                 self.optimizer.step()
             n = len(y)
-            sums += torch.stack([loss.detach().float() * n, (logits.argmax(1) == y).sum().float(),
-                                 torch.tensor(float(n), device=self.device)])
+            sums += torch.stack(
+                [
+                    loss.detach().float() * n,
+                    (logits.argmax(1) == y).sum().float(),
+                    torch.tensor(float(n), device=self.device),
+                ]
+            )
             if progress is not None:
                 progress.update(1)
                 if step % 10 == 0:  # one host sync per ten steps
@@ -232,8 +281,13 @@ class Trainer:
                 continue
             with self.autocast():
                 logits = self.eval_forward(x.contiguous(memory_format=self.memory_format))
-            sums += torch.stack([nn.functional.cross_entropy(logits.float(), y, reduction="sum"),
-                                 (logits.argmax(1) == y).sum().float(), torch.tensor(float(len(y)), device=self.device)])
+            sums += torch.stack(
+                [
+                    nn.functional.cross_entropy(logits.float(), y, reduction="sum"),
+                    (logits.argmax(1) == y).sum().float(),
+                    torch.tensor(float(len(y)), device=self.device),
+                ]
+            )
         s = total(sums).tolist()
         return {f"{prefix}_loss": s[0] / s[2], f"{prefix}_acc": s[1] / s[2]}
 
@@ -247,10 +301,12 @@ class Trainer:
 
     def announce(self) -> None:
         config = self.config
-        log.info(f"train: {config.dataset} ({len(self.data.train)} batches of {config.batch_size} per epoch), "
-                 f"{config.net} layout, {config.layers} cells, C={config.init_channels}, "
-                 f"{count_parameters(self.model) / 1e6:.3f}M parameters{' (auxiliary head apart)' * config.auxiliary}, "
-                 f"device {self.device}{describe()}")
+        log.info(
+            f"train: {config.dataset} ({len(self.data.train)} batches of {config.batch_size} per epoch), "
+            f"{config.net} layout, {config.layers} cells, C={config.init_channels}, "
+            f"{count_parameters(self.model) / 1e6:.3f}M parameters{' (auxiliary head apart)' * config.auxiliary}, "
+            f"device {self.device}{describe()}"
+        )
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
         config = self.config
@@ -265,9 +321,15 @@ class Trainer:
         return {**metrics, "lr": lr, "drop_path_prob": drop}
 
     def log_epoch(self, metrics: dict) -> None:
-        valid = f" | valid loss {metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f}" if "valid_acc" in metrics else ""
-        log.info(f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} drop path {metrics['drop_path_prob']:.3f} "
-                 f"train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.4f}{valid} | {metrics['seconds']:.1f} s")
+        valid = (
+            f" | valid loss {metrics['valid_loss']:.4f} acc {metrics['valid_acc']:.4f}"
+            if "valid_acc" in metrics
+            else ""
+        )
+        log.info(
+            f"epoch {self.epoch}/{self.config.epochs} lr {metrics['lr']:.4g} drop path {metrics['drop_path_prob']:.3f} "
+            f"train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.4f}{valid} | {metrics['seconds']:.1f} s"
+        )
 
     def finish(self, run_dir: Path) -> dict:
         return _final_results(self, run_dir)
@@ -275,27 +337,42 @@ class Trainer:
     def pictures(self, run_dir: Path) -> list[Path]:
         if self.config.net == "nas-bench-201":
             from .nb201.plot import plot_nb201_run
+
             return plot_nb201_run(run_dir)
         from ..core.plot import plot_run
+
         return plot_run(run_dir)
 
 
 def network_record(config: TrainConfig, data: TrainData) -> dict:
     """What it takes to rebuild the network and feed it (export, deployment): RUN/network.json."""
-    return {"net": config.net, "in_channels": data.in_channels, "num_classes": data.num_classes,
-            "input_size": list(data.size), "init_channels": config.init_channels, "layers": config.layers,
-            "classes": data.classes, "mean": list(data.mean), "std": list(data.std)}
+    return {
+        "net": config.net,
+        "in_channels": data.in_channels,
+        "num_classes": data.num_classes,
+        "input_size": list(data.size),
+        "init_channels": config.init_channels,
+        "layers": config.layers,
+        "classes": data.classes,
+        "mean": list(data.mean),
+        "std": list(data.std),
+    }
+
 
 def check_genotype(config: TrainConfig, genotype: Genotype | CellGenotype) -> None:
     """The genotype decides the kind of network: a NAS-Bench-201 cell trains in the benchmark's network
     (net: nas-bench-201) only, a DARTS genotype in the DARTS layouts (cifar10, imagenet) only."""
     if isinstance(genotype, CellGenotype) and config.net != "nas-bench-201":
-        raise ConfigError(f"{genotype} is a NAS-Bench-201 cell; it trains in the benchmark's network, not the DARTS "
-                          f"{config.net} layout: use --config nb201 (the benchmark's recipe) or --set net=nas-bench-201")
+        raise ConfigError(
+            f"{genotype} is a NAS-Bench-201 cell; it trains in the benchmark's network, not the DARTS "
+            f"{config.net} layout: use --config nb201 (the benchmark's recipe) or --set net=nas-bench-201"
+        )
     if not isinstance(genotype, CellGenotype) and config.net == "nas-bench-201":
-        raise ConfigError(f"net: nas-bench-201 trains NAS-Bench-201 cells ({NB201_EXAMPLE}), not a DARTS genotype; "
-                          "train this one in a DARTS layout: a DARTS training config (--config cifar10, quick) "
-                          "or --set net=cifar10")
+        raise ConfigError(
+            f"net: nas-bench-201 trains NAS-Bench-201 cells ({NB201_EXAMPLE}), not a DARTS genotype; "
+            "train this one in a DARTS layout: a DARTS training config (--config cifar10, quick) "
+            "or --set net=cifar10"
+        )
 
 
 def run_training(config: TrainConfig, genotype: Genotype | CellGenotype, run_dir: Path, resume: bool = False) -> dict:
@@ -309,20 +386,28 @@ def run_training(config: TrainConfig, genotype: Genotype | CellGenotype, run_dir
     data = prepare_data(config, device, generator)
     layout = NETWORKS[config.net]
     if min(data.size) < layout.min_size:
-        raise ConfigError(f"net: the {config.net} layout needs images of at least {layout.min_size}x{layout.min_size}, "
-                          f"the data has {data.size[0]}x{data.size[1]}; " +
-                          ("use net: cifar10 for small images" if config.net == "imagenet" else "use larger images"))
+        raise ConfigError(
+            f"net: the {config.net} layout needs images of at least {layout.min_size}x{layout.min_size}, "
+            f"the data has {data.size[0]}x{data.size[1]}; "
+            + ("use net: cifar10 for small images" if config.net == "imagenet" else "use larger images")
+        )
     if any(side % layout.side_multiple for side in data.size):
-        raise ConfigError(f"net: the {config.net} layout needs image sides that are multiples of "
-                          f"{layout.side_multiple}, the data has {data.size[0]}x{data.size[1]}; resize the images "
-                          "(the imagefolder dataset's size option, data_options: {size: 32})")
+        raise ConfigError(
+            f"net: the {config.net} layout needs image sides that are multiples of "
+            f"{layout.side_multiple}, the data has {data.size[0]}x{data.size[1]}; resize the images "
+            "(the imagefolder dataset's size option, data_options: {size: 32})"
+        )
     return run_epochs(Trainer(config, genotype, data, device, generator), run_dir, resume)
 
 
 def _final_results(trainer: Trainer, run_dir: Path) -> dict:
     """Test loss and accuracy of the final weights and, when a validation split chose one, of the best epoch's."""
-    results = {"parameters": count_parameters(trainer.model), "epochs": trainer.epoch,
-               "final": {"epoch": trainer.epoch, **trainer.evaluate(trainer.data.test, "test")}, "best": None}
+    results = {
+        "parameters": count_parameters(trainer.model),
+        "epochs": trainer.epoch,
+        "final": {"epoch": trainer.epoch, **trainer.evaluate(trainer.data.test, "test")},
+        "best": None,
+    }
     if trainer.best["valid_acc"] is not None:
         final_weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
         trainer.model.load_state_dict(load_checkpoint(run_dir / "best.pt", trainer.device)["model"])
@@ -332,6 +417,8 @@ def _final_results(trainer: Trainer, run_dir: Path) -> dict:
     for which in ("final", "best"):
         if results[which] is not None:
             r = results[which]
-            log.info(f"{which} (epoch {r['epoch']}): test loss {r['test_loss']:.4f}, test accuracy {r['test_acc']:.4f}, "
-                     f"test error {100 * (1 - r['test_acc']):.2f} %")
+            log.info(
+                f"{which} (epoch {r['epoch']}): test loss {r['test_loss']:.4f}, test accuracy {r['test_acc']:.4f}, "
+                f"test error {100 * (1 - r['test_acc']):.2f} %"
+            )
     return results

@@ -27,7 +27,7 @@ finite difference of Eq. 8 would compare two different networks.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -59,16 +59,24 @@ class Searchable(nn.Module):
 
 
 class Architect:
-    def __init__(self, model: nn.Module, criterion: nn.Module, arch_lr: float = 3e-4,
-                 arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
-                 unrolled: bool = False, grad_clip: float | None = None, official_clip: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: nn.Module,
+        arch_lr: float = 3e-4,
+        arch_betas: tuple[float, float] = (0.5, 0.999),
+        arch_weight_decay: float = 1e-3,
+        unrolled: bool = False,
+        grad_clip: float | None = None,
+        official_clip: bool = False,
+    ):
         if official_clip and grad_clip is None:
             raise ValueError("official_clip clips to the network's gradient clip: pass grad_clip as well")
         self.model = model
         self.grad_clip = grad_clip
         self.official_clip = official_clip
         self.clip_scale = 1.0  # the clipping factor of the last virtual step, at most 1
-        self.clip_coef = 1.0   # the same, uncapped: grad_clip / (norm + 1e-6) (official_clip's implicit scale)
+        self.clip_coef = 1.0  # the same, uncapped: grad_clip / (norm + 1e-6) (official_clip's implicit scale)
         self.criterion = criterion
         self.unrolled = unrolled
         self.alphas = model.arch_parameters()
@@ -82,8 +90,9 @@ class Architect:
         # over the ranks before it is used, so the step is the one a single process would take on the global
         # batch: the virtual step's weight gradient, v, and the alphas' gradient.
         self.average: Callable[[list[torch.Tensor]], list[torch.Tensor]] = lambda grads: grads
-        self.optimizer = torch.optim.Adam(self.alphas, lr=arch_lr, betas=tuple(arch_betas),
-                                          weight_decay=arch_weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.alphas, lr=arch_lr, betas=tuple(arch_betas), weight_decay=arch_weight_decay
+        )
 
     def step(self, x_train, y_train, x_val, y_val, weight_optimizer: torch.optim.SGD) -> torch.Tensor:
         """One Adam step on the alphas; returns the validation loss it saw (detached, no host sync)."""
@@ -141,7 +150,7 @@ class Architect:
         unrolled = self.virtual_step(x_train, y_train, weight_optimizer)
         loss = self._loss(unrolled, x_val, y_val)
         grads = _grad(loss, self.alphas + list(unrolled.values()))
-        alpha_grads, v = grads[: len(self.alphas)], self.average(grads[len(self.alphas):])
+        alpha_grads, v = grads[: len(self.alphas)], self.average(grads[len(self.alphas) :])
         scale = self.clip_scale
         if self.official_clip:  # official rnn/architect.py: _clip(dtheta, clip), then eta * clip_coef
             v = [t * (self.grad_clip / (_norm(v) + 1e-6)).clamp(max=1.0) for t in v]

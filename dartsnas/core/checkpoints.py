@@ -55,9 +55,14 @@ def save_checkpoint(state: dict, path: Path, keep: int = 1) -> None:
         tmp.unlink(missing_ok=True)
         space = " (the disk is full: free some space)" if err.errno == errno.ENOSPC else ""
         kept = next((p for p in history(path, keep) if p.exists()), None)
-        raise RunError(f"cannot write the checkpoint {path}: {err.strerror or err}{space}; "
-                       + (f"the previous checkpoint {kept} is intact: resume from it once the folder is writable"
-                          if kept else "no earlier checkpoint exists")) from None
+        raise RunError(
+            f"cannot write the checkpoint {path}: {err.strerror or err}{space}; "
+            + (
+                f"the previous checkpoint {kept} is intact: resume from it once the folder is writable"
+                if kept
+                else "no earlier checkpoint exists"
+            )
+        ) from None
     older = history(path, keep)
     for newer, old in reversed(list(zip(older, older[1:]))):  # the new file is durable: now shift the old ones
         if newer.exists():
@@ -91,13 +96,18 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
             state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's own text suggests weights_only=False, the one thing never to do with a file of unknown origin.
-        what = ("carries pickled objects other than tensors and plain containers (refused unread: loading it "
-                "could run code)" if "weights_only" in str(err) or "Unsupported" in str(err) else
-                "is damaged or not a dartsnas checkpoint")
+        what = (
+            "carries pickled objects other than tensors and plain containers (refused unread: loading it "
+            "could run code)"
+            if "weights_only" in str(err) or "Unsupported" in str(err)
+            else "is damaged or not a dartsnas checkpoint"
+        )
         raise RunError(f"checkpoint {path} {what}") from None
     except Exception as err:  # truncated or foreign: say so instead of a deep traceback
-        raise RunError(f"checkpoint {path} cannot be read ({type(err).__name__}): it is damaged (cut short?) or "
-                       "not a dartsnas checkpoint") from None
+        raise RunError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}): it is damaged (cut short?) or "
+            "not a dartsnas checkpoint"
+        ) from None
     if not isinstance(state, dict):
         raise RunError(f"checkpoint {path} holds a {type(state).__name__}, not a dartsnas checkpoint")
     return state
@@ -119,8 +129,9 @@ def load_latest(path: Path, device: torch.device | str = "cpu", keep: int = 1) -
             errors.append(str(err))
             continue
         if errors:
-            logging.getLogger("dartsnas").warning(f"warning: {'; '.join(errors)}; resuming from the previous "
-                                                  f"checkpoint {candidate} instead")
+            logging.getLogger("dartsnas").warning(
+                f"warning: {'; '.join(errors)}; resuming from the previous checkpoint {candidate} instead"
+            )
         return state, candidate
     raise RunError(errors[0] if len(errors) == 1 else "no readable checkpoint: " + "; ".join(errors))
 
@@ -129,14 +140,15 @@ def _extra_history(path: Path, keep: int) -> list[Path]:
     """Older checkpoints beyond `keep` (a run saved with a larger keep); newest first."""
     found = []
     for p in path.parent.glob(f"{path.stem}.*{path.suffix}"):
-        index = p.name[len(path.stem) + 1:-len(path.suffix)]
+        index = p.name[len(path.stem) + 1 : -len(path.suffix)]
         if index.isdigit() and int(index) >= keep:
             found.append((int(index), p))
     return [p for _, p in sorted(found)]
 
 
-def latest_state(run_dir: Path, device: torch.device | str = "cpu", keep: int = 1,
-                 resume: bool = True) -> tuple[dict, Path]:
+def latest_state(
+    run_dir: Path, device: torch.device | str = "cpu", keep: int = 1, resume: bool = True
+) -> tuple[dict, Path]:
     """The run folder's newest readable checkpoint, and where it was: of this dartsnas version to resume
     it; of this one or an earlier one to read its weights and alphas (`resume=False`: derive, export)."""
     state, path = load_latest(Path(run_dir) / LATEST, device, keep)
@@ -148,17 +160,23 @@ def check_format(state: dict, path: Path, resume: bool = True) -> None:
     found = state.get("format", 1)  # checkpoints before formats were numbered are format 1
     if found == FORMAT or (not resume and isinstance(found, int) and found < FORMAT):
         return
-    raise RunError(f"checkpoint {path} was written by another dartsnas version (format {found}, this one "
-                   f"{'resumes' if resume else 'reads'} {FORMAT}"
-                   f"{'' if resume else ' and earlier'}); use that version, or start a new run")
+    raise RunError(
+        f"checkpoint {path} was written by another dartsnas version (format {found}, this one "
+        f"{'resumes' if resume else 'reads'} {FORMAT}"
+        f"{'' if resume else ' and earlier'}); use that version, or start a new run"
+    )
 
 
 # -- random states: a resumed run draws exactly what the uninterrupted one would have --------------
 
+
 def rng_states() -> dict:
     """Every global random state a run may draw from: torch (CPU and each CUDA device), Python, NumPy."""
-    states = {"torch": torch.get_rng_state(), "python": _plain(random.getstate()),
-              "numpy": _plain(np.random.get_state())}
+    states = {
+        "torch": torch.get_rng_state(),
+        "python": _plain(random.getstate()),
+        "numpy": _plain(np.random.get_state()),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -50,8 +50,13 @@ def ranking(probs: Sequence[Sequence[float]], learnable: Sequence[int]) -> list[
     return [tuple(sorted(learnable, key=lambda o: (-float(row[o]), o))) for row in probs]
 
 
-def darts_plus_stop(cell_edges, history: Sequence[Sequence[Sequence[float]]], learnable: Sequence[int],
-                    max_skips: int | None = 2, patience: int | None = 10) -> str | None:
+def darts_plus_stop(
+    cell_edges,
+    history: Sequence[Sequence[Sequence[float]]],
+    learnable: Sequence[int],
+    max_skips: int | None = 2,
+    patience: int | None = 10,
+) -> str | None:
     """Why DARTS+ stops now, or None to go on.
 
     `cell_edges`: the normal cell derived now; `history`: its probabilities (edges x ops) after every epoch
@@ -60,9 +65,11 @@ def darts_plus_stop(cell_edges, history: Sequence[Sequence[Sequence[float]]], le
     `patience` epochs, i.e. at `patience` + 1 consecutive records.
     """
     if max_skips is not None and skip_count(cell_edges) >= max_skips:
-        return f"the normal cell has {skip_count(cell_edges)} skip connections (DARTS+ criterion 1: {max_skips} or more)"
+        return (
+            f"the normal cell has {skip_count(cell_edges)} skip connections (DARTS+ criterion 1: {max_skips} or more)"
+        )
     if patience is not None and len(history) > patience:
-        last = [ranking(p, learnable) for p in history[-(patience + 1):]]
+        last = [ranking(p, learnable) for p in history[-(patience + 1) :]]
         if all(r == last[-1] for r in last):
             return f"the learnable ops' ranking has not changed for {patience} epochs (DARTS+ criterion 2)"
     return None

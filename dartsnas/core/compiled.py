@@ -36,7 +36,7 @@ PASSES = 8
 # draw would be a graph of its own.
 REFUSED = {
     "sample": "sample draws a new op per edge every step, and each draw would be another compiled graph; search "
-              "sample without compile (it runs one op per edge already)",
+    "sample without compile (it runs one op per edge already)",
 }
 
 
@@ -48,16 +48,20 @@ def check(mode: str, backend: str, mixed_op: str = "exact", scope: str = "cells"
     if scope not in SCOPES:
         raise ConfigError(f"compile_scope: unknown {scope!r}; available: {', '.join(SCOPES)}")
     if mode not in MODES:
-        raise ConfigError(f"compile_mode: unknown {mode!r}; available: {', '.join(MODES)} (auto: reduce-overhead, "
-                          "which replays CUDA graphs, on CUDA; default elsewhere)")
+        raise ConfigError(
+            f"compile_mode: unknown {mode!r}; available: {', '.join(MODES)} (auto: reduce-overhead, "
+            "which replays CUDA graphs, on CUDA; default elsewhere)"
+        )
     import torch._dynamo
 
     known = torch._dynamo.list_backends(exclude_tags=())
     if backend not in known:
         main = [b for b in ("inductor", "cudagraphs", "aot_eager", "eager") if b in known]
-        raise ConfigError(f"compile_backend: unknown {backend!r}; use {', '.join(main)} (inductor generates kernels; "
-                          "aot_eager only traces, to tell a tracing problem from a code-generation one), or another "
-                          "of torch._dynamo.list_backends(exclude_tags=())")
+        raise ConfigError(
+            f"compile_backend: unknown {backend!r}; use {', '.join(main)} (inductor generates kernels; "
+            "aot_eager only traces, to tell a tracing problem from a code-generation one), or another "
+            "of torch._dynamo.list_backends(exclude_tags=())"
+        )
 
 
 def resolved_mode(mode: str, device: torch.device) -> str:

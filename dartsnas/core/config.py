@@ -141,8 +141,10 @@ def _describe(spec: str, bad, in_list: bool) -> str:
 def check_name(name: str, flag: str = "--name") -> str:
     """A user-given name that becomes a file or folder name: one plain component, never a path."""
     if not re.fullmatch(NAME_PATTERN, name):
-        raise ConfigError(f"{flag} {name!r} is not a valid name; use up to 100 letters, digits, '.', '_' and '-', "
-                          "starting with a letter or digit (no '/', no '..')")
+        raise ConfigError(
+            f"{flag} {name!r} is not a valid name; use up to 100 letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit (no '/', no '..')"
+        )
     return name
 
 
@@ -159,8 +161,10 @@ def read_yaml(path: Path, what: str = "config"):
     except OSError as err:
         raise ConfigError(f"cannot read {what} {path} ({err.strerror or err}); check its permissions") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a short "
-                          "YAML file of key: value lines")
+        raise ConfigError(
+            f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a short "
+            "YAML file of key: value lines"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -198,8 +202,13 @@ def resolve_config_path(name: str | Path, folder: Path = CONFIG_DIR, what: str =
     raise ConfigError(f"{what} {str(name)!r} is neither a file nor a shipped one; shipped: {', '.join(names)}")
 
 
-def load_dataclass(cls, path: str | Path | None = None, overrides: list[str] | None = None,
-                   folder: Path = CONFIG_DIR, what: str = "config"):
+def load_dataclass(
+    cls,
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    folder: Path = CONFIG_DIR,
+    what: str = "config",
+):
     """Defaults of `cls`, then the YAML file, then `key=value` overrides (values read as YAML: 3, 0.1, true, [a, b])."""
     values: dict[str, Any] = {}
     if path is not None:
@@ -212,8 +221,10 @@ def load_dataclass(cls, path: str | Path | None = None, overrides: list[str] | N
         values.update(loaded)
     for item in overrides or []:
         if len(item) > MAX_SET_CHARS:
-            raise ConfigError(f"--set {item[:40]!r}... is longer than {MAX_SET_CHARS} characters; put long "
-                              "values in a --config YAML file")
+            raise ConfigError(
+                f"--set {item[:40]!r}... is longer than {MAX_SET_CHARS} characters; put long "
+                "values in a --config YAML file"
+            )
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")

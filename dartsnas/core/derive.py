@@ -20,13 +20,18 @@ A new derivation rule is one function here, from probabilities to edges, and one
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .genotype import Genotype
 
 
-def strongest_edges(probs: Sequence[Sequence[float]], ops: Sequence[str], fan_in: Sequence[int], k: int,
-                    edge_probs: Sequence[float] | None = None) -> list[tuple[str, int]]:
+def strongest_edges(
+    probs: Sequence[Sequence[float]],
+    ops: Sequence[str],
+    fan_in: Sequence[int],
+    k: int,
+    edge_probs: Sequence[float] | None = None,
+) -> list[tuple[str, int]]:
     """(op, input) edges of one cell: per node, its `k` strongest inputs with their best non-`none` op.
 
     `probs` is edges x ops, the edges of node i (which has `fan_in[i]` inputs, 0..fan_in[i]-1) after those
@@ -48,8 +53,13 @@ def strongest_edges(probs: Sequence[Sequence[float]], ops: Sequence[str], fan_in
     return edges
 
 
-def strongest_pairs(probs: Sequence[Sequence[float]], ops: Sequence[str], fan_in: Sequence[int], k: int,
-                    edge_probs: Sequence[float] | None = None) -> list[tuple[str, int]]:
+def strongest_pairs(
+    probs: Sequence[Sequence[float]],
+    ops: Sequence[str],
+    fan_in: Sequence[int],
+    k: int,
+    edge_probs: Sequence[float] | None = None,
+) -> list[tuple[str, int]]:
     """(op, input) edges of one cell by GDAS's rule: per node, its `k` strongest non-`none` (op, input)
     pairs, strongest first; two of them may share an input. Arguments as `strongest_edges` (`edge_probs`
     scales every pair of its edge). Ties, as GDAS's stable sort over pairs listed input by input, op by
@@ -74,9 +84,15 @@ Rule = Callable[..., list[tuple[str, int]]]  # (probs, ops, fan_in, k, edge_prob
 RULES: dict[str, Rule] = {"darts": strongest_edges, "gdas": strongest_pairs}
 
 
-def derive_cell(probs: Sequence[Sequence[float]], ops: Sequence[str], nodes: int, k: int = 2,
-                edge_probs: Sequence[float] | None = None, rule: str = "darts",
-                skip_cap: int | None = None) -> list[tuple[str, int]]:
+def derive_cell(
+    probs: Sequence[Sequence[float]],
+    ops: Sequence[str],
+    nodes: int,
+    k: int = 2,
+    edge_probs: Sequence[float] | None = None,
+    rule: str = "darts",
+    skip_cap: int | None = None,
+) -> list[tuple[str, int]]:
     """Edges (op, input) of one convolutional cell (edges in `edge_names` order: node i has 2 + i inputs);
     with `skip_cap`, at most that many skip connections (P-DARTS)."""
     if rule not in RULES:
@@ -93,13 +109,29 @@ def derive_cell(probs: Sequence[Sequence[float]], ops: Sequence[str], nodes: int
     return cell(probs if skip_cap is None else cap_skips(probs, ops, skip_cap, kept))
 
 
-def derive(probs: dict, ops: Sequence[str], nodes: int, k: int = 2, edge_probs: dict | None = None,
-           rule: str = "darts", skip_cap: int | None = None) -> Genotype:
+def derive(
+    probs: dict,
+    ops: Sequence[str],
+    nodes: int,
+    k: int = 2,
+    edge_probs: dict | None = None,
+    rule: str = "darts",
+    skip_cap: int | None = None,
+) -> Genotype:
     """Genotype from {'normal': probs, 'reduce': probs} by `rule` (a name in RULES); the output
     concatenates all intermediate nodes. `skip_cap` (P-DARTS) caps the normal cell's skip connections."""
-    cells = {kind: derive_cell(probs[kind], ops, nodes, k, None if edge_probs is None else _rows(edge_probs[kind]),
-                               rule, skip_cap if kind == "normal" else None)
-             for kind in ("normal", "reduce")}
+    cells = {
+        kind: derive_cell(
+            probs[kind],
+            ops,
+            nodes,
+            k,
+            None if edge_probs is None else _rows(edge_probs[kind]),
+            rule,
+            skip_cap if kind == "normal" else None,
+        )
+        for kind in ("normal", "reduce")
+    }
     concat = tuple(range(2, 2 + nodes))
     return Genotype(tuple(cells["normal"]), concat, tuple(cells["reduce"]), concat)
 

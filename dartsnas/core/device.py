@@ -18,8 +18,10 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU "
-                          f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+        raise ConfigError(
+            f"device {name!r} asked for, but this PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
+        )
     return device
 
 

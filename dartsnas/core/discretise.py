@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
-Unit = Sequence[tuple[Hashable, float]]             # the choices of one unit, as (choice, log-score)
+Unit = Sequence[tuple[Hashable, float]]  # the choices of one unit, as (choice, log-score)
 Evaluate = Callable[[tuple], Iterable[tuple[int, int]]]  # cell -> (correct, seen) per batch
 
 
@@ -81,8 +81,9 @@ def _run(evaluate: Evaluate, cell: tuple, total: int, ahead: Callable[[float], b
     return correct
 
 
-def branch_and_bound(units: Sequence[Unit], evaluate: Evaluate, prior_weight: float, edges_kept: int,
-                     total_items: int) -> tuple[tuple, float, dict]:
+def branch_and_bound(
+    units: Sequence[Unit], evaluate: Evaluate, prior_weight: float, edges_kept: int, total_items: int
+) -> tuple[tuple, float, dict]:
     """(best cell as a tuple of choices, its J, counts) by the best-first search of the module docstring.
     `evaluate(cell)` yields (correct, seen) per held-out batch, `total_items` images in all; counts:
     cells_started, cells_evaluated (to the last batch), batches, branches_expanded, pruned (branches
@@ -122,8 +123,9 @@ def branch_and_bound(units: Sequence[Unit], evaluate: Evaluate, prior_weight: fl
             continue
         s = _score(rows, index) / edges_kept
         cell = tuple(rows[u][i][0] for u, i in enumerate(index))
-        correct = _run(evaluate, cell, total_items,
-                       lambda acc: best is None or key(acc + w * s, s, index) > best[0], counts)
+        correct = _run(
+            evaluate, cell, total_items, lambda acc: best is None or key(acc + w * s, s, index) > best[0], counts
+        )
         if correct is not None:
             j = correct / total_items + w * s
             if best is None or key(j, s, index) > best[0]:
@@ -131,8 +133,9 @@ def branch_and_bound(units: Sequence[Unit], evaluate: Evaluate, prior_weight: fl
     return best[1], best[2], counts
 
 
-def exhaustive(units: Sequence[Unit], evaluate: Evaluate, prior_weight: float, edges_kept: int,
-               total_items: int) -> tuple[tuple, float, dict]:
+def exhaustive(
+    units: Sequence[Unit], evaluate: Evaluate, prior_weight: float, edges_kept: int, total_items: int
+) -> tuple[tuple, float, dict]:
     """The reference: every cell evaluated on every batch, the best by the same objective and tie rule."""
     _check(prior_weight, edges_kept, total_items)
     rows, w = ranked(units), prior_weight

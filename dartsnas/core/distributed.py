@@ -15,6 +15,7 @@ function here is the identity or a no-op.
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -73,9 +74,13 @@ def start(device_name: str) -> tuple[World, torch.device]:
         # when it is imported; destroy_process_group then cannot free that group, and gloo's threads are torn
         # down while the interpreter exits, now and then aborting the process ("terminate called without an
         # active exception") after a finished run. Imported first, it holds none: stop() frees the group.
-        import torch._dynamo  # noqa: F401
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(minutes=int(os.environ.get("DARTSNAS_DIST_TIMEOUT", 30))))
+        # (importlib, not `import torch._dynamo`: that statement would make `torch` a local name of this
+        # function, unbound on the CUDA path above.)
+        importlib.import_module("torch._dynamo")
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            timeout=datetime.timedelta(minutes=int(os.environ.get("DARTSNAS_DIST_TIMEOUT", 30))),
+        )
     WORLD.rank, WORLD.size, WORLD.local_rank = dist.get_rank(), dist.get_world_size(), local
     WORLD.wrapped = True
     return WORLD, device
@@ -97,8 +102,10 @@ def stop() -> None:
 def check_batch(batch_size: int, what: str = "batch_size") -> int:
     """The per-rank batch: the global batch split evenly over the ranks."""
     if batch_size % WORLD.size:
-        raise ConfigError(f"{what}={batch_size} is the global batch; it must split evenly over the {WORLD.size} "
-                          f"ranks: use a multiple of {WORLD.size}")
+        raise ConfigError(
+            f"{what}={batch_size} is the global batch; it must split evenly over the {WORLD.size} "
+            f"ranks: use a multiple of {WORLD.size}"
+        )
     return batch_size // WORLD.size
 
 
@@ -167,9 +174,11 @@ def check_identical(named: dict[str, torch.Tensor]) -> None:
         dist.broadcast(reference, src=0)
         if not torch.equal(reference, t.detach()):
             gap = (reference - t.detach()).abs().max().item()
-            raise RuntimeError(f"the alphas {name!r} of rank {WORLD.rank} differ from rank 0's (max |difference| "
-                               f"{gap:.3g}): the ranks no longer search the same architecture. This is a bug in "
-                               "dartsnas; please report it with the run folder")
+            raise RuntimeError(
+                f"the alphas {name!r} of rank {WORLD.rank} differ from rank 0's (max |difference| "
+                f"{gap:.3g}): the ranks no longer search the same architecture. This is a bug in "
+                "dartsnas; please report it with the run folder"
+            )
 
 
 def agree(*flags: bool) -> tuple[bool, ...]:

@@ -45,12 +45,15 @@ def fetch_file(url: str, target: Path, md5: str) -> Path:
                 out.write(block)
         actual = md5sum(partial)
         if actual != md5:
-            raise DataError(f"download of {url} is corrupt (md5 {actual}, expected {md5}); the partial "
-                            f"file was deleted. Try again, or fetch the file yourself and put it at {target}.")
+            raise DataError(
+                f"download of {url} is corrupt (md5 {actual}, expected {md5}); the partial "
+                f"file was deleted. Try again, or fetch the file yourself and put it at {target}."
+            )
         os.replace(partial, target)
     except OSError as error:  # urllib's URLError is an OSError too
-        raise DataError(f"could not download {url}: {error}. Check the network, or fetch the file yourself "
-                        f"and put it at {target}.") from None
+        raise DataError(
+            f"could not download {url}: {error}. Check the network, or fetch the file yourself and put it at {target}."
+        ) from None
     finally:
         partial.unlink(missing_ok=True)
     return target

@@ -19,7 +19,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 Edge = tuple[str, int]  # (op name, input node index)
 
@@ -61,12 +61,12 @@ class Genotype:
         return format_genotype(self)
 
     def to_dict(self) -> dict:
-        return {
-            kind: [[op, j] for op, j in getattr(self, kind)] for kind in CELL_KINDS
-        } | {f"{kind}_concat": list(getattr(self, f"{kind}_concat")) for kind in CELL_KINDS}
+        return {kind: [[op, j] for op, j in getattr(self, kind)] for kind in CELL_KINDS} | {
+            f"{kind}_concat": list(getattr(self, f"{kind}_concat")) for kind in CELL_KINDS
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Genotype":
+    def from_dict(cls, data: dict) -> Genotype:
         fields = ("normal", "normal_concat", "reduce", "reduce_concat")
         missing = [f for f in fields if f not in data]
         if missing:
@@ -106,8 +106,9 @@ def node_list(value, field: str) -> list[int]:
     """A concat field as read from text: whole node numbers only, as a float or a string would be silently
     truncated or split into digits by int()."""
     if not (isinstance(value, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)):
-        raise GenotypeError(f"{field} must be a list of node numbers like [2, 3, 4, 5] or range(2, 6), "
-                            f"got {short(value)}")
+        raise GenotypeError(
+            f"{field} must be a list of node numbers like [2, 3, 4, 5] or range(2, 6), got {short(value)}"
+        )
     return list(value)
 
 
@@ -127,15 +128,19 @@ MAX_FILE_BYTES = 16 * 2**20  # a genotype.json, or a derive record with all its 
 def check_size(text: str) -> None:
     """Refuse genotype text too long or too deeply nested to be a genotype, quickly, before parsing it."""
     if len(text) > MAX_TEXT:
-        raise GenotypeError(f"genotype text of {len(text):,} characters is too long to be a genotype (at most "
-                            f"{MAX_TEXT:,}); give a registry name, a genotype.json, a run folder or Genotype(...) text")
+        raise GenotypeError(
+            f"genotype text of {len(text):,} characters is too long to be a genotype (at most "
+            f"{MAX_TEXT:,}); give a registry name, a genotype.json, a run folder or Genotype(...) text"
+        )
     depth = deepest = 0
     for bracket in re.sub(r"[^][(){}]", "", text):
         depth += 1 if bracket in "([{" else -1
         deepest = max(deepest, depth)
     if deepest > MAX_DEPTH:
-        raise GenotypeError(f"genotype text nests brackets {deepest} deep; a genotype nests at most {MAX_DEPTH} "
-                            "(a list of (op, input) pairs), so this is not one")
+        raise GenotypeError(
+            f"genotype text nests brackets {deepest} deep; a genotype nests at most {MAX_DEPTH} "
+            "(a list of (op, input) pairs), so this is not one"
+        )
 
 
 def _check_structure(g: Genotype) -> None:
@@ -149,13 +154,16 @@ def _check_structure(g: Genotype) -> None:
             if not 0 <= j < node:
                 raise GenotypeError(
                     f"{kind} edge {k} ({short(op)}, {j}) of node {node}: input {j} is out of range "
-                    f"(node {node} can take inputs 0..{node - 1})")
+                    f"(node {node} can take inputs 0..{node - 1})"
+                )
         concat = getattr(g, f"{kind}_concat")
         bad = [i for i in concat if not 0 <= i < 2 + nodes]
         if bad or not concat:
             raise GenotypeError(f"{kind}_concat {list(concat)}: nodes must lie in 0..{1 + nodes}")
     if len(g.normal) != len(g.reduce):
-        raise GenotypeError(f"normal has {len(g.normal) // 2} nodes but reduce has {len(g.reduce) // 2}; they must match")
+        raise GenotypeError(
+            f"normal has {len(g.normal) // 2} nodes but reduce has {len(g.reduce) // 2}; they must match"
+        )
 
 
 def check_ops(g: Genotype, known_ops: Iterable[str]) -> Genotype:
@@ -166,7 +174,9 @@ def check_ops(g: Genotype, known_ops: Iterable[str]) -> Genotype:
             if op not in known:
                 close = difflib.get_close_matches(op, known, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise GenotypeError(f"{kind} edge {k} ({short(op)}, {j}): unknown op {short(op)}; {hint}known ops: {', '.join(known)}")
+                raise GenotypeError(
+                    f"{kind} edge {k} ({short(op)}, {j}): unknown op {short(op)}; {hint}known ops: {', '.join(known)}"
+                )
     return g
 
 
@@ -194,8 +204,12 @@ _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 def literal(node: ast.AST):
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)):
         return node.value
-    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)
-            and type(node.operand.value) in (int, float)):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and type(node.operand.value) in (int, float)
+    ):
         return -node.operand.value  # a negative index: read, so that the range check names it
     if isinstance(node, (ast.List, ast.Tuple)):
         return [literal(e) for e in node.elts]
@@ -206,8 +220,10 @@ def literal(node: ast.AST):
             if len(nodes) > MAX_TEXT:  # range(10**11) would fill the memory before any check sees it
                 raise GenotypeError(f"{source(node)} lists {len(nodes):,} nodes; a cell has a handful")
             return list(nodes)
-    raise GenotypeError(f"unexpected expression {source(node)} in genotype text; a genotype holds only "
-                        "quoted op names, whole numbers, lists, tuples and range()")
+    raise GenotypeError(
+        f"unexpected expression {source(node)} in genotype text; a genotype holds only "
+        "quoted op names, whole numbers, lists, tuples and range()"
+    )
 
 
 def source(node: ast.AST) -> str:
@@ -228,8 +244,10 @@ def parse_tree(text: str) -> ast.expr:
         where = f" at column {err.offset}" if err.offset is not None else ""
         raise GenotypeError(f"cannot read genotype text: {err.msg}{where}") from None
     except (ValueError, RecursionError, MemoryError):  # null bytes; expressions nested too deep for the parser
-        raise GenotypeError("cannot read genotype text: it is not a genotype (nested too deeply, or holding "
-                            "null bytes); write it as Genotype(normal=[...], ...)") from None
+        raise GenotypeError(
+            "cannot read genotype text: it is not a genotype (nested too deeply, or holding "
+            "null bytes); write it as Genotype(normal=[...], ...)"
+        ) from None
 
 
 def json_object(text: str) -> dict:
@@ -250,8 +268,9 @@ def call_name(node: ast.Call) -> str:
 
 def _drop_weights(items):
     # Some forks print edges as (op, input, probability); the probability is not part of the cell.
-    return [item[:2] if isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) else item
-            for item in items]
+    return [
+        item[:2] if isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) else item for item in items
+    ]
 
 
 def parse(text: str) -> Genotype:
@@ -264,7 +283,9 @@ def parse(text: str) -> Genotype:
         text = text.split("=", 1)[1].strip()
     tree = parse_tree(text)
     if not (isinstance(tree, ast.Call) and call_name(tree) == "Genotype"):
-        raise GenotypeError("genotype text must look like Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)")
+        raise GenotypeError(
+            "genotype text must look like Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)"
+        )
     if len(tree.args) > len(_FIELDS):
         raise GenotypeError(f"Genotype takes {len(_FIELDS)} fields, got {len(tree.args)} positional values")
     values = dict(zip(_FIELDS, (literal(a) for a in tree.args)))
@@ -275,7 +296,9 @@ def parse(text: str) -> Genotype:
             continue  # AutoDL's genotypes carry these extra fields, None for every DARTS-space cell
         if kw.arg not in _FIELDS:
             close = difflib.get_close_matches(str(kw.arg), _FIELDS, n=1)
-            raise GenotypeError(f"unknown genotype field {kw.arg!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+            raise GenotypeError(
+                f"unknown genotype field {kw.arg!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
         values[kw.arg] = literal(kw.value)
     for kind in CELL_KINDS:
         if kind in values:
@@ -286,6 +309,7 @@ def parse(text: str) -> Genotype:
 # ----------------------------------------------------------------------------------------------
 # Published cells (CIFAR-10 searches), by name. Sources: the papers' released genotypes.
 
+
 def _g(normal, reduce, normal_concat=(2, 3, 4, 5), reduce_concat=(2, 3, 4, 5)) -> Genotype:
     return Genotype(tuple(normal), tuple(normal_concat), tuple(reduce), tuple(reduce_concat))
 
@@ -293,52 +317,177 @@ def _g(normal, reduce, normal_concat=(2, 3, 4, 5), reduce_concat=(2, 3, 4, 5)) -
 PUBLISHED: dict[str, Genotype] = {
     # Liu et al., DARTS (ICLR 2019), first order: 3.00 % on CIFAR-10.
     "DARTS_V1": _g(
-        [("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1),
-         ("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)],
-        [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0),
-         ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("avg_pool_3x3", 0)]),
+        [
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("skip_connect", 0),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("skip_connect", 2),
+        ],
+        [
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("skip_connect", 2),
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 0),
+            ("skip_connect", 2),
+            ("skip_connect", 2),
+            ("avg_pool_3x3", 0),
+        ],
+    ),
     # DARTS second order: 2.76 +- 0.09 % with 3.3M parameters (the paper's headline cell).
     "DARTS_V2": _g(
-        [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-         ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
-        [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
-         ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)]),
+        [
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 0),
+            ("skip_connect", 0),
+            ("dil_conv_3x3", 2),
+        ],
+        [
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("skip_connect", 2),
+            ("max_pool_3x3", 1),
+            ("max_pool_3x3", 0),
+            ("skip_connect", 2),
+            ("skip_connect", 2),
+            ("max_pool_3x3", 1),
+        ],
+    ),
     # Xu et al., PC-DARTS (ICLR 2020), CIFAR-10 search: 2.57 %.
     "PC_DARTS": _g(
-        [("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 0), ("dil_conv_3x3", 1),
-         ("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("avg_pool_3x3", 0), ("dil_conv_3x3", 1)],
-        [("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_5x5", 2),
-         ("sep_conv_3x3", 0), ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("sep_conv_3x3", 2)]),
+        [
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 0),
+            ("sep_conv_3x3", 0),
+            ("dil_conv_3x3", 1),
+            ("sep_conv_5x5", 0),
+            ("sep_conv_3x3", 1),
+            ("avg_pool_3x3", 0),
+            ("dil_conv_3x3", 1),
+        ],
+        [
+            ("sep_conv_5x5", 1),
+            ("max_pool_3x3", 0),
+            ("sep_conv_5x5", 1),
+            ("sep_conv_5x5", 2),
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 3),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 2),
+        ],
+    ),
     # Chen et al., P-DARTS (ICCV 2019): 2.50 %.
     "PDARTS": _g(
-        [("skip_connect", 0), ("dil_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 1),
-         ("sep_conv_3x3", 1), ("sep_conv_3x3", 3), ("sep_conv_3x3", 0), ("dil_conv_5x5", 4)],
-        [("avg_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("dil_conv_5x5", 2),
-         ("max_pool_3x3", 0), ("dil_conv_3x3", 1), ("dil_conv_3x3", 1), ("dil_conv_5x5", 3)]),
+        [
+            ("skip_connect", 0),
+            ("dil_conv_3x3", 1),
+            ("skip_connect", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 3),
+            ("sep_conv_3x3", 0),
+            ("dil_conv_5x5", 4),
+        ],
+        [
+            ("avg_pool_3x3", 0),
+            ("sep_conv_5x5", 1),
+            ("sep_conv_3x3", 0),
+            ("dil_conv_5x5", 2),
+            ("max_pool_3x3", 0),
+            ("dil_conv_3x3", 1),
+            ("dil_conv_3x3", 1),
+            ("dil_conv_5x5", 3),
+        ],
+    ),
     # Dong & Yang, GDAS (CVPR 2019), as released by the authors: 2.93 %.
     "GDAS": _g(
-        [("skip_connect", 0), ("skip_connect", 1), ("skip_connect", 0), ("sep_conv_5x5", 2),
-         ("sep_conv_3x3", 3), ("skip_connect", 0), ("sep_conv_5x5", 4), ("sep_conv_3x3", 3)],
-        [("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("sep_conv_5x5", 2), ("sep_conv_5x5", 1),
-         ("dil_conv_5x5", 2), ("sep_conv_3x3", 1), ("sep_conv_5x5", 0), ("sep_conv_5x5", 1)]),
+        [
+            ("skip_connect", 0),
+            ("skip_connect", 1),
+            ("skip_connect", 0),
+            ("sep_conv_5x5", 2),
+            ("sep_conv_3x3", 3),
+            ("skip_connect", 0),
+            ("sep_conv_5x5", 4),
+            ("sep_conv_3x3", 3),
+        ],
+        [
+            ("sep_conv_5x5", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_5x5", 2),
+            ("sep_conv_5x5", 1),
+            ("dil_conv_5x5", 2),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_5x5", 0),
+            ("sep_conv_5x5", 1),
+        ],
+    ),
     # Zoph et al., NASNet-A (CVPR 2018), as transcribed in the DARTS release: 5 nodes.
     "NASNet": _g(
-        [("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 0), ("sep_conv_3x3", 0),
-         ("avg_pool_3x3", 1), ("skip_connect", 0), ("avg_pool_3x3", 0), ("avg_pool_3x3", 0),
-         ("sep_conv_3x3", 1), ("skip_connect", 1)],
-        [("sep_conv_5x5", 1), ("sep_conv_7x7", 0), ("max_pool_3x3", 1), ("sep_conv_7x7", 0),
-         ("avg_pool_3x3", 1), ("sep_conv_5x5", 0), ("skip_connect", 3), ("avg_pool_3x3", 2),
-         ("sep_conv_3x3", 2), ("max_pool_3x3", 1)],
-        normal_concat=(2, 3, 4, 5, 6), reduce_concat=(4, 5, 6)),
+        [
+            ("sep_conv_5x5", 1),
+            ("sep_conv_3x3", 0),
+            ("sep_conv_5x5", 0),
+            ("sep_conv_3x3", 0),
+            ("avg_pool_3x3", 1),
+            ("skip_connect", 0),
+            ("avg_pool_3x3", 0),
+            ("avg_pool_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 1),
+        ],
+        [
+            ("sep_conv_5x5", 1),
+            ("sep_conv_7x7", 0),
+            ("max_pool_3x3", 1),
+            ("sep_conv_7x7", 0),
+            ("avg_pool_3x3", 1),
+            ("sep_conv_5x5", 0),
+            ("skip_connect", 3),
+            ("avg_pool_3x3", 2),
+            ("sep_conv_3x3", 2),
+            ("max_pool_3x3", 1),
+        ],
+        normal_concat=(2, 3, 4, 5, 6),
+        reduce_concat=(4, 5, 6),
+    ),
     # Real et al., AmoebaNet-A (AAAI 2019), as transcribed in the DARTS release: 5 nodes.
     "AmoebaNet": _g(
-        [("avg_pool_3x3", 0), ("max_pool_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 2),
-         ("sep_conv_3x3", 0), ("avg_pool_3x3", 3), ("sep_conv_3x3", 1), ("skip_connect", 1),
-         ("skip_connect", 0), ("avg_pool_3x3", 1)],
-        [("avg_pool_3x3", 0), ("sep_conv_3x3", 1), ("max_pool_3x3", 0), ("sep_conv_7x7", 2),
-         ("sep_conv_7x7", 0), ("avg_pool_3x3", 1), ("max_pool_3x3", 0), ("max_pool_3x3", 1),
-         ("conv_7x1_1x7", 0), ("sep_conv_3x3", 5)],
-        normal_concat=(4, 5, 6), reduce_concat=(3, 4, 6)),
+        [
+            ("avg_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("sep_conv_5x5", 2),
+            ("sep_conv_3x3", 0),
+            ("avg_pool_3x3", 3),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 1),
+            ("skip_connect", 0),
+            ("avg_pool_3x3", 1),
+        ],
+        [
+            ("avg_pool_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("max_pool_3x3", 0),
+            ("sep_conv_7x7", 2),
+            ("sep_conv_7x7", 0),
+            ("avg_pool_3x3", 1),
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("conv_7x1_1x7", 0),
+            ("sep_conv_3x3", 5),
+        ],
+        normal_concat=(4, 5, 6),
+        reduce_concat=(3, 4, 6),
+    ),
 }
 PUBLISHED["DARTS"] = PUBLISHED["DARTS_V2"]  # the official code's alias
 
@@ -355,15 +504,19 @@ def load_named(spec: str | Path, registry: dict, parse_text, what: str):
     if spec_str in registry:
         return registry[spec_str]
     if not spec_str.strip():
-        raise GenotypeError(f"the genotype is empty; give a {what} ({', '.join(sorted(registry)[:3])}, ...), "
-                            "a genotype.json, a run folder or genotype text")
+        raise GenotypeError(
+            f"the genotype is empty; give a {what} ({', '.join(sorted(registry)[:3])}, ...), "
+            "a genotype.json, a run folder or genotype text"
+        )
     check_size(spec_str)
     text = genotype_text(spec_str)
     if text is None:
         close = difflib.get_close_matches(spec_str, registry, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise GenotypeError(f"{short(spec_str)} is neither a {what}, a file nor genotype text; {hint}"
-                            f"published: {', '.join(sorted(registry))}")
+        raise GenotypeError(
+            f"{short(spec_str)} is neither a {what}, a file nor genotype text; {hint}"
+            f"published: {', '.join(sorted(registry))}"
+        )
     if text is spec_str:
         return parse_text(text)
     try:
@@ -382,12 +535,15 @@ def read_genotype_file(path: Path) -> str:
     """A genotype file's text; too large, unreadable or not UTF-8 is a GenotypeError naming the file."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise GenotypeError(f"{path} is {path.stat().st_size:,} bytes, too large to be a genotype file (at most "
-                                f"{MAX_FILE_BYTES:,}); give the genotype.json a search wrote")
+            raise GenotypeError(
+                f"{path} is {path.stat().st_size:,} bytes, too large to be a genotype file (at most "
+                f"{MAX_FILE_BYTES:,}); give the genotype.json a search wrote"
+            )
         return path.read_bytes().decode("utf-8-sig")  # -sig: a byte order mark some editors write is no error
     except UnicodeDecodeError as err:
-        raise GenotypeError(f"{path} is not UTF-8 text (byte {err.start}); give a genotype.json or a text file "
-                            "holding Genotype(...)") from None
+        raise GenotypeError(
+            f"{path} is not UTF-8 text (byte {err.start}); give a genotype.json or a text file holding Genotype(...)"
+        ) from None
     except OSError as err:
         raise GenotypeError(f"cannot read {path} ({err.strerror or err}); give a readable genotype file") from None
 

@@ -37,10 +37,10 @@ class Guard:
         self.device, self.policy, self.patience = device, policy, patience
         self.first = torch.full((2,), -1, dtype=torch.long, device=device)  # the first bad step of each phase
         self.what = ["", ""]
-        self.in_a_row = 0     # skip: bad steps in a row
-        self.skipped = 0      # skip: bad steps skipped in this run
+        self.in_a_row = 0  # skip: bad steps in a row
+        self.skipped = 0  # skip: bad steps skipped in this run
         self.epoch = 0
-        self.step = 0         # the step of the epoch now running (0-based), set by the driver's loop
+        self.step = 0  # the step of the epoch now running (0-based), set by the driver's loop
 
     def reset(self, epoch: int) -> None:
         """A new epoch (or a resumed one) starts: steps are counted from it."""
@@ -52,9 +52,10 @@ class Guard:
         """A device bool: a loss not finite or above DIVERGED_LOSS, or any other value not finite."""
         # A sum is finite only if every element is (a finite sum that overflows is an explosion too): one
         # reduction per tensor, one check for all, whatever the number of alpha tensors.
-        values = torch.stack([x.detach().float().reshape(()) for x in losses] +
-                             [t.detach().float().sum() for t in others])
-        return ~torch.isfinite(values).all() | (values[:len(losses)] > DIVERGED_LOSS).any()
+        values = torch.stack(
+            [x.detach().float().reshape(()) for x in losses] + [t.detach().float().sum() for t in others]
+        )
+        return ~torch.isfinite(values).all() | (values[: len(losses)] > DIVERGED_LOSS).any()
 
     def watch(self, phase: int, losses: tuple[torch.Tensor, ...], others=()) -> bool:
         """Record the values of this step's phase (0: architecture, 1: weights) before its update. Returns
@@ -68,10 +69,15 @@ class Guard:
             self.in_a_row += 1
             self.skipped += 1
             if self.in_a_row >= self.patience:
-                self._raise(phase, step, f"{self.in_a_row} bad steps in a row (nonfinite: skip, "
-                                         f"nonfinite_patience: {self.patience})")
-            logging.getLogger("dartsnas").warning(f"skipped the {PHASES[phase]} of step {step + 1} of epoch "
-                                                  f"{self.epoch + 1}: a non-finite or exploding value")
+                self._raise(
+                    phase,
+                    step,
+                    f"{self.in_a_row} bad steps in a row (nonfinite: skip, nonfinite_patience: {self.patience})",
+                )
+            logging.getLogger("dartsnas").warning(
+                f"skipped the {PHASES[phase]} of step {step + 1} of epoch "
+                f"{self.epoch + 1}: a non-finite or exploding value"
+            )
             return False
         self.first[phase] = torch.where(flag & (self.first[phase] < 0), step, self.first[phase])
         return True
@@ -89,11 +95,15 @@ class Guard:
         bad = [(s, p) for p, s in enumerate(first) if s >= 0]
         if bad:
             step, phase = min(bad)
-            self._raise(phase, step, "a loss, gradient norm or alpha that is not a finite number, or a loss "
-                                     f"above {DIVERGED_LOSS:g}")
+            self._raise(
+                phase,
+                step,
+                f"a loss, gradient norm or alpha that is not a finite number, or a loss above {DIVERGED_LOSS:g}",
+            )
 
     def _raise(self, phase: int, step: int, what: str) -> None:
-        fix = ("lower arch_lr, or add beta_decay" if phase == 0 else
-               "lower lr, set grad_clip, or turn amp off")
-        raise Diverged(f"the run diverged in the {PHASES[phase]} at step {step + 1} of epoch {self.epoch + 1}: {what}. "
-                       f"Likely fix: {fix}, and start a new run; the last good checkpoint is kept untouched")
+        fix = "lower arch_lr, or add beta_decay" if phase == 0 else "lower lr, set grad_clip, or turn amp off"
+        raise Diverged(
+            f"the run diverged in the {PHASES[phase]} at step {step + 1} of epoch {self.epoch + 1}: {what}. "
+            f"Likely fix: {fix}, and start a new run; the last good checkpoint is kept untouched"
+        )

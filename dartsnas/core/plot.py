@@ -32,6 +32,7 @@ class PlotError(Exception):
 # ----------------------------------------------------------------------------------------------
 # Cells, as graphviz graphs
 
+
 def draw_cell(genotype: Genotype, kind: str, path_stem: Path | str) -> list[Path]:
     """Draw one cell like the DARTS paper's figures; write path_stem.gv, and .png and .pdf when dot exists."""
     if kind not in CELL_KINDS:
@@ -45,10 +46,21 @@ def cell_graph(name: str):
     """An empty graphviz graph in the paper's figure style (left to right, Times, filled boxes)."""
     graphviz = require("graphviz")
     return graphviz.Digraph(
-        name=name, engine="dot", graph_attr=dict(rankdir="LR", dpi="150"),
-        node_attr=dict(style="filled", shape="rect", align="center", fontsize="20", height="0.5", width="0.5",
-                       penwidth="2", fontname="times"),
-        edge_attr=dict(fontsize="20", fontname="times"))
+        name=name,
+        engine="dot",
+        graph_attr=dict(rankdir="LR", dpi="150"),
+        node_attr=dict(
+            style="filled",
+            shape="rect",
+            align="center",
+            fontsize="20",
+            height="0.5",
+            width="0.5",
+            penwidth="2",
+            fontname="times",
+        ),
+        edge_attr=dict(fontsize="20", fontname="times"),
+    )
 
 
 def _add_cell(graph, edges: tuple[tuple[str, int], ...], concat: tuple[int, ...]) -> None:
@@ -72,6 +84,7 @@ def _add_cell(graph, edges: tuple[tuple[str, int], ...], concat: tuple[int, ...]
 # ----------------------------------------------------------------------------------------------
 # Architecture probabilities and training curves, as matplotlib figures
 
+
 def plot_probs(probs: dict, ops: list[str], edges: list[str], path: Path, title: str = "") -> Path:
     """Heat maps of softmax(alphas): one panel per cell kind, rows = edges, columns = ops, values written in."""
     import numpy as np
@@ -80,8 +93,10 @@ def plot_probs(probs: dict, ops: list[str], edges: list[str], path: Path, title:
     tables = {kind: np.asarray(probs[kind], dtype=float) for kind in kinds}
     for kind, table in tables.items():
         if table.shape != (len(edges), len(ops)):
-            raise PlotError(f"{kind} probs have shape {table.shape} but there are {len(edges)} edges and "
-                            f"{len(ops)} ops; probs must be a list per edge of one value per op")
+            raise PlotError(
+                f"{kind} probs have shape {table.shape} but there are {len(edges)} edges and "
+                f"{len(ops)} ops; probs must be a list per edge of one value per op"
+            )
     fig = figure((1.6 + 0.75 * len(ops)) * len(kinds), 1.6 + 0.36 * len(edges))
     axes = fig.subplots(1, len(kinds), squeeze=False)[0]
     for ax, kind in zip(axes, kinds):
@@ -91,8 +106,16 @@ def plot_probs(probs: dict, ops: list[str], edges: list[str], path: Path, title:
             # Bold the op each edge would keep, white text on dark cells so every value stays legible.
             best = col == table[row].argmax()
             colour = "white" if value > 0.6 * table.max() else "black"
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8, color=colour,
-                    fontweight="bold" if best else "normal")
+            ax.text(
+                col,
+                row,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=colour,
+                fontweight="bold" if best else "normal",
+            )
         ax.set_xticks(range(len(ops)), ops, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
         ax.set_yticks(range(len(edges)), edges, fontsize=9)
         ax.set_title(f"{kind} cell")
@@ -125,8 +148,15 @@ def plot_trajectories(alpha_records: list[dict], path: Path) -> Path:
             ax = grid[block * rows + row, col]
             ax.set_visible(True)
             for o, op in enumerate(ops):
-                ax.plot(epochs, [epoch[e][o] for epoch in series[kind]], label=op, marker=marker, markersize=3,
-                        color=f"C{o % 10}", linestyle="-" if o < 10 else "--")
+                ax.plot(
+                    epochs,
+                    [epoch[e][o] for epoch in series[kind]],
+                    label=op,
+                    marker=marker,
+                    markersize=3,
+                    color=f"C{o % 10}",
+                    linestyle="-" if o < 10 else "--",
+                )
             ax.set_title(f"{kind} {edge}", fontsize=9)
             ax.set_ylim(0, min(1.0, top * 1.05))
             ax.tick_params(labelsize=7, labelbottom=True, labelleft=True)
@@ -157,18 +187,22 @@ def plot_curves(metrics: list[dict], path: Path) -> Path:
     panels = [(suffix, sorted({k for m in metrics for k in m if k.endswith(suffix)})) for suffix in ("_loss", "_acc")]
     panels = [(suffix, keys) for suffix, keys in panels if keys]
     if not panels:
-        raise PlotError("metrics have no *_loss or *_acc values to plot; expected lines like "
-                        '{"epoch": 1, "train_loss": 2.1, "valid_acc": 0.35}')
+        raise PlotError(
+            "metrics have no *_loss or *_acc values to plot; expected lines like "
+            '{"epoch": 1, "train_loss": 2.1, "valid_acc": 0.35}'
+        )
     fig = figure(5.2 * len(panels), 3.8)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (suffix, keys) in zip(axes, panels):
         for key in keys:
-            points = [(m.get("epoch", n + 1), m[key]) for n, m in enumerate(metrics)
-                      if isinstance(m.get(key), (int, float))]
+            points = [
+                (m.get("epoch", n + 1), m[key]) for n, m in enumerate(metrics) if isinstance(m.get(key), (int, float))
+            ]
             if not points:  # a key that is only ever null
                 continue
-            ax.plot(*zip(*points), marker="o" if len(points) < 12 else None, markersize=3,
-                    label=key.removesuffix(suffix))
+            ax.plot(
+                *zip(*points), marker="o" if len(points) < 12 else None, markersize=3, label=key.removesuffix(suffix)
+            )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(integer_ticks())
         ax.set_ylabel("loss" if suffix == "_loss" else "accuracy")
@@ -192,8 +226,10 @@ def plot_run(run_dir: Path | str, parse_genotype=parse, draw_cells=None, curves=
     """
     run = Path(run_dir)
     if not run.is_dir() or not any((run / name).exists() for name in RUN_FILES):
-        raise PlotError(f"{run} is not a run folder: expected {', '.join(RUN_FILES)} in it; "
-                        "give the folder a search or a training wrote")
+        raise PlotError(
+            f"{run} is not a run folder: expected {', '.join(RUN_FILES)} in it; "
+            "give the folder a search or a training wrote"
+        )
     out = run / "plots"
     out.mkdir(exist_ok=True)
     written: list[Path] = []
@@ -246,8 +282,10 @@ def _probs(record: dict) -> dict:
     if "probs" in record:
         return record["probs"]
     if "alphas" not in record:
-        raise PlotError(f"alpha record of epoch {record.get('epoch')} has neither 'probs' nor 'alphas'; "
-                        "expected the format the search writes to alphas.jsonl")
+        raise PlotError(
+            f"alpha record of epoch {record.get('epoch')} has neither 'probs' nor 'alphas'; "
+            "expected the format the search writes to alphas.jsonl"
+        )
     import numpy as np
 
     probs = {}
@@ -284,13 +322,21 @@ def plot_alphas(run: Path, out: Path) -> list[Path]:
     if not alphas:
         return []
     last = max(alphas, key=lambda r: r["epoch"])
-    return [plot_probs(_probs(last), last["ops"], last["edges"], out / "probs.png",
-                       title=f"architecture probabilities after epoch {last['epoch']}"),
-            plot_trajectories(alphas, out / "trajectories.png")]
+    return [
+        plot_probs(
+            _probs(last),
+            last["ops"],
+            last["edges"],
+            out / "probs.png",
+            title=f"architecture probabilities after epoch {last['epoch']}",
+        ),
+        plot_trajectories(alphas, out / "trajectories.png"),
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
 # Optional dependencies
+
 
 def require(name: str):
     try:
@@ -320,5 +366,3 @@ def save_figure(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
-
-

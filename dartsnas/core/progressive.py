@@ -21,7 +21,7 @@ count `none` like any op.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 FREE, REMOVED = -1, -2  # a decision entry besides an op index (conv.supernet uses the same values)
 
@@ -64,8 +64,14 @@ def candidates(decided: Sequence[int], fan_in: Sequence[int], k: int | None) -> 
     return out
 
 
-def decide_one(probs: Sequence[Sequence[float]], ops: Sequence[str], decided: list[int], fan_in: Sequence[int],
-               k: int | None, history: Sequence[Sequence[Sequence[float]]] = ()) -> dict | None:
+def decide_one(
+    probs: Sequence[Sequence[float]],
+    ops: Sequence[str],
+    decided: list[int],
+    fan_in: Sequence[int],
+    k: int | None,
+    history: Sequence[Sequence[Sequence[float]]] = (),
+) -> dict | None:
     """SGAS's greedy decision for one cell kind: updates `decided` in place (the chosen edge gets its op; with
     `k`, a node that now has `k` decided edges has its other free edges REMOVED) and returns the evidence
     {edge, op, score, importance, certainty, stability, removed}; None when nothing is left to decide.
@@ -94,8 +100,15 @@ def decide_one(probs: Sequence[Sequence[float]], ops: Sequence[str], decided: li
                 for e in removed:
                     decided[e] = REMOVED
             start += n
-    return {"edge": edge, "op": op, "score": scores[i], "importance": parts[i][0], "certainty": parts[i][1],
-            "stability": None if stab is None else stab[i], "removed": removed}
+    return {
+        "edge": edge,
+        "op": op,
+        "score": scores[i],
+        "importance": parts[i][0],
+        "certainty": parts[i][1],
+        "stability": None if stab is None else stab[i],
+        "removed": removed,
+    }
 
 
 def decision_epoch(epoch: int, warmup: int, interval: int) -> bool:

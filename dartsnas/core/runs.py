@@ -33,12 +33,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 import torch
 
-from .checkpoints import (LATEST, RunError, latest_state, rng_states, save_checkpoint, seed_python_and_numpy,
-                          set_rng_states)
+from .checkpoints import (
+    LATEST,
+    RunError,
+    latest_state,
+    rng_states,
+    save_checkpoint,
+    seed_python_and_numpy,
+    set_rng_states,
+)
 from .device import peak_memory_gb
 from .distributed import agree, gather_object, total, world
 from .guard import CHECK_EVERY, Guard
@@ -51,8 +59,10 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     from .config import ConfigError
 
     if not name or "\0" in name or "/" in name or (os.altsep and os.altsep in name):
-        raise ConfigError(f"run folder name {name!r} is not one folder name; give --name a plain name such as "
-                          "my-search (letters, digits, '.', '_', '-')")
+        raise ConfigError(
+            f"run folder name {name!r} is not one folder name; give --name a plain name such as "
+            "my-search (letters, digits, '.', '_', '-')"
+        )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{name}-{stamp}"
     path, n = base, 1
@@ -62,8 +72,10 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     try:
         path.mkdir(parents=True)
     except OSError as err:  # under a file, read-only, no permission, no space
-        raise ConfigError(f"--out {root}: cannot make the run folder {path.name} there ({err.strerror or err}); "
-                          "give --out a folder you can write to") from None
+        raise ConfigError(
+            f"--out {root}: cannot make the run folder {path.name} there ({err.strerror or err}); "
+            "give --out a folder you can write to"
+        ) from None
     return path
 
 
@@ -94,8 +106,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 def git_commit() -> str | None:
     """The commit of the dartsnas source, when it runs from a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -154,6 +167,7 @@ def rank_folder(run_dir: Path, resume: bool) -> Path:
 
 # -- what every run loop (search, training; convolutional, recurrent) does the same way ------------
 
+
 def start_run(run_dir: Path, config, device: torch.device, resume: bool, genotype=None) -> logging.Logger:
     """Log into RUN/log.txt; a new run also writes config.yaml, env.json and (training) genotype.json."""
     log = setup_logging(run_dir)
@@ -177,9 +191,11 @@ def load_state(owner, state: dict, path: Path, run_dir: Path) -> None:
         owner.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:  # keys or shapes that differ
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise RunError(f"checkpoint {path} does not fit the run its config.yaml describes ({first}); was "
-                       f"{run_dir / 'config.yaml'} edited after the run started? Put it back, or start a new run "
-                       "with the new settings") from None
+        raise RunError(
+            f"checkpoint {path} does not fit the run its config.yaml describes ({first}); was "
+            f"{run_dir / 'config.yaml'} edited after the run started? Put it back, or start a new run "
+            "with the new settings"
+        ) from None
 
 
 def resume_run(run_dir: Path, owner, device: torch.device, logs: tuple[str, ...]) -> dict | None:
@@ -205,6 +221,7 @@ def progress_bar(config, total: int, epoch: int):
         yield None
         return
     from tqdm import tqdm
+
     bar = tqdm(total=total, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
     try:
         yield bar
@@ -216,22 +233,24 @@ class Driver(Protocol):
     """What `run_epochs` needs of a search or a training: its state (everything a checkpoint holds) and
     the parts of an epoch that differ from one kind of run to another."""
 
-    config: object                 # has epochs, progress, plot
+    config: object  # has epochs, progress, plot
     device: torch.device
-    epoch: int                     # epochs finished
-    logs: tuple[str, ...]          # per-epoch .jsonl files of the run folder, cut back on resume
-    guard: Guard                   # set by run_epochs: each step reports its values to it
+    epoch: int  # epochs finished
+    logs: tuple[str, ...]  # per-epoch .jsonl files of the run folder, cut back on resume
+    guard: Guard  # set by run_epochs: each step reports its values to it
 
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
-    def begin(self, run_dir: Path) -> None: ...          # a new run's records before its first epoch
-    def announce(self) -> None: ...                      # log what is about to run (new or resumed)
+    def begin(self, run_dir: Path) -> None: ...  # a new run's records before its first epoch
+    def announce(self) -> None: ...  # log what is about to run (new or resumed)
     def steps_per_epoch(self) -> int: ...
-    def train_epoch(self, progress, steps: Steps) -> dict: ...  # one epoch's steps (from steps.resume_at());
-                                                                # their metrics; steps.after(k, position) after each
+    def train_epoch(self, progress, steps: Steps) -> dict:
+        ...  # one epoch's steps (from steps.resume_at());
+        # their metrics; steps.after(k, position) after each
+
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict: ...  # evaluate, count the epoch, write its records
     def log_epoch(self, metrics: dict) -> None: ...
-    def finish(self, run_dir: Path): ...                 # the run's result (genotype, test results)
+    def finish(self, run_dir: Path): ...  # the run's result (genotype, test results)
     def pictures(self, run_dir: Path) -> list[Path]: ...
 
 
@@ -267,8 +286,10 @@ class Interrupted(Exception):
     def __init__(self, signum: int, run_dir: Path, where: str):
         self.signum = signum
         name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} {where}; the checkpoint is saved. Continue with: "
-                         f"dartsnas {{command}} --resume {run_dir}")
+        super().__init__(
+            f"stopped by {name} {where}; the checkpoint is saved. Continue with: "
+            f"dartsnas {{command}} --resume {run_dir}"
+        )
 
 
 @contextlib.contextmanager
@@ -283,8 +304,10 @@ def stop_signals():
 
     def handler(signum, frame):
         received.append(signum)
-        logging.getLogger("dartsnas").info(f"{signal.Signals(signum).name}: stopping after this step, once the "
-                                           "checkpoint is saved (send it again to stop at once)")
+        logging.getLogger("dartsnas").info(
+            f"{signal.Signals(signum).name}: stopping after this step, once the "
+            "checkpoint is saved (send it again to stop at once)"
+        )
         # The same signal again stops at once; the other one stays caught (torchrun follows a Ctrl-C, which
         # every rank gets too, with a SIGTERM of its own: that must not cut the checkpoint short).
         signal.signal(signum, previous[signum])
@@ -332,8 +355,11 @@ class Steps:
             signalled, by_time = agree(signalled, by_time) if checking else (False, False)
         if signalled:
             self.save(position)
-            raise Interrupted(self.signals[0] if self.signals else signal.SIGTERM, self.run_dir,
-                              f"after step {step} of epoch {self.driver.epoch + 1}")
+            raise Interrupted(
+                self.signals[0] if self.signals else signal.SIGTERM,
+                self.run_dir,
+                f"after step {step} of epoch {self.driver.epoch + 1}",
+            )
         if (by_steps or by_time) and step < self.driver.steps_per_epoch():  # the epoch's end saves its own
             self.save(position)
 
@@ -341,8 +367,12 @@ class Steps:
         """Checkpoint the run (rank 0 writes; every rank takes part in what is agreed or added up)."""
         guard = self.driver.guard
         guard.check()  # never save a state that went bad
-        state = {**self.driver.state_dict(), "rng": rng_states(), "position": None,
-                 "guard": {"skipped": guard.skipped, "in_a_row": guard.in_a_row}}
+        state = {
+            **self.driver.state_dict(),
+            "rng": rng_states(),
+            "position": None,
+            "guard": {"skipped": guard.skipped, "in_a_row": guard.in_a_row},
+        }
         if world().distributed:
             state["rng_ranks"] = gather_object(state["rng"])
         if position is not None:
@@ -389,8 +419,11 @@ def run_epochs(driver: Driver, run_dir: Path, resume: bool):
             if agree(bool(signals))[0]:  # arrived between epochs, or before the first step
                 if not saved:
                     steps.save()
-                raise Interrupted(signals[0] if signals else signal.SIGTERM, run_dir,
-                                  f"after epoch {driver.epoch}" if driver.epoch else "before its first step")
+                raise Interrupted(
+                    signals[0] if signals else signal.SIGTERM,
+                    run_dir,
+                    f"after epoch {driver.epoch}" if driver.epoch else "before its first step",
+                )
             steps.started -= position["seconds"] if position else 0.0
             position = None
             driver.guard.reset(driver.epoch)
@@ -398,8 +431,12 @@ def run_epochs(driver: Driver, run_dir: Path, resume: bool):
                 metrics = driver.train_epoch(progress, steps)
             driver.guard.check()
             metrics = driver.end_epoch(run_dir, metrics)
-            metrics = {"epoch": driver.epoch, **metrics, "seconds": time.perf_counter() - steps.started,
-                       "peak_memory_gb": peak_memory_gb(driver.device)}
+            metrics = {
+                "epoch": driver.epoch,
+                **metrics,
+                "seconds": time.perf_counter() - steps.started,
+                "peak_memory_gb": peak_memory_gb(driver.device),
+            }
             if driver.guard.policy == "skip":  # steps skipped so far in this run
                 metrics["skipped_steps"] = driver.guard.skipped
             append_jsonl(run_dir / "metrics.jsonl", metrics)

@@ -26,15 +26,28 @@ SPLITS = ("train", "valid", "test")
 UNROLLED_FORMS = ("paper", "official")
 # The interval of the numeric fields both recurrent configs have (core.config.check_ranges).
 COMMON_RANGES = {
-    "emsize": "[1, inf)", "dropout": "[0, 1)", "dropouth": "[0, 1)", "dropoutx": "[0, 1)", "dropouti": "[0, 1)",
-    "dropoute": "[0, 1)", "epochs": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
-    "bptt": "[1, inf)", "seq_jitter": "[0, inf)", "lr": "(0, inf)", "weight_decay": "[0, inf)",
-    "grad_clip": "(0, inf)", "tar": "[0, inf)", "seed": "[0, inf)",
+    "emsize": "[1, inf)",
+    "dropout": "[0, 1)",
+    "dropouth": "[0, 1)",
+    "dropoutx": "[0, 1)",
+    "dropouti": "[0, 1)",
+    "dropoute": "[0, 1)",
+    "epochs": "[1, inf)",
+    "batch_size": "[1, inf)",
+    "eval_batch_size": "[1, inf)",
+    "bptt": "[1, inf)",
+    "seq_jitter": "[0, inf)",
+    "lr": "(0, inf)",
+    "weight_decay": "[0, inf)",
+    "grad_clip": "(0, inf)",
+    "tar": "[0, inf)",
+    "seed": "[0, inf)",
 }
 
 
 @dataclass
 class RecurrentSearchConfig(RunOptions):
+    # fmt: off
     # data (the official search: weights on the training text, alphas on the validation text)
     corpus: str = "ptb"                 # ptb | wikitext2 | text (a folder of your own, data_dir)
     data_dir: str | None = None         # the corpus folder; None: $DARTSNAS_DATA/<corpus>
@@ -75,20 +88,36 @@ class RecurrentSearchConfig(RunOptions):
     device: str = "auto"
     progress: bool = True
     plot: bool = True
+    # fmt: on
 
-    RANGES = COMMON_RANGES | {"nodes": "[1, inf)", "arch_lr": "[0, inf)", "arch_betas": "[0, 1)",
-                              "arch_weight_decay": "[0, inf)", "beta_decay": "[0, inf)", "anneal_entropy": "(0, 1]"}
+    RANGES = COMMON_RANGES | {
+        "nodes": "[1, inf)",
+        "arch_lr": "[0, inf)",
+        "arch_betas": "[0, 1)",
+        "arch_weight_decay": "[0, inf)",
+        "beta_decay": "[0, inf)",
+        "anneal_entropy": "(0, 1]",
+    }
 
-    def validate(self) -> "RecurrentSearchConfig":
+    def validate(self) -> RecurrentSearchConfig:
         _check_common(self)
-        if self.beta_decay is not None and (len(self.beta_decay) != 2 or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in self.beta_decay)):
-            raise ConfigError(f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; "
-                              f"got {self.beta_decay}")
-        if self.anneal_entropy is not None and (len(self.anneal_entropy) != 2 or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1 for x in self.anneal_entropy)):
-            raise ConfigError(f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
-                              f"normalised entropy, or null; got {self.anneal_entropy}")
+        if self.beta_decay is not None and (
+            len(self.beta_decay) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in self.beta_decay)
+        ):
+            raise ConfigError(
+                f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; got {self.beta_decay}"
+            )
+        if self.anneal_entropy is not None and (
+            len(self.anneal_entropy) != 2
+            or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1 for x in self.anneal_entropy
+            )
+        ):
+            raise ConfigError(
+                f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
+                f"normalised entropy, or null; got {self.anneal_entropy}"
+            )
         unknown = [o for o in self.ops if o not in RECURRENT_OPS]
         if unknown:
             raise ConfigError(f"ops: unknown recurrent op(s) {unknown}; known: {', '.join(RECURRENT_OPS)}")
@@ -99,7 +128,9 @@ class RecurrentSearchConfig(RunOptions):
         if self.unrolled_form not in UNROLLED_FORMS:
             raise ConfigError(f"unrolled_form: unknown {self.unrolled_form!r}; available: {', '.join(UNROLLED_FORMS)}")
         if self.unrolled_form != "paper" and not self.unrolled:
-            raise ConfigError(f"unrolled_form: {self.unrolled_form} shapes the second-order step; set unrolled=true too")
+            raise ConfigError(
+                f"unrolled_form: {self.unrolled_form} shapes the second-order step; set unrolled=true too"
+            )
         if self.mixed_op not in ("exact", "lean"):
             raise ConfigError(f"mixed_op: the recurrent search has the modes exact and lean, got {self.mixed_op!r}")
         check_ranges(self)  # after the checks above: their messages are the more specific
@@ -111,6 +142,7 @@ class RecurrentSearchConfig(RunOptions):
 
 @dataclass
 class RecurrentTrainConfig(RunOptions):
+    # fmt: off
     # data
     corpus: str = "ptb"                 # ptb | wikitext2 | text
     data_dir: str | None = None
@@ -140,10 +172,11 @@ class RecurrentTrainConfig(RunOptions):
     device: str = "auto"
     progress: bool = True
     plot: bool = True
+    # fmt: on
 
     RANGES = COMMON_RANGES | {"test_batch_size": "[1, inf)", "nonmono": "[1, inf)"}
 
-    def validate(self) -> "RecurrentTrainConfig":
+    def validate(self) -> RecurrentTrainConfig:
         _check_common(self)
         for name in ("test_batch_size", "nonmono"):
             if getattr(self, name) < 1:
@@ -170,7 +203,9 @@ def _check_common(config) -> None:
             raise ConfigError(f"{name} must lie in [0, 1), got {getattr(config, name)}")
     bad = set(config.max_lines) - set(SPLITS)  # not sorted: YAML keys may mix numbers and names
     if bad or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in config.max_lines.values()):
-        raise ConfigError(f"max_lines must map train, valid or test to a positive number of lines, got {config.max_lines}")
+        raise ConfigError(
+            f"max_lines must map train, valid or test to a positive number of lines, got {config.max_lines}"
+        )
 
 
 def load_recurrent_config(cls, path: str | Path | None = None, overrides: list[str] | None = None):

@@ -16,12 +16,27 @@ import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..core.derive import strongest_edges
-from ..core.genotype import (PUBLISHED, Edge, GenotypeError, call_name, check_size, edge_pairs, format_concat,
-                             genotype_text, is_convolutional_text, json_object, literal, load_named, node_list,
-                             parse_tree, short, source)
+from ..core.genotype import (
+    PUBLISHED,
+    Edge,
+    GenotypeError,
+    call_name,
+    check_size,
+    edge_pairs,
+    format_concat,
+    genotype_text,
+    is_convolutional_text,
+    json_object,
+    literal,
+    load_named,
+    node_list,
+    parse_tree,
+    short,
+    source,
+)
 
 RECURRENT_OPS = ("none", "tanh", "relu", "sigmoid", "identity")  # the paper's candidates, official order
 
@@ -35,15 +50,19 @@ class RecurrentGenotype:
         try:
             edges = tuple((str(op), int(j)) for op, j in self.recurrent)
         except (TypeError, ValueError):
-            raise GenotypeError(f"recurrent must be a list of (op name, input index) pairs, got {self.recurrent!r}") from None
+            raise GenotypeError(
+                f"recurrent must be a list of (op name, input index) pairs, got {self.recurrent!r}"
+            ) from None
         object.__setattr__(self, "recurrent", edges)
         object.__setattr__(self, "concat", tuple(int(i) for i in self.concat))
         if not edges:
             raise GenotypeError("recurrent has no nodes; each node is one (op, input) pair")
         for k, (op, j) in enumerate(edges):
             if not 0 <= j <= k:
-                raise GenotypeError(f"recurrent node {k + 1} ({short(op)}, {j}): input {j} is out of range "
-                                    f"(node {k + 1} can take inputs 0..{k})")
+                raise GenotypeError(
+                    f"recurrent node {k + 1} ({short(op)}, {j}): input {j} is out of range "
+                    f"(node {k + 1} can take inputs 0..{k})"
+                )
         bad = [i for i in self.concat if not 0 <= i <= len(edges)]
         if bad or not self.concat:
             raise GenotypeError(f"concat {list(self.concat)}: nodes must lie in 0..{len(edges)}")
@@ -62,7 +81,7 @@ class RecurrentGenotype:
         return {"recurrent": [[op, j] for op, j in self.recurrent], "concat": list(self.concat)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RecurrentGenotype":
+    def from_dict(cls, data: dict) -> RecurrentGenotype:
         missing = [f for f in ("recurrent", "concat") if f not in data]
         if missing:
             raise GenotypeError(f"recurrent genotype is missing field(s) {missing}; it has ['recurrent', 'concat']")
@@ -106,7 +125,9 @@ def parse_recurrent(text: str) -> RecurrentGenotype:
         text = text.split("=", 1)[1].strip()
     tree = parse_tree(text)
     if not (isinstance(tree, ast.Call) and call_name(tree) in ("Genotype", "RecurrentGenotype")):
-        raise GenotypeError("recurrent genotype text must look like Genotype(recurrent=[('relu', 0), ...], concat=range(1, 9))")
+        raise GenotypeError(
+            "recurrent genotype text must look like Genotype(recurrent=[('relu', 0), ...], concat=range(1, 9))"
+        )
     fields = ("recurrent", "concat")
     if len(tree.args) > len(fields):
         raise GenotypeError(f"a recurrent genotype has {len(fields)} fields, got {len(tree.args)} positional values")
@@ -116,7 +137,9 @@ def parse_recurrent(text: str) -> RecurrentGenotype:
             raise GenotypeError(f"unexpected expression **{source(kw.value)} in genotype text; name each field")
         if kw.arg not in fields:
             close = difflib.get_close_matches(str(kw.arg), fields, n=1)
-            raise GenotypeError(f"unknown recurrent genotype field {kw.arg!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+            raise GenotypeError(
+                f"unknown recurrent genotype field {kw.arg!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
         values[kw.arg] = literal(kw.value)
     return RecurrentGenotype.from_dict(values)
 
@@ -128,7 +151,9 @@ def check_recurrent_ops(g: RecurrentGenotype, known_ops: Iterable[str] = RECURRE
         if op not in known:
             close = difflib.get_close_matches(op, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise GenotypeError(f"recurrent node {k + 1} ({short(op)}, {j}): unknown op {short(op)}; {hint}known ops: {', '.join(known)}")
+            raise GenotypeError(
+                f"recurrent node {k + 1} ({short(op)}, {j}): unknown op {short(op)}; {hint}known ops: {', '.join(known)}"
+            )
     return g
 
 
@@ -139,24 +164,51 @@ def _r(edges, concat=range(1, 9)) -> RecurrentGenotype:
 # Published recurrent cells (PTB searches), as in the official rnn/genotypes.py.
 RECURRENT_PUBLISHED: dict[str, RecurrentGenotype] = {
     # DARTS first order.
-    "DARTS_RNN_V1": _r([("relu", 0), ("relu", 1), ("tanh", 2), ("relu", 3), ("relu", 4), ("identity", 1),
-                        ("relu", 5), ("relu", 1)]),
+    "DARTS_RNN_V1": _r(
+        [("relu", 0), ("relu", 1), ("tanh", 2), ("relu", 3), ("relu", 4), ("identity", 1), ("relu", 5), ("relu", 1)]
+    ),
     # DARTS second order: the paper's cell, 55.7 test perplexity on PTB with 23M parameters.
-    "DARTS_RNN_V2": _r([("sigmoid", 0), ("relu", 1), ("relu", 1), ("identity", 1), ("tanh", 2), ("sigmoid", 5),
-                        ("tanh", 3), ("relu", 5)]),
+    "DARTS_RNN_V2": _r(
+        [
+            ("sigmoid", 0),
+            ("relu", 1),
+            ("relu", 1),
+            ("identity", 1),
+            ("tanh", 2),
+            ("sigmoid", 5),
+            ("tanh", 3),
+            ("relu", 5),
+        ]
+    ),
     # Pham et al., ENAS (ICML 2018), as transcribed in the DARTS release: 11 nodes.
-    "ENAS_RNN": _r([("tanh", 0), ("tanh", 1), ("relu", 1), ("tanh", 3), ("tanh", 3), ("relu", 3), ("relu", 4),
-                    ("relu", 7), ("relu", 8), ("relu", 8), ("relu", 8)], concat=(2, 5, 6, 9, 10, 11)),
+    "ENAS_RNN": _r(
+        [
+            ("tanh", 0),
+            ("tanh", 1),
+            ("relu", 1),
+            ("tanh", 3),
+            ("tanh", 3),
+            ("relu", 3),
+            ("relu", 4),
+            ("relu", 7),
+            ("relu", 8),
+            ("relu", 8),
+            ("relu", 8),
+        ],
+        concat=(2, 5, 6, 9, 10, 11),
+    ),
 }
 RECURRENT_PUBLISHED["DARTS_RNN"] = RECURRENT_PUBLISHED["DARTS_RNN_V2"]  # the official code's DARTS = DARTS_V2
 
 
 def load_recurrent_genotype(spec: str | Path, known_ops: Iterable[str] | None = RECURRENT_OPS) -> RecurrentGenotype:
     """A recurrent genotype from a registry name, a genotype.json, a run folder, or pasted text."""
+
     def parse_text(text: str) -> RecurrentGenotype:
         if is_convolutional_text(text):
-            raise GenotypeError(f"{short(str(spec))} is a convolutional genotype; a recurrent one has recurrent=[...] "
-                                "and concat")
+            raise GenotypeError(
+                f"{short(str(spec))} is a convolutional genotype; a recurrent one has recurrent=[...] and concat"
+            )
         return parse_recurrent(text)
 
     g = load_named(spec, RECURRENT_PUBLISHED, parse_text, "published recurrent genotype")

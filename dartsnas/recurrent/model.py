@@ -86,8 +86,9 @@ class SearchCell(RecurrentCell):
     `functional_call` (the second-order step's probes).
     """
 
-    def __init__(self, ninp: int, nhid: int, nodes: int = 8, ops=RECURRENT_OPS, batch_norm: bool = True,
-                 lean: bool = False):
+    def __init__(
+        self, ninp: int, nhid: int, nodes: int = 8, ops=RECURRENT_OPS, batch_norm: bool = True, lean: bool = False
+    ):
         super().__init__(ninp, nhid, nodes)
         self.ops = list(ops)
         unknown = [o for o in self.ops if o != "none" and o not in ACTIVATIONS]
@@ -103,8 +104,14 @@ class SearchCell(RecurrentCell):
             return s
         norm = self.norms[i]
         if self._recomputing and norm.training:  # same output; the update lands on copies of the statistics
-            return F.batch_norm(s, norm.running_mean.clone(), norm.running_var.clone(), training=True,
-                                momentum=norm.momentum, eps=norm.eps)
+            return F.batch_norm(
+                s,
+                norm.running_mean.clone(),
+                norm.running_var.clone(),
+                training=True,
+                momentum=norm.momentum,
+                eps=norm.eps,
+            )
         return norm(s)
 
     def forward(self, inputs, hidden, x_mask=None, h_mask=None, probs=None):
@@ -112,8 +119,18 @@ class SearchCell(RecurrentCell):
             return super().forward(inputs, hidden, x_mask, h_mask, probs)
         outputs = []
         for x in inputs.unbind(0):
-            hidden = checkpoint(self._lean_step, x, hidden, x_mask, h_mask, probs, self.w0, *self.ws,
-                                use_reentrant=False, context_fn=self._contexts)
+            hidden = checkpoint(
+                self._lean_step,
+                x,
+                hidden,
+                x_mask,
+                h_mask,
+                probs,
+                self.w0,
+                *self.ws,
+                use_reentrant=False,
+                context_fn=self._contexts,
+            )
             outputs.append(hidden)
         return torch.stack(outputs), hidden
 
@@ -136,9 +153,9 @@ class SearchCell(RecurrentCell):
         states = [self._norm(0, self.init_state(x, h_prev, x_mask, h_mask, w0))]
         offset = 0
         for i in range(self.nodes):
-            s = torch.stack(states)                                   # (i + 1, B, nhid): the predecessors
+            s = torch.stack(states)  # (i + 1, B, nhid): the predecessors
             c, h = ((s if h_mask is None else s * h_mask) @ ws[i]).split(self.nhid, -1)
-            p = probs[offset:offset + i + 1]                          # (i + 1, ops)
+            p = probs[offset : offset + i + 1]  # (i + 1, ops)
             # sum_j sum_k p_jk (s_j + c_j (f_k(h_j) - s_j)) = sum_j [P_j s_j + c_j (sum_k p_jk f_k(h_j) - P_j s_j)]
             # with P_j the non-none share of edge j: one gate per predecessor, not one per op.
             mixed = sum(p[:, k, None, None] * ACTIVATIONS[self.ops[k]](h) for k in self.index)
@@ -173,17 +190,26 @@ class Segment:
     `functional_call` and returns only a loss; the state reaches the caller this way.)
     """
 
-    tokens: torch.Tensor                       # (T, B) inputs
-    hidden: torch.Tensor                       # (B, nhid) the state the window starts from
-    masks: dict | None = None                  # dropout masks (draw_masks); None: no dropout
+    tokens: torch.Tensor  # (T, B) inputs
+    hidden: torch.Tensor  # (B, nhid) the state the window starts from
+    masks: dict | None = None  # dropout masks (draw_masks); None: no dropout
     last: torch.Tensor | None = None
 
 
 class LanguageModel(nn.Module):
     """Embedding -> recurrent cell -> decoder tied to the embedding; the paper's one-layer model."""
 
-    def __init__(self, vocab_size: int, cell: RecurrentCell, emsize: int, dropout: float = 0.75,
-                 dropouth: float = 0.25, dropoutx: float = 0.75, dropouti: float = 0.2, dropoute: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: RecurrentCell,
+        emsize: int,
+        dropout: float = 0.75,
+        dropouth: float = 0.25,
+        dropoutx: float = 0.75,
+        dropouti: float = 0.2,
+        dropoute: float = 0.0,
+    ):
         super().__init__()
         if cell.nhid != emsize:
             raise ValueError(f"tied weights need equal embedding and hidden sizes, got {emsize} and {cell.nhid}")
@@ -204,8 +230,13 @@ class LanguageModel(nn.Module):
     def draw_masks(self, batch_size: int, generator: torch.Generator | None = None) -> dict:
         """Variational dropout masks for one batch (scaled by 1 / keep), drawn on the CPU, moved to the device."""
         w = self.encoder.weight
-        shapes = {"output": (batch_size, self.nhid), "h": (batch_size, self.nhid), "x": (batch_size, w.shape[1]),
-                  "input": (batch_size, w.shape[1]), "embedding": (w.shape[0], 1)}
+        shapes = {
+            "output": (batch_size, self.nhid),
+            "h": (batch_size, self.nhid),
+            "x": (batch_size, w.shape[1]),
+            "input": (batch_size, w.shape[1]),
+            "embedding": (w.shape[0], 1),
+        }
         masks = {}
         for name, rate in self.rates.items():
             if rate > 0:
@@ -240,8 +271,16 @@ class LanguageModel(nn.Module):
 class SearchModel(LanguageModel, Searchable):
     """The language model around the search cell, with the alphas (edges x ops) as a registered parameter."""
 
-    def __init__(self, vocab_size: int, emsize: int = 300, nodes: int = 8, ops=RECURRENT_OPS,
-                 batch_norm: bool = True, lean: bool = False, **dropouts):
+    def __init__(
+        self,
+        vocab_size: int,
+        emsize: int = 300,
+        nodes: int = 8,
+        ops=RECURRENT_OPS,
+        batch_norm: bool = True,
+        lean: bool = False,
+        **dropouts,
+    ):
         super().__init__(vocab_size, SearchCell(emsize, emsize, nodes, ops, batch_norm, lean), emsize, **dropouts)
         self.ops, self.nodes = list(ops), nodes
         edges = nodes * (nodes + 1) // 2

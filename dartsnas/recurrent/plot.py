@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.plot import (INPUT_COLOUR, NODE_COLOUR, OUTPUT_COLOUR, PlotError, cell_graph, figure, integer_ticks,
-                         plot_run, render, save_figure)
+from ..core.plot import (
+    INPUT_COLOUR,
+    NODE_COLOUR,
+    OUTPUT_COLOUR,
+    PlotError,
+    cell_graph,
+    figure,
+    integer_ticks,
+    plot_run,
+    render,
+    save_figure,
+)
 from .genotype import RecurrentGenotype, parse_recurrent
+
 
 def draw_recurrent_cell(genotype: RecurrentGenotype, path_stem: Path | str) -> list[Path]:
     """Draw a recurrent cell like the DARTS paper's Figure 6: x_t and h_{t-1} into node 0, an op on every
@@ -35,9 +46,13 @@ def plot_perplexity(metrics: list[dict], path: Path) -> Path:
     fig = figure(5.6, 3.8)
     ax = fig.subplots()
     for key in keys:
-        points = [(m.get("epoch", n + 1), m[key]) for n, m in enumerate(metrics) if isinstance(m.get(key), (int, float))]
+        points = [
+            (m.get("epoch", n + 1), m[key]) for n, m in enumerate(metrics) if isinstance(m.get(key), (int, float))
+        ]
         if points:
-            ax.plot(*zip(*points), marker="o" if len(points) < 12 else None, markersize=3, label=key.removesuffix("_ppl"))
+            ax.plot(
+                *zip(*points), marker="o" if len(points) < 12 else None, markersize=3, label=key.removesuffix("_ppl")
+            )
     switched = [m["epoch"] for m in metrics if m.get("optimizer") == "asgd"]
     if switched:
         ax.axvline(min(switched) - 0.5, color="grey", linestyle=":", label="averaged SGD from here")
@@ -53,5 +68,9 @@ def plot_perplexity(metrics: list[dict], path: Path) -> Path:
 def plot_recurrent_run(run_dir: Path | str) -> list[Path]:
     """Draw every picture a recurrent run folder has data for into RUN/plots/: the cell (when graphviz is
     installed), the probabilities and their trajectories (search runs), the perplexity and loss curves."""
-    return plot_run(run_dir, parse_recurrent, lambda g, out: draw_recurrent_cell(g, out / "cell_recurrent"),
-                    curves=[lambda metrics, out: plot_perplexity(metrics, out / "perplexity.png")])
+    return plot_run(
+        run_dir,
+        parse_recurrent,
+        lambda g, out: draw_recurrent_cell(g, out / "cell_recurrent"),
+        curves=[lambda metrics, out: plot_perplexity(metrics, out / "perplexity.png")],
+    )

@@ -39,16 +39,19 @@ log = logging.getLogger("dartsnas")
 @dataclass
 class SearchText:
     corpus: Corpus
-    train: torch.Tensor    # (steps, batch_size): trains the weights
-    search: torch.Tensor   # (steps, batch_size): the validation text, trains the alphas
-    valid: torch.Tensor    # (steps, eval_batch_size): the validation text, for perplexity
+    train: torch.Tensor  # (steps, batch_size): trains the weights
+    search: torch.Tensor  # (steps, batch_size): the validation text, trains the alphas
+    valid: torch.Tensor  # (steps, eval_batch_size): the validation text, for perplexity
 
 
 def prepare_text(config: RecurrentSearchConfig, device: torch.device) -> SearchText:
     corpus = load_corpus(config.corpus, config.data_dir, config.download, config.max_lines)
-    return SearchText(corpus, batchify(corpus.train, config.batch_size, device),
-                      batchify(corpus.valid, config.batch_size, device),
-                      batchify(corpus.valid, config.eval_batch_size, device))
+    return SearchText(
+        corpus,
+        batchify(corpus.train, config.batch_size, device),
+        batchify(corpus.valid, config.batch_size, device),
+        batchify(corpus.valid, config.eval_batch_size, device),
+    )
 
 
 @torch.no_grad()
@@ -64,8 +67,12 @@ def evaluate(model: LanguageModel, source: torch.Tensor, bptt: int) -> float:
         if not y.numel():  # fewer streams than ranks
             break
         logits, hidden, _ = model.run(x, hidden)
-        sums += torch.stack([F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").double(),
-                             torch.tensor(float(y.numel()), dtype=torch.float64, device=source.device)])
+        sums += torch.stack(
+            [
+                F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").double(),
+                torch.tensor(float(y.numel()), dtype=torch.float64, device=source.device),
+            ]
+        )
     loss, count = total(sums).tolist()
     return loss / count
 
@@ -75,8 +82,16 @@ def local(masks: dict) -> dict:
     return {k: m if k == "embedding" else shard(m) for k, m in masks.items()}
 
 
-def weight_step(model: LanguageModel, optimizer, seg: Segment, y: torch.Tensor, tar: float, grad_clip: float,
-                params: list[torch.Tensor], guard: Guard) -> torch.Tensor:
+def weight_step(
+    model: LanguageModel,
+    optimizer,
+    seg: Segment,
+    y: torch.Tensor,
+    tar: float,
+    grad_clip: float,
+    params: list[torch.Tensor],
+    guard: Guard,
+) -> torch.Tensor:
     """One SGD step on a window: cross-entropy plus temporal activation regularisation; returns the CE.
     The guard sees the loss and the gradient norm first (and may refuse the update: core/guard.py)."""
     logits, last, outputs = model.run(seg.tokens, seg.hidden, seg.masks)
@@ -101,14 +116,30 @@ class RecurrentSearcher(SearchRecords):
     def __init__(self, config: RecurrentSearchConfig, text: SearchText, device: torch.device):
         self.config, self.text, self.device = config, text, device
         torch.manual_seed(config.seed)
-        self.model = SearchModel(len(text.corpus), config.emsize, config.nodes, config.ops, config.batch_norm,
-                                 lean=config.mixed_op == "lean",
-                                 dropout=config.dropout, dropouth=config.dropouth, dropoutx=config.dropoutx,
-                                 dropouti=config.dropouti, dropoute=config.dropoute).to(device)
+        self.model = SearchModel(
+            len(text.corpus),
+            config.emsize,
+            config.nodes,
+            config.ops,
+            config.batch_norm,
+            lean=config.mixed_op == "lean",
+            dropout=config.dropout,
+            dropouth=config.dropouth,
+            dropoutx=config.dropoutx,
+            dropouti=config.dropouti,
+            dropoute=config.dropoute,
+        ).to(device)
         self.optimizer = torch.optim.SGD(self.model.weights(), config.lr, weight_decay=config.weight_decay)
-        self.architect = Architect(self.model, nn.CrossEntropyLoss(), config.arch_lr, tuple(config.arch_betas),
-                                   config.arch_weight_decay, config.unrolled, grad_clip=config.grad_clip,
-                                   official_clip=config.unrolled_form == "official")
+        self.architect = Architect(
+            self.model,
+            nn.CrossEntropyLoss(),
+            config.arch_lr,
+            tuple(config.arch_betas),
+            config.arch_weight_decay,
+            config.unrolled,
+            grad_clip=config.grad_clip,
+            official_clip=config.unrolled_form == "official",
+        )
         # Window lengths and dropout masks come from this CPU generator, whose state the checkpoint keeps.
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.epoch = 0
@@ -118,13 +149,18 @@ class RecurrentSearcher(SearchRecords):
             check_batch(config.batch_size)
             self.architect.average = average
         if config.beta_decay is not None:  # beta-DARTS, weighted by the epoch's lambda
-            self.architect.penalty = lambda: (linear(self.epoch, config.epochs, *config.beta_decay)
-                                              * beta_decay(self.model.arch_parameters()))
+            self.architect.penalty = lambda: (
+                linear(self.epoch, config.epochs, *config.beta_decay) * beta_decay(self.model.arch_parameters())
+            )
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "arch_optimizer": self.architect.optimizer.state_dict(), "generator": self.generator.get_state(),
-                "epoch": self.epoch}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "arch_optimizer": self.architect.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -145,8 +181,9 @@ class RecurrentSearcher(SearchRecords):
         # (the global batch's: this rank takes its rows).
         at = steps.resume_at()
         self.set_temperature(at)
-        hidden, hidden_arch = ((at["hidden"], at["hidden_arch"]) if at else
-                               (model.init_hidden(batch), model.init_hidden(batch)))
+        hidden, hidden_arch = (
+            (at["hidden"], at["hidden_arch"]) if at else (model.init_hidden(batch), model.init_hidden(batch))
+        )
         hidden, hidden_arch = shard(hidden), shard(hidden_arch)
         # train CE * tokens, arch CE * tokens, tokens
         sums = at["sums"].to(self.device) if at else torch.zeros(3, dtype=torch.float64, device=self.device)
@@ -154,13 +191,16 @@ class RecurrentSearcher(SearchRecords):
         if at and progress is not None:
             progress.update(done)
         weights = model.weights()
-        for step, (start, length) in enumerate(windows(len(text.train), cfg.bptt, self.generator, cfg.seq_jitter,
-                                                       start=row), start=done):
+        for step, (start, length) in enumerate(
+            windows(len(text.train), cfg.bptt, self.generator, cfg.seq_jitter, start=row), start=done
+        ):
             self.guard.step = step
             x, y = (shard(t, dim=1) for t in segment(text.train, start, length))
             arch_start = start % (len(text.search) - 1)
-            x_arch, y_arch = (shard(t, dim=1) for t in
-                              segment(text.search, arch_start, min(cfg.bptt, len(text.search) - 1 - arch_start)))
+            x_arch, y_arch = (
+                shard(t, dim=1)
+                for t in segment(text.search, arch_start, min(cfg.bptt, len(text.search) - 1 - arch_start))
+            )
             train_seg = Segment(x, hidden, local(model.draw_masks(batch, self.generator)))
             arch_seg = Segment(x_arch, hidden_arch, local(model.draw_masks(batch, self.generator)))
             lr = group["lr"]
@@ -175,16 +215,29 @@ class RecurrentSearcher(SearchRecords):
                 for a in model.arch_parameters():
                     a.requires_grad_(True)
             hidden, hidden_arch = train_seg.last, arch_seg.last
-            sums += torch.stack([loss.double() * y.numel(), arch_loss.double() * y.numel(),
-                                 torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)])
+            sums += torch.stack(
+                [
+                    loss.double() * y.numel(),
+                    arch_loss.double() * y.numel(),
+                    torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device),
+                ]
+            )
             if progress is not None:
                 progress.update(1)
                 if step % 10 == 0:
                     s = sums.tolist()
                     progress.set_postfix(ppl=f"{math.exp(s[0] / s[2]):.1f}", arch_ppl=f"{math.exp(s[1] / s[2]):.1f}")
-            steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums,
-                                           "hidden": gather_rows(hidden), "hidden_arch": gather_rows(hidden_arch),
-                                           "temperature": model.temperature})
+            steps.after(
+                step + 1,
+                lambda: {
+                    "step": step + 1,
+                    "row": start + length,
+                    "sums": sums,
+                    "hidden": gather_rows(hidden),
+                    "hidden_arch": gather_rows(hidden_arch),
+                    "temperature": model.temperature,
+                },
+            )
         s = total(sums).tolist()
         return {"train_loss": s[0] / s[2], "train_ppl": math.exp(s[0] / s[2]), "arch_loss": s[1] / s[2]}
 
@@ -205,36 +258,50 @@ class RecurrentSearcher(SearchRecords):
         return derive_recurrent(self.model.probs()["recurrent"], self.config.ops, self.config.nodes)
 
     def alphas_record(self) -> dict:
-        return {"epoch": self.epoch, "ops": self.config.ops, "edges": recurrent_edge_names(self.config.nodes),
-                "temperature": self.model.temperature,
-                "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
-                "probs": {k: p.cpu().tolist() for k, p in self.model.probs().items()}}
+        return {
+            "epoch": self.epoch,
+            "ops": self.config.ops,
+            "edges": recurrent_edge_names(self.config.nodes),
+            "temperature": self.model.temperature,
+            "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
+            "probs": {k: p.cpu().tolist() for k, p in self.model.probs().items()},
+        }
 
     # -- the parts of core.runs.run_epochs that are a search's own ----------------------------------
 
     def announce(self) -> None:
         config, corpus = self.config, self.text.corpus
         n_weights = sum(p.numel() for p in self.model.weights())
-        log.info(f"recurrent search: {config.corpus} ({len(corpus.train):,} training and {len(corpus.valid):,} "
-                 f"validation tokens, vocabulary {len(corpus):,}), {config.nodes} nodes, size {config.emsize}, "
-                 f"{'second' if config.unrolled else 'first'} order, {n_weights:,} weights, "
-                 f"device {self.device}{describe()}")
+        log.info(
+            f"recurrent search: {config.corpus} ({len(corpus.train):,} training and {len(corpus.valid):,} "
+            f"validation tokens, vocabulary {len(corpus):,}), {config.nodes} nodes, size {config.emsize}, "
+            f"{'second' if config.unrolled else 'first'} order, {n_weights:,} weights, "
+            f"device {self.device}{describe()}"
+        )
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
         broadcast_(list(self.model.buffers()))  # data-parallel: rank 0's batch-norm statistics everywhere
         valid_loss = evaluate(self.model, self.text.valid, self.config.bptt)
         self.epoch += 1
         metrics |= self.record_epoch(run_dir)
-        return {**metrics, "valid_loss": valid_loss, "valid_ppl": math.exp(valid_loss), "lr": self.config.lr,
-                "temperature": self.model.temperature}
+        return {
+            **metrics,
+            "valid_loss": valid_loss,
+            "valid_ppl": math.exp(valid_loss),
+            "lr": self.config.lr,
+            "temperature": self.model.temperature,
+        }
 
     def log_epoch(self, metrics: dict) -> None:
-        log.info(f"epoch {self.epoch}/{self.config.epochs} train ppl {metrics['train_ppl']:.2f} | arch loss "
-                 f"{metrics['arch_loss']:.4f} | valid ppl {metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s")
+        log.info(
+            f"epoch {self.epoch}/{self.config.epochs} train ppl {metrics['train_ppl']:.2f} | arch loss "
+            f"{metrics['arch_loss']:.4f} | valid ppl {metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s"
+        )
         log.info(f"genotype: {self.last_genotype}")
 
     def pictures(self, run_dir: Path) -> list[Path]:
         from .plot import plot_recurrent_run
+
         return plot_recurrent_run(run_dir)
 
 

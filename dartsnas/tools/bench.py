@@ -41,21 +41,30 @@ def measure(setting: dict) -> dict:
     from ..core.device import resolve_device
 
     batch = setting["batch_size"]
-    config = SearchConfig(dataset="fake", data_options={"shape": [3, setting["resolution"], setting["resolution"]],
-                                                        "size": 2 * batch},
-                          batch_size=batch, init_channels=setting["init_channels"], layers=setting["layers"],
-                          unrolled=setting["order"] == "second", device=setting["device"], progress=False,
-                          mixed_op=setting["mode"], ops=list(OP_SETS[setting["ops"]]),
-                          compile=setting.get("compile", False), compile_scope=setting.get("scope", "cells"),
-                          compile_backend=setting.get("backend", "inductor"),
-                          plot=False).validate()
+    config = SearchConfig(
+        dataset="fake",
+        data_options={"shape": [3, setting["resolution"], setting["resolution"]], "size": 2 * batch},
+        batch_size=batch,
+        init_channels=setting["init_channels"],
+        layers=setting["layers"],
+        unrolled=setting["order"] == "second",
+        device=setting["device"],
+        progress=False,
+        mixed_op=setting["mode"],
+        ops=list(OP_SETS[setting["ops"]]),
+        compile=setting.get("compile", False),
+        compile_scope=setting.get("scope", "cells"),
+        compile_backend=setting.get("backend", "inductor"),
+        plot=False,
+    ).validate()
     device = resolve_device(config.device)
     searcher = Searcher(config, prepare_data(config, device), device)
     data = searcher.data
     # What the search would log up front (memory.py), to compare with the measured peak.
     held = held_bytes(device)
-    estimate = held + estimate_bytes(config, data.weight_half.in_channels, data.weight_half.num_classes,
-                                     tuple(data.weight_half.size), device)
+    estimate = held + estimate_bytes(
+        config, data.weight_half.in_channels, data.weight_half.num_classes, tuple(data.weight_half.size), device
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)  # the probe's own allocations are not the step's
     x, y = data.weight_half.images[:batch], data.weight_half.labels[:batch]
@@ -70,6 +79,7 @@ def measure(setting: dict) -> dict:
     out = {**setting, **_timed(step, setting, device), "estimate_gb": estimate / 2**30}
     if config.compile:
         from ..core.compiled import compile_seconds
+
         out["compile_s"] = compile_seconds()
     return out
 
@@ -108,13 +118,14 @@ def _timed(step, setting: dict, device) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    measured = times[setting["warmup"]:]
+    measured = times[setting["warmup"] :]
     return {"step_s": statistics.median(measured), "steps_s": measured, "peak_gb": peak_memory_gb(device)}
 
 
 def _run_fresh(setting: dict) -> dict:
-    out = subprocess.run([sys.executable, "-m", "dartsnas.tools.bench", json.dumps(setting)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "dartsnas.tools.bench", json.dumps(setting)], capture_output=True, text=True
+    )
     if out.returncode != 0:
         lines = out.stderr.strip().splitlines()
         errors = [line for line in lines if "Error" in line] or lines[-1:] or ["no output"]
@@ -126,8 +137,12 @@ def add_ratios(results: list[dict]) -> list[dict]:
     """Time and memory against `exact` and `reference` (same order, batch, ops), memory against the fewest ops."""
     ok = [r for r in results if "error" not in r]
     for r in ok:
-        same = [q for q in ok if (q["order"], q["batch_size"], q["ops"]) == (r["order"], r["batch_size"], r["ops"])
-                and not q.get("compile")]  # the baselines run eager
+        same = [
+            q
+            for q in ok
+            if (q["order"], q["batch_size"], q["ops"]) == (r["order"], r["batch_size"], r["ops"])
+            and not q.get("compile")
+        ]  # the baselines run eager
         if r.get("compile"):
             q = next((q for q in same if q["mode"] == r["mode"]), None)
             if q is not None:
@@ -137,8 +152,12 @@ def add_ratios(results: list[dict]) -> list[dict]:
             if q is not None:
                 r[f"time_vs_{base}"] = r["step_s"] / q["step_s"]
                 r[f"memory_vs_{base}"] = r["peak_gb"] / q["peak_gb"]
-        mode = [q for q in ok if (q["mode"], q["order"], q["batch_size"], q.get("compile")) ==
-                (r["mode"], r["order"], r["batch_size"], r.get("compile"))]
+        mode = [
+            q
+            for q in ok
+            if (q["mode"], q["order"], q["batch_size"], q.get("compile"))
+            == (r["mode"], r["order"], r["batch_size"], r.get("compile"))
+        ]
         fewest = min(mode, key=lambda q: q["ops"])
         if fewest["ops"] != r["ops"]:
             r[f"memory_vs_{fewest['ops']}_ops"] = r["peak_gb"] / fewest["peak_gb"]
@@ -149,16 +168,28 @@ def search_step(args) -> list[dict]:
     from ..core.compiled import REFUSED
 
     results = []
-    for order, batch, ops, mode, compiled in itertools.product(args.order, args.batch, args.ops, args.mode,
-                                                                [c == "on" for c in args.compile]):
+    for order, batch, ops, mode, compiled in itertools.product(
+        args.order, args.batch, args.ops, args.mode, [c == "on" for c in args.compile]
+    ):
         if compiled and (mode in REFUSED or mode == "reference"):  # eager only; the official code is eager
             continue
         # Compiled: the first steps compile, and on CUDA record and capture the graphs; the timed ones replay.
-        setting = {"mode": mode, "batch_size": batch, "order": order, "ops": ops, "compile": compiled,
-                   "scope": args.compile_scope, "backend": args.compile_backend,
-                   "init_channels": args.init_channels, "layers": args.layers,
-                   "resolution": args.resolution, "device": args.device, "steps": args.steps,
-                   "warmup": max(args.warmup, 3) if compiled else args.warmup, "threads": args.threads}
+        setting = {
+            "mode": mode,
+            "batch_size": batch,
+            "order": order,
+            "ops": ops,
+            "compile": compiled,
+            "scope": args.compile_scope,
+            "backend": args.compile_backend,
+            "init_channels": args.init_channels,
+            "layers": args.layers,
+            "resolution": args.resolution,
+            "device": args.device,
+            "steps": args.steps,
+            "warmup": max(args.warmup, 3) if compiled else args.warmup,
+            "threads": args.threads,
+        }
         results.append(_run_fresh(setting))
         if not args.json:
             print(_row(results[-1]), flush=True)
@@ -172,8 +203,9 @@ def search_step(args) -> list[dict]:
 
 
 def _row(r: dict) -> str:
-    head = (f"{r['mode']:7s} {r['order']:6s} order  batch {r['batch_size']:4d}  {r['ops']:2d} ops"
-            + ("  compiled" if r.get("compile") else ""))
+    head = f"{r['mode']:7s} {r['order']:6s} order  batch {r['batch_size']:4d}  {r['ops']:2d} ops" + (
+        "  compiled" if r.get("compile") else ""
+    )
     if "error" in r:
         return f"{head}  failed: {r['error']}"
     steps = ", ".join(f"{t:.2f}" for t in r["steps_s"])
@@ -193,13 +225,20 @@ def table(results: list[dict]) -> str:
     heads += ["memory / fewest ops", "estimated (GB)"] + (["compiling (s)"] if compiled else [])
     lines = ["| " + " | ".join(heads) + " |", "|---|---|" + "---:|" * (len(heads) - 2)]
     for r in results:
-        head = f"| {r['mode']}{' compiled' if r.get('compile') else ''} | {r['order']} | {r['batch_size']} | {r['ops']} | "
+        head = (
+            f"| {r['mode']}{' compiled' if r.get('compile') else ''} | {r['order']} | {r['batch_size']} | {r['ops']} | "
+        )
         if "error" in r:
             lines.append(head + f"failed: {r['error']} |" + " |" * (len(heads) - 5))
             continue
         fewest = next((v for k, v in r.items() if k.startswith("memory_vs_") and k.endswith("_ops")), None)
-        cells = [f"{r['step_s']:.3f}", f"{r['peak_gb']:.2f}", *(_ratio(r.get(k)) for k in ratios), _ratio(fewest),
-                 f"{r['estimate_gb']:.2f}" if "estimate_gb" in r else ""]
+        cells = [
+            f"{r['step_s']:.3f}",
+            f"{r['peak_gb']:.2f}",
+            *(_ratio(r.get(k)) for k in ratios),
+            _ratio(fewest),
+            f"{r['estimate_gb']:.2f}" if "estimate_gb" in r else "",
+        ]
         if compiled:
             cells.append(f"{r['compile_s']:.1f}" if "compile_s" in r else "")
         lines.append(head + " | ".join(cells) + " |")
@@ -217,16 +256,36 @@ def add_parser(sub) -> None:
     what = p.add_subparsers(dest="what", required=True)
 
     s = what.add_parser("search-step", help="time and memory of one search step over a grid of settings")
-    s.add_argument("--mode", nargs="+", choices=[*MIXED_OPS, "reference"], default=list(MIXED_OPS),
-                   help="mixed-op modes; reference: the official code's plain formulation (conv/plain.py), the baseline")
+    s.add_argument(
+        "--mode",
+        nargs="+",
+        choices=[*MIXED_OPS, "reference"],
+        default=list(MIXED_OPS),
+        help="mixed-op modes; reference: the official code's plain formulation (conv/plain.py), the baseline",
+    )
     s.add_argument("--batch", type=int, nargs="+", default=[64])
     s.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
-    s.add_argument("--ops", type=int, nargs="+", choices=sorted(OP_SETS), default=[8],
-                   help="candidate-set sizes (spaces.OP_SETS; 8 is the paper's set)")
-    s.add_argument("--compile", nargs="+", choices=["off", "on"], default=["off"],
-                   help="eager (off) and/or torch.compile'd (on: exact, partial and lean; CUDA graphs on CUDA) steps")
-    s.add_argument("--compile-scope", choices=["cells", "network"], default="cells",
-                   help="what is compiled: each cell (the default) or the whole network")
+    s.add_argument(
+        "--ops",
+        type=int,
+        nargs="+",
+        choices=sorted(OP_SETS),
+        default=[8],
+        help="candidate-set sizes (spaces.OP_SETS; 8 is the paper's set)",
+    )
+    s.add_argument(
+        "--compile",
+        nargs="+",
+        choices=["off", "on"],
+        default=["off"],
+        help="eager (off) and/or torch.compile'd (on: exact, partial and lean; CUDA graphs on CUDA) steps",
+    )
+    s.add_argument(
+        "--compile-scope",
+        choices=["cells", "network"],
+        default="cells",
+        help="what is compiled: each cell (the default) or the whole network",
+    )
     s.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: trace only)")
     s.add_argument("--init-channels", type=int, default=16)
     s.add_argument("--layers", type=int, default=8)
@@ -244,17 +303,25 @@ def add_parser(sub) -> None:
     q.set_defaults(func=quality)
 
     from . import random_search
-    r = what.add_parser("random", help="random search at the cost of a search: K seeds of randomly drawn NAS-Bench-201 "
-                                       "cells, each trained briefly, the best by validation accuracy")
+
+    r = what.add_parser(
+        "random",
+        help="random search at the cost of a search: K seeds of randomly drawn NAS-Bench-201 "
+        "cells, each trained briefly, the best by validation accuracy",
+    )
     random_search.add_arguments(r)
     r.set_defaults(func=random_search.random_search)
 
     from . import skips
-    k = what.add_parser("skips", help="the skip connections in the DARTS-space normal cells K seeds of each setting find")
+
+    k = what.add_parser(
+        "skips", help="the skip connections in the DARTS-space normal cells K seeds of each setting find"
+    )
     skips.add_arguments(k)
     k.set_defaults(func=skips.skips)
 
     from . import bench_dist
+
     bench_dist.add_parser(what)
 
 

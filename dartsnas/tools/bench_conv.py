@@ -27,8 +27,9 @@ from ..conv.kernels import Conv2d, _SameConv
 
 # (kernel, dilation, stride, channels, input resolution) of the depthwise convs in the paper's search
 # network (C=16, 32x32 inputs): normal cells at 32, 16 and 8 pixels, reduction edges halving 32 and 16.
-SHAPES = [(k, d, 1, c, r) for c, r in ((16, 32), (32, 16), (64, 8)) for k in (3, 5) for d in (1, 2)] + \
-         [(k, d, 2, c, r) for c, r in ((32, 32), (64, 16)) for k in (3, 5) for d in (1, 2)]
+SHAPES = [(k, d, 1, c, r) for c, r in ((16, 32), (32, 16), (64, 8)) for k in (3, 5) for d in (1, 2)] + [
+    (k, d, 2, c, r) for c, r in ((32, 32), (64, 16)) for k in (3, 5) for d in (1, 2)
+]
 
 
 def _formulations(kernel, dilation, stride, channels):
@@ -39,13 +40,18 @@ def _formulations(kernel, dilation, stride, channels):
         conv = Conv2d(channels, channels, kernel, stride, padding, dilation, channels, bias=False)
         out["subsample"] = (lambda x, w: conv.forward_subsampled(x, w), torch.channels_last)
     if stride == 1 and dilation == 2:
+
         def phases(x, w):
-            y = F.conv2d(F.pixel_unshuffle(x, 2), w.repeat_interleave(4, dim=0), None, 1, (kernel - 1) // 2, 1,
-                         4 * channels)
+            y = F.conv2d(
+                F.pixel_unshuffle(x, 2), w.repeat_interleave(4, dim=0), None, 1, (kernel - 1) // 2, 1, 4 * channels
+            )
             return F.pixel_shuffle(y, 2)
+
         out["phase split"] = (phases, torch.channels_last)
-        out["transposed"] = (lambda x, w: _SameConv.apply(x, w, (padding, padding), (dilation, dilation), channels),
-                             torch.channels_last)
+        out["transposed"] = (
+            lambda x, w: _SameConv.apply(x, w, (padding, padding), (dilation, dilation), channels),
+            torch.channels_last,
+        )
     return out
 
 
@@ -53,8 +59,12 @@ def time_conv(fn, fmt, batch, channels, resolution, kernel, device, steps, warmu
     """Median seconds of forward + backward (input and weight gradients) of `fn` in memory format `fmt`."""
     g = torch.Generator(device).manual_seed(0)
     # A few distinct inputs, so that the timing is not of data left hot in the cache by the last call.
-    xs = [torch.randn(batch, channels, resolution, resolution, generator=g, device=device)
-          .contiguous(memory_format=fmt).requires_grad_() for _ in range(4)]
+    xs = [
+        torch.randn(batch, channels, resolution, resolution, generator=g, device=device)
+        .contiguous(memory_format=fmt)
+        .requires_grad_()
+        for _ in range(4)
+    ]
     w = torch.randn(channels, 1, kernel, kernel, generator=g, device=device).contiguous(memory_format=fmt)
     w.requires_grad_()
     times = []
@@ -87,16 +97,32 @@ def conv(args) -> list[dict]:
         print("|---|---:|---|" + "---:|" * len(names) + "---|")
     for batch in args.batch:
         for kernel, dilation, stride, channels, resolution in SHAPES:
-            times = {name: time_conv(fn, fmt, batch, channels, resolution, kernel, device, args.steps, args.warmup)
-                     for name, (fn, fmt) in _formulations(kernel, dilation, stride, channels).items()}
+            times = {
+                name: time_conv(fn, fmt, batch, channels, resolution, kernel, device, args.steps, args.warmup)
+                for name, (fn, fmt) in _formulations(kernel, dilation, stride, channels).items()
+            }
             best = min(times, key=times.get)
-            rows.append({"kernel": kernel, "dilation": dilation, "stride": stride, "batch_size": batch,
-                         "channels": channels, "resolution": resolution, "seconds": times, "fastest": best})
+            rows.append(
+                {
+                    "kernel": kernel,
+                    "dilation": dilation,
+                    "stride": stride,
+                    "batch_size": batch,
+                    "channels": channels,
+                    "resolution": resolution,
+                    "seconds": times,
+                    "fastest": best,
+                }
+            )
             if not args.json:
                 label = f"{kernel}x{kernel}" + (f" dilation {dilation}" if dilation > 1 else "")
                 cells = [f"{1e3 * times[n]:.2f}" if n in times else "" for n in names]
-                print(f"| {label} | {stride} | {batch} x {channels} x {resolution} x {resolution} | "
-                      + " | ".join(cells) + f" | {best} |", flush=True)
+                print(
+                    f"| {label} | {stride} | {batch} x {channels} x {resolution} x {resolution} | "
+                    + " | ".join(cells)
+                    + f" | {best} |",
+                    flush=True,
+                )
     if args.json:
         print(json.dumps(rows, indent=1))
     return rows

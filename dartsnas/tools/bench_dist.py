@@ -30,10 +30,18 @@ def measure(setting: dict) -> dict:
     world, device = distributed.start(setting["device"])
     torch.set_num_threads(max(1, setting["threads"] // world.size))
     batch = setting["batch_size"]
-    config = SearchConfig(dataset="fake", data_options={"shape": [3, 32, 32], "size": 2 * batch},
-                          batch_size=batch, init_channels=setting["init_channels"], layers=setting["layers"],
-                          unrolled=setting["order"] == "second", mixed_op=setting["mode"], device=setting["device"],
-                          progress=False, plot=False).validate()
+    config = SearchConfig(
+        dataset="fake",
+        data_options={"shape": [3, 32, 32], "size": 2 * batch},
+        batch_size=batch,
+        init_channels=setting["init_channels"],
+        layers=setting["layers"],
+        unrolled=setting["order"] == "second",
+        mixed_op=setting["mode"],
+        device=setting["device"],
+        progress=False,
+        plot=False,
+    ).validate()
     searcher = Searcher(config, prepare_data(config, device), device)
     sent = {"weights": 0, "alphas": 0}
     if world.wrapped:
@@ -41,8 +49,10 @@ def measure(setting: dict) -> dict:
     data = searcher.data
     x = data.train_augment(data.weight_half.images[:batch], searcher.generator)
     xa = data.train_augment(data.arch_half.images[:batch], searcher.generator)
-    x, y, xa, ya = (searcher.prepare_inputs(distributed.shard(t)) if t.is_floating_point() else distributed.shard(t)
-                    for t in (x, data.weight_half.labels[:batch], xa, data.arch_half.labels[:batch]))
+    x, y, xa, ya = (
+        searcher.prepare_inputs(distributed.shard(t)) if t.is_floating_point() else distributed.shard(t)
+        for t in (x, data.weight_half.labels[:batch], xa, data.arch_half.labels[:batch])
+    )
     times = []
     for i in range(setting["warmup"] + setting["steps"]):
         if world.wrapped:
@@ -58,10 +68,16 @@ def measure(setting: dict) -> dict:
         if i == setting["warmup"] - 1:
             sent.update(weights=0, alphas=0)  # count the measured steps only
     steps = setting["steps"]
-    result = {**setting, "world": world.size, "ddp": world.wrapped, "step_s": statistics.median(times[setting["warmup"]:]),
-              "weight_bytes": sent["weights"] / steps, "alpha_bytes": sent["alphas"] / steps,
-              "weights": sum(p.numel() for p in searcher.model.weights()),
-              "alphas": sum(a.numel() for a in searcher.model.arch_parameters())}
+    result = {
+        **setting,
+        "world": world.size,
+        "ddp": world.wrapped,
+        "step_s": statistics.median(times[setting["warmup"] :]),
+        "weight_bytes": sent["weights"] / steps,
+        "alpha_bytes": sent["alphas"] / steps,
+        "weights": sum(p.numel() for p in searcher.model.weights()),
+        "alphas": sum(a.numel() for a in searcher.model.arch_parameters()),
+    }
     distributed.stop()
     return result
 
@@ -94,39 +110,60 @@ def run_world(setting: dict, ranks: int, ddp: bool = False) -> dict:
     """A world of `ranks` processes (torchrun for more than one, or with `ddp` for one process under
     DistributedDataParallel); rank 0's result."""
     worker = ["-m", "dartsnas.tools.bench_dist", json.dumps(setting)]
-    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] + worker
-              if ranks > 1 or ddp else [sys.executable] + worker)
+    launch = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] + worker
+        if ranks > 1 or ddp
+        else [sys.executable] + worker
+    )
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, setting["threads"] // ranks)), "DARTSNAS_DDP": str(int(ddp))}
     out = subprocess.run(launch, capture_output=True, text=True, env=env)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
-        return {**setting, "world": ranks, "ddp": ddp,
-                "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+        return {
+            **setting,
+            "world": ranks,
+            "ddp": ddp,
+            "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:200],
+        }
     return json.loads(lines[0])
 
 
 def table(results: list[dict]) -> str:
     """Markdown: per world size and order, the step time and its ratio to one process, and the bytes."""
-    rows = ["| order | world | batch per rank | step (s) | time / one process | all-reduced per step (MB): "
-            "weights | alphas |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| order | world | batch per rank | step (s) | time / one process | all-reduced per step (MB): "
+        "weights | alphas |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         if "error" in r:
             rows.append(f"| {r['order']} | {r['world']} | | error: {r['error']} | | | |")
             continue
-        one = next(q for q in results if q["world"] == 1 and not q.get("ddp") and q["order"] == r["order"]
-                   and "error" not in q)
+        one = next(
+            q for q in results if q["world"] == 1 and not q.get("ddp") and q["order"] == r["order"] and "error" not in q
+        )
         world = f"{r['world']} (DDP)" if r["world"] == 1 and r.get("ddp") else r["world"]
-        rows.append(f"| {r['order']} | {world} | {r['batch_size'] // r['world']} | {r['step_s']:.3f} | "
-                    f"{r['step_s'] / one['step_s']:.2f}x | {r['weight_bytes'] / 1e6:.2f} | {r['alpha_bytes'] / 1e6:.4f} |")
+        rows.append(
+            f"| {r['order']} | {world} | {r['batch_size'] // r['world']} | {r['step_s']:.3f} | "
+            f"{r['step_s'] / one['step_s']:.2f}x | {r['weight_bytes'] / 1e6:.2f} | {r['alpha_bytes'] / 1e6:.4f} |"
+        )
     return "\n".join(rows)
 
 
 def distributed_bench(args) -> None:
     results = []
     for order in args.order:
-        setting = {"batch_size": args.batch, "init_channels": args.init_channels, "layers": args.layers,
-                   "mode": args.mode, "order": order, "steps": args.steps, "warmup": args.warmup,
-                   "threads": args.threads, "device": args.device}
+        setting = {
+            "batch_size": args.batch,
+            "init_channels": args.init_channels,
+            "layers": args.layers,
+            "mode": args.mode,
+            "order": order,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "threads": args.threads,
+            "device": args.device,
+        }
         worlds = [(1, False)] + [(1, True)] * args.ddp_alone + [(r, False) for r in args.ranks if r > 1]
         for ranks, ddp in worlds:
             results.append(run_world(setting, ranks, ddp))
@@ -135,12 +172,19 @@ def distributed_bench(args) -> None:
 
 
 def add_parser(what) -> None:
-    d = what.add_parser("distributed", help="the search step of 1 and of N data-parallel ranks (torchrun) at the "
-                                            "same global batch, and the bytes all-reduced per step")
-    d.add_argument("--ranks", type=int, nargs="+", default=[2], help="world sizes beside one plain process "
-                                                                       "(default: 2)")
-    d.add_argument("--ddp-alone", action="store_true", help="also one process under DistributedDataParallel: "
-                                                           "what the wrapper itself costs (on one GPU, say)")
+    d = what.add_parser(
+        "distributed",
+        help="the search step of 1 and of N data-parallel ranks (torchrun) at the "
+        "same global batch, and the bytes all-reduced per step",
+    )
+    d.add_argument(
+        "--ranks", type=int, nargs="+", default=[2], help="world sizes beside one plain process (default: 2)"
+    )
+    d.add_argument(
+        "--ddp-alone",
+        action="store_true",
+        help="also one process under DistributedDataParallel: what the wrapper itself costs (on one GPU, say)",
+    )
     d.add_argument("--order", nargs="+", choices=["first", "second"], default=["first"])
     d.add_argument("--mode", default="exact", help="the mixed-op mode (default: exact)")
     d.add_argument("--batch", type=int, default=64, help="the global batch (default: 64)")

@@ -47,13 +47,17 @@ def read_source(path: Path) -> list[tuple[float, ...]]:
             try:
                 values = tuple(float(record[d]) for d in DATASETS)
             except (TypeError, ValueError):
-                raise DataError(f"{path}, line {line}: accuracies {[record[d] for d in DATASETS]} are not numbers") from None
+                raise DataError(
+                    f"{path}, line {line}: accuracies {[record[d] for d in DATASETS]} are not numbers"
+                ) from None
             if not all(math.isfinite(v) and 0 <= v <= 100 for v in values):
                 raise DataError(f"{path}, line {line}: accuracies {values} are not percentages")
             rows[cell.index] = values
     absent = [i for i, row in enumerate(rows) if row is None]
     if absent:
-        raise DataError(f"{path} lacks {len(absent)} of the {SPACE_SIZE} cells, e.g. {CellGenotype.from_index(absent[0])}")
+        raise DataError(
+            f"{path} lacks {len(absent)} of the {SPACE_SIZE} cells, e.g. {CellGenotype.from_index(absent[0])}"
+        )
     return rows
 
 

@@ -28,8 +28,13 @@ def runner_arguments(p, examples: str, seeds: int, out: str) -> None:
     """The flags of every bench that runs K seeds of search settings through tools/runner.py."""
     from .runner import job_arguments
 
-    p.add_argument("--config", nargs="+", required=True, metavar="CONFIG",
-                   help=f"search settings: shipped config names ({examples}, ...) or YAML files")
+    p.add_argument(
+        "--config",
+        nargs="+",
+        required=True,
+        metavar="CONFIG",
+        help=f"search settings: shipped config names ({examples}, ...) or YAML files",
+    )
     p.add_argument("--seeds", type=int, default=seeds, help=f"seeds per setting: 0 .. K-1 (default {seeds})")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every setting")
     p.add_argument("--out", default=out, help=f"folder of the run folders (default: {out})")
@@ -38,8 +43,13 @@ def runner_arguments(p, examples: str, seeds: int, out: str) -> None:
 
 def add_arguments(p) -> None:
     runner_arguments(p, "nb201-cpu-darts-v1", 3, "runs/quality")
-    p.add_argument("--random-k", type=int, nargs="+", default=[1, 3, 10, 100],
-                   help="random search's expected best of k cells, for these k (default 1 3 10 100)")
+    p.add_argument(
+        "--random-k",
+        type=int,
+        nargs="+",
+        default=[1, 3, 10, 100],
+        help="random search's expected best of k cells, for these k (default 1 3 10 100)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
@@ -77,8 +87,9 @@ def run_searches(args, settings: dict[str, list], out: Path) -> tuple[list, dict
     for name, configs in settings.items():
         for seed, config in enumerate(configs):
             check_device(config.device, devices)
-            jobs[name, seed] = search_job(specs[name], _overrides(args, seed), out / name, f"seed-{seed}", config,
-                                          f"{name} seed-{seed}")
+            jobs[name, seed] = search_job(
+                specs[name], _overrides(args, seed), out / name, f"seed-{seed}", config, f"{name} seed-{seed}"
+            )
     make_out(out)
     errors = run_jobs(list(jobs.values()), args.jobs, args.threads, devices, args.backend, args.cluster_set)
     runs, failures = [], {}
@@ -103,8 +114,9 @@ def make_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"--out {out}: cannot make that folder ({err.strerror or err}); give --out a folder "
-                          "you can write to") from None
+        raise ConfigError(
+            f"--out {out}: cannot make that folder ({err.strerror or err}); give --out a folder you can write to"
+        ) from None
 
 
 def _settings(args, space: str = "nas-bench-201") -> dict[str, list]:
@@ -120,12 +132,16 @@ def _settings(args, space: str = "nas-bench-201") -> dict[str, list]:
             raise ConfigError(f"--config names the setting {name!r} twice; give each setting its own file name")
         configs = [load_config(spec, _overrides(args, seed)) for seed in range(args.seeds)]
         if configs[0].space != space and space == "darts":
-            raise ConfigError(f"{spec}: bench skips counts the skip connections of DARTS-space normal cells; this "
-                              f"config searches the {configs[0].space} space (bench quality measures those)")
+            raise ConfigError(
+                f"{spec}: bench skips counts the skip connections of DARTS-space normal cells; this "
+                f"config searches the {configs[0].space} space (bench quality measures those)"
+            )
         if configs[0].space != space and space == "nas-bench-201":
-            raise ConfigError(f"{spec}: bench quality measures searches in the NAS-Bench-201 space, whose cells have "
-                              f"known accuracies; this config searches the {configs[0].space} space "
-                              "(use an nb201-* config, or --set space=nas-bench-201 with its ops)")
+            raise ConfigError(
+                f"{spec}: bench quality measures searches in the NAS-Bench-201 space, whose cells have "
+                f"known accuracies; this config searches the {configs[0].space} space "
+                "(use an nb201-* config, or --set space=nas-bench-201 with its ops)"
+            )
         settings[name] = configs
     return settings
 
@@ -148,12 +164,18 @@ def summarise(out: Path, runs: list, failures: dict, random_k: list[int]) -> dic
         cell = load_nb201_genotype(run_dir)
         metrics = read_jsonl(run_dir / "metrics.jsonl")
         history = [str(load_nb201_genotype(json.dumps(r["genotype"]))) for r in read_jsonl(run_dir / "genotypes.jsonl")]
-        entry["seeds"].append({
-            "seed": seed, "run": str(run_dir), "cell": str(cell),
-            "accuracy": table.accuracy(cell, config["benchmark_dataset"]),
-            "last_change_epoch": last_change(history),
-            "epochs": len(metrics), "seconds": sum(m.get("seconds", 0.0) for m in metrics),
-            "benchmark_acc_by_epoch": [100 * m["benchmark_acc"] for m in metrics if "benchmark_acc" in m]})
+        entry["seeds"].append(
+            {
+                "seed": seed,
+                "run": str(run_dir),
+                "cell": str(cell),
+                "accuracy": table.accuracy(cell, config["benchmark_dataset"]),
+                "last_change_epoch": last_change(history),
+                "epochs": len(metrics),
+                "seconds": sum(m.get("seconds", 0.0) for m in metrics),
+                "benchmark_acc_by_epoch": [100 * m["benchmark_acc"] for m in metrics if "benchmark_acc" in m],
+            }
+        )
     settings = _with_derived(settings, table)
     dataset = dataset or "cifar10"
     for entry in settings.values():
@@ -191,10 +213,18 @@ def _with_derived(settings: dict, table) -> dict:
                 record = json.loads(path.read_text())
                 cell = load_nb201_genotype(json.dumps(record["genotype"]))
                 dataset = _read_yaml(Path(s["run"]) / "config.yaml")["benchmark_dataset"]
-                seeds.append({"seed": s["seed"], "run": s["run"], "cell": str(cell),
-                              "accuracy": table.accuracy(cell, dataset), "last_change_epoch": None,
-                              "epochs": s["epochs"], "seconds": s["seconds"] + record.get("seconds", 0.0),
-                              "benchmark_acc_by_epoch": []})
+                seeds.append(
+                    {
+                        "seed": s["seed"],
+                        "run": s["run"],
+                        "cell": str(cell),
+                        "accuracy": table.accuracy(cell, dataset),
+                        "last_change_epoch": None,
+                        "epochs": s["epochs"],
+                        "seconds": s["seconds"] + record.get("seconds", 0.0),
+                        "benchmark_acc_by_epoch": [],
+                    }
+                )
             out[f"{name}+{label}"] = {"seeds": seeds}
     return out
 
@@ -216,26 +246,39 @@ def last_change(history: list[str]) -> int:
 
 def tables(report: dict) -> str:
     t = report["table"]
-    lines = [f"NAS-Bench-201 {t['dataset']} test accuracy (%) of the cell each search found; run folders in "
-             f"{report['out']}", "",
-             "| setting | seeds | mean | std | mean wall (min) |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"NAS-Bench-201 {t['dataset']} test accuracy (%) of the cell each search found; run folders in {report['out']}",
+        "",
+        "| setting | seeds | mean | std | mean wall (min) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, s in report["settings"].items():
         done = [x for x in s["seeds"] if "accuracy" in x]
-        lines.append(f"| {name} | {len(done)}/{len(s['seeds'])} | {_num(s['mean'])} | {_num(s['std'])} | "
-                     f"{_num(s['mean_seconds'] / 60 if s['mean_seconds'] is not None else None, 1)} |")
-    lines += ["", "| setting | seed | cell | accuracy | last change (epoch) | epochs | wall (min) |",
-              "|---|---:|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {name} | {len(done)}/{len(s['seeds'])} | {_num(s['mean'])} | {_num(s['std'])} | "
+            f"{_num(s['mean_seconds'] / 60 if s['mean_seconds'] is not None else None, 1)} |"
+        )
+    lines += [
+        "",
+        "| setting | seed | cell | accuracy | last change (epoch) | epochs | wall (min) |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     for name, s in report["settings"].items():
         for x in s["seeds"]:
             if "error" in x or "pending" in x:
                 reason = f"failed: {x['error']}" if "error" in x else f"{x['pending']}: `dartsnas derive {x['run']}`"
                 lines.append(f"| {name} | {x['seed']} | {reason} | | | | |")
             else:
-                lines.append(f"| {name} | {x['seed']} | `{x['cell']}` | {x['accuracy']:.2f} | "
-                             f"{x['last_change_epoch'] or ''} | {x['epochs']} | {x['seconds'] / 60:.1f} |")
+                lines.append(
+                    f"| {name} | {x['seed']} | `{x['cell']}` | {x['accuracy']:.2f} | "
+                    f"{x['last_change_epoch'] or ''} | {x['epochs']} | {x['seconds'] / 60:.1f} |"
+                )
     randoms = ", ".join(f"best of {k}: {v:.2f}" for k, v in t["random_best_of_k"].items())
-    lines += ["", f"The table itself: best {t['best']:.2f} (`{t['best_cell']}`), mean {t['mean']:.2f}, median "
-              f"{t['median']:.2f}; random cells, expected {randoms}."]
+    lines += [
+        "",
+        f"The table itself: best {t['best']:.2f} (`{t['best_cell']}`), mean {t['mean']:.2f}, median "
+        f"{t['median']:.2f}; random cells, expected {randoms}.",
+    ]
     if report.get("picture"):
         lines.append(f"Per-epoch accuracy of the derived cell: {report['picture']}")
     return "\n".join(lines)
@@ -260,8 +303,13 @@ def plot_quality(report: dict, path: Path) -> Path:
         for x in s["seeds"]:
             curve = x.get("benchmark_acc_by_epoch") or []
             if curve:
-                ax.plot(range(1, len(curve) + 1), curve, marker="o" if len(curve) < 12 else None, markersize=3,
-                        label=f"seed {x['seed']}")
+                ax.plot(
+                    range(1, len(curve) + 1),
+                    curve,
+                    marker="o" if len(curve) < 12 else None,
+                    markersize=3,
+                    label=f"seed {x['seed']}",
+                )
         ax.axhline(t["best"], color="black", linestyle="--", linewidth=1, label=f"best cell {t['best']:.2f}")
         for (k, v), style in zip(t["random_best_of_k"].items(), (":", "-.")):
             ax.axhline(v, color="grey", linestyle=style, linewidth=1, label=f"random, best of {k}: {v:.2f}")

@@ -37,10 +37,18 @@ def add_arguments(p) -> None:
     from .quality import runner_arguments
 
     runner_arguments(p, "nb201-cpu-darts-v1", 3, "runs/random")
-    p.add_argument("--proxy-epochs", type=int, default=None,
-                   help="epochs each drawn cell trains (default: the search config's epochs)")
-    p.add_argument("--cells", type=int, default=None,
-                   help="draw this many cells per seed instead of as many as the search's FLOPs pay for")
+    p.add_argument(
+        "--proxy-epochs",
+        type=int,
+        default=None,
+        help="epochs each drawn cell trains (default: the search config's epochs)",
+    )
+    p.add_argument(
+        "--cells",
+        type=int,
+        default=None,
+        help="draw this many cells per seed instead of as many as the search's FLOPs pay for",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
@@ -62,8 +70,10 @@ def random_search(args) -> dict:
             folder = out / name / f"seed-{seed}"
             sets = proxy_sets(config, epochs)
             train = proxy_config(sets)
-            plan.jobs = [cell_job(cell, i, folder, sets, train, f"{name} seed-{seed} cell-{i}")
-                         for i, cell in enumerate(plan.cells)]
+            plan.jobs = [
+                cell_job(cell, i, folder, sets, train, f"{name} seed-{seed} cell-{i}")
+                for i, cell in enumerate(plan.cells)
+            ]
             plans[name, seed] = plan
             jobs += plan.jobs
     errors = run_jobs(jobs, args.jobs, args.threads, devices, args.backend, args.cluster_set)
@@ -77,6 +87,7 @@ def random_search(args) -> dict:
 
 # ----------------------------------------------------------------------------------------------
 # what a search costs, what a cell costs
+
 
 def search_flops(config) -> int:
     """FLOPs of the whole search `config` describes: every epoch's weight steps, architecture steps (from
@@ -95,20 +106,33 @@ def search_flops(config) -> int:
     xa, ya = next(batches(data.arch_half, config.batch_size, None, data.eval_augment, shuffle=False))
     x, xa = searcher.prepare_inputs(x), searcher.prepare_inputs(xa)
     per_image = {}
-    for what, step in (("arch", lambda: searcher.architect.step(x, y, xa, ya, searcher.optimizer)),
-                       ("weight", lambda: searcher.weight_step(x, y)), ("eval", lambda: _evaluate(searcher.model, xa))):
+    for what, step in (
+        ("arch", lambda: searcher.architect.step(x, y, xa, ya, searcher.optimizer)),
+        ("weight", lambda: searcher.weight_step(x, y)),
+        ("eval", lambda: _evaluate(searcher.model, xa)),
+    ):
         with FlopCounterMode(display=False) as counter:
             step()
         per_image[what] = counter.get_total_flops() / len(y)
     # The epoch zips the two shares' batches: it ends with the shorter one.
     images = min(len(data.weight_half), len(data.arch_half))
     arch_epochs = max(config.epochs - config.arch_start_epoch, 0)
-    return round(images * (config.epochs * per_image["weight"] + arch_epochs * per_image["arch"])
-                 + config.epochs * len(data.arch_half) * per_image["eval"])
+    return round(
+        images * (config.epochs * per_image["weight"] + arch_epochs * per_image["arch"])
+        + config.epochs * len(data.arch_half) * per_image["eval"]
+    )
 
 
-def cell_flops(cell, train_images: int, valid_images: int, epochs: int, shape: tuple, num_classes: int,
-               init_channels: int, layers: int) -> int:
+def cell_flops(
+    cell,
+    train_images: int,
+    valid_images: int,
+    epochs: int,
+    shape: tuple,
+    num_classes: int,
+    init_channels: int,
+    layers: int,
+) -> int:
     """FLOPs of training `cell` for `epochs` epochs (forward and backward of every training image) with an
     evaluation of the validation images after each, in the benchmark's network."""
     import torch
@@ -117,8 +141,14 @@ def cell_flops(cell, train_images: int, valid_images: int, epochs: int, shape: t
     from ..conv.network import build_network
 
     with torch.device("meta"):  # shapes only: no memory, no arithmetic, the same count
-        model = build_network("nas-bench-201", cell, num_classes=num_classes, in_channels=shape[0],
-                              init_channels=init_channels, layers=layers)
+        model = build_network(
+            "nas-bench-201",
+            cell,
+            num_classes=num_classes,
+            in_channels=shape[0],
+            init_channels=init_channels,
+            layers=layers,
+        )
         x = torch.zeros(2, *shape)
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
@@ -147,6 +177,7 @@ def _on_cpu(config):
 # ----------------------------------------------------------------------------------------------
 # the cells a seed draws, and their trainings
 
+
 class Plan:
     """One seed's random search: the cells it draws, their costs, the budget they fit in."""
 
@@ -168,8 +199,9 @@ def draw_cells(config, seed: int, budget: int, epochs: int, count: int | None = 
     cells, costs = [], []
     for index in order:
         cell = CellGenotype.from_index(index)
-        cost = cell_flops(cell, train_images, valid_images, epochs, shape, classes, config.init_channels,
-                          3 * config.stage_cells)
+        cost = cell_flops(
+            cell, train_images, valid_images, epochs, shape, classes, config.init_channels, 3 * config.stage_cells
+        )
         if count is None and cells and sum(costs) + cost > budget:
             break
         cells.append(cell)
@@ -194,15 +226,34 @@ def proxy_sets(config, epochs: int) -> list[str]:
     """The `--set` items that make BASE_TRAIN_CONFIG train a cell as the search trains its weights: the same
     images, share, size of network and SGD settings, for `epochs` epochs."""
     fields = {
-        "dataset": config.dataset, "data_dir": config.data_dir, "download": config.download,
-        "data_options": config.data_options, "subset": config.subset, "cutout": config.cutout,
-        "cutout_length": config.cutout_length, "crop_padding": config.crop_padding, "flip": config.flip,
-        "net": "nas-bench-201", "init_channels": config.init_channels, "layers": 3 * config.stage_cells,
-        "valid_portion": round(1 - config.train_portion, 6), "epochs": epochs, "batch_size": config.batch_size,
-        "lr": config.lr, "lr_schedule": "cosine", "lr_min": config.lr_min, "momentum": config.momentum,
-        "nesterov": config.nesterov, "weight_decay": config.weight_decay, "grad_clip": config.grad_clip,
-        "seed": config.seed, "device": config.device, "channels_last": config.channels_last,
-        "progress": False, "plot": False}
+        "dataset": config.dataset,
+        "data_dir": config.data_dir,
+        "download": config.download,
+        "data_options": config.data_options,
+        "subset": config.subset,
+        "cutout": config.cutout,
+        "cutout_length": config.cutout_length,
+        "crop_padding": config.crop_padding,
+        "flip": config.flip,
+        "net": "nas-bench-201",
+        "init_channels": config.init_channels,
+        "layers": 3 * config.stage_cells,
+        "valid_portion": round(1 - config.train_portion, 6),
+        "epochs": epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "lr_schedule": "cosine",
+        "lr_min": config.lr_min,
+        "momentum": config.momentum,
+        "nesterov": config.nesterov,
+        "weight_decay": config.weight_decay,
+        "grad_clip": config.grad_clip,
+        "seed": config.seed,
+        "device": config.device,
+        "channels_last": config.channels_last,
+        "progress": False,
+        "plot": False,
+    }
     return [f"{key}={json.dumps(value)}" for key, value in fields.items()]
 
 
@@ -226,6 +277,7 @@ def cell_job(cell, i: int, folder: Path, sets: list[str], train, label: str):
 # ----------------------------------------------------------------------------------------------
 # the report
 
+
 def summarise(out: Path, plans: dict, errors: dict, newest) -> dict:
     """Per seed: every drawn cell's validation accuracy, true accuracy and cost, the cell chosen; per setting:
     the chosen cells' mean and spread, and the best true accuracy among the drawn cells (a perfect judge's)."""
@@ -242,20 +294,36 @@ def summarise(out: Path, plans: dict, errors: dict, newest) -> dict:
                 failed.append(errors.get(job.label, "not run"))
                 continue
             metrics = read_jsonl(run / "metrics.jsonl")
-            cells.append({"cell": str(cell), "valid_acc": 100 * metrics[-1]["valid_acc"],
-                          "accuracy": table.accuracy(cell, plan.dataset), "flops": cost,
-                          "seconds": sum(m.get("seconds", 0.0) for m in metrics), "run": str(run)})
+            cells.append(
+                {
+                    "cell": str(cell),
+                    "valid_acc": 100 * metrics[-1]["valid_acc"],
+                    "accuracy": table.accuracy(cell, plan.dataset),
+                    "flops": cost,
+                    "seconds": sum(m.get("seconds", 0.0) for m in metrics),
+                    "run": str(run),
+                }
+            )
         entry = settings.setdefault(name, {"seeds": []})
         entry["dataset"] = plan.dataset
-        record = {"seed": seed, "drawn": len(plan.cells), "proxy_epochs": plan.proxy_epochs,
-                  "budget_flops": plan.budget, "flops": sum(plan.costs), "cells": cells}
+        record = {
+            "seed": seed,
+            "drawn": len(plan.cells),
+            "proxy_epochs": plan.proxy_epochs,
+            "budget_flops": plan.budget,
+            "flops": sum(plan.costs),
+            "cells": cells,
+        }
         if failed:
             record["error"] = f"{len(failed)} of {len(plan.cells)} trainings did not finish: {failed[0]}"
         else:
             chosen = max(cells, key=lambda c: c["valid_acc"])  # the first of equals: the order drawn
-            record |= {"cell": chosen["cell"], "accuracy": chosen["accuracy"],
-                       "perfect_judge": max(c["accuracy"] for c in cells),
-                       "seconds": sum(c["seconds"] for c in cells)}
+            record |= {
+                "cell": chosen["cell"],
+                "accuracy": chosen["accuracy"],
+                "perfect_judge": max(c["accuracy"] for c in cells),
+                "seconds": sum(c["seconds"] for c in cells),
+            }
         entry["seeds"].append(record)
     for entry in settings.values():
         done = [s for s in entry["seeds"] if "accuracy" in s]
@@ -263,25 +331,35 @@ def summarise(out: Path, plans: dict, errors: dict, newest) -> dict:
             values = [s[key] for s in done]
             entry[f"mean_{key}"] = statistics.fmean(values) if values else None
         entry["std"] = statistics.stdev([s["accuracy"] for s in done]) if len(done) > 1 else 0.0 if done else None
-        entry["expected_best_of_drawn"] = (table.expected_best_of_k(entry["dataset"], round(entry["mean_drawn"]))
-                                           if done else None)
+        entry["expected_best_of_drawn"] = (
+            table.expected_best_of_k(entry["dataset"], round(entry["mean_drawn"])) if done else None
+        )
     return {"out": str(out), "settings": settings}
 
 
 def tables(report: dict) -> str:
-    lines = [f"Random search at a search's cost: NAS-Bench-201 test accuracy (%) of the cell with the best proxy "
-             f"validation accuracy; run folders in {report['out']}", "",
-             "| setting | seeds | cells drawn (mean) | proxy epochs | mean | std | a perfect judge of the same cells "
-             "| table, best of that many | wall (min) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Random search at a search's cost: NAS-Bench-201 test accuracy (%) of the cell with the best proxy "
+        f"validation accuracy; run folders in {report['out']}",
+        "",
+        "| setting | seeds | cells drawn (mean) | proxy epochs | mean | std | a perfect judge of the same cells "
+        "| table, best of that many | wall (min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, s in report["settings"].items():
         done = [x for x in s["seeds"] if "accuracy" in x]
         epochs = s["seeds"][0]["proxy_epochs"]
-        lines.append(f"| {name} | {len(done)}/{len(s['seeds'])} | {_num(s['mean_drawn'], 1)} | {epochs} | "
-                     f"{_num(s['mean_accuracy'])} | {_num(s['std'])} | {_num(s['mean_perfect_judge'])} | "
-                     f"{_num(s['expected_best_of_drawn'])} | "
-                     f"{_num(s['mean_seconds'] / 60 if s['mean_seconds'] is not None else None, 1)} |")
-    lines += ["", "| setting | seed | cells (FLOPs / search's) | chosen cell | proxy valid | accuracy | best drawn |",
-              "|---|---:|---:|---|---:|---:|---:|"]
+        lines.append(
+            f"| {name} | {len(done)}/{len(s['seeds'])} | {_num(s['mean_drawn'], 1)} | {epochs} | "
+            f"{_num(s['mean_accuracy'])} | {_num(s['std'])} | {_num(s['mean_perfect_judge'])} | "
+            f"{_num(s['expected_best_of_drawn'])} | "
+            f"{_num(s['mean_seconds'] / 60 if s['mean_seconds'] is not None else None, 1)} |"
+        )
+    lines += [
+        "",
+        "| setting | seed | cells (FLOPs / search's) | chosen cell | proxy valid | accuracy | best drawn |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
     for name, s in report["settings"].items():
         for x in s["seeds"]:
             share = f"{len(x['cells'])} ({x['flops'] / x['budget_flops']:.2f})"
@@ -289,8 +367,10 @@ def tables(report: dict) -> str:
                 lines.append(f"| {name} | {x['seed']} | {share} | failed: {x['error']} | | | |")
                 continue
             valid = max(c["valid_acc"] for c in x["cells"])
-            lines.append(f"| {name} | {x['seed']} | {share} | `{x['cell']}` | {valid:.2f} | {x['accuracy']:.2f} | "
-                         f"{x['perfect_judge']:.2f} |")
+            lines.append(
+                f"| {name} | {x['seed']} | {share} | `{x['cell']}` | {valid:.2f} | {x['accuracy']:.2f} | "
+                f"{x['perfect_judge']:.2f} |"
+            )
     return "\n".join(lines)
 
 

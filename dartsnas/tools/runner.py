@@ -39,15 +39,16 @@ POLL_SECONDS = 0.2
 @dataclass
 class Job:
     """One dartsnas command line and how to tell whether it has run."""
-    label: str                    # how messages name it: "search seed-3"
-    argv: list[str]               # the command line after `dartsnas`, with --name NAME --out OUT --resume auto
-    out: Path                     # its --out
-    name: str                     # its --name
-    done: str                     # the file a finished run has: genotype.json (search), results.json (train)
-    config: dict | None = None    # the config the command line makes: a kept run folder must hold it
+
+    label: str  # how messages name it: "search seed-3"
+    argv: list[str]  # the command line after `dartsnas`, with --name NAME --out OUT --resume auto
+    out: Path  # its --out
+    name: str  # its --name
+    done: str  # the file a finished run has: genotype.json (search), results.json (train)
+    config: dict | None = None  # the config the command line makes: a kept run folder must hold it
     genotype: Path | None = None  # train: the genotype a kept run folder must hold
     defaults: dict | None = None  # the config class's defaults: a key a kept run's config lacks (a field added
-                                  # since it ran) counts as the same when this run leaves it at its default
+    # since it ran) counts as the same when this run leaves it at its default
 
     @property
     def log(self) -> Path:
@@ -65,41 +66,76 @@ def command(kind: str, name: str, out: Path, config: str, sets: list[str], *extr
 def job_arguments(p, what: str = "runs") -> None:
     """The flags of every command that runs its jobs through this runner."""
     p.add_argument("--jobs", type=int, default=1, help=f"{what} at once, each in its own process (default 1)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads per process (default: the CPU's cores divided by --jobs)")
-    p.add_argument("--devices", metavar="DEVICES", help="pin the processes round-robin to these: cpu, or GPUs "
-                                                       "cuda:0,cuda:1 (default: as the configs say, device: auto)")
-    p.add_argument("--backend", choices=BACKENDS, default="local",
-                   help=f"local: processes on this machine (default); submitit: a cluster's jobs ({CLUSTER_HINT})")
-    p.add_argument("--cluster-set", action="append", metavar="KEY=VALUE",
-                   help="--backend submitit: a parameter of its executor (timeout_min, slurm_partition, "
-                        "gpus_per_node, ...; cluster=local runs on this machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads per process (default: the CPU's cores divided by --jobs)",
+    )
+    p.add_argument(
+        "--devices",
+        metavar="DEVICES",
+        help="pin the processes round-robin to these: cpu, or GPUs "
+        "cuda:0,cuda:1 (default: as the configs say, device: auto)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help=f"local: processes on this machine (default); submitit: a cluster's jobs ({CLUSTER_HINT})",
+    )
+    p.add_argument(
+        "--cluster-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="--backend submitit: a parameter of its executor (timeout_min, slurm_partition, "
+        "gpus_per_node, ...; cluster=local runs on this machine)",
+    )
 
 
 def check_numbers(args, *names: str) -> None:
     """The counts a runner command takes must be at least 1."""
     from ..core.config import ConfigError
 
-    low = [f"--{n.replace('_', '-')}" for n in ("jobs", "threads", *names) if getattr(args, n) is not None
-           and getattr(args, n) < 1]
+    low = [
+        f"--{n.replace('_', '-')}"
+        for n in ("jobs", "threads", *names)
+        if getattr(args, n) is not None and getattr(args, n) < 1
+    ]
     if low:
         raise ConfigError(f"{', '.join(low)} must be at least 1")
 
 
 def search_job(spec: str, overrides: list[str], out: Path, name: str, config, label: str) -> Job:
     """`dartsnas search --config SPEC --set ... --name NAME --out OUT --resume auto`; `config` is what it makes."""
-    return Job(label, command("search", name, out, spec, overrides), out, name, "genotype.json", config.to_dict(),
-               defaults=type(config)().to_dict())
+    return Job(
+        label,
+        command("search", name, out, spec, overrides),
+        out,
+        name,
+        "genotype.json",
+        config.to_dict(),
+        defaults=type(config)().to_dict(),
+    )
 
 
 def train_job(genotype: str, spec: str, overrides: list[str], out: Path, name: str, config, label: str) -> Job:
     """`dartsnas train GENOTYPE --config SPEC --set ... --name NAME --out OUT --resume auto` of a genotype file."""
-    return Job(label, command("train", name, out, spec, overrides, genotype), out, name, "results.json",
-               config.to_dict(), Path(genotype), type(config)().to_dict())
+    return Job(
+        label,
+        command("train", name, out, spec, overrides, genotype),
+        out,
+        name,
+        "results.json",
+        config.to_dict(),
+        Path(genotype),
+        type(config)().to_dict(),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # run folders: finished, kept, refused
+
 
 def run_folders(out: Path, name: str) -> list[Path]:
     """The run folders of `name` under `out`, oldest first by modification time (as `--resume auto` orders them);
@@ -149,15 +185,19 @@ def check_kept(job: Job) -> None:
 
     changed = sorted(k for k, v in job.config.items() if differs(k, v))
     if job.genotype is not None and json.loads(Path(job.genotype).read_text()) != json.loads(
-            (run_dir / "genotype.json").read_text()):
+        (run_dir / "genotype.json").read_text()
+    ):
         changed.append("genotype")
     if changed:
-        raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); give another --out, "
-                          "or delete that folder to run this one")
+        raise ConfigError(
+            f"{run_dir} holds a run with other settings ({', '.join(changed)}); give another --out, "
+            "or delete that folder to run this one"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # devices and threads
+
 
 def parse_devices(text: str | None) -> list[str] | None:
     """--devices cpu | cuda | cuda:0,cuda:1 -> the list (None: leave the jobs' device as their configs say)."""
@@ -168,8 +208,10 @@ def parse_devices(text: str | None) -> list[str] | None:
     devices = [d.strip() for d in text.split(",") if d.strip()]
     bad = [d for d in devices if not re.fullmatch(r"cpu|cuda(:\d+)?", d)]
     if bad or not devices:
-        raise ConfigError(f"--devices {text!r}: {', '.join(bad) or 'no device'} is not a device; give cpu, cuda, "
-                          "or GPUs such as cuda:0,cuda:1")
+        raise ConfigError(
+            f"--devices {text!r}: {', '.join(bad) or 'no device'} is not a device; give cpu, cuda, "
+            "or GPUs such as cuda:0,cuda:1"
+        )
     return devices
 
 
@@ -179,8 +221,10 @@ def check_device(config_device: str, devices: list[str] | None) -> None:
 
     kinds = {d.split(":")[0] for d in devices or []}
     if devices and config_device != "auto" and {config_device} != kinds:
-        raise ConfigError(f"the config's device {config_device!r} would override --devices {','.join(devices)}; "
-                          "drop one of them (--set device=auto lets --devices choose)")
+        raise ConfigError(
+            f"the config's device {config_device!r} would override --devices {','.join(devices)}; "
+            "drop one of them (--set device=auto lets --devices choose)"
+        )
 
 
 def environment(device: str | None, threads: int) -> dict[str, str]:
@@ -208,8 +252,15 @@ def default_threads(at_once: int) -> int:
 # ----------------------------------------------------------------------------------------------
 # running
 
-def run_jobs(jobs: list[Job], at_once: int = 1, threads: int | None = None, devices: list[str] | None = None,
-             backend: str = "local", cluster: list[str] | None = None) -> dict[str, str]:
+
+def run_jobs(
+    jobs: list[Job],
+    at_once: int = 1,
+    threads: int | None = None,
+    devices: list[str] | None = None,
+    backend: str = "local",
+    cluster: list[str] | None = None,
+) -> dict[str, str]:
     """Run the jobs that have not finished, `at_once` at a time; -> label -> error of the ones that failed
     (the others still run). A kept run folder of other settings, or a folder another runner is working in,
     is a ConfigError before anything starts."""
@@ -240,8 +291,10 @@ def folder_lock(out: Path):
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
-            raise ConfigError(f"{out} is in use by another dartsnas run of many jobs ({holder}, still running); "
-                              "wait for it to end, or give another --out") from None
+            raise ConfigError(
+                f"{out} is in use by another dartsnas run of many jobs ({holder}, still running); "
+                "wait for it to end, or give another --out"
+            ) from None
         lock.truncate(0)
         lock.write(f"pid {os.getpid()}")
         lock.flush()
@@ -251,8 +304,14 @@ def folder_lock(out: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _run(jobs: list[Job], at_once: int, threads: int | None, devices: list[str] | None, backend: str,
-         cluster: list[str] | None) -> dict[str, str]:
+def _run(
+    jobs: list[Job],
+    at_once: int,
+    threads: int | None,
+    devices: list[str] | None,
+    backend: str,
+    cluster: list[str] | None,
+) -> dict[str, str]:
     todo = [job for job in jobs if finished(job) is None]
     if len(todo) < len(jobs):
         print(f"{len(jobs) - len(todo)} of {len(jobs)} runs finished earlier; running {len(todo)}", file=sys.stderr)
@@ -276,7 +335,7 @@ def _run(jobs: list[Job], at_once: int, threads: int | None, devices: list[str] 
                     del running[slot]
                     _announce(job, status, failures)
     except KeyboardInterrupt:  # the jobs got the same Ctrl-C: let them save their checkpoints
-        for job, handle in running.values():
+        for _job, handle in running.values():
             handle.stop()
         raise
     return failures
@@ -305,8 +364,11 @@ def failed(failures: dict[str, str]):
     """One error for every failed job, naming each and its log."""
     from ..core.runs import RunError
 
-    return RunError(f"{len(failures)} run(s) failed: " + "; ".join(f"{label}: {e}" for label, e in failures.items())
-                    + ". Each log says more; the same command again resumes them (the finished runs are not run again)")
+    return RunError(
+        f"{len(failures)} run(s) failed: "
+        + "; ".join(f"{label}: {e}" for label, e in failures.items())
+        + ". Each log says more; the same command again resumes them (the finished runs are not run again)"
+    )
 
 
 def run_command(argv: list[str], env: dict[str, str], log: str, first_line: str, cwd: str) -> int:
@@ -316,14 +378,22 @@ def run_command(argv: list[str], env: dict[str, str], log: str, first_line: str,
     with open(Path(cwd) / log, "a") as out:
         out.write(first_line)
         out.flush()
-        return subprocess.run([sys.executable, "-m", "dartsnas", *argv], env={**os.environ, **env}, cwd=cwd,
-                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "dartsnas", *argv],
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        ).returncode
 
 
 def header(job: Job, device: str | None, env: dict[str, str]) -> str:
     """The line each attempt of a job starts its log with: when, what, where."""
-    return (f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} dartsnas {' '.join(job.argv)} (device "
-            f"{device or 'as configured'}, threads {env['OMP_NUM_THREADS']})\n")
+    return (
+        f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} dartsnas {' '.join(job.argv)} (device "
+        f"{device or 'as configured'}, threads {env['OMP_NUM_THREADS']})\n"
+    )
 
 
 class _Local:
@@ -333,8 +403,13 @@ class _Local:
         with open(job.log, "a") as out:
             out.write(header(job, device, env))
             out.flush()
-            self.process = subprocess.Popen([sys.executable, "-m", "dartsnas", *job.argv], env={**os.environ, **env},
-                                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dartsnas", *job.argv],
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def poll(self) -> int | None:
         return self.process.poll()
@@ -374,8 +449,9 @@ def _backend(name: str, jobs: list[Job], threads: int, cluster: list[str] | None
         return _Local
     if name != "submitit":
         raise ConfigError(f"--backend {name!r} is not a backend; use {' or '.join(BACKENDS)}")
-    executor = submitit_executor(Path(os.path.commonpath([str(j.out.resolve()) for j in jobs])) / "submitit",
-                                 threads, cluster or [])
+    executor = submitit_executor(
+        Path(os.path.commonpath([str(j.out.resolve()) for j in jobs])) / "submitit", threads, cluster or []
+    )
     return lambda job, env, device: _Submitted(executor, job, env, device)
 
 
@@ -387,8 +463,9 @@ def submitit_executor(folder: Path, threads: int, cluster: list[str]):
     try:
         import submitit
     except ImportError:
-        raise ConfigError(f"--backend submitit needs the submitit package, an optional extra: {CLUSTER_HINT} "
-                          "(or use --backend local)") from None
+        raise ConfigError(
+            f"--backend submitit needs the submitit package, an optional extra: {CLUSTER_HINT} (or use --backend local)"
+        ) from None
     settings = {"timeout_min": 24 * 60, "cpus_per_task": threads}  # submitit's own default time is minutes
     for item in cluster:
         key, sep, raw = item.partition("=")
@@ -400,6 +477,8 @@ def submitit_executor(folder: Path, threads: int, cluster: list[str]):
         executor = submitit.AutoExecutor(folder=folder, cluster=kind)
         executor.update_parameters(**settings)
     except (ValueError, NameError, TypeError, RuntimeError) as err:
-        raise ConfigError(f"--cluster-set: submitit refuses these settings ({str(err).splitlines()[0]}); "
-                          "see submitit's AutoExecutor parameters") from None
+        raise ConfigError(
+            f"--cluster-set: submitit refuses these settings ({str(err).splitlines()[0]}); "
+            "see submitit's AutoExecutor parameters"
+        ) from None
     return executor

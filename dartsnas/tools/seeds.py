@@ -33,20 +33,31 @@ VALID_PORTION = 0.1  # the validation split when the training config holds none 
 def add_parser(sub) -> None:
     from .runner import job_arguments
 
-    p = sub.add_parser("seeds", help="search K seeds, train each found cell briefly, keep the best on validation "
-                                     "(the DARTS paper's protocol)")
-    p.add_argument("--config", required=True, help="the search config: a shipped name (quick, cifar10, nb201-quick, "
-                                                   "...) or a YAML file")
-    p.add_argument("--seeds", type=int, default=4,
-                   help="searches, of seeds --seed-start .. +K-1 (default 4, as the paper)")
+    p = sub.add_parser(
+        "seeds",
+        help="search K seeds, train each found cell briefly, keep the best on validation (the DARTS paper's protocol)",
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        help="the search config: a shipped name (quick, cifar10, nb201-quick, ...) or a YAML file",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=4, help="searches, of seeds --seed-start .. +K-1 (default 4, as the paper)"
+    )
     p.add_argument("--seed-start", type=int, default=0, help="the first seed (default 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the search config")
-    p.add_argument("--train-config", help="the training config of the found cells (default: quick, or nb201-quick "
-                                          "for NAS-Bench-201 searches)")
+    p.add_argument(
+        "--train-config",
+        help="the training config of the found cells (default: quick, or nb201-quick for NAS-Bench-201 searches)",
+    )
     p.add_argument("--train-epochs", type=int, help="epochs of each training (default: the training config's)")
     p.add_argument("--train-set", action="append", metavar="KEY=VALUE", help="override a key of the training config")
-    p.add_argument("--out", default="runs/seeds", help="folder of the search and train run folders and the report "
-                                                       "(default: runs/seeds)")
+    p.add_argument(
+        "--out",
+        default="runs/seeds",
+        help="folder of the search and train run folders and the report (default: runs/seeds)",
+    )
     job_arguments(p)
     p.set_defaults(func=seeds)
 
@@ -71,8 +82,11 @@ def seeds(args) -> dict:
     make_out(out)
     run = (args.jobs, args.threads, devices, args.backend, args.cluster_set)
     errors = run_jobs(list(search.values()), *run)
-    train = {seed: train_job(seed, finished(job) / "genotype.json", train_spec, train_sets, train_config, out)
-             for seed, job in search.items() if finished(job)}
+    train = {
+        seed: train_job(seed, finished(job) / "genotype.json", train_spec, train_sets, train_config, out)
+        for seed, job in search.items()
+        if finished(job)
+    }
     errors |= run_jobs(list(train.values()), *run)
     report = summarise(out, search, train, errors)
     report |= {"config": args.config, "train_config": train_spec}
@@ -86,18 +100,22 @@ def seeds(args) -> dict:
 
 def _error(message: str):
     from ..core.config import ConfigError
+
     return ConfigError(message)
 
 
 # ----------------------------------------------------------------------------------------------
 # the jobs
 
+
 def search_configs(args) -> dict:
     """seed -> the validated config of its search (a convolutional one: DARTS or NAS-Bench-201 space)."""
     from ..conv.config import load_config
 
-    return {seed: load_config(args.config, list(args.set or []) + [f"seed={seed}"])
-            for seed in range(args.seed_start, args.seed_start + args.seeds)}
+    return {
+        seed: load_config(args.config, list(args.set or []) + [f"seed={seed}"])
+        for seed in range(args.seed_start, args.seed_start + args.seeds)
+    }
 
 
 def training(args, space: str) -> tuple[str, list[str], object]:
@@ -110,12 +128,16 @@ def training(args, space: str) -> tuple[str, list[str], object]:
     config = load_train_config(spec, sets)
     if (config.net == "nas-bench-201") != (space == "nas-bench-201"):
         wanted = "nb201-quick or nb201" if space == "nas-bench-201" else "quick or cifar10"
-        raise _error(f"--train-config {spec} trains the {config.net} network, but the searches find "
-                     f"{space} cells; give a training config of that space ({wanted})")
+        raise _error(
+            f"--train-config {spec} trains the {config.net} network, but the searches find "
+            f"{space} cells; give a training config of that space ({wanted})"
+        )
     if config.valid_portion == 0:
         if any(item.partition("=")[0].strip() == "valid_portion" for item in args.train_set or []):
-            raise _error("--train-set valid_portion=0 leaves no validation split, and seeds chooses the cell by its "
-                         f"validation accuracy; give a share above 0 (e.g. valid_portion={VALID_PORTION})")
+            raise _error(
+                "--train-set valid_portion=0 leaves no validation split, and seeds chooses the cell by its "
+                f"validation accuracy; give a share above 0 (e.g. valid_portion={VALID_PORTION})"
+            )
         sets.append(f"valid_portion={VALID_PORTION}")
         config = load_train_config(spec, sets)
     return spec, sets, config
@@ -124,8 +146,14 @@ def training(args, space: str) -> tuple[str, list[str], object]:
 def search_job(args, seed: int, config, out: Path):
     from .runner import search_job as job
 
-    return job(args.config, list(args.set or []) + [f"seed={seed}"], out / "search", f"seed-{seed}", config,
-               f"search seed-{seed}")
+    return job(
+        args.config,
+        list(args.set or []) + [f"seed={seed}"],
+        out / "search",
+        f"seed-{seed}",
+        config,
+        f"search seed-{seed}",
+    )
 
 
 def train_job(seed: int, genotype: Path, spec: str, sets: list[str], config, out: Path):
@@ -137,6 +165,7 @@ def train_job(seed: int, genotype: Path, spec: str, sets: list[str], config, out
 # ----------------------------------------------------------------------------------------------
 # the report
 
+
 def summarise(out: Path, search: dict, train: dict, errors: dict[str, str]) -> dict:
     """Per seed its runs, cell, accuracies and times; the chosen seed (best validation accuracy); the mean
     and standard deviation over seeds. Accuracies are fractions, as the runs write them."""
@@ -146,8 +175,11 @@ def summarise(out: Path, search: dict, train: dict, errors: dict[str, str]) -> d
     for seed, job in search.items():
         search_dir = finished(job)
         train_dir = finished(train[seed]) if seed in train else None
-        entry = {"seed": seed, "search_run": _path(newest(job)),
-                 "train_run": _path(newest(train[seed])) if seed in train else None}
+        entry = {
+            "seed": seed,
+            "search_run": _path(newest(job)),
+            "train_run": _path(newest(train[seed])) if seed in train else None,
+        }
         if search_dir is None or train_dir is None:
             label = job.label if search_dir is None else train[seed].label
             entry["error"] = f"{label}: {errors.get(label, 'not run')}"
@@ -158,9 +190,14 @@ def summarise(out: Path, search: dict, train: dict, errors: dict[str, str]) -> d
     best = out / "best_genotype.json"
     if chosen is not None:
         shutil.copyfile(Path(next(e for e in entries if e["seed"] == chosen)["search_run"]) / "genotype.json", best)
-    return {"out": str(out), "seeds": entries, "chosen_seed": chosen,
-            "best_genotype": str(best) if chosen is not None else None,
-            **spread(entries, "valid_acc"), **spread(entries, "test_acc")}
+    return {
+        "out": str(out),
+        "seeds": entries,
+        "chosen_seed": chosen,
+        "best_genotype": str(best) if chosen is not None else None,
+        **spread(entries, "valid_acc"),
+        **spread(entries, "test_acc"),
+    }
 
 
 def _path(run_dir: Path | None) -> str | None:
@@ -175,13 +212,18 @@ def seed_numbers(search_dir: Path, train_dir: Path) -> dict:
 
     results = json.loads((train_dir / "results.json").read_text())
     best = results.get("best") or {}
-    numbers = {"genotype": str(cell(search_dir)), "valid_acc": best.get("valid_acc"),
-               "test_acc": best.get("test_acc"), "final_test_acc": results["final"]["test_acc"],
-               "search_seconds": sum(m.get("seconds", 0.0) for m in read_jsonl(search_dir / "metrics.jsonl")),
-               "train_seconds": sum(m.get("seconds", 0.0) for m in read_jsonl(train_dir / "metrics.jsonl"))}
+    numbers = {
+        "genotype": str(cell(search_dir)),
+        "valid_acc": best.get("valid_acc"),
+        "test_acc": best.get("test_acc"),
+        "final_test_acc": results["final"]["test_acc"],
+        "search_seconds": sum(m.get("seconds", 0.0) for m in read_jsonl(search_dir / "metrics.jsonl")),
+        "train_seconds": sum(m.get("seconds", 0.0) for m in read_jsonl(train_dir / "metrics.jsonl")),
+    }
     config = read_yaml(search_dir / "config.yaml")
     if config.get("space") == "nas-bench-201":  # the benchmark's 200-epoch test accuracy, in %
         from ..conv.nb201.table import load_table
+
         numbers["nas_bench_201_test_acc"] = load_table().accuracy(cell(search_dir), config["benchmark_dataset"])
     return numbers
 
@@ -204,33 +246,59 @@ def select(entries: list[dict]) -> int | None:
 def spread(entries: list[dict], key: str) -> dict:
     """The mean and standard deviation of `key` over the seeds that have it (std 0 for one, None for none)."""
     values = [e[key] for e in entries if e.get(key) is not None]
-    return {f"{key}_mean": statistics.fmean(values) if values else None,
-            f"{key}_std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None}
+    return {
+        f"{key}_mean": statistics.fmean(values) if values else None,
+        f"{key}_std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None,
+    }
 
 
 def table(report: dict, picture: str) -> str:
     nb201 = any("nas_bench_201_test_acc" in e for e in report["seeds"])
-    heads = ["seed", "valid acc (%)", "test acc (%)", *["NAS-Bench-201 (%)"] * nb201, "search (min)", "train (min)",
-             "cell"]
-    lines = [f"Seeds searched, their cells trained briefly, chosen by validation accuracy; runs in {report['out']}",
-             "", _row(heads), "|" + "---:|" * (len(heads) - 1) + "---|"]
+    heads = [
+        "seed",
+        "valid acc (%)",
+        "test acc (%)",
+        *["NAS-Bench-201 (%)"] * nb201,
+        "search (min)",
+        "train (min)",
+        "cell",
+    ]
+    lines = [
+        f"Seeds searched, their cells trained briefly, chosen by validation accuracy; runs in {report['out']}",
+        "",
+        _row(heads),
+        "|" + "---:|" * (len(heads) - 1) + "---|",
+    ]
     for e in report["seeds"]:
         seed = f"**{e['seed']}** (chosen)" if e["seed"] == report["chosen_seed"] else str(e["seed"])
         if "error" in e:
             lines.append(_row([seed, *[""] * (len(heads) - 2), f"failed: {e['error']}"]))
             continue
-        lines.append(_row([seed, _percent(e["valid_acc"]), _percent(e["test_acc"]),
-                           *[f"{e.get('nas_bench_201_test_acc', 0.0):.2f}"] * nb201,
-                           f"{e['search_seconds'] / 60:.1f}", f"{e['train_seconds'] / 60:.1f}", f"`{e['genotype']}`"]))
+        lines.append(
+            _row(
+                [
+                    seed,
+                    _percent(e["valid_acc"]),
+                    _percent(e["test_acc"]),
+                    *[f"{e.get('nas_bench_201_test_acc', 0.0):.2f}"] * nb201,
+                    f"{e['search_seconds'] / 60:.1f}",
+                    f"{e['train_seconds'] / 60:.1f}",
+                    f"`{e['genotype']}`",
+                ]
+            )
+        )
     if report["chosen_seed"] is None:
         return "\n".join(lines + ["", "No seed was trained to the end: nothing to choose."])
     full = "nb201" if nb201 else "cifar10"
-    lines += ["", f"validation {_percent(report['valid_acc_mean'])} ± {_percent(report['valid_acc_std'])} %, test "
-                  f"{_percent(report['test_acc_mean'])} ± {_percent(report['test_acc_std'])} % (mean ± std over "
-                  f"{sum('error' not in e for e in report['seeds'])} seeds)",
-              f"chosen: seed {report['chosen_seed']}, the best validation accuracy; its cell is "
-              f"{report['best_genotype']} (train it: dartsnas train {report['best_genotype']} --config {full})",
-              f"picture: {picture}"]
+    lines += [
+        "",
+        f"validation {_percent(report['valid_acc_mean'])} ± {_percent(report['valid_acc_std'])} %, test "
+        f"{_percent(report['test_acc_mean'])} ± {_percent(report['test_acc_std'])} % (mean ± std over "
+        f"{sum('error' not in e for e in report['seeds'])} seeds)",
+        f"chosen: seed {report['chosen_seed']}, the best validation accuracy; its cell is "
+        f"{report['best_genotype']} (train it: dartsnas train {report['best_genotype']} --config {full})",
+        f"picture: {picture}",
+    ]
     return "\n".join(lines)
 
 
@@ -244,6 +312,7 @@ def _percent(x) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # the picture
+
 
 def draw(report: dict, path: Path) -> str:
     """OUT/seeds.png, or why it was skipped (no matplotlib: how to install it)."""

@@ -45,8 +45,11 @@ def skips(args) -> dict:
 def count(cell) -> dict:
     """The normal cell's skip connections and parameter-free ops."""
     ops = [op for op, _ in cell.normal]
-    return {"normal": [list(e) for e in cell.normal], "skips": ops.count("skip_connect"),
-            "parameter_free": sum(op in PARAMETER_FREE for op in ops)}
+    return {
+        "normal": [list(e) for e in cell.normal],
+        "skips": ops.count("skip_connect"),
+        "parameter_free": sum(op in PARAMETER_FREE for op in ops),
+    }
 
 
 def summarise(out: Path, runs: list, failures: dict) -> dict:
@@ -61,14 +64,27 @@ def summarise(out: Path, runs: list, failures: dict) -> dict:
             entry["seeds"].append({"seed": seed, "run": str(run_dir), "error": failures.get(str(run_dir), "not run")})
             continue
         metrics = read_jsonl(run_dir / "metrics.jsonl")
-        entry["seeds"].append({"seed": seed, "run": str(run_dir), **count(load_genotype(run_dir)),
-                               "epochs": len(metrics), "seconds": sum(m.get("seconds", 0.0) for m in metrics)})
+        entry["seeds"].append(
+            {
+                "seed": seed,
+                "run": str(run_dir),
+                **count(load_genotype(run_dir)),
+                "epochs": len(metrics),
+                "seconds": sum(m.get("seconds", 0.0) for m in metrics),
+            }
+        )
         for path in sorted(run_dir.glob("derived/*.json")):
             record = json.loads(path.read_text())
             derived = settings.setdefault(f"{name}+{path.stem}", {"seeds": []})
-            derived["seeds"].append({"seed": seed, "run": str(run_dir), **count(load_genotype(str(path))),
-                                     "epochs": len(metrics),
-                                     "seconds": entry["seeds"][-1]["seconds"] + record.get("seconds", 0.0)})
+            derived["seeds"].append(
+                {
+                    "seed": seed,
+                    "run": str(run_dir),
+                    **count(load_genotype(str(path))),
+                    "epochs": len(metrics),
+                    "seconds": entry["seeds"][-1]["seconds"] + record.get("seconds", 0.0),
+                }
+            )
     for entry in settings.values():
         done = [s for s in entry["seeds"] if "skips" in s]
         entry["mean_skips"] = statistics.fmean(s["skips"] for s in done) if done else None
@@ -77,17 +93,23 @@ def summarise(out: Path, runs: list, failures: dict) -> dict:
 
 
 def table(report: dict) -> str:
-    lines = [f"Skip connections (and all parameter-free ops) in the normal cell each search found; run folders in "
-             f"{report['out']}", "", "| setting | seed | skips | parameter-free | epochs | wall (min) | normal cell |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"Skip connections (and all parameter-free ops) in the normal cell each search found; run folders in "
+        f"{report['out']}",
+        "",
+        "| setting | seed | skips | parameter-free | epochs | wall (min) | normal cell |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for name, s in report["settings"].items():
         for x in s["seeds"]:
             if "error" in x:
                 lines.append(f"| {name} | {x['seed']} | | | | | failed: {x['error']} |")
                 continue
             cell = ", ".join(f"{op}~{j}" for op, j in x["normal"])
-            lines.append(f"| {name} | {x['seed']} | {x['skips']} | {x['parameter_free']} | {x['epochs']} | "
-                         f"{x['seconds'] / 60:.1f} | {cell} |")
+            lines.append(
+                f"| {name} | {x['seed']} | {x['skips']} | {x['parameter_free']} | {x['epochs']} | "
+                f"{x['seconds'] / 60:.1f} | {cell} |"
+            )
         if s["mean_skips"] is not None:
             lines.append(f"| {name} | mean | {s['mean_skips']:.1f} | {s['mean_parameter_free']:.1f} | | | |")
     return "\n".join(lines)

@@ -22,8 +22,16 @@ from hypothesis import strategies as st
 
 from dartsnas.cli import main
 from dartsnas.conv.config import TRAIN_CONFIG_DIR, SearchConfig, TrainConfig
-from dartsnas.core.config import (CONFIG_DIR, MAX_CONFIG_BYTES, MAX_INT, MAX_SET_CHARS, ConfigError,
-                                  check_ranges, load_dataclass, save_config)
+from dartsnas.core.config import (
+    CONFIG_DIR,
+    MAX_CONFIG_BYTES,
+    MAX_INT,
+    MAX_SET_CHARS,
+    ConfigError,
+    check_ranges,
+    load_dataclass,
+    save_config,
+)
 from dartsnas.core.options import RunOptions
 from dartsnas.recurrent.config import RNN_CONFIG_DIR, RecurrentSearchConfig, RecurrentTrainConfig
 
@@ -35,8 +43,12 @@ SIDES = {
     "rnn-train": (RecurrentTrainConfig, ["train", "--task", "ptb", "DARTS_RNN"], RNN_CONFIG_DIR / "train"),
 }
 # The run options (core/options.py) check themselves in __post_init__, not through RANGES: their intervals here.
-RUN_OPTION_RANGES = {"checkpoint_minutes": "(0, inf)", "checkpoint_steps": "[1, inf)", "keep_checkpoints": "[1, inf)",
-                     "nonfinite_patience": "[1, inf)"}
+RUN_OPTION_RANGES = {
+    "checkpoint_minutes": "(0, inf)",
+    "checkpoint_steps": "[1, inf)",
+    "keep_checkpoints": "[1, inf)",
+    "nonfinite_patience": "[1, inf)",
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -93,8 +105,17 @@ def bad_values(cls, name: str) -> list[str]:
     if kind == "float":
         return [str(below), *above, "nan", ".nan", ".inf", "-.inf", "1e999", "true", "abc", "[0.5]", "{a: 1}"]
     good = 0.5  # inside every list field's interval
-    return [f"[{below}, {good}]", *(f"[{a}, {good}]" for a in above), f"[.inf, {good}]", f"[.nan, {good}]",
-            "[a, b]", "[true, 0.5]", "[[1], 0.5]", str(good), "{a: 1}"]
+    return [
+        f"[{below}, {good}]",
+        *(f"[{a}, {good}]" for a in above),
+        f"[.inf, {good}]",
+        f"[.nan, {good}]",
+        "[a, b]",
+        "[true, 0.5]",
+        "[[1], 0.5]",
+        str(good),
+        "{a: 1}",
+    ]
 
 
 def field_cases() -> list:
@@ -116,8 +137,10 @@ FIELD_CASES = field_cases()
 
 def digest(root: Path) -> dict[str, str]:
     """Every path under root with a digest of its content: a listing to compare before and after."""
-    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -191,16 +214,19 @@ def test_the_defaults_are_in_range(side):
     check_ranges(cls())
 
 
-@pytest.mark.parametrize("override, message", [
-    ("grad_clip=-1", "grad_clip must be a finite number > 0, got -1.0"),  # gradient ascent, before
-    ("lr=-0.1", "lr must be a finite number > 0, got -0.1"),
-    ("lr=nan", "lr must be a finite number > 0, got nan"),
-    ("lr=inf", "lr must be a finite number > 0, got inf"),
-    ("subset=-5", "subset must be at least 1, got -5"),
-    ("momentum=1", "momentum must be a finite number in [0, 1), got 1.0"),
-    ("epochs=99999999999", f"epochs must be at most {MAX_INT}, got 99999999999"),
-    ("arch_betas=[0.5, 1]", "arch_betas must be a list of finite numbers in [0, 1), got [0.5, 1.0]"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("grad_clip=-1", "grad_clip must be a finite number > 0, got -1.0"),  # gradient ascent, before
+        ("lr=-0.1", "lr must be a finite number > 0, got -0.1"),
+        ("lr=nan", "lr must be a finite number > 0, got nan"),
+        ("lr=inf", "lr must be a finite number > 0, got inf"),
+        ("subset=-5", "subset must be at least 1, got -5"),
+        ("momentum=1", "momentum must be a finite number in [0, 1), got 1.0"),
+        ("epochs=99999999999", f"epochs must be at most {MAX_INT}, got 99999999999"),
+        ("arch_betas=[0.5, 1]", "arch_betas must be a list of finite numbers in [0, 1), got [0.5, 1.0]"),
+    ],
+)
 def test_range_messages_read_clearly(refused, tmp_path, override, message):
     assert refused(run_args("search", tmp_path, "--set", override)) == f"dartsnas search: error: {message}"
 
@@ -209,8 +235,22 @@ def test_range_messages_read_clearly(refused, tmp_path, override, message):
 # Finding 1: a name that is a path
 
 
-BAD_NAMES = ["../../escape", "/some/abs/path", "", ".", "..", "a/b", "a/../../b", "-x", ".hidden", "x" * 101,
-             "a b", "a\\b", "a\x00b", "run\n2"]
+BAD_NAMES = [
+    "../../escape",
+    "/some/abs/path",
+    "",
+    ".",
+    "..",
+    "a/b",
+    "a/../../b",
+    "-x",
+    ".hidden",
+    "x" * 101,
+    "a b",
+    "a\\b",
+    "a\x00b",
+    "run\n2",
+]
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -376,16 +416,18 @@ def fake_run(folder: Path, config, genotype: bool = True) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("command, config, other", [
-    ("train", SearchConfig(), "search"),
-    ("search", TrainConfig(), "train"),
-    ("train", RecurrentSearchConfig(), "search"),
-    ("search", RecurrentTrainConfig(), "train"),
-])
+@pytest.mark.parametrize(
+    "command, config, other",
+    [
+        ("train", SearchConfig(), "search"),
+        ("search", TrainConfig(), "train"),
+        ("train", RecurrentSearchConfig(), "search"),
+        ("search", RecurrentTrainConfig(), "train"),
+    ],
+)
 def test_resuming_the_other_kind_of_run_says_which_command_resumes_it(refused, tmp_path, command, config, other):
     run = fake_run(tmp_path / "run", config)
-    line = refused([command, "--resume", str(run)], f"is a {other} run folder",
-                   f"dartsnas {other} --resume {run}")
+    line = refused([command, "--resume", str(run)], f"is a {other} run folder", f"dartsnas {other} --resume {run}")
     assert "train_portion" not in line and "unknown config key" not in line
 
 
@@ -403,10 +445,50 @@ def test_imagefolder_without_data_dir_names_data_dir():
 
 
 JUNK_KEYS = ["", "epoch", "LR", "lr ", "ranges", "RANGES", "__class__", "validate", "a.b", "ops[0]", "\u00e9", "-"]
-WORDS = ["nan", ".nan", "NaN", "inf", ".inf", "-.inf", "1e999", "-1e999", "true", "false", "null", "~", "yes",
-         "[]", "{}", "abc", "''", '""', "0x1f", "1_000", "0o17", "1:30", "2001-12-14", "!!binary aGk=", "[a, b]",
-         "{a: {b: c}}", "*x", "&x 1", "!!python/name:os.system", "- 1", "a: b", "cifar10", "exact", "sample",
-         "[none, skip_connect]", "[0.5, 0.999]", "[1, 1]", "[10, 0.1]", "{size: 0}", "{size: 16}", "cpu", "auto"]
+WORDS = [
+    "nan",
+    ".nan",
+    "NaN",
+    "inf",
+    ".inf",
+    "-.inf",
+    "1e999",
+    "-1e999",
+    "true",
+    "false",
+    "null",
+    "~",
+    "yes",
+    "[]",
+    "{}",
+    "abc",
+    "''",
+    '""',
+    "0x1f",
+    "1_000",
+    "0o17",
+    "1:30",
+    "2001-12-14",
+    "!!binary aGk=",
+    "[a, b]",
+    "{a: {b: c}}",
+    "*x",
+    "&x 1",
+    "!!python/name:os.system",
+    "- 1",
+    "a: b",
+    "cifar10",
+    "exact",
+    "sample",
+    "[none, skip_connect]",
+    "[0.5, 0.999]",
+    "[1, 1]",
+    "[10, 0.1]",
+    "{size: 0}",
+    "{size: 16}",
+    "cpu",
+    "auto",
+]
 
 
 def scalars():
@@ -426,13 +508,15 @@ def values():
         items,
         st.lists(items, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
         st.dictionaries(st.sampled_from(["size", "a", "train", "valid", "1"]), items, max_size=3).map(
-            lambda d: "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"),
+            lambda d: "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
+        ),
     )
 
 
 def overrides(cls):
-    keys = st.one_of(st.sampled_from([f.name for f in dataclasses.fields(cls)]), st.sampled_from(JUNK_KEYS),
-                     st.text(max_size=8))
+    keys = st.one_of(
+        st.sampled_from([f.name for f in dataclasses.fields(cls)]), st.sampled_from(JUNK_KEYS), st.text(max_size=8)
+    )
     return st.lists(st.tuples(keys, values()).map(lambda kv: f"{kv[0]}={kv[1]}"), min_size=1, max_size=4)
 
 
@@ -494,9 +578,15 @@ def test_recurrent_train_overrides_give_a_valid_config_or_a_config_error(items):
 
 
 @settings(max_examples=100, deadline=None)
-@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-                      st.lists(st.tuples(st.sampled_from(["epochs", "lr", "ops", "data_options", "x"]), values()),
-                               max_size=4).map(lambda kvs: "".join(f"{k}: {v}\n" for k, v in kvs))))
+@given(
+    text=st.one_of(
+        st.text(max_size=200),
+        st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+        st.lists(st.tuples(st.sampled_from(["epochs", "lr", "ops", "data_options", "x"]), values()), max_size=4).map(
+            lambda kvs: "".join(f"{k}: {v}\n" for k, v in kvs)
+        ),
+    )
+)
 def test_any_config_file_gives_a_valid_config_or_a_config_error(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("files") / "c.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogateescape")

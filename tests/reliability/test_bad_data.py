@@ -66,6 +66,7 @@ def tar_of(folder: Path, archive: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------ bad image folders
 
+
 def cut(path: Path, keep: int) -> None:
     path.write_bytes(path.read_bytes()[:keep])
 
@@ -73,11 +74,15 @@ def cut(path: Path, keep: int) -> None:
 # Each breaks a good 2-class tree one way; `split` is the split whose loading must fail.
 BREAKS = {
     "one-class": (lambda r: [__import__("shutil").rmtree(r / s / "dog") for s in ("train", "test")], "train"),
-    "train-shows-one-class": (lambda r: [p.unlink() for p in (r / "train" / "dog").glob("*.png")]
-                              and (r / "train" / "dog").rmdir(), "train"),
+    "train-shows-one-class": (
+        lambda r: [p.unlink() for p in (r / "train" / "dog").glob("*.png")] and (r / "train" / "dog").rmdir(),
+        "train",
+    ),
     "empty-class-folder": (lambda r: (r / "train" / "bird").mkdir(), "train"),
-    "class-folder-of-text": (lambda r: (r / "train" / "bird").mkdir() or (r / "train" / "bird" / "a.txt").write_text("x"),
-                             "train"),
+    "class-folder-of-text": (
+        lambda r: (r / "train" / "bird").mkdir() or (r / "train" / "bird" / "a.txt").write_text("x"),
+        "train",
+    ),
     "no-test-folder": (lambda r: __import__("shutil").rmtree(r / "test"), "test"),
     "no-class-folders": (lambda r: [__import__("shutil").rmtree(r / "train" / c) for c in ("cat", "dog")], "train"),
     "truncated-png": (lambda r: cut(r / "train" / "cat" / "01.png", 30), "train"),
@@ -99,14 +104,31 @@ def _truncated_jpeg(path: Path) -> None:
 
 
 EXPECTED = {  # what each message must say: the problem, and the file or folder it is in
-    "one-class": "needs at least 2 classes", "train-shows-one-class": "needs at least 2 classes",
-    "empty-class-folder": "bird holds no images", "class-folder-of-text": "bird holds no images",
-    "no-test-folder": "no 'test' folder", "no-class-folders": "no images in",
-    "truncated-png": "01.png", "png-cut-in-its-data": "01.png", "zero-byte-jpg": "09.jpg",
-    "text-named-jpg": "09.jpg", "random-bytes-png": "09.png", "truncated-jpeg": "09.jpg", "mixed-sizes": "size=N",
+    "one-class": "needs at least 2 classes",
+    "train-shows-one-class": "needs at least 2 classes",
+    "empty-class-folder": "bird holds no images",
+    "class-folder-of-text": "bird holds no images",
+    "no-test-folder": "no 'test' folder",
+    "no-class-folders": "no images in",
+    "truncated-png": "01.png",
+    "png-cut-in-its-data": "01.png",
+    "zero-byte-jpg": "09.jpg",
+    "text-named-jpg": "09.jpg",
+    "random-bytes-png": "09.png",
+    "truncated-jpeg": "09.jpg",
+    "mixed-sizes": "size=N",
 }
-ARCHIVE_ALSO = ["one-class", "train-shows-one-class", "truncated-png", "zero-byte-jpg", "text-named-jpg",
-                "random-bytes-png", "truncated-jpeg", "mixed-sizes", "no-class-folders"]
+ARCHIVE_ALSO = [
+    "one-class",
+    "train-shows-one-class",
+    "truncated-png",
+    "zero-byte-jpg",
+    "text-named-jpg",
+    "random-bytes-png",
+    "truncated-jpeg",
+    "mixed-sizes",
+    "no-class-folders",
+]
 
 
 def broken_tree(tmp_path, name) -> tuple[Path, str]:
@@ -139,13 +161,20 @@ def test_broken_image_archive_is_a_clear_error(name, tmp_path):
     assert snapshot(tmp_path / "user") == before
 
 
-@pytest.mark.parametrize("name", ["missing", "empty-folder", "truncated-tar", "not-a-tar", "empty-tar", "a-png",
-                                  "tar-without-split"])
+@pytest.mark.parametrize(
+    "name", ["missing", "empty-folder", "truncated-tar", "not-a-tar", "empty-tar", "a-png", "tar-without-split"]
+)
 def test_bad_image_root_is_a_clear_error(name, tmp_path):
     user = tmp_path / "user"
-    root = {"missing": user / "nope", "empty-folder": user / "empty", "truncated-tar": user / "cut.tar.gz",
-            "not-a-tar": user / "x.tar.gz", "empty-tar": user / "empty.tar", "a-png": user / "one.png",
-            "tar-without-split": user / "flat.tar"}[name]
+    root = {
+        "missing": user / "nope",
+        "empty-folder": user / "empty",
+        "truncated-tar": user / "cut.tar.gz",
+        "not-a-tar": user / "x.tar.gz",
+        "empty-tar": user / "empty.tar",
+        "a-png": user / "one.png",
+        "tar-without-split": user / "flat.tar",
+    }[name]
     if name == "empty-folder":
         root.mkdir()
     elif name == "truncated-tar":
@@ -168,9 +197,19 @@ def test_bad_image_root_is_a_clear_error(name, tmp_path):
     assert snapshot(user) == before
 
 
-@pytest.mark.parametrize("option", [{"size": 0}, {"size": -3}, {"size": "8"}, {"size": True},
-                                    {"limit_per_class": 0}, {"limit_per_class": -1}, {"limit_per_class": "2"},
-                                    {"colour": True}])
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"size": 0},
+        {"size": -3},
+        {"size": "8"},
+        {"size": True},
+        {"limit_per_class": 0},
+        {"limit_per_class": -1},
+        {"limit_per_class": "2"},
+        {"colour": True},
+    ],
+)
 def test_bad_image_folder_option_is_a_clear_error(option, tmp_path):
     root = image_tree(tmp_path / "user" / "images")
     with pytest.raises(DataError, match=next(iter(option))):
@@ -179,14 +218,15 @@ def test_bad_image_folder_option_is_a_clear_error(option, tmp_path):
 
 def test_mixed_colour_modes_and_sizes_with_size_work(tmp_path):
     root = image_tree(tmp_path / "user" / "images")
-    png(root / "train" / "cat" / "09.png", mode="L")           # grayscale among RGB: converted
-    png(root / "train" / "dog" / "09.png", size=(13, 5))         # another size: resized with size=N
+    png(root / "train" / "cat" / "09.png", mode="L")  # grayscale among RGB: converted
+    png(root / "train" / "dog" / "09.png", size=(13, 5))  # another size: resized with size=N
     rgb = load_images("imagefolder", "train", root=root, size=8)
     grey = load_images("imagefolder", "train", root=root, size=8, grayscale=True)
     assert rgb.images.shape == (8, 3, 8, 8) and grey.images.shape == (8, 1, 8, 8)
 
 
 # ------------------------------------------------------------------------------------------ through the CLI
+
 
 def refused(capsys, argv, *untouched: Path) -> str:
     before = [snapshot(folder) for folder in untouched]
@@ -202,8 +242,9 @@ def refused(capsys, argv, *untouched: Path) -> str:
     return lines[-1]
 
 
-@pytest.mark.parametrize("name", ["one-class", "empty-class-folder", "truncated-png", "zero-byte-jpg",
-                                  "mixed-sizes", "no-class-folders"])
+@pytest.mark.parametrize(
+    "name", ["one-class", "empty-class-folder", "truncated-png", "zero-byte-jpg", "mixed-sizes", "no-class-folders"]
+)
 def test_search_on_a_broken_image_folder_exits_2(name, tmp_path, capsys):
     root, _ = broken_tree(tmp_path, name)
     sets = [f"data_dir={root}", "dataset=imagefolder"] + TINY
@@ -212,9 +253,17 @@ def test_search_on_a_broken_image_folder_exits_2(name, tmp_path, capsys):
     assert EXPECTED[name] in line
 
 
-@pytest.mark.parametrize("sets", [["dataset=imagefolder"], ["dataset=imagefolder", "data_dir=/nonexistent/images"],
-                                  ["dataset=cifar10", "data_dir=/nonexistent/cifar"], ["dataset=mnist", "data_dir=."],
-                                  ["dataset=digits", "data_options={colour: true}"], ["dataset=imagenet"]])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["dataset=imagefolder"],
+        ["dataset=imagefolder", "data_dir=/nonexistent/images"],
+        ["dataset=cifar10", "data_dir=/nonexistent/cifar"],
+        ["dataset=mnist", "data_dir=."],
+        ["dataset=digits", "data_options={colour: true}"],
+        ["dataset=imagenet"],
+    ],
+)
 def test_search_on_a_missing_dataset_exits_2(sets, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path / "user")
     argv = ["search", "--out", str(tmp_path / "runs")] + [a for s in sets + TINY for a in ("--set", s)]
@@ -222,6 +271,7 @@ def test_search_on_a_missing_dataset_exits_2(sets, tmp_path, capsys, monkeypatch
 
 
 # ------------------------------------------------------------------------------------------ CIFAR batches
+
 
 def cifar_folder(folder: Path, **replace) -> Path:
     folder.mkdir(parents=True)
@@ -284,10 +334,18 @@ def corpus(folder: Path, **files) -> Path:
     return folder
 
 
-CORPUS_BREAKS = {f"{split}-{kind}": ({f"{split}.txt": content}, f"{split}.txt" if content is not None else split)
-                 for split in ("train", "valid", "test")
-                 for kind, content in (("empty", ""), ("blank", " \n\n\t\n"), ("latin1", "caf\xe9 au lait\n".encode("latin-1")),
-                                       ("binary", bytes(range(256)) * 16), ("nul", "a b\x00c\n"), ("missing", None))}
+CORPUS_BREAKS = {
+    f"{split}-{kind}": ({f"{split}.txt": content}, f"{split}.txt" if content is not None else split)
+    for split in ("train", "valid", "test")
+    for kind, content in (
+        ("empty", ""),
+        ("blank", " \n\n\t\n"),
+        ("latin1", "caf\xe9 au lait\n".encode("latin-1")),
+        ("binary", bytes(range(256)) * 16),
+        ("nul", "a b\x00c\n"),
+        ("missing", None),
+    )
+}
 CORPUS_BREAKS |= {
     "two-train-files": ({"ptb.train.txt": GOOD_TEXT}, "two train files"),
     "unknown-word-no-unk": ({"train.txt": "a b\n", "valid.txt": "a c\n"}, "valid.txt has the word 'c'"),
@@ -322,12 +380,24 @@ def test_bad_corpus_folder_is_a_clear_error(name, tmp_path):
 @pytest.mark.parametrize("name", ["train-empty", "valid-binary", "test-missing", "train-latin1"])
 def test_recurrent_search_on_a_broken_corpus_exits_2(name, tmp_path, capsys):
     folder = corpus(tmp_path / "user" / "corpus", **CORPUS_BREAKS[name][0])
-    argv = ["search", "--task", "text", "--config", "quick", "--out", str(tmp_path / "runs"),
-            "--set", f"data_dir={folder}", "--set", "progress=false"]
+    argv = [
+        "search",
+        "--task",
+        "text",
+        "--config",
+        "quick",
+        "--out",
+        str(tmp_path / "runs"),
+        "--set",
+        f"data_dir={folder}",
+        "--set",
+        "progress=false",
+    ]
     refused(capsys, argv, tmp_path / "user")
 
 
 # ------------------------------------------------------------------------------------------ data never changed
+
 
 @pytest.fixture
 def user_data(tmp_path):
@@ -338,8 +408,16 @@ def user_data(tmp_path):
     text = corpus(user / "corpus")
     genotype = user / "genotype" / "genotype.json"
     genotype.parent.mkdir()
-    genotype.write_text(json.dumps({"normal": [["skip_connect", 0], ["sep_conv_3x3", 1]], "normal_concat": [2],
-                                    "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]], "reduce_concat": [2]}))
+    genotype.write_text(
+        json.dumps(
+            {
+                "normal": [["skip_connect", 0], ["sep_conv_3x3", 1]],
+                "normal_concat": [2],
+                "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]],
+                "reduce_concat": [2],
+            }
+        )
+    )
     return {"images": images, "archive": archive, "corpus": text, "genotype": genotype}
 
 
@@ -366,11 +444,29 @@ def test_a_search_and_a_training_never_change_the_data(user_data, tmp_path, caps
     user = tmp_path / "user"
     before = snapshot(user)
     sets = ["dataset=imagefolder", f"data_dir={user_data['images']}"] + TINY
-    assert main(["search", "--out", str(tmp_path / "runs"), "--name", "s"]
-                + [a for s in sets for a in ("--set", s)]) == 0
-    sets = ["dataset=imagefolder", f"data_dir={user_data['archive']}", "net=cifar10"] + TINY[:2] + [
-        "layers=3", "epochs=1", "valid_portion=0", "progress=false", "plot=false"]
-    assert main(["train", str(user_data["genotype"].parent), "--config", "quick", "--out", str(tmp_path / "runs"),
-                 "--name", "t"] + [a for s in sets for a in ("--set", s)]) == 0
+    assert (
+        main(["search", "--out", str(tmp_path / "runs"), "--name", "s"] + [a for s in sets for a in ("--set", s)]) == 0
+    )
+    sets = (
+        ["dataset=imagefolder", f"data_dir={user_data['archive']}", "net=cifar10"]
+        + TINY[:2]
+        + ["layers=3", "epochs=1", "valid_portion=0", "progress=false", "plot=false"]
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(user_data["genotype"].parent),
+                "--config",
+                "quick",
+                "--out",
+                str(tmp_path / "runs"),
+                "--name",
+                "t",
+            ]
+            + [a for s in sets for a in ("--set", s)]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert snapshot(user) == before

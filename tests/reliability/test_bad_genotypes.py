@@ -58,6 +58,7 @@ def refused(capsys, folder: Path, *argv: str) -> str:
 
 # ---------------------------------------------------------------------------------------------------- generated
 
+
 def cut_points(text: str, count: int = 8) -> list[str]:
     """The text cut short at `count` evenly spaced places (never whole)."""
     return [text[:k] for k in sorted({max(1, len(text) * i // count) for i in range(count)})]
@@ -68,7 +69,7 @@ def unbalanced(text: str) -> list[str]:
     out = []
     for bracket in "()[]":
         k = text.rfind(bracket)
-        out.append(text[:k] + text[k + 1:])
+        out.append(text[:k] + text[k + 1 :])
     return out + [text.replace("[", "[[", 1), text + ")", "(" + text]
 
 
@@ -102,100 +103,194 @@ def darts(normal=EDGES2, normal_concat="[2]", reduce=EDGES2, reduce_concat="[2]"
 
 
 STRUCTURE = [
-    darts(normal="[('skip_connect', 0)]"),                                           # a node with 1 input
+    darts(normal="[('skip_connect', 0)]"),  # a node with 1 input
     darts(normal="[('skip_connect', 0), ('skip_connect', 1), ('skip_connect', 0)]"),  # 3 inputs
-    darts(normal="[]"), darts(reduce="[]"),                                           # no node
-    darts(normal=EDGES2[:-1] + ", ('skip_connect', 2), ('skip_connect', 0)]"),        # 2 nodes vs 1
-    darts(normal_concat="[]"), darts(normal_concat="[0, 9]"), darts(reduce_concat="[-1]"),
-    darts(normal_concat="range(2, 9)"), darts(normal_concat="range(5)"), darts(normal_concat="range(-3)"),
-    darts(normal_concat="range(2, 6, 0)"), darts(normal_concat="range(10**12)"), darts(normal_concat="range(99999999999)"),
-    darts(normal_concat="[2.5]"), darts(normal_concat="[2.0]"), darts(normal_concat="['2']"), darts(normal_concat="'2'"),
-    darts(normal_concat="[True]"), darts(normal_concat="None"), darts(normal_concat="2"),
-    darts(normal="'skip_connect'"), darts(normal="[1, 2]"), darts(normal="[('skip_connect',), ('skip_connect',)]"),
-    darts(normal="[('skip_connect', 0, 1, 2), ('skip_connect', 1)]"), darts(normal="[(0, 'skip_connect'), (1, 'x')]"),
-    darts(normal="[('skip_connect', 0.0), ('skip_connect', 1)]"), darts(normal="[('skip_connect', True), ('x', 1)]"),
-    darts(normal="[('skip_connect', 1e400), ('skip_connect', 1)]"), darts(normal="[(None, 0), ('skip_connect', 1)]"),
-    "Genotype(normal=[], normal=[])", "Genotype(normal_concat=[2])", "Genotype(1, 2, 3, 4, 5)",
-    darts() .replace("normal_concat", "normal_conact"),
-    DARTS.replace("Genotype", "Genotyp", 1), DARTS.replace("Genotype(", "Genotype[", 1),
+    darts(normal="[]"),
+    darts(reduce="[]"),  # no node
+    darts(normal=EDGES2[:-1] + ", ('skip_connect', 2), ('skip_connect', 0)]"),  # 2 nodes vs 1
+    darts(normal_concat="[]"),
+    darts(normal_concat="[0, 9]"),
+    darts(reduce_concat="[-1]"),
+    darts(normal_concat="range(2, 9)"),
+    darts(normal_concat="range(5)"),
+    darts(normal_concat="range(-3)"),
+    darts(normal_concat="range(2, 6, 0)"),
+    darts(normal_concat="range(10**12)"),
+    darts(normal_concat="range(99999999999)"),
+    darts(normal_concat="[2.5]"),
+    darts(normal_concat="[2.0]"),
+    darts(normal_concat="['2']"),
+    darts(normal_concat="'2'"),
+    darts(normal_concat="[True]"),
+    darts(normal_concat="None"),
+    darts(normal_concat="2"),
+    darts(normal="'skip_connect'"),
+    darts(normal="[1, 2]"),
+    darts(normal="[('skip_connect',), ('skip_connect',)]"),
+    darts(normal="[('skip_connect', 0, 1, 2), ('skip_connect', 1)]"),
+    darts(normal="[(0, 'skip_connect'), (1, 'x')]"),
+    darts(normal="[('skip_connect', 0.0), ('skip_connect', 1)]"),
+    darts(normal="[('skip_connect', True), ('x', 1)]"),
+    darts(normal="[('skip_connect', 1e400), ('skip_connect', 1)]"),
+    darts(normal="[(None, 0), ('skip_connect', 1)]"),
+    "Genotype(normal=[], normal=[])",
+    "Genotype(normal_concat=[2])",
+    "Genotype(1, 2, 3, 4, 5)",
+    darts().replace("normal_concat", "normal_conact"),
+    DARTS.replace("Genotype", "Genotyp", 1),
+    DARTS.replace("Genotype(", "Genotype[", 1),
 ]
 
 # Input indices: negative, the node itself, a later node, huge; in the first and the last edge of each cell.
-INDICES = [DARTS.replace(f"('{op}', {j})", f"('{op}', {bad})", 1)
-           for op, j in (("sep_conv_3x3", 0), ("dil_conv_3x3", 2), ("max_pool_3x3", 1))
-           for bad in (-1, 5, 99, 10**30)]
+INDICES = [
+    DARTS.replace(f"('{op}', {j})", f"('{op}', {bad})", 1)
+    for op, j in (("sep_conv_3x3", 0), ("dil_conv_3x3", 2), ("max_pool_3x3", 1))
+    for bad in (-1, 5, 99, 10**30)
+]
 
-UNKNOWN_OPS = [DARTS.replace("sep_conv_3x3", "sep_conv_9x9", 1), DARTS.replace("skip_connect", "skip", 1),
-               DARTS.replace("dil_conv_3x3", "", 1), DARTS.replace("max_pool_3x3", "MAX_POOL_3X3", 1),
-               DARTS.replace("max_pool_3x3", "none ", 1), DARTS.replace("sep_conv_3x3", "sep_conv_3x3\x00", 1)]
+UNKNOWN_OPS = [
+    DARTS.replace("sep_conv_3x3", "sep_conv_9x9", 1),
+    DARTS.replace("skip_connect", "skip", 1),
+    DARTS.replace("dil_conv_3x3", "", 1),
+    DARTS.replace("max_pool_3x3", "MAX_POOL_3X3", 1),
+    DARTS.replace("max_pool_3x3", "none ", 1),
+    DARTS.replace("sep_conv_3x3", "sep_conv_3x3\x00", 1),
+]
 
 GOOD_JSON = json.loads(json.dumps(PUBLISHED["DARTS_V2"].to_dict()))
-JSON_CASES = ["[]", "[1, 2]", "5", "null", '"DARTS_V2"', "true", "{}", "{", '{"normal": }',
-              json.dumps({k: v for k, v in GOOD_JSON.items() if k != "reduce"}),
-              json.dumps(GOOD_JSON | {"colour": "red"}),
-              json.dumps(GOOD_JSON | {"normal": 5}), json.dumps(GOOD_JSON | {"normal": "sep_conv_3x3"}),
-              json.dumps(GOOD_JSON | {"normal": [{"op": "skip_connect", "input": 0}] * 8}),
-              json.dumps(GOOD_JSON | {"normal_concat": "2345"}), json.dumps(GOOD_JSON | {"normal_concat": 2}),
-              json.dumps(GOOD_JSON | {"normal_concat": [2.0, 3]}), json.dumps(GOOD_JSON | {"normal_concat": [True]}),
-              json.dumps(GOOD_JSON | {"normal_concat": [None]}), json.dumps(GOOD_JSON | {"reduce_concat": [2, 99]}),
-              json.dumps(GOOD_JSON | {"normal": [["sep_conv_3x3", 0.5]] * 8}),
-              json.dumps(GOOD_JSON | {"normal": [["sep_conv_3x3", "0"]] * 8}),
-              json.dumps(GOOD_JSON).replace("[2, 3, 4, 5]", "[NaN]", 1),
-              json.dumps(GOOD_JSON).replace("[2, 3, 4, 5]", "[Infinity]", 1),
-              json.dumps(GOOD_JSON).replace("[2, 3, 4, 5]", "[1e999]", 1),
-              json.dumps(GOOD_JSON).replace("[2, 3, 4, 5]", "[" + "9" * 5000 + "]", 1),
-              json.dumps({"recurrent": 5, "concat": [1]}), json.dumps({"nas_bench_201": 5})]
+JSON_CASES = [
+    "[]",
+    "[1, 2]",
+    "5",
+    "null",
+    '"DARTS_V2"',
+    "true",
+    "{}",
+    "{",
+    '{"normal": }',
+    json.dumps({k: v for k, v in GOOD_JSON.items() if k != "reduce"}),
+    json.dumps(GOOD_JSON | {"colour": "red"}),
+    json.dumps(GOOD_JSON | {"normal": 5}),
+    json.dumps(GOOD_JSON | {"normal": "sep_conv_3x3"}),
+    json.dumps(GOOD_JSON | {"normal": [{"op": "skip_connect", "input": 0}] * 8}),
+    json.dumps(GOOD_JSON | {"normal_concat": "2345"}),
+    json.dumps(GOOD_JSON | {"normal_concat": 2}),
+    json.dumps(GOOD_JSON | {"normal_concat": [2.0, 3]}),
+    json.dumps(GOOD_JSON | {"normal_concat": [True]}),
+    json.dumps(GOOD_JSON | {"normal_concat": [None]}),
+    json.dumps(GOOD_JSON | {"reduce_concat": [2, 99]}),
+    json.dumps(GOOD_JSON | {"normal": [["sep_conv_3x3", 0.5]] * 8}),
+    json.dumps(GOOD_JSON | {"normal": [["sep_conv_3x3", "0"]] * 8}),
+    json.dumps(GOOD_JSON).replace("[2, 3, 4, 5]", "[NaN]", 1),
+    json.dumps(GOOD_JSON).replace("[2, 3, 4, 5]", "[Infinity]", 1),
+    json.dumps(GOOD_JSON).replace("[2, 3, 4, 5]", "[1e999]", 1),
+    json.dumps(GOOD_JSON).replace("[2, 3, 4, 5]", "[" + "9" * 5000 + "]", 1),
+    json.dumps({"recurrent": 5, "concat": [1]}),
+    json.dumps({"nas_bench_201": 5}),
+]
 
-HUGE = ["", " ", "\n\t", "x" * 10_000_000, "(" * 10_000_000,
-        "Genotype(normal=[" + ", ".join(f"('skip_connect', {i // 2})" for i in range(200_000)) + "])",
-        "Genotype(normal=" + "[" * 100_000 + "]" * 100_000 + ")",
-        "Genotype(normal=" + "[" * 500 + "]" * 500 + ")",
-        '{"normal": ' + "[" * 100_000 + "]" * 100_000 + "}",
-        '{"normal": ' + "[" * 900 + "]" * 900 + "}",
-        '{"recurrent": ' + "[" * 5000 + "]" * 5000 + "}",
-        '{"nas_bench_201": ' + "[" * 5000 + "]" * 5000 + "}",
-        "|" * 1_000_000, "|none~0|" * 200_000]
+HUGE = [
+    "",
+    " ",
+    "\n\t",
+    "x" * 10_000_000,
+    "(" * 10_000_000,
+    "Genotype(normal=[" + ", ".join(f"('skip_connect', {i // 2})" for i in range(200_000)) + "])",
+    "Genotype(normal=" + "[" * 100_000 + "]" * 100_000 + ")",
+    "Genotype(normal=" + "[" * 500 + "]" * 500 + ")",
+    '{"normal": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    '{"normal": ' + "[" * 900 + "]" * 900 + "}",
+    '{"recurrent": ' + "[" * 5000 + "]" * 5000 + "}",
+    '{"nas_bench_201": ' + "[" * 5000 + "]" * 5000 + "}",
+    "|" * 1_000_000,
+    "|none~0|" * 200_000,
+]
 
 
 def nb201_cases() -> list[str]:
     """NAS-Bench-201 strings broken one way each, at each node where the rule applies."""
     nodes = NB201.split("+")
-    cases = ["|", "||", "|+|+|", "+".join(nodes[:2]), NB201 + "+|none~0|", NB201.replace("+", "", 1),
-             NB201.replace("|", "", 1), NB201[:-1], NB201.replace("~", "", 1), NB201.replace("~0", "~", 1),
-             NB201.replace("~0", "~-1", 1), NB201.replace("~0", "~٠", 1), NB201.replace("~1", "~0", 1),
-             NB201.replace("~2", "~3", 1), NB201.replace("~0|", "~0~0|", 1), NB201.replace("|", "||", 2),
-             NB201.replace("nor_conv_3x3", "conv_3x3", 1), NB201.replace("skip_connect", "sep_conv_3x3", 1),
-             NB201.replace("nor_conv_1x1", "", 1), '{"nas_bench_201": 5}', '{"nas_bench_201": null}',
-             json.dumps({"nas_bench_201": NB201, "extra": 1}), json.dumps({"nas_bench_201": NB201[:-3]})]
+    cases = [
+        "|",
+        "||",
+        "|+|+|",
+        "+".join(nodes[:2]),
+        NB201 + "+|none~0|",
+        NB201.replace("+", "", 1),
+        NB201.replace("|", "", 1),
+        NB201[:-1],
+        NB201.replace("~", "", 1),
+        NB201.replace("~0", "~", 1),
+        NB201.replace("~0", "~-1", 1),
+        NB201.replace("~0", "~٠", 1),
+        NB201.replace("~1", "~0", 1),
+        NB201.replace("~2", "~3", 1),
+        NB201.replace("~0|", "~0~0|", 1),
+        NB201.replace("|", "||", 2),
+        NB201.replace("nor_conv_3x3", "conv_3x3", 1),
+        NB201.replace("skip_connect", "sep_conv_3x3", 1),
+        NB201.replace("nor_conv_1x1", "", 1),
+        '{"nas_bench_201": 5}',
+        '{"nas_bench_201": null}',
+        json.dumps({"nas_bench_201": NB201, "extra": 1}),
+        json.dumps({"nas_bench_201": NB201[:-3]}),
+    ]
     for k, node in enumerate(nodes):  # a node with one edge too few and one too many
         edges = node.strip("|").split("|")
-        cases.append("+".join(nodes[:k] + ["|" + "|".join(edges[:-1]) + "|"] + nodes[k + 1:]))
-        cases.append("+".join(nodes[:k] + ["|" + "|".join(edges + ["none~9"]) + "|"] + nodes[k + 1:]))
+        cases.append("+".join(nodes[:k] + ["|" + "|".join(edges[:-1]) + "|"] + nodes[k + 1 :]))
+        cases.append("+".join(nodes[:k] + ["|" + "|".join(edges + ["none~9"]) + "|"] + nodes[k + 1 :]))
     return cases
 
 
 def recurrent_cases() -> list[str]:
     edges = "[('relu', 0), ('tanh', 1)]"
     make = lambda recurrent=edges, concat="[1, 2]": f"Genotype(recurrent={recurrent}, concat={concat})"  # noqa: E731
-    return [make(recurrent="[]"), make(recurrent="[('relu', 1)]"), make(recurrent="[('relu', -1)]"),
-            make(recurrent="[('relu', 0), ('tanh', 2)]"), make(recurrent="[('relu', 0, 1)]"),
-            make(recurrent="[('relu',)]"), make(recurrent="[('fly', 0)]"), make(recurrent="[('none', 0)]"),
-            make(recurrent="[(1, 0)]"), make(recurrent="'relu'"), make(concat="[]"), make(concat="[3]"),
-            make(concat="[-1]"), make(concat="[1.5]"), make(concat="'12'"), make(concat="None"),
-            make(concat="[True]"), make(concat="range(10**12)"), "Genotype(recurrent=[('relu', 0)])",
-            "Genotype(recurrent=[('relu', 0)], concat=[1], extra=1)", RNN.replace("recurrent", "recurent"),
-            RNN[:-2], json.dumps({"recurrent": [["relu", 0]], "concat": [1.5]}),
-            json.dumps({"recurrent": [["relu", 0]], "concat": [True]}),
-            json.dumps({"recurrent": [["relu", "0"]], "concat": [1]}), json.dumps({"recurrent": [["relu", 0]]}),
-            json.dumps({"recurrent": [["relu", 0]], "concat": [1], "normal": []})]
+    return [
+        make(recurrent="[]"),
+        make(recurrent="[('relu', 1)]"),
+        make(recurrent="[('relu', -1)]"),
+        make(recurrent="[('relu', 0), ('tanh', 2)]"),
+        make(recurrent="[('relu', 0, 1)]"),
+        make(recurrent="[('relu',)]"),
+        make(recurrent="[('fly', 0)]"),
+        make(recurrent="[('none', 0)]"),
+        make(recurrent="[(1, 0)]"),
+        make(recurrent="'relu'"),
+        make(concat="[]"),
+        make(concat="[3]"),
+        make(concat="[-1]"),
+        make(concat="[1.5]"),
+        make(concat="'12'"),
+        make(concat="None"),
+        make(concat="[True]"),
+        make(concat="range(10**12)"),
+        "Genotype(recurrent=[('relu', 0)])",
+        "Genotype(recurrent=[('relu', 0)], concat=[1], extra=1)",
+        RNN.replace("recurrent", "recurent"),
+        RNN[:-2],
+        json.dumps({"recurrent": [["relu", 0]], "concat": [1.5]}),
+        json.dumps({"recurrent": [["relu", 0]], "concat": [True]}),
+        json.dumps({"recurrent": [["relu", "0"]], "concat": [1]}),
+        json.dumps({"recurrent": [["relu", 0]]}),
+        json.dumps({"recurrent": [["relu", 0]], "concat": [1], "normal": []}),
+    ]
 
 
 def ids(cases):
     return [f"{k}-{c[:30]!r}" for k, c in enumerate(cases)]
 
 
-DARTS_TEXT = (cut_points(DARTS) + unbalanced(DARTS) + CODE + STRUCTURE + INDICES + UNKNOWN_OPS + JSON_CASES
-              + cut_points(NB201, 4) + cut_points(RNN, 4))
+DARTS_TEXT = (
+    cut_points(DARTS)
+    + unbalanced(DARTS)
+    + CODE
+    + STRUCTURE
+    + INDICES
+    + UNKNOWN_OPS
+    + JSON_CASES
+    + cut_points(NB201, 4)
+    + cut_points(RNN, 4)
+)
 
 
 @pytest.mark.parametrize("spec", DARTS_TEXT, ids=ids(DARTS_TEXT))
@@ -221,8 +316,11 @@ def test_bad_recurrent_genotype_is_one_clear_error(spec, workdir, capsys):
 
 
 @pytest.mark.parametrize("command", [["info"], ["train", "--config", "quick"]])
-@pytest.mark.parametrize("spec", [CODE[0], "", STRUCTURE[0], INDICES[0], UNKNOWN_OPS[0], HUGE[3]],
-                         ids=["code", "empty", "one-input", "index", "unknown-op", "10MB"])
+@pytest.mark.parametrize(
+    "spec",
+    [CODE[0], "", STRUCTURE[0], INDICES[0], UNKNOWN_OPS[0], HUGE[3]],
+    ids=["code", "empty", "one-input", "index", "unknown-op", "10MB"],
+)
 def test_other_commands_refuse_bad_genotypes_too(command, spec, workdir, capsys):
     argv = [command[0], spec, *command[1:]] + (["--out", str(workdir / "runs")] if command[0] == "train" else [])
     refused(capsys, workdir, *argv)
@@ -238,8 +336,11 @@ def test_parsers_never_call_eval():
     import dartsnas.recurrent.genotype as recurrent
 
     for module in (core, nb201, recurrent):
-        calls = [n.func.id for n in ast.walk(ast.parse(inspect.getsource(module)))
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        calls = [
+            n.func.id
+            for n in ast.walk(ast.parse(inspect.getsource(module)))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        ]
         assert not {"eval", "exec", "compile", "__import__"} & set(calls), module.__name__
 
 
@@ -292,8 +393,9 @@ def test_bad_run_folder_is_one_clear_error(layout, workdir, capsys):
     refused(capsys, workdir, "genotype", "run")
 
 
-@pytest.mark.parametrize("spec", ["missing.json", "no/such/folder/genotype.json", "DARTS_V3", "darts_v2",
-                                  "NB201_BEST", "DARTS_RNN_V3"])
+@pytest.mark.parametrize(
+    "spec", ["missing.json", "no/such/folder/genotype.json", "DARTS_V3", "darts_v2", "NB201_BEST", "DARTS_RNN_V3"]
+)
 def test_names_that_name_nothing(spec, workdir, capsys):
     refused(capsys, workdir, "genotype", spec)
 

@@ -22,6 +22,7 @@ NAN = torch.tensor(float("nan"))
 
 # -- the guard -----------------------------------------------------------------------------------
 
+
 def test_the_stop_policy_names_the_first_bad_step_and_its_phase_when_checked():
     guard = Guard(torch.device("cpu"))
     guard.reset(epoch=2)
@@ -30,15 +31,23 @@ def test_the_stop_policy_names_the_first_bad_step_and_its_phase_when_checked():
         assert guard.watch(1, (torch.tensor(1.0),), (torch.tensor(3.0),))  # never refuses: it only records
         assert guard.watch(0, (torch.tensor(1.0),), [torch.ones(3)])
     guard.step = 6
-    guard.watch(0, (torch.tensor(1.0),), [torch.tensor([1.0, math.inf])])   # an alpha gradient at inf
+    guard.watch(0, (torch.tensor(1.0),), [torch.tensor([1.0, math.inf])])  # an alpha gradient at inf
     guard.step = 7
     guard.watch(1, (NAN,), ())
     with pytest.raises(Diverged, match="architecture step at step 7 of epoch 3.*lower arch_lr"):
         guard.check()
 
 
-@pytest.mark.parametrize("loss, others, bad", [(1.0, [], False), (DIVERGED_LOSS * 2, [], True), (NAN, [], True),
-                                               (1.0, [torch.tensor([-math.inf])], True), (-5.0, [], False)])
+@pytest.mark.parametrize(
+    "loss, others, bad",
+    [
+        (1.0, [], False),
+        (DIVERGED_LOSS * 2, [], True),
+        (NAN, [], True),
+        (1.0, [torch.tensor([-math.inf])], True),
+        (-5.0, [], False),
+    ],
+)
 def test_bad_means_not_finite_or_exploded(loss, others, bad):
     assert bool(Guard.bad((torch.as_tensor(loss),), tuple(others))) == bad
 
@@ -53,6 +62,7 @@ def test_the_skip_policy_refuses_bad_steps_and_stops_after_patience_in_a_row():
 
 
 # -- non-finite values in a real search --------------------------------------------------------
+
 
 def _search(tmp_path, tiny_search, *extra, name="run"):
     args = ["search", "--out", str(tmp_path), "--name", name]
@@ -81,8 +91,9 @@ def test_a_diverging_search_exits_4_without_a_genotype(tmp_path, tiny_search, ca
 
 
 @pytest.mark.slow
-def test_nan_in_the_second_epoch_stops_and_keeps_the_first_epochs_checkpoint(tmp_path, tiny_search, monkeypatch,
-                                                                           capsys):
+def test_nan_in_the_second_epoch_stops_and_keeps_the_first_epochs_checkpoint(
+    tmp_path, tiny_search, monkeypatch, capsys
+):
     real_save, saved = runs_module.save_checkpoint, {}
 
     def save(state, path, *rest):
@@ -91,8 +102,11 @@ def test_nan_in_the_second_epoch_stops_and_keeps_the_first_epochs_checkpoint(tmp
 
     real_prepare = search_module.Searcher.prepare_inputs
     monkeypatch.setattr(runs_module, "save_checkpoint", save)
-    monkeypatch.setattr(search_module.Searcher, "prepare_inputs",  # from the second epoch on, NaN images
-                        lambda self, x: real_prepare(self, x) * (NAN if self.epoch >= 1 else 1))
+    monkeypatch.setattr(
+        search_module.Searcher,
+        "prepare_inputs",  # from the second epoch on, NaN images
+        lambda self, x: real_prepare(self, x) * (NAN if self.epoch >= 1 else 1),
+    )
     assert _search(tmp_path, tiny_search, "epochs=3") == EXIT_DIVERGED
     assert "architecture step at step 1 of epoch 2" in capsys.readouterr().err
     run_dir = _run_dir(tmp_path)
@@ -121,11 +135,18 @@ def test_the_skip_policy_skips_a_bad_step_and_finishes(tmp_path, tiny_search, mo
 
 # -- the disk ----------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fault, words", [(OSError(errno.ENOSPC, "No space left on device"), "the disk is full"),
-                                          (PermissionError(errno.EACCES, "Permission denied"), "Permission denied")])
-def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, tiny_search, monkeypatch, capsys,
-                                                                 fault, words):
+@pytest.mark.parametrize(
+    "fault, words",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "the disk is full"),
+        (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
+    ],
+)
+def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(
+    tmp_path, tiny_search, monkeypatch, capsys, fault, words
+):
     real_open, opened, kept = open, {"n": 0}, {}
 
     def failing_open(path, mode="r", *args, **kwargs):
@@ -139,7 +160,9 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, tiny
     monkeypatch.setattr(checkpoints_module, "open", failing_open, raising=False)
     assert _search(tmp_path, tiny_search, "epochs=3") == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("dartsnas search: error: cannot write the checkpoint") and words in last and "is intact" in last
+    assert (
+        last.startswith("dartsnas search: error: cannot write the checkpoint") and words in last and "is intact" in last
+    )
     run_dir = _run_dir(tmp_path)
     assert _digest(run_dir / "checkpoint.pt") == kept["digest"]
     assert not list(run_dir.glob("*.tmp"))
@@ -148,6 +171,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, tiny
 
 
 # -- rotation, fallback, checkpoints by time -----------------------------------------------------
+
 
 @pytest.mark.slow
 def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, tiny_search, monkeypatch, capsys):
@@ -189,8 +213,11 @@ def test_rotation_keeps_the_last_n_and_checkpoints_by_time_hold_the_position(tmp
     assert _search(tmp_path, tiny_search, "epochs=2", "keep_checkpoints=3", "checkpoint_minutes=1e-9") == 0
     assert positions == [(0, 1), (0, 2), (0, 3), (0, 4), (1, None), (1, 1), (1, 2), (1, 3), (1, 4), (2, None)]
     run_dir = _run_dir(tmp_path)
-    assert sorted(p.name for p in run_dir.glob("checkpoint*")) == ["checkpoint.1.pt", "checkpoint.2.pt",
-                                                                     "checkpoint.pt"]
+    assert sorted(p.name for p in run_dir.glob("checkpoint*")) == [
+        "checkpoint.1.pt",
+        "checkpoint.2.pt",
+        "checkpoint.pt",
+    ]
     older = [torch.load(run_dir / n, weights_only=True) for n in ("checkpoint.1.pt", "checkpoint.2.pt")]
     assert [(s["epoch"], s["position"]["step"]) for s in older] == [(1, 4), (1, 3)]
 
@@ -227,9 +254,11 @@ def test_a_checkpoint_that_does_not_fit_the_edited_config_says_so(tmp_path, tiny
 
 # -- --resume auto -----------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-def test_resume_auto_starts_then_resumes_the_same_run_and_refuses_a_changed_config(tmp_path, tiny_search,
-                                                                                  monkeypatch, capsys):
+def test_resume_auto_starts_then_resumes_the_same_run_and_refuses_a_changed_config(
+    tmp_path, tiny_search, monkeypatch, capsys
+):
     args = ["search", "--out", str(tmp_path), "--name", "job", "--resume", "auto"]
     for item in tiny_search + ["plot=false", "epochs=2"]:
         args += ["--set", item]
@@ -259,6 +288,7 @@ def test_resume_refuses_flags_that_would_change_the_run(tmp_path, capsys):
 
 # -- memory ------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_out_of_memory_in_training_exits_3_with_the_peak_and_the_remedies(tmp_path, monkeypatch, capsys):
     pytest.importorskip("sklearn")
@@ -268,8 +298,22 @@ def test_out_of_memory_in_training_exits_3_with_the_peak_and_the_remedies(tmp_pa
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_module.Trainer, "train_epoch", boom)
-    args = ["train", "DARTS_V2", "--config", "quick", "--out", str(tmp_path), "--set", "dataset=digits",
-            "--set", "subset=64", "--set", "plot=false", "--set", "cutout=false"]
+    args = [
+        "train",
+        "DARTS_V2",
+        "--config",
+        "quick",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "dataset=digits",
+        "--set",
+        "subset=64",
+        "--set",
+        "plot=false",
+        "--set",
+        "cutout=false",
+    ]
     assert main(args) == EXIT_OUT_OF_MEMORY
     err = capsys.readouterr().err
     assert "out of memory (peak " in err and "batch_size" in err and "--amp" in err and "Traceback" not in err
@@ -277,9 +321,21 @@ def test_out_of_memory_in_training_exits_3_with_the_peak_and_the_remedies(tmp_pa
 
 # -- the log of a run that failed --------------------------------------------------------------
 
+
 def test_a_run_that_fails_after_its_folder_was_made_has_the_error_in_its_log(tmp_path, capsys):
-    args = ["search", "--out", str(tmp_path), "--name", "run", "--set", "dataset=imagefolder",
-            "--set", f"data_dir={tmp_path / 'missing'}", "--set", "progress=false"]
+    args = [
+        "search",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--set",
+        "dataset=imagefolder",
+        "--set",
+        f"data_dir={tmp_path / 'missing'}",
+        "--set",
+        "progress=false",
+    ]
     assert main(args) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     log = (_run_dir(tmp_path) / "log.txt").read_text()
@@ -287,6 +343,7 @@ def test_a_run_that_fails_after_its_folder_was_made_has_the_error_in_its_log(tmp
 
 
 # -- reproducibility ---------------------------------------------------------------------------
+
 
 def test_deterministic_flag_reaches_the_config_and_switches_torch_to_deterministic_kernels(tmp_path, monkeypatch):
     from dartsnas.cli import _overrides, build_parser

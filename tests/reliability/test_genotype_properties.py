@@ -13,8 +13,13 @@ from hypothesis import strategies as st
 from dartsnas.conv.nb201.genotype import EDGES, OPS as NB201_OPS, PUBLISHED_NB201, CellGenotype, load_nb201_genotype
 from dartsnas.conv.ops import OPS
 from dartsnas.core.genotype import PUBLISHED, Genotype, GenotypeError, load_genotype, parse
-from dartsnas.recurrent.genotype import (RECURRENT_OPS, RECURRENT_PUBLISHED, RecurrentGenotype,
-                                         load_recurrent_genotype, parse_recurrent)
+from dartsnas.recurrent.genotype import (
+    RECURRENT_OPS,
+    RECURRENT_PUBLISHED,
+    RecurrentGenotype,
+    load_recurrent_genotype,
+    parse_recurrent,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -48,6 +53,7 @@ def recurrent_genotypes(draw):
 
 
 # ---------------------------------------------------------------------------------------------- round trips
+
 
 @SETTINGS
 @given(darts_genotypes())
@@ -107,8 +113,11 @@ def parses_or_refuses(text: str) -> None:
             assert str(err) and "\n" not in str(err) and len(str(err)) < 2000, (name, str(err)[:300])
             continue
         assert isinstance(g, KINDS), (name, g)
-        again = CellGenotype.parse(str(g)) if isinstance(g, CellGenotype) else (
-            parse_recurrent(str(g)) if isinstance(g, RecurrentGenotype) else parse(str(g)))
+        again = (
+            CellGenotype.parse(str(g))
+            if isinstance(g, CellGenotype)
+            else (parse_recurrent(str(g)) if isinstance(g, RecurrentGenotype) else parse(str(g)))
+        )
         assert again == g, name
 
 
@@ -120,9 +129,14 @@ def test_arbitrary_text_parses_or_is_refused(empty_folder, text):
 
 # Characters that matter to the grammars, so mutations hit structure rather than only op names.
 SYNTAX = st.sampled_from(list("()[]{},'\"=|~+-_.: 0123456789\\\n\x00") + ["range", "Genotype", "None", "**"])
-SEEDS = ([str(g) for g in PUBLISHED.values()] + [json.dumps(g.to_dict()) for g in PUBLISHED.values()]
-         + [str(c) for c in PUBLISHED_NB201.values()] + [json.dumps(c.to_dict()) for c in PUBLISHED_NB201.values()]
-         + [str(g) for g in RECURRENT_PUBLISHED.values()] + [json.dumps(g.to_dict()) for g in RECURRENT_PUBLISHED.values()])
+SEEDS = (
+    [str(g) for g in PUBLISHED.values()]
+    + [json.dumps(g.to_dict()) for g in PUBLISHED.values()]
+    + [str(c) for c in PUBLISHED_NB201.values()]
+    + [json.dumps(c.to_dict()) for c in PUBLISHED_NB201.values()]
+    + [str(g) for g in RECURRENT_PUBLISHED.values()]
+    + [json.dumps(g.to_dict()) for g in RECURRENT_PUBLISHED.values()]
+)
 
 
 @st.composite
@@ -133,11 +147,11 @@ def mutated(draw):
         k = draw(st.integers(0, max(0, len(text) - 1)))
         action = draw(st.sampled_from(["delete", "duplicate", "replace", "insert", "cut", "double"]))
         if action == "delete":
-            text = text[:k] + text[k + 1:]
+            text = text[:k] + text[k + 1 :]
         elif action == "duplicate":
-            text = text[:k + 1] + text[k:]
+            text = text[: k + 1] + text[k:]
         elif action == "replace":
-            text = text[:k] + draw(SYNTAX) + text[k + 1:]
+            text = text[:k] + draw(SYNTAX) + text[k + 1 :]
         elif action == "insert":
             text = text[:k] + draw(SYNTAX) + text[k:]
         else:
@@ -153,10 +167,21 @@ def test_mutated_genotype_text_parses_or_is_refused(empty_folder, text):
 
 
 @SETTINGS
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
-                        st.sampled_from(["normal", "normal_concat", "reduce", "reduce_concat", "recurrent",
-                                         "concat", "nas_bench_201", "x"]), inner, max_size=5),
-                    max_leaves=30))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=5)
+            | st.dictionaries(
+                st.sampled_from(
+                    ["normal", "normal_concat", "reduce", "reduce_concat", "recurrent", "concat", "nas_bench_201", "x"]
+                ),
+                inner,
+                max_size=5,
+            )
+        ),
+        max_leaves=30,
+    )
+)
 def test_arbitrary_json_parses_or_is_refused(empty_folder, value):
     parses_or_refuses(json.dumps(value))

@@ -20,7 +20,7 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-WRAPPER = textwrap.dedent('''
+WRAPPER = textwrap.dedent("""
     import io, os, signal, sys
     import torch
     from dartsnas.core import runs
@@ -70,16 +70,57 @@ WRAPPER = textwrap.dedent('''
 
     from dartsnas.cli import main
     sys.exit(main(sys.argv[1:]))
-''')
+""")
 
-SEARCH = ["dataset=digits", "subset=320", "batch_size=32", "init_channels=4", "layers=3", "lr=0.1", "arch_lr=0.01",
-          "epochs=2", "plot=false", "checkpoint_steps=2"]                         # 5 steps an epoch
-TRAIN = ["dataset=digits", "subset=320", "init_channels=8", "layers=3", "batch_size=32", "lr=0.05", "cutout=false",
-         "valid_portion=0.2", "drop_path_prob=0.3", "epochs=2", "plot=false", "checkpoint_steps=3"]  # 8 steps
-RNN_SEARCH = ["max_lines={train: 200, valid: 40}", "nodes=4", "emsize=16", "batch_size=32", "eval_batch_size=4",
-              "bptt=10", "epochs=2", "plot=false", "checkpoint_steps=2"]
-RNN_TRAIN = ["max_lines={train: 200, valid: 40, test: 40}", "emsize=16", "batch_size=8", "lr=5", "bptt=10",
-             "eval_batch_size=4", "test_batch_size=4", "epochs=2", "plot=false", "checkpoint_steps=4"]
+SEARCH = [
+    "dataset=digits",
+    "subset=320",
+    "batch_size=32",
+    "init_channels=4",
+    "layers=3",
+    "lr=0.1",
+    "arch_lr=0.01",
+    "epochs=2",
+    "plot=false",
+    "checkpoint_steps=2",
+]  # 5 steps an epoch
+TRAIN = [
+    "dataset=digits",
+    "subset=320",
+    "init_channels=8",
+    "layers=3",
+    "batch_size=32",
+    "lr=0.05",
+    "cutout=false",
+    "valid_portion=0.2",
+    "drop_path_prob=0.3",
+    "epochs=2",
+    "plot=false",
+    "checkpoint_steps=3",
+]  # 8 steps
+RNN_SEARCH = [
+    "max_lines={train: 200, valid: 40}",
+    "nodes=4",
+    "emsize=16",
+    "batch_size=32",
+    "eval_batch_size=4",
+    "bptt=10",
+    "epochs=2",
+    "plot=false",
+    "checkpoint_steps=2",
+]
+RNN_TRAIN = [
+    "max_lines={train: 200, valid: 40, test: 40}",
+    "emsize=16",
+    "batch_size=8",
+    "lr=5",
+    "bptt=10",
+    "eval_batch_size=4",
+    "test_batch_size=4",
+    "epochs=2",
+    "plot=false",
+    "checkpoint_steps=4",
+]
 
 
 def _command(kind: str, corpus: Path) -> list[str]:
@@ -102,8 +143,9 @@ def _dartsnas(tmp_path, args, fault="none", at=0):
     wrapper = tmp_path / "wrapper.py"
     wrapper.write_text(WRAPPER)
     env = {**os.environ, "FAULT": fault, "FAULT_AT": str(at), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(wrapper), *args, "--no-progress"], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(wrapper), *args, "--no-progress"], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def _new_run(tmp_path, kind, corpus, name, fault="none", at=0):
@@ -134,8 +176,9 @@ def _records(run_dir):
     for name in ("metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"):
         path = run_dir / name
         if path.exists():
-            out[name] = [{k: v for k, v in json.loads(line).items() if k not in drop}
-                         for line in path.read_text().splitlines()]
+            out[name] = [
+                {k: v for k, v in json.loads(line).items() if k not in drop} for line in path.read_text().splitlines()
+            ]
     for name in ("genotype.json", "results.json"):
         if (run_dir / name).exists():
             out[name] = json.loads((run_dir / name).read_text())
@@ -163,12 +206,12 @@ def references(tmp_path_factory, tiny_corpus):
 
 
 CASES = [  # (kind, fault, at, exit status of the faulted run)
-    ("search", "kill-at-step", 3, -signal.SIGKILL),        # epoch 1, one step after the step-2 checkpoint
-    ("search", "kill-at-step", 7, -signal.SIGKILL),        # epoch 2, right after its step-2 checkpoint
-    ("search", "kill-mid-write", 2, -signal.SIGKILL),      # the second checkpoint torn: the first one resumes
-    ("search", "kill-mid-rotation", 2, -signal.SIGKILL),   # no checkpoint.pt for a moment: checkpoint.1.pt resumes
-    ("search", "term-at-step", 4, 128 + signal.SIGTERM),   # pre-emption: saves at the step's end, exit 143
-    ("search", "int-at-step", 1, 128 + signal.SIGINT),     # Ctrl-C before any checkpoint: one is saved
+    ("search", "kill-at-step", 3, -signal.SIGKILL),  # epoch 1, one step after the step-2 checkpoint
+    ("search", "kill-at-step", 7, -signal.SIGKILL),  # epoch 2, right after its step-2 checkpoint
+    ("search", "kill-mid-write", 2, -signal.SIGKILL),  # the second checkpoint torn: the first one resumes
+    ("search", "kill-mid-rotation", 2, -signal.SIGKILL),  # no checkpoint.pt for a moment: checkpoint.1.pt resumes
+    ("search", "term-at-step", 4, 128 + signal.SIGTERM),  # pre-emption: saves at the step's end, exit 143
+    ("search", "int-at-step", 1, 128 + signal.SIGINT),  # Ctrl-C before any checkpoint: one is saved
     ("search-second-order", "kill-at-step", 6, -signal.SIGKILL),
     ("train", "kill-at-step", 4, -signal.SIGKILL),
     ("train", "kill-mid-write", 3, -signal.SIGKILL),

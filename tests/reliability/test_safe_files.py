@@ -19,8 +19,16 @@ import torch
 from dartsnas.cli import main
 
 PACKAGE = Path(__file__).resolve().parents[2] / "dartsnas"
-TINY = ["dataset=digits", "subset=64", "batch_size=16", "init_channels=4", "layers=3", "epochs=1",
-        "progress=false", "plot=false"]
+TINY = [
+    "dataset=digits",
+    "subset=64",
+    "batch_size=16",
+    "init_channels=4",
+    "layers=3",
+    "epochs=1",
+    "progress=false",
+    "plot=false",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -83,18 +91,29 @@ def run_template(tmp_path_factory):
     run = tmp_path_factory.mktemp("template")
     save_config(load_config(None, TINY), run / "config.yaml")
     (run / "alphas.jsonl").write_text("{}\n")
-    (run / "network.json").write_text(json.dumps({"net": "cifar10", "num_classes": 10, "in_channels": 1,
-                                                  "init_channels": 4, "layers": 3}))
-    (run / "genotype.json").write_text(json.dumps({"normal": [["skip_connect", 0], ["skip_connect", 1]],
-                                                   "normal_concat": [2], "reduce": [["skip_connect", 0],
-                                                   ["skip_connect", 1]], "reduce_concat": [2]}))
+    (run / "network.json").write_text(
+        json.dumps({"net": "cifar10", "num_classes": 10, "in_channels": 1, "init_channels": 4, "layers": 3})
+    )
+    (run / "genotype.json").write_text(
+        json.dumps(
+            {
+                "normal": [["skip_connect", 0], ["skip_connect", 1]],
+                "normal_concat": [2],
+                "reduce": [["skip_connect", 0], ["skip_connect", 1]],
+                "reduce_concat": [2],
+            }
+        )
+    )
     return run
 
 
 def snapshot(folder: Path) -> dict:
     """Every file but the log (which a failed command may append its error to): digest and mtime."""
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "log.txt"}
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "log.txt"
+    }
 
 
 def make_run(template: Path, folder: Path, name: str, blob: bytes) -> Path:
@@ -136,7 +155,9 @@ def test_bad_checkpoint_is_refused_unrun(command, name, run_template, tmp_path, 
 
 
 def test_refusal_of_a_pickled_object_gives_no_unsafe_advice(run_template, tmp_path, capsys):
-    run = make_run(run_template, tmp_path / "run", "checkpoint.pt", checkpoints(tmp_path / "M")["torch-save-with-touch"])
+    run = make_run(
+        run_template, tmp_path / "run", "checkpoint.pt", checkpoints(tmp_path / "M")["torch-save-with-touch"]
+    )
     assert main(["export", str(run), "--format", "pt2"]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "False" not in err
@@ -144,8 +165,9 @@ def test_refusal_of_a_pickled_object_gives_no_unsafe_advice(run_template, tmp_pa
 
 def test_a_config_yaml_carrying_python_objects_is_refused_unrun(run_template, tmp_path, capsys):
     marker = tmp_path / "MARKER"
-    run = make_run(run_template, tmp_path / "run", "config.yaml",
-                   f"!!python/object/apply:os.system ['touch {marker}']\n".encode())
+    run = make_run(
+        run_template, tmp_path / "run", "config.yaml", f"!!python/object/apply:os.system ['touch {marker}']\n".encode()
+    )
     status = main(["search", "--resume", str(run)])
     err = capsys.readouterr().err
     assert not marker.exists() and status == 2 and "Traceback" not in err
@@ -192,12 +214,19 @@ def test_a_poisoned_image_cache_is_ignored_unrun(tmp_path):
 # ------------------------------------------------------------------------------------------------ AST scan
 
 UNSAFE_CALLS = {  # module.function -> why it is refused
-    "pickle.load": "runs code a file carries", "pickle.loads": "runs code a file carries",
+    "pickle.load": "runs code a file carries",
+    "pickle.loads": "runs code a file carries",
     "pickle.Unpickler": "runs code a file carries, unless find_class is restricted",
-    "marshal.load": "loads code objects", "marshal.loads": "loads code objects",
-    "yaml.load": "builds arbitrary objects; use yaml.safe_load", "yaml.unsafe_load": "builds arbitrary objects",
-    "yaml.full_load": "builds arbitrary objects", "shelve.open": "unpickles", "dill.load": "unpickles",
-    "torch.jit.load": "runs TorchScript code", "os.system": "runs a shell", "os.popen": "runs a shell",
+    "marshal.load": "loads code objects",
+    "marshal.loads": "loads code objects",
+    "yaml.load": "builds arbitrary objects; use yaml.safe_load",
+    "yaml.unsafe_load": "builds arbitrary objects",
+    "yaml.full_load": "builds arbitrary objects",
+    "shelve.open": "unpickles",
+    "dill.load": "unpickles",
+    "torch.jit.load": "runs TorchScript code",
+    "os.system": "runs a shell",
+    "os.popen": "runs a shell",
 }
 
 
@@ -235,33 +264,62 @@ def unsafe(tree: ast.AST) -> list[str]:
             found.append(f"line {node.lineno}: from {node.module} import ... (import the module, so calls are seen)")
         elif isinstance(node, ast.ClassDef) and any(dotted(b) == "pickle.Unpickler" for b in node.bases):
             if not any(isinstance(f, ast.FunctionDef) and f.name == "find_class" for f in node.body):
-                found.append(f"line {node.lineno}: class {node.name}(pickle.Unpickler) without a restricting find_class")
+                found.append(
+                    f"line {node.lineno}: class {node.name}(pickle.Unpickler) without a restricting find_class"
+                )
     return found
 
 
 def test_no_unsafe_loading_anywhere_in_the_package():
-    problems = {str(path.relative_to(PACKAGE.parent)): unsafe(ast.parse(path.read_text(), str(path)))
-                for path in sorted(PACKAGE.rglob("*.py"))}
+    problems = {
+        str(path.relative_to(PACKAGE.parent)): unsafe(ast.parse(path.read_text(), str(path)))
+        for path in sorted(PACKAGE.rglob("*.py"))
+    }
     problems = {path: found for path, found in problems.items() if found}
     assert not problems, json.dumps(problems, indent=1)
 
 
-@pytest.mark.parametrize("source", [
-    "eval(text)", "exec(text)", "compile(text, 'f', 'eval')", "__import__('os')", "pickle.load(f)",
-    "pickle.loads(b)", "pickle.Unpickler(f).load()", "yaml.load(text)", "yaml.load(text, Loader=yaml.Loader)",
-    "torch.load(path)", "torch.load(path, weights_only=False)", "torch.load(path, map_location='cpu')",
-    "np.load(path, allow_pickle=True)", "marshal.loads(b)", "torch.jit.load(path)", "os.system(cmd)",
-    "subprocess.run(cmd, shell=True)", "from pickle import load", "class U(pickle.Unpickler):\n    pass",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "eval(text)",
+        "exec(text)",
+        "compile(text, 'f', 'eval')",
+        "__import__('os')",
+        "pickle.load(f)",
+        "pickle.loads(b)",
+        "pickle.Unpickler(f).load()",
+        "yaml.load(text)",
+        "yaml.load(text, Loader=yaml.Loader)",
+        "torch.load(path)",
+        "torch.load(path, weights_only=False)",
+        "torch.load(path, map_location='cpu')",
+        "np.load(path, allow_pickle=True)",
+        "marshal.loads(b)",
+        "torch.jit.load(path)",
+        "os.system(cmd)",
+        "subprocess.run(cmd, shell=True)",
+        "from pickle import load",
+        "class U(pickle.Unpickler):\n    pass",
+    ],
+)
 def test_the_scan_finds_each_unsafe_form(source):
     assert unsafe(ast.parse(source))
 
 
-@pytest.mark.parametrize("source", [
-    "torch.load(path, weights_only=True)", "yaml.safe_load(text)", "model.eval()", "re.compile('x')",
-    "torch.compile(model)", "np.load(path)", "subprocess.run(['git', 'status'])",
-    "class U(pickle.Unpickler):\n    def find_class(self, module, name):\n        raise ValueError",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "torch.load(path, weights_only=True)",
+        "yaml.safe_load(text)",
+        "model.eval()",
+        "re.compile('x')",
+        "torch.compile(model)",
+        "np.load(path)",
+        "subprocess.run(['git', 'status'])",
+        "class U(pickle.Unpickler):\n    def find_class(self, module, name):\n        raise ValueError",
+    ],
+)
 def test_the_scan_lets_safe_forms_pass(source):
     assert not unsafe(ast.parse(source))
 

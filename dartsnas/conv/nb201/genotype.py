@@ -47,8 +47,10 @@ class CellGenotype:
 
     def __post_init__(self):
         if isinstance(self.edges, str):
-            raise GenotypeError("CellGenotype takes the op names of its 6 edges; read the benchmark's string "
-                                f"form ({EXAMPLE}) with CellGenotype.parse")
+            raise GenotypeError(
+                "CellGenotype takes the op names of its 6 edges; read the benchmark's string "
+                f"form ({EXAMPLE}) with CellGenotype.parse"
+            )
         try:
             edges = tuple(self.edges)
         except TypeError:
@@ -76,7 +78,7 @@ class CellGenotype:
         return index
 
     @classmethod
-    def from_index(cls, index: int) -> "CellGenotype":
+    def from_index(cls, index: int) -> CellGenotype:
         try:
             index = operator.index(index)
         except TypeError:
@@ -91,11 +93,12 @@ class CellGenotype:
 
     def __str__(self) -> str:
         """The benchmark's string form."""
-        return "+".join("|" + "".join(f"{self.edges[edge_position(i, j)]}~{j}|" for j in range(i))
-                        for i in range(1, NODES + 1))
+        return "+".join(
+            "|" + "".join(f"{self.edges[edge_position(i, j)]}~{j}|" for j in range(i)) for i in range(1, NODES + 1)
+        )
 
     @classmethod
-    def parse(cls, text: str) -> "CellGenotype":
+    def parse(cls, text: str) -> CellGenotype:
         """The benchmark's string form, or this package's JSON form, surrounding whitespace allowed."""
         if not isinstance(text, str):
             raise GenotypeError(f"a NAS-Bench-201 cell string is text like {EXAMPLE}, got {type(text).__name__}")
@@ -113,12 +116,14 @@ class CellGenotype:
         return {JSON_KEY: str(self)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CellGenotype":
+    def from_dict(cls, data: dict) -> CellGenotype:
         form = f'{{"{JSON_KEY}": "{EXAMPLE}"}}'
         if not isinstance(data, dict):
             raise GenotypeError(f"a NAS-Bench-201 genotype in JSON is an object {form}, got {type(data).__name__}")
         if set(data) != {JSON_KEY}:
-            kind = " (a DARTS genotype)" if "normal" in data else " (a recurrent genotype)" if "recurrent" in data else ""
+            kind = (
+                " (a DARTS genotype)" if "normal" in data else " (a recurrent genotype)" if "recurrent" in data else ""
+            )
             raise GenotypeError(f"a NAS-Bench-201 genotype in JSON is {form}; got the field(s) {sorted(data)}{kind}")
         if not isinstance(data[JSON_KEY], str):
             raise GenotypeError(f"{JSON_KEY} must be the cell's string like {EXAMPLE}, got {data[JSON_KEY]!r}")
@@ -142,8 +147,9 @@ def parse_edges(text: str) -> tuple[str, ...]:
         raise GenotypeError(f"{short(text)} is not a NAS-Bench-201 cell string{kind}; write one like {EXAMPLE}")
     parts = text.split("+")
     if len(parts) != NODES:
-        raise GenotypeError(f"a NAS-Bench-201 cell has {NODES} nodes joined by '+' ({EXAMPLE}), "
-                            f"got {len(parts)} in {short(text)}")
+        raise GenotypeError(
+            f"a NAS-Bench-201 cell has {NODES} nodes joined by '+' ({EXAMPLE}), got {len(parts)} in {short(text)}"
+        )
     ops = []
     for node, part in enumerate(parts, 1):
         ops.extend(parse_node(node, part.strip()))
@@ -162,8 +168,10 @@ def parse_node(node: int, part: str) -> list[str]:
         raise GenotypeError(f"{where}: missing bar; a node's edges sit between bars, like |op~0|op~1|")
     entries = [e.strip() for e in part[1:-1].split("|")]
     if len(entries) != node:
-        raise GenotypeError(f"{where} has {len(entries)} edge(s); node {node} takes exactly {node}, one from "
-                            f"each of nodes 0..{node - 1} in that order (write none~j for an absent one)")
+        raise GenotypeError(
+            f"{where} has {len(entries)} edge(s); node {node} takes exactly {node}, one from "
+            f"each of nodes 0..{node - 1} in that order (write none~j for an absent one)"
+        )
     ops = []
     for k, entry in enumerate(entries):
         if entry.count("~") != 1:
@@ -174,11 +182,14 @@ def parse_node(node: int, part: str) -> list[str]:
             raise GenotypeError(f"{where}: edge {short(entry)} has input {short(source)}, which is not a node number")
         j = int(source)
         if not 0 <= j < node:
-            raise GenotypeError(f"{where}: edge {short(entry)} has input {j}, out of range (node {node} takes inputs "
-                                f"0..{node - 1})")
+            raise GenotypeError(
+                f"{where}: edge {short(entry)} has input {j}, out of range (node {node} takes inputs 0..{node - 1})"
+            )
         if j != k:
-            raise GenotypeError(f"{where}: edge {short(entry)} is in the wrong order: input {j} is listed where input "
-                                f"{k} belongs (a node lists inputs 0..{node - 1}, once each, in order)")
+            raise GenotypeError(
+                f"{where}: edge {short(entry)} is in the wrong order: input {j} is listed where input "
+                f"{k} belongs (a node lists inputs 0..{node - 1}, once each, in order)"
+            )
         check_op(op, f"{node}<-{j}")
         ops.append(op)
     return ops
@@ -188,32 +199,28 @@ def parse_node(node: int, part: str) -> list[str]:
 # Cells the benchmark names or its paper discusses. Accuracies: table.py (test %, 200 epochs, seed mean,
 # CIFAR-10 / CIFAR-100 / ImageNet16-120).
 
-PUBLISHED_NB201: dict[str, CellGenotype] = {name: CellGenotype.parse(text) for name, text in {
-    # The optimum of the paper's Table 5 ("optimal" row) on CIFAR-10: 94.37 %. Two cells tie at exactly
-    # 94.37333333333333; this one, and the one with nor_conv_1x1 on 3<-1 and nor_conv_3x3 on 3<-2.
-    "NB201_BEST_CIFAR10":
-        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
-    # Table 5's optimum on CIFAR-100: 73.51 % (the table's only cell at its maximum).
-    "NB201_BEST_CIFAR100":
-        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    # Table 5's optimum on ImageNet16-120: 47.31 % (the table's only cell at its maximum).
-    "NB201_BEST_IMAGENET16":
-        "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    # The ResNet basic block as a cell, the paper's hand-made baseline (Table 5, "ResNet"); the benchmark's
-    # code names it "resnet" (AutoDL-Projects, xautodl/models/cell_searchs/genotypes.py, ResNet_CODE).
-    "NB201_RESNET":
-        "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|",
-    # Every edge skip_connect: the cell DARTS collapses to on this benchmark (the paper's Table 5, DARTS-V1
-    # and V2: 54.30 % on CIFAR-10); the benchmark's code names it "all_idnt".
-    "NB201_ALL_SKIP":
-        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
-    # Every edge nor_conv_3x3 and every edge nor_conv_1x1: named "all_c3x3" and "all_c1x1" by the
-    # benchmark's code (same file as ResNet_CODE).
-    "NB201_ALL_CONV3X3":
-        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    "NB201_ALL_CONV1X1":
-        "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|",
-}.items()}
+PUBLISHED_NB201: dict[str, CellGenotype] = {
+    name: CellGenotype.parse(text)
+    for name, text in {
+        # The optimum of the paper's Table 5 ("optimal" row) on CIFAR-10: 94.37 %. Two cells tie at exactly
+        # 94.37333333333333; this one, and the one with nor_conv_1x1 on 3<-1 and nor_conv_3x3 on 3<-2.
+        "NB201_BEST_CIFAR10": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+        # Table 5's optimum on CIFAR-100: 73.51 % (the table's only cell at its maximum).
+        "NB201_BEST_CIFAR100": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        # Table 5's optimum on ImageNet16-120: 47.31 % (the table's only cell at its maximum).
+        "NB201_BEST_IMAGENET16": "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        # The ResNet basic block as a cell, the paper's hand-made baseline (Table 5, "ResNet"); the benchmark's
+        # code names it "resnet" (AutoDL-Projects, xautodl/models/cell_searchs/genotypes.py, ResNet_CODE).
+        "NB201_RESNET": "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|",
+        # Every edge skip_connect: the cell DARTS collapses to on this benchmark (the paper's Table 5, DARTS-V1
+        # and V2: 54.30 % on CIFAR-10); the benchmark's code names it "all_idnt".
+        "NB201_ALL_SKIP": "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+        # Every edge nor_conv_3x3 and every edge nor_conv_1x1: named "all_c3x3" and "all_c1x1" by the
+        # benchmark's code (same file as ResNet_CODE).
+        "NB201_ALL_CONV3X3": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        "NB201_ALL_CONV1X1": "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|",
+    }.items()
+}
 
 
 def load_nb201_genotype(spec: str | Path) -> CellGenotype:

@@ -65,8 +65,8 @@ def stages(init_channels: int, cells_per_stage: int):
     """The layout as (channels, is a reduction) per layer: N cells at C, a reduction, N at 2C, one, N at 4C."""
     for stage in range(3):
         if stage:
-            yield init_channels * 2 ** stage, True
-        yield from ((init_channels * 2 ** stage, False) for _ in range(cells_per_stage))
+            yield init_channels * 2**stage, True
+        yield from ((init_channels * 2**stage, False) for _ in range(cells_per_stage))
 
 
 class SearchCell(nn.Module):
@@ -74,14 +74,16 @@ class SearchCell(nn.Module):
     supernet's mixed ops and tricks (conv/supernet.py, conv/fast.py): a shared ReLU per state, its
     parameter-free candidates (the pool) computed once per state, `none` never computed."""
 
-    def __init__(self, c: int, ops: list[str], mode: str = "exact", partial_k: int = 4,
-                 sample_grad: str = "straight_through"):
+    def __init__(
+        self, c: int, ops: list[str], mode: str = "exact", partial_k: int = 4, sample_grad: str = "straight_through"
+    ):
         super().__init__()  # (DARTS-'s auxiliary skip needs no module here: every edge has stride 1)
         shared = tuple(n for n in ops if is_parameter_free(n, candidate)) if mode != "sample" else ()
         k = partial_k if mode == "partial" else 1
         self.shared = nn.ModuleList(SharedOps(shared, c // k, 1, candidate) for _ in range(NODES)) if shared else None
-        self.edges = nn.ModuleList(MixedOp(c, 1, ops, mode, partial_k, shared, sample_grad, candidate)
-                                   for i in FAN_IN for _ in range(i))
+        self.edges = nn.ModuleList(
+            MixedOp(c, 1, ops, mode, partial_k, shared, sample_grad, candidate) for i in FAN_IN for _ in range(i)
+        )
         self.needs_relu = any(e.needs_relu for e in self.edges)
 
     def forward(self, x, mix, edge_probs=None, choices=None, aux=0.0):
@@ -113,17 +115,29 @@ class Supernet201(SearchNetwork):
     fan_in = FAN_IN
     kept_per_node = None  # every edge is kept; `none` is a choice
 
-    def __init__(self, in_channels: int, num_classes: int, init_channels: int = 16, stage_cells: int = 5,
-                 ops: list[str] | None = None, relaxation=None, mixed_op: str = "exact", partial_k: int = 4,
-                 sample_grad: str = "straight_through"):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        init_channels: int = 16,
+        stage_cells: int = 5,
+        ops: list[str] | None = None,
+        relaxation=None,
+        mixed_op: str = "exact",
+        partial_k: int = 4,
+        sample_grad: str = "straight_through",
+    ):
         super().__init__()
         self.init_search(ops or OPS, mixed_op, relaxation)
         c = init_channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
         layers, c_prev = [], c
         for c_curr, reduction in stages(c, stage_cells):
-            layers.append(ResidualReduction(c_prev, c_curr) if reduction
-                          else SearchCell(c_curr, self.ops, mixed_op, partial_k, sample_grad))
+            layers.append(
+                ResidualReduction(c_prev, c_curr)
+                if reduction
+                else SearchCell(c_curr, self.ops, mixed_op, partial_k, sample_grad)
+            )
             c_prev = c_curr
         self.layers = nn.ModuleList(layers)
         self.last = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU())
@@ -131,16 +145,27 @@ class Supernet201(SearchNetwork):
         self.init_alphas()
 
     @classmethod
-    def from_config(cls, config, in_channels: int, num_classes: int) -> "Supernet201":
-        return cls(in_channels, num_classes, config.init_channels, config.stage_cells, config.ops,
-                   mixed_op=config.mixed_op, partial_k=config.partial_k, sample_grad=config.sample_grad)
+    def from_config(cls, config, in_channels: int, num_classes: int) -> Supernet201:
+        return cls(
+            in_channels,
+            num_classes,
+            config.init_channels,
+            config.stage_cells,
+            config.ops,
+            mixed_op=config.mixed_op,
+            partial_k=config.partial_k,
+            sample_grad=config.sample_grad,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mix, edge_probs, choices = self.mixes()
         x = self.stem(x)
         for layer in self.layers:
-            x = (layer(x, mix["cell"], edge_probs["cell"], choices["cell"], self.aux_skip) if isinstance(layer, SearchCell)
-                 else layer(x))
+            x = (
+                layer(x, mix["cell"], edge_probs["cell"], choices["cell"], self.aux_skip)
+                if isinstance(layer, SearchCell)
+                else layer(x)
+            )
         # A plain mean, not adaptive pooling: its CUDA backward has no deterministic kernel.
         return self.classifier(self.last(x).mean(dim=(2, 3)))
 
@@ -177,8 +202,15 @@ class Network201(nn.Module):
     config cannot ask for them silently.
     """
 
-    def __init__(self, genotype: CellGenotype, num_classes: int = 10, in_channels: int = 3, init_channels: int = 16,
-                 layers: int = 15, auxiliary: bool = False):
+    def __init__(
+        self,
+        genotype: CellGenotype,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        init_channels: int = 16,
+        layers: int = 15,
+        auxiliary: bool = False,
+    ):
         super().__init__()
         if not isinstance(genotype, CellGenotype):
             raise ValueError(f"the nas-bench-201 network takes a NAS-Bench-201 cell ({EDGES[0]}, ...), got {genotype}")
@@ -191,8 +223,9 @@ class Network201(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
         cells, reductions, order, c_prev = [], [], [], c
         for c_curr, reduction in stages(c, layers // 3):
-            (reductions if reduction else cells).append(ResidualReduction(c_prev, c_curr) if reduction
-                                                        else Cell(genotype, c_curr))
+            (reductions if reduction else cells).append(
+                ResidualReduction(c_prev, c_curr) if reduction else Cell(genotype, c_curr)
+            )
             order.append(reduction)
             c_prev = c_curr
         self.cells, self.reductions, self.order = nn.ModuleList(cells), nn.ModuleList(reductions), order

@@ -15,8 +15,9 @@ def draw_nb201_cell(genotype: CellGenotype, path_stem: Path | str) -> list[Path]
     edge i<-j that is kept (`none` cuts its edge: not drawn). An intermediate node from which no kept edge
     leads to the output is dashed, as the DARTS drawings dash a node that is not part of the output.
     Writes path_stem.gv, and .png and .pdf when dot exists."""
-    kept = [(int(i), int(j), op) for name, op in zip(EDGES, genotype.edges) if op != "none"
-            for i, j in [name.split("<-")]]
+    kept = [
+        (int(i), int(j), op) for name, op in zip(EDGES, genotype.edges) if op != "none" for i, j in [name.split("<-")]
+    ]
     reach = {NODES}  # nodes with a path of kept edges to the output, found from the last node back
     for i, j, _ in sorted(kept, reverse=True):
         if i in reach:

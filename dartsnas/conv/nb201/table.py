@@ -25,7 +25,7 @@ import math
 import operator
 import statistics
 from pathlib import Path
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from ...core.download import DataError
 from ...core.genotype import GenotypeError
@@ -43,8 +43,10 @@ class Benchmark:
 
     def __init__(self, rows: Sequence[Sequence[float]]):
         if len(rows) != SPACE_SIZE or any(len(row) != len(DATASETS) for row in rows):
-            raise DataError(f"a NAS-Bench-201 table has {SPACE_SIZE} rows of {len(DATASETS)} accuracies "
-                            f"({HEADER}); got {len(rows)} rows")
+            raise DataError(
+                f"a NAS-Bench-201 table has {SPACE_SIZE} rows of {len(DATASETS)} accuracies "
+                f"({HEADER}); got {len(rows)} rows"
+            )
         self._columns = {d: tuple(float(row[c]) for row in rows) for c, d in enumerate(DATASETS)}
 
     def __len__(self) -> int:
@@ -84,9 +86,15 @@ class Benchmark:
     def expectations(self, dataset: str, k: int) -> dict:
         """The yardsticks for a search that trained k cells, as JSON-able data for a quality report."""
         cell, best = self.best(dataset)
-        return {"dataset": check_dataset(dataset), "k": k, "best_cell": str(cell), "best": best,
-                "mean": self.mean(dataset), "median": self.median(dataset),
-                "expected_best_of_k": self.expected_best_of_k(dataset, k)}
+        return {
+            "dataset": check_dataset(dataset),
+            "k": k,
+            "best_cell": str(cell),
+            "best": best,
+            "mean": self.mean(dataset),
+            "median": self.median(dataset),
+            "expected_best_of_k": self.expected_best_of_k(dataset, k),
+        }
 
 
 def check_dataset(dataset: str) -> str:
@@ -135,7 +143,7 @@ def parse_table(text: str, where: str = "the table") -> list[tuple[float, ...]]:
     return rows
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_table(path: str | Path | None = None) -> Benchmark:
     """The benchmark the package ships (or the copy at `path`), its digest checked against TABLE_SHA256."""
     path = Path(path) if path is not None else TABLE_FILE
@@ -148,6 +156,8 @@ def load_table(path: str | Path | None = None) -> Benchmark:
         raise DataError(f"the NAS-Bench-201 table {path} is damaged ({err}); {fix}") from None
     digest = hashlib.sha256(raw).hexdigest()
     if digest != TABLE_SHA256:
-        raise DataError(f"the NAS-Bench-201 table {path} is damaged: the sha256 of its content is {digest}, "
-                        f"expected {TABLE_SHA256}; {fix}")
+        raise DataError(
+            f"the NAS-Bench-201 table {path} is damaged: the sha256 of its content is {digest}, "
+            f"expected {TABLE_SHA256}; {fix}"
+        )
     return Benchmark(parse_table(raw.decode("ascii"), str(path)))
