@@ -18,6 +18,7 @@ from dartsnas.conv.supernet import MixedOp, Supernet
 from dartsnas.core.config import ConfigError
 from dartsnas.core.derive import RULES, derive, derive_cell
 from dartsnas.core.genotype import parse
+from dartsnas.methods.relaxations import make
 
 # ------------------------------------------------------------------------------------ sample_grad
 
@@ -27,7 +28,7 @@ OPS = ["none", "skip_connect", "max_pool_3x3"]
 def _edge_grad(form, choice):
     """(output, d loss / d mix) of one edge; loss = sum(G * output), so d loss / d output = G."""
     torch.manual_seed(0)
-    edge = MixedOp(2, 1, OPS, mode="sample", sample_grad=form)
+    edge = MixedOp(2, 1, OPS, make("sample", sample_grad=form))
     x = torch.randn(1, 2, 3, 3)
     grad_out = torch.randn(1, 2, 3, 3)
     mix = torch.zeros(3)
@@ -75,7 +76,7 @@ def test_sample_grad_config_is_validated():
     with pytest.raises(ConfigError, match="mixed_op: sample"):
         SearchConfig(sample_grad="gdas_nb201").validate()
     with pytest.raises(ValueError, match="sample_grad"):
-        MixedOp(2, 1, OPS, mode="sample", sample_grad="bogus")
+        MixedOp(2, 1, OPS, make("sample", sample_grad="bogus"))
 
 
 # ------------------------------------------------------------------------------------ derive: gdas

@@ -103,7 +103,7 @@ def test_lean_is_plain_weighted_sum_without_grad():
 def test_first_order_architecture_step_computes_no_weight_gradients(monkeypatch):
     """The weights are constants of a first-order architecture step: lean's recomputation must not
     compute their gradients (the costly part of a depthwise conv's backward)."""
-    from dartsnas.conv import lean as lean_module
+    from dartsnas.methods.relaxations import lean as lean_module
 
     _, lean = _pair(torch.float32)
     x, y, xv, yv = _batch(torch.float32)

@@ -11,7 +11,8 @@ from dartsnas.core.derive import derive
 from dartsnas.core.genotype import edge_names
 from dartsnas.conv.fast import strip_leading_relu
 from dartsnas.conv.ops import OPS
-from dartsnas.core.relax import GumbelHard, Softmax, temperature
+from dartsnas.core.relax import temperature
+from dartsnas.methods.relaxations import make
 from dartsnas.conv.spaces import DARTS_OPS, LARGE_OPS, OP_SETS
 from dartsnas.conv.supernet import MixedOp, Supernet
 
@@ -67,7 +68,7 @@ def test_cell_computes_one_relu_per_state(monkeypatch):
 def test_partial_mixed_op_is_the_pc_darts_formula(stride, device):
     torch.manual_seed(0)
     c, k = 8, 4
-    mixed = MixedOp(c, stride, DARTS_OPS, mode="partial", partial_k=k).to(device)
+    mixed = MixedOp(c, stride, DARTS_OPS, make("partial", partial_k=k)).to(device)
     assert all(m.in_channels == c // k for m in mixed.modules() if isinstance(m, nn.Conv2d))
     exact_quarter = MixedOp(c // k, stride, DARTS_OPS).to(device)  # the same ops on C/K channels, exact mode
     exact_quarter.load_state_dict(mixed.state_dict())
@@ -125,7 +126,7 @@ def test_partial_forward_weighs_each_edge(monkeypatch):
 def test_gumbel_weights_are_one_hot_with_softmax_gradients():
     alphas = torch.randn(14, 8, requires_grad=True)
     g = torch.Generator().manual_seed(0)
-    w = GumbelHard().mix(alphas, 2.0, g)
+    w = make("sample").mix(alphas, 2.0, g)
     assert torch.equal(w.detach().sum(-1), torch.ones(14))
     assert set(w.detach().flatten().tolist()) <= {0.0, 1.0}
     # Straight-through: d w_k / d alphas is the Jacobian of softmax((alphas + noise) / tau).
@@ -133,10 +134,10 @@ def test_gumbel_weights_are_one_hot_with_softmax_gradients():
     assert (alphas.grad != 0).all()
     # Samples follow softmax(alphas): frequencies over many draws.
     logits = torch.tensor([[2.0, 0.0, -1.0, 1.0]]).expand(20000, 4)
-    draws = GumbelHard().mix(logits, 1.0, g).argmax(-1)
+    draws = make("sample").mix(logits, 1.0, g).argmax(-1)
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     torch.testing.assert_close(freq, logits[0].softmax(0), atol=0.015, rtol=0)
-    torch.testing.assert_close(GumbelHard().probs(alphas.detach(), 5.0), alphas.detach().softmax(-1))
+    torch.testing.assert_close(make("sample").probs(alphas.detach(), 5.0), alphas.detach().softmax(-1))
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
@@ -154,13 +155,13 @@ def test_sample_mode_runs_exactly_one_op_per_edge(device):
                 for m in op.modules():
                     m.register_forward_hook(lambda *_, op=op: ran.add(id(op)))
     drawn = []
-    real_one = MixedOp.one
+    real_one = MixedOp.single
 
     def spy(self, x, x_relu, weights, choice):
         drawn.append(choice)
         return real_one(self, x, x_relu, weights, choice)
 
-    MixedOp.one = spy
+    MixedOp.single = spy
     try:
         for _ in range(3):
             drawn.clear()
@@ -171,7 +172,7 @@ def test_sample_mode_runs_exactly_one_op_per_edge(device):
             not_none = sum(1 for k in drawn if DARTS_OPS[k] != "none")
             assert len(ran) == not_none  # exactly the drawn op, and nothing for a drawn `none`
     finally:
-        MixedOp.one = real_one
+        MixedOp.single = real_one
     assert all((a.grad != 0).any() for a in model.arch_parameters())
 
 
@@ -201,7 +202,7 @@ def test_temperature_schedules_hit_their_ends():
 
 def test_softmax_temperature_sharpens():
     a = torch.tensor([1.0, 0.0, -1.0])
-    hot, cold = Softmax().mix(a, 1.0), Softmax().mix(a, 0.1)
+    hot, cold = make("exact").mix(a, 1.0), make("exact").mix(a, 0.1)
     torch.testing.assert_close(hot, a.softmax(0))
     assert cold[0] > 0.99 > hot[0]
 

@@ -172,7 +172,7 @@ def test_shipped_nb201_configs_build_their_supernet(name):
     assert config.space == "nas-bench-201" and config.nesterov and config.ops == list(OPS)
     with torch.device("meta"):
         model = Supernet201.from_config(config, 3, 10)
-    assert model.mixed_op == config.mixed_op and model.alphas["cell"].shape == (6, 5)
+    assert model.relaxation.name == config.mixed_op and model.alphas["cell"].shape == (6, 5)
 
 
 def test_the_paper_setting_supernet_has_the_authors_size_less_their_biases():

@@ -28,7 +28,7 @@ import torch
 
 from ..core.discretise import branch_and_bound, exhaustive as exhaustive_search, ranked
 from ..core.progressive import FREE, REMOVED
-from ..core.relax import Softmax
+from ..methods.relaxations import make
 from .data import batches as image_batches
 from .nb201.genotype import CellGenotype
 
@@ -92,8 +92,8 @@ def evaluating(model):
     saved = model.training, model.relaxation, model.aux_skip
     buffers = [b.clone() for b in model.buffers()]
     model.train()
-    if model.relaxation.samples:
-        model.relaxation = Softmax()
+    if model.relaxation.draws:
+        model.relaxation = make("exact")
     model.aux_skip = 0.0
     try:
         with torch.no_grad():

@@ -17,7 +17,8 @@ from ..core.config import CONFIG_DIR, ConfigError, check_ranges, load_dataclass
 from ..core.options import RunOptions
 from .nb201.genotype import OPS as NB201_OPS
 from .nb201.table import DATASETS as BENCHMARK_DATASETS
-from .spaces import DARTS_OPS, DERIVATIONS, MIXED_OPS, SPACES
+from ..methods.relaxations import RELAXATIONS
+from .spaces import DARTS_OPS, DERIVATIONS, SPACES
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
 LR_SCHEDULES = ("cosine", "step")
@@ -185,8 +186,8 @@ class SearchConfig(ImageData, RunOptions):
     def validate(self) -> SearchConfig:
         # Imported here so that importing this module needs no torch.
         from ..core.relax import SCHEDULES
+        from ..methods.relaxations import unit_class
         from .ops import OPS
-        from .supernet import SAMPLE_GRADS
 
         if self.space not in SPACES:
             raise ConfigError(f"space: unknown {self.space!r}; available: {', '.join(SPACES)}")
@@ -201,11 +202,11 @@ class SearchConfig(ImageData, RunOptions):
             raise ConfigError(f"ops: {self.ops} lists an op twice")
         if not [o for o in self.ops if o != "none"]:
             raise ConfigError("ops: the candidate set needs at least one op besides 'none'")
-        if self.mixed_op not in MIXED_OPS:
-            raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: {', '.join(MIXED_OPS)}")
-        if self.sample_grad not in SAMPLE_GRADS:
-            raise ConfigError(f"sample_grad: unknown {self.sample_grad!r}; available: {', '.join(SAMPLE_GRADS)}")
-        if self.sample_grad != "straight_through" and self.mixed_op != "sample":
+        if self.mixed_op not in RELAXATIONS:
+            raise ConfigError(f"mixed_op: unknown mode {self.mixed_op!r}; available: {', '.join(RELAXATIONS)}")
+        relaxation = unit_class(self.mixed_op)
+        unit_class("sample").check(self)  # sample_grad is sample's setting: a typo is refused in any mode
+        if self.sample_grad != "straight_through" and not relaxation.draws:
             raise ConfigError(
                 f"sample_grad: {self.sample_grad} shapes the gradient of drawn ops; it needs "
                 f"mixed_op: sample (got {self.mixed_op!r})"
@@ -221,12 +222,7 @@ class SearchConfig(ImageData, RunOptions):
                 f"benchmark_dataset: unknown {self.benchmark_dataset!r}; the NAS-Bench-201 table has "
                 f"{', '.join(BENCHMARK_DATASETS)}"
             )
-        if self.mixed_op == "partial" and (self.partial_k < 1 or self.init_channels % (2 * self.partial_k)):
-            raise ConfigError(
-                f"partial_k={self.partial_k} must be at least 1 and divide init_channels="
-                f"{self.init_channels} into parts of an even number of channels; "
-                f"use e.g. partial_k=4 with init_channels a multiple of 8"
-            )
+        relaxation.check(self)
         if self.temperature is not None and (
             len(self.temperature) != 2
             or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in self.temperature)
@@ -252,7 +248,9 @@ class SearchConfig(ImageData, RunOptions):
         if self.compile:
             from ..core.compiled import check
 
-            check(self.compile_mode, self.compile_backend, self.mixed_op, self.compile_scope)
+            if not relaxation.compiles:
+                raise ConfigError(f"compile: {relaxation.compile_refusal}")
+            check(self.compile_mode, self.compile_backend, self.compile_scope)
         check_ranges(self)  # after the checks above: their messages are the more specific
         self.check_data()
         return self
@@ -262,10 +260,12 @@ class SearchConfig(ImageData, RunOptions):
         return self.derive or DERIVATIONS[self.space][0]
 
     def temperatures(self) -> tuple[float, float]:
-        """[start, end] of the relaxation temperature, with the mode's default when unset."""
+        """[start, end] of the relaxation temperature, with the relaxation's own default when unset."""
+        from ..methods.relaxations import unit_class
+
         if self.temperature is not None:
             return float(self.temperature[0]), float(self.temperature[1])
-        return (10.0, 0.1) if self.mixed_op == "sample" else (1.0, 1.0)
+        return unit_class(self.mixed_op).temperature
 
 
 @dataclass
@@ -376,7 +376,9 @@ def _check_collapse_options(config: SearchConfig) -> None:
                 f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
                 f"normalised entropy, or null; got {config.anneal_entropy}"
             )
-        if config.temperature is not None or config.mixed_op == "sample":
+        from ..methods.relaxations import unit_class
+
+        if config.temperature is not None or unit_class(config.mixed_op).draws:
             raise ConfigError(
                 "anneal_entropy sets the softmax temperature itself: it cannot be combined with "
                 "temperature, nor with mixed_op: sample (whose probabilities ignore the temperature)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.device import memory_format
 from .ops import FactorizedReduce, candidate
 
 
@@ -151,11 +152,3 @@ def concat(parts: list[torch.Tensor]) -> torch.Tensor:
     if torch.compiler.is_compiling():
         return torch.cat(parts, dim=1)
     return _Concat.apply(*parts)
-
-
-def memory_format(x: torch.Tensor) -> torch.memory_format:
-    return (
-        torch.channels_last
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-        else torch.contiguous_format
-    )

@@ -17,13 +17,12 @@ import os
 
 import torch
 
-from .spaces import MIXED_OPS
+from ..methods.relaxations import RELAXATIONS, unit_class
 
 PROBE_BATCH = 4
 # Peak over (kept activations + weight state), calibrated against `dartsnas bench search-step` at the
 # paper setting on CPU (docs/benchmarks.md): the backward's transient buffers and the allocator's slack.
-# In lean mode these dominate what is kept (each op's recomputation and its gradients live for a while).
-HEADROOM = {"exact": 1.15, "partial": 1.15, "sample": 1.15, "lean": 2.5}
+# Each relaxation says its own (Relaxation.memory_headroom): lean's transient buffers dominate what it keeps.
 
 
 def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -63,7 +62,7 @@ def estimate_bytes(
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
     # weights + gradients + momentum; second order adds w', the HVP direction and w +- eps v.
     weight_state = weights * (3 + (3 if config.unrolled else 0))
-    return int(HEADROOM[mode] * (activations + weight_state))
+    return int(unit_class(mode).memory_headroom * (activations + weight_state))
 
 
 def available_bytes(device: torch.device) -> int:
@@ -96,7 +95,7 @@ def fitting_settings(
     """(mode, batch size, GB) that should fit in `budget` bytes: each mode at this batch size if it
     fits, else at the largest batch size that does."""
     out = []
-    for mode in MIXED_OPS:
+    for mode in RELAXATIONS:
         if mode == "partial" and config.init_channels % (2 * config.partial_k):
             continue
         need = estimate_bytes(config, in_channels, num_classes, size, device, mode)

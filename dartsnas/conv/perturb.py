@@ -40,19 +40,19 @@ from collections.abc import Callable
 import torch
 
 from ..core.progressive import FREE, REMOVED
-from ..core.relax import Softmax
+from ..methods.relaxations import make
 from .data import batches
 
 
 @contextlib.contextmanager
 def expected_mixture(model):
-    """A sampling relaxation replaced by softmax(alphas) (GumbelHard.probs, the distribution it draws from):
+    """A sampling relaxation replaced by softmax(alphas) (the probabilities it draws from):
     one deterministic mixture per evaluation. Deterministic relaxations are left alone."""
-    if not model.relaxation.samples:
+    if not model.relaxation.draws:
         yield
         return
     saved = model.relaxation, model.temperature
-    model.relaxation, model.temperature = Softmax(), 1.0
+    model.relaxation, model.temperature = make("exact"), 1.0
     try:
         yield
     finally:

@@ -128,7 +128,7 @@ class Searcher(SearchRecords):
         return DistributedDataParallel(
             self.model,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            find_unused_parameters=self.config.mixed_op == "sample" or self.config.progressive,
+            find_unused_parameters=self.model.relaxation.draws or self.config.progressive,
         )
 
     def set_schedules(self) -> None:

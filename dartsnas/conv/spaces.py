@@ -36,10 +36,6 @@ OP_SETS = {
     12: LARGE_OPS,
 }
 
-# How a mixed op is computed (supernet.MixedOp): named here so that configs can be checked without
-# importing torch.
-MIXED_OPS = ("exact", "lean", "partial", "sample")
-
 
 def _darts():
     from .supernet import Supernet

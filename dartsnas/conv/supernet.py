@@ -1,21 +1,14 @@
 """The fast search supernet: the network of conv/plain.py, computed faster and in less memory.
 
 Read plain.py first: it states the method. This file computes the same function (tested equal in
-float64: outputs, every gradient, batch-norm statistics) and adds the mixed-op modes:
+float64: outputs, every gradient, batch-norm statistics), with the mixed op computed by a relaxation unit
+(methods/relaxations/: exact, lean, partial, sample), the config's `mixed_op`. The cell and the network ask
+the unit what it needs around the edge (channel parts, per-edge logits, a drawn op per edge, shared
+parameter-free candidates) and never branch on its name.
 
-- `exact`: the paper's weighted sum over all candidates (Eq. 2);
-- `lean`: the same sum and gradients, each candidate recomputed in backward instead of kept (lean.py);
-- `partial`: PC-DARTS (Xu et al., ICLR 2020): only 1/K of the channels go through the candidates, the
-  rest bypass them, then channels are shuffled; each node weighs its incoming edges by a softmax over
-  edge logits (edge normalisation), and these edge probabilities enter the derivation;
-- `sample`: GDAS (Dong & Yang, CVPR 2019): one candidate per edge, drawn by the hard Gumbel
-  relaxation; only that op is computed. `sample_grad` says which coefficients get a gradient
-  (`SAMPLE_GRADS`); `same_draw()` holds one draw across the passes of an architecture step.
-
-The architecture logits `alphas` are registered parameters (checkpoints and optimisers see them). How
-they become the mixing coefficients `mix` is the relaxation (core/relax.py). The speed tricks (a ReLU
-shared per state, parameter-free ops computed once per state, the mixing weight folded into batch norm,
-dense concatenation gradients) are in fast.py, each explained there.
+The architecture logits `alphas` are registered parameters (checkpoints and optimisers see them). The
+speed tricks (a ReLU shared per state, parameter-free ops computed once per state, the mixing weight
+folded into batch norm, dense concatenation gradients) are in fast.py, each explained there.
 """
 
 from __future__ import annotations
@@ -24,37 +17,28 @@ import contextlib
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..core.architect import Searchable
 from ..core.derive import derive
 from ..core.genotype import Genotype, edge_names
 from ..core.progressive import FREE, REMOVED
-from ..core.relax import GumbelHard, Softmax
-from .fast import SharedOps, SharedOutputs, concat, is_parameter_free, memory_format, scaled, strip_leading_relu
-from .lean import LeanMix
+from ..methods.relaxations import make
+from ..methods.relaxations.base import Relaxation
+from .fast import SharedOps, SharedOutputs, concat, is_parameter_free, scaled, strip_leading_relu
 from .ops import FactorizedReduce, ReLUConvBN, candidate
-from .spaces import DARTS_OPS, MIXED_OPS
+from .spaces import DARTS_OPS
 
 KINDS = ("normal", "reduce")
 
-# How a drawn edge passes gradient to its one-hot coefficients (sample mode):
-# - straight_through: mix[drawn] * op_drawn(x); only the drawn op's coefficient has a gradient, which
-#   reaches every logit of the edge through the soft sample. GDAS's own code for the DARTS space does
-#   this (xautodl search_cells.py, MixedOp.forward_gdas: `self._ops[index](x) * weights[index]`).
-# - gdas_nb201: sum_k (mix[k] * op_k(x) if k is drawn else mix[k]), as GDAS's NAS-Bench-201 cell
-#   (xautodl search_cells.py, NAS201SearchCell.forward_gdas). Undrawn coefficients are 0 in value, so
-#   the output is unchanged, but each gets the sum of the edge output's gradient.
-SAMPLE_GRADS = ("straight_through", "gdas_nb201")
-
 
 class MixedOp(nn.Module):
-    """sum_o mix_o * o(x) over the candidates of one edge (Eq. 2), computed as `mode` says.
+    """sum_o mix_o * o(x) over the candidates of one edge (Eq. 2), computed as its relaxation says.
 
     `none` contributes mix * 0: it is never built or computed, yet its coefficient still takes its share
     of the softmax, so gradients and derivation are exactly the paper's. Candidates named in `shared`
     are not built here either: the cell computes them once per state (fast.SharedOps). `build(name, c,
-    stride)` makes a candidate (the space's own: ops.candidate for DARTS).
+    stride)` makes a candidate (the space's own: ops.candidate for DARTS). The candidates see
+    c / relaxation.parts() channels.
     """
 
     def __init__(
@@ -62,31 +46,26 @@ class MixedOp(nn.Module):
         c: int,
         stride: int,
         ops: list[str],
-        mode: str = "exact",
-        partial_k: int = 4,
+        relaxation: Relaxation | None = None,
         shared: tuple[str, ...] = (),
-        sample_grad: str = "straight_through",
         build=candidate,
     ):
         super().__init__()
-        if mode not in MIXED_OPS:
-            raise ValueError(f"mixed-op mode must be one of {MIXED_OPS}, got {mode!r}")
-        if sample_grad not in SAMPLE_GRADS:
-            raise ValueError(f"sample_grad must be one of {SAMPLE_GRADS}, got {sample_grad!r}")
-        self.mode, self.stride, self.sample_grad = mode, stride, sample_grad
-        self.k = partial_k if mode == "partial" else 1
-        if c % self.k:
-            raise ValueError(f"partial channels: {c} channels do not split into {self.k} parts")
+        self.relaxation = relaxation or make("exact")
+        self.stride = stride
+        parts = self.relaxation.parts()
+        if c % parts:
+            raise ValueError(f"partial channels: {c} channels do not split into {parts} parts")
         self.index = [k for k, name in enumerate(ops) if name != "none" and name not in shared]
         self.shared = [(k, name) for k, name in enumerate(ops) if name in shared]
         self.ops = nn.ModuleList()
         self.takes_relu = []  # per op: does it take relu(x) (its own leading ReLU removed) or x?
         for k in self.index:
-            op, relu_first = strip_leading_relu(build(ops[k], c // self.k, stride))
+            op, relu_first = strip_leading_relu(build(ops[k], c // parts, stride))
             self.ops.append(op)
             self.takes_relu.append(relu_first)
         self.needs_relu = any(self.takes_relu)
-        self.norms = [m for m in self.ops.modules() if isinstance(m, nn.BatchNorm2d)]  # for LeanMix
+        self.norms = [m for m in self.ops.modules() if isinstance(m, nn.BatchNorm2d)]  # for lean's LeanMix
 
     def forward(
         self,
@@ -96,32 +75,20 @@ class MixedOp(nn.Module):
         choice: int | None = None,
         shared_outputs: SharedOutputs | None = None,
     ) -> torch.Tensor:
-        """`x_relu`: relu(x) when the caller has it already; `choice`: the one candidate to run (sample);
-        `shared_outputs`: the state's shared candidates, when this edge has any."""
+        """`x_relu`: relu(x) when the caller has it already; `choice`: the one candidate to run (a drawing
+        relaxation); `shared_outputs`: the state's shared candidates, when this edge has any."""
         if self.shared and shared_outputs is None:
             raise ValueError(
                 "this mixed op shares candidates with its state's other edges: pass shared_outputs (SearchCell does)"
             )
         if x_relu is None and self.needs_relu:
             x_relu = nn.functional.relu(x)
-        if choice is not None:
-            return self.one(x, x_relu, mix, choice)
-        if self.mode == "partial":
-            return self.partial(x, x_relu, mix, shared_outputs)
-        if self.mode == "lean" and torch.is_grad_enabled():
-            if torch.compiler.is_compiling():
-                # LeanMix's hand-written backward cannot be traced. The compiler recomputes instead: the
-                # candidates' sum is a checkpointed region of the compiled graph, whose activations are not
-                # saved but recomputed in backward, one edge at a time. The shared parameter-free candidates
-                # stay outside it, computed once per state and kept, as in exact mode.
-                out = checkpoint(self.candidates_sum, x, x_relu, mix, use_reentrant=False) if self.ops else None
-                return self.add_shared(out, x, mix, shared_outputs)
-            # The parameters as they are now (functional_call may have swapped in others).
-            params = [p for op in self.ops for p in op.parameters()]
-            return LeanMix.apply(x, x_relu, mix, self, shared_outputs, *params)
-        return self.weighted_sum(x, x_relu, mix, shared_outputs)
+        return self.relaxation.edge(self, x, x_relu, mix, choice, shared_outputs)
+
+    # -- the primitives relaxations compute an edge from -------------------------------------------
 
     def weighted_sum(self, x, x_relu, mix, shared_outputs=None) -> torch.Tensor:
+        """sum_k mix_k * op_k(x) over every candidate, the shared ones included."""
         return self.add_shared(self.candidates_sum(x, x_relu, mix), x, mix, shared_outputs)
 
     def candidates_sum(self, x, x_relu, mix) -> torch.Tensor | None:
@@ -140,30 +107,13 @@ class MixedOp(nn.Module):
             out = mix[k] * y if out is None else out.addcmul_(y, mix[k])
         return out
 
-    def one(self, x, x_relu, mix, choice: int) -> torch.Tensor:
-        """mix[choice] * op_choice(x): the other coefficients are zero (a one-hot sample). With
-        sample_grad gdas_nb201 they are added as well (SAMPLE_GRADS): same value, more gradient."""
-        if choice not in self.index:  # `none` was drawn: the edge contributes nothing
+    def single(self, x, x_relu, mix, k: int) -> torch.Tensor:
+        """mix[k] * op_k(x) alone; `none` (never built) gives zeros of the output's shape."""
+        if k not in self.index:
             n, c, h, w = x.shape
-            out = x.new_zeros(n, c, -(-h // self.stride), -(-w // self.stride))
-        else:
-            i = self.index.index(choice)
-            out = scaled(self.ops[i], x_relu if self.takes_relu[i] else x, mix[choice])
-        if self.sample_grad == "gdas_nb201":  # + sum of the undrawn coefficients, each exactly 0
-            out = out + torch.cat([mix[:choice], mix[choice + 1 :]]).sum()
-        return out
-
-    def partial(self, x, x_relu, mix, shared_outputs=None) -> torch.Tensor:
-        c = x.shape[1] // self.k
-        fmt = memory_format(x)
-        # One dense copy of the channel slice, instead of one inside every candidate op.
-        part = x[:, :c].contiguous(memory_format=fmt)
-        part_relu = None if x_relu is None else x_relu[:, :c].contiguous(memory_format=fmt)
-        mixed = self.weighted_sum(part, part_relu, mix, shared_outputs)
-        rest = x[:, c:]
-        if self.stride == 2:  # the bypassed channels are brought to the output size too
-            rest = nn.functional.max_pool2d(rest, 2, 2, ceil_mode=True)
-        return nn.functional.channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+            return x.new_zeros(n, c, -(-h // self.stride), -(-w // self.stride))
+        i = self.index.index(k)
+        return scaled(self.ops[i], x_relu if self.takes_relu[i] else x, mix[k])
 
 
 class SearchCell(nn.Module):
@@ -176,9 +126,7 @@ class SearchCell(nn.Module):
         reduction,
         reduction_prev,
         ops,
-        mode="exact",
-        partial_k=4,
-        sample_grad="straight_through",
+        relaxation: Relaxation | None = None,
         aux_skip=False,
     ):
         super().__init__()
@@ -191,12 +139,15 @@ class SearchCell(nn.Module):
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
         # Modes that compute every candidate compute the parameter-free ones once per state (SharedOps;
         # lean in its forward, recomputing them per edge in backward); sample runs one op per edge.
-        shared = tuple(n for n in ops if is_parameter_free(n)) if mode != "sample" else ()
+        relaxation = relaxation or make("exact")
+        shared = tuple(n for n in ops if is_parameter_free(n)) if relaxation.shares_free_ops else ()
         stride = [2 if reduction and j < 2 else 1 for j in range(nodes + 1)]  # of each state's edges
-        k = partial_k if mode == "partial" else 1
-        self.shared = nn.ModuleList(SharedOps(shared, c // k, stride[j]) for j in range(nodes + 1)) if shared else None
+        parts = relaxation.parts()
+        self.shared = (
+            nn.ModuleList(SharedOps(shared, c // parts, stride[j]) for j in range(nodes + 1)) if shared else None
+        )
         self.edges = nn.ModuleList(
-            MixedOp(c, stride[j], ops, mode, partial_k, shared, sample_grad) for i in range(nodes) for j in range(2 + i)
+            MixedOp(c, stride[j], ops, relaxation, shared) for i in range(nodes) for j in range(2 + i)
         )
         self.needs_relu = any(e.needs_relu for e in self.edges)
         # DARTS-'s auxiliary skip per edge, outside the mixture: the skip_connect op of the edge's stride.
@@ -208,7 +159,7 @@ class SearchCell(nn.Module):
 
     def forward(self, s0, s1, mix, edge_probs=None, choices=None, aux=0.0):
         """Node i = sum over its inputs j of edge (i, j)'s mixed op. `mix`: edges x ops; `edge_probs`:
-        one per edge (partial mode); `choices`: one op index per edge (sample mode); `aux`: DARTS-'s
+        one per edge (a relaxation with edge logits); `choices`: one op index per edge (a drawing one); `aux`: DARTS-'s
         coefficient of the auxiliary skip added to every edge."""
         states = [self.pre0(s0), self.pre1(s1)]
         relus = [nn.functional.relu(h) for h in states] if self.needs_relu else [None] * 2
@@ -256,11 +207,12 @@ class SearchNetwork(Searchable):
     fan_in: list[int]
     kept_per_node: int | None  # inputs the derived cell keeps per node; None: every edge (`none` a choice)
 
-    def init_search(self, ops: list[str], mixed_op: str, relaxation=None) -> None:
-        if mixed_op not in MIXED_OPS:
-            raise ValueError(f"mixed_op must be one of {MIXED_OPS}, got {mixed_op!r}")
-        self.ops, self.mixed_op = list(ops), mixed_op
-        self.relaxation = relaxation or (GumbelHard() if mixed_op == "sample" else Softmax())
+    def init_search(self, ops: list[str], relaxation: Relaxation) -> None:
+        self.ops = list(ops)
+        # The coefficients and probabilities of the alphas, and whether a forward draws one op per edge. The
+        # edges hold the same unit for what they compute; they run a drawn op when given one, else the mixture
+        # (DARTS-PT and branch and bound evaluate a drawing relaxation's mixture by swapping this one).
+        self.relaxation = relaxation
         self.temperature = 1.0  # set per epoch by the search's schedule
         self.generator = None  # draws the samples of a sampling relaxation (None: torch's global RNG)
         self.held_noise = None  # inside same_draw(): the draw's noise per cell kind, once drawn
@@ -277,7 +229,7 @@ class SearchNetwork(Searchable):
         # Paper (Sec. 2.2 / official code): alphas start near uniform, 1e-3 * N(0, 1).
         edges = sum(self.fan_in)
         logits = {kind: nn.Parameter(1e-3 * torch.randn(edges, len(self.ops))) for kind in self.kinds}
-        if self.mixed_op == "partial":  # PC-DARTS edge-normalisation logits, one per edge, same start
+        if self.relaxation.edge_logits:  # PC-DARTS edge-normalisation logits, one per edge, same start
             logits |= {f"{kind}_edges": nn.Parameter(1e-3 * torch.randn(edges)) for kind in self.kinds}
         self.alphas = nn.ParameterDict(logits)
 
@@ -288,7 +240,7 @@ class SearchNetwork(Searchable):
         step, the validation pass at w', the probes at w +- eps v of Eq. 8) are passes of one network and
         their finite difference is a Hessian-vector product. Forward passes outside (the weight step)
         draw afresh, as GDAS does on every forward. Deterministic relaxations hold nothing."""
-        if not self.relaxation.samples or self.held_noise is not None:  # nothing to hold, or held already
+        if not self.relaxation.draws or self.held_noise is not None:  # nothing to hold, or held already
             yield
             return
         self.held_noise = {}
@@ -351,9 +303,9 @@ class SearchNetwork(Searchable):
     def mixes(self) -> tuple[dict, dict, dict]:
         """One forward's (mix, edge_probs, choices) per cell kind; choices: the drawn op per edge (sample)."""
         mix = {k: self.mix(k) for k in self.kinds}
-        edge_probs = self.edge_probs(detach=False) if self.mixed_op == "partial" else dict.fromkeys(self.kinds)
+        edge_probs = self.edge_probs(detach=False) if self.relaxation.edge_logits else dict.fromkeys(self.kinds)
         choices = dict.fromkeys(self.kinds)
-        if self.relaxation.samples:
+        if self.relaxation.draws:
             # One host transfer per forward for all edges of every kind: which ops to run.
             drawn = torch.stack([mix[k].argmax(dim=-1) for k in self.kinds]).tolist()
             choices = dict(zip(self.kinds, drawn))
@@ -372,7 +324,7 @@ class SearchNetwork(Searchable):
 
     def edge_probs(self, detach: bool = True) -> dict[str, torch.Tensor] | None:
         """PC-DARTS edge probabilities per cell kind: a softmax over each node's incoming edges (None otherwise)."""
-        if self.mixed_op != "partial":
+        if not self.relaxation.edge_logits:
             return None
         out = {}
         for kind in self.kinds:
@@ -399,14 +351,14 @@ class Supernet(SearchNetwork):
         nodes: int = 4,
         ops: list[str] | None = None,
         stem_multiplier: int = 3,
-        relaxation=None,
         mixed_op: str = "exact",
         partial_k: int = 4,
         sample_grad: str = "straight_through",
         aux_skip: bool = False,
     ):
         super().__init__()
-        self.init_search(ops or DARTS_OPS, mixed_op, relaxation)
+        relaxation = make(mixed_op, partial_k=partial_k, sample_grad=sample_grad)
+        self.init_search(ops or DARTS_OPS, relaxation)
         self.nodes = nodes
         self.fan_in = [2 + i for i in range(nodes)]
         c = init_channels
@@ -428,9 +380,7 @@ class Supernet(SearchNetwork):
                     reduction,
                     reduction_prev,
                     self.ops,
-                    mixed_op,
-                    partial_k,
-                    sample_grad,
+                    relaxation,
                     aux_skip,
                 )
             )

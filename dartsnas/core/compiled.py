@@ -32,19 +32,9 @@ SCOPES = ("cells", "network")
 PASSES = 8
 
 
-# What a mode needs from the compiler that it cannot give: sample draws its ops as Python integers, so every
-# draw would be a graph of its own.
-REFUSED = {
-    "sample": "sample draws a new op per edge every step, and each draw would be another compiled graph; search "
-    "sample without compile (it runs one op per edge already)",
-}
-
-
-def check(mode: str, backend: str, mixed_op: str = "exact", scope: str = "cells") -> None:
-    """Refuse a mode or backend torch.compile does not know, or a mixed-op mode it cannot compile, before
-    anything runs."""
-    if mixed_op in REFUSED:
-        raise ConfigError(f"compile: {REFUSED[mixed_op]}")
+def check(mode: str, backend: str, scope: str = "cells") -> None:
+    """Refuse a mode, scope or backend torch.compile does not know before anything runs (whether the relaxation
+    compiles at all is the relaxation's to say: Relaxation.compiles)."""
     if scope not in SCOPES:
         raise ConfigError(f"compile_scope: unknown {scope!r}; available: {', '.join(SCOPES)}")
     if mode not in MODES:

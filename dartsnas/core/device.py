@@ -1,4 +1,4 @@
-"""Where a run computes (`--device`) and how much memory it took there."""
+"""Where a run computes (`--device`), in which memory layout, and how much memory it took there."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ def resolve_device(name: str) -> torch.device:
             f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
         )
     return device
+
+
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The layout `x` is dense in: channels-last for an NHWC image batch, else the default."""
+    return (
+        torch.channels_last
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format
+    )
 
 
 class OutOfMemory(RuntimeError):

@@ -1,14 +1,8 @@
-"""Relaxations: how architecture logits become the coefficients that mix an edge's candidate ops.
+"""Temperature schedules of a relaxation's softmax, and how far a mixture is from a discrete cell.
 
-A relaxation gives two things per cell kind (edges x ops):
-- `mix(alphas, tau, generator, noise)`: what the forward pass multiplies each op's output with (a
-  sampling relaxation also has `noise(alphas, generator)`: pass its result back as `noise` to repeat a draw);
-- `probs(alphas, tau)`: the probabilities logged, plotted and derived from.
-
-`Softmax` is the paper's (Eq. 2) at tau = 1; a temperature annealed towards 0 pushes it towards one-hot,
-which is one way of closing the gap between the continuous mixture and the discrete cell.
-`GumbelHard` is GDAS's (Dong & Yang, CVPR 2019): a hard one-hot sample per edge with the straight-through
-gradient of the Gumbel-softmax, so only the sampled op is computed.
+The relaxations themselves (how alphas become an edge's mixing coefficients) are units of their own,
+methods/relaxations/. A temperature annealed towards 0 pushes a softmax towards one-hot, which is one way of
+closing the gap between the continuous mixture and the discrete cell.
 """
 
 from __future__ import annotations
@@ -19,50 +13,6 @@ import torch
 
 
 SCHEDULES = ("linear", "exponential")  # how the temperature moves from its start to its end value
-
-
-class Softmax:
-    name = "softmax"
-    samples = False
-
-    def mix(self, alphas: torch.Tensor, tau: float = 1.0, generator=None, noise=None) -> torch.Tensor:
-        return (alphas / tau).softmax(dim=-1) if tau != 1.0 else alphas.softmax(dim=-1)
-
-    def probs(self, alphas: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-        return self.mix(alphas, tau)
-
-
-class GumbelHard:
-    """One op per edge, drawn from softmax(alphas) by the Gumbel-max trick.
-
-    Its coefficients are exactly one-hot; their gradient is that of softmax((alphas + g) / tau)
-    (straight-through), so the sampled op's output moves every logit of its edge.
-    Its probabilities are softmax(alphas): the distribution the samples come from, whatever tau.
-    """
-
-    name = "gumbel"
-    samples = True
-
-    def noise(self, alphas: torch.Tensor, generator=None) -> torch.Tensor:
-        """Gumbel(0, 1) noise shaped like `alphas`: the whole randomness of one draw."""
-        # Exponential(1) draws give Gumbel noise as -log(E); clamp keeps log finite for E = 0.
-        e = torch.empty_like(alphas).exponential_(generator=generator).clamp_min(torch.finfo(alphas.dtype).tiny)
-        return -e.log()
-
-    def mix(self, alphas: torch.Tensor, tau: float = 1.0, generator=None, noise=None) -> torch.Tensor:
-        """A fresh draw, or with `noise` (from `noise()`) a deterministic function of alphas: the same
-        draw again, as the passes of one architecture step need (Supernet.same_draw)."""
-        g = self.noise(alphas, generator) if noise is None else noise
-        soft = ((alphas + g) / tau).softmax(dim=-1)
-        hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
-        # hard + (soft - soft): exactly one-hot in value (s - s is 0), the soft gradient in backward.
-        return hard + (soft - soft.detach())
-
-    def probs(self, alphas: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-        return alphas.softmax(dim=-1)
-
-
-RELAXATIONS = {"softmax": Softmax, "gumbel": GumbelHard}
 
 
 def temperature(epoch: int, epochs: int, start: float, end: float, schedule: str = "linear") -> float:

@@ -24,6 +24,8 @@ from torch import nn
 from ...core.derive import strongest_ops
 from ..fast import SharedOps, is_parameter_free
 from ..ops import ReLUConvBN, Zero
+from ...methods.relaxations import make
+from ...methods.relaxations.base import Relaxation
 from ..supernet import MixedOp, SearchNetwork
 from .genotype import EDGES, NODES, OPS, CellGenotype
 
@@ -74,16 +76,15 @@ class SearchCell(nn.Module):
     supernet's mixed ops and tricks (conv/supernet.py, conv/fast.py): a shared ReLU per state, its
     parameter-free candidates (the pool) computed once per state, `none` never computed."""
 
-    def __init__(
-        self, c: int, ops: list[str], mode: str = "exact", partial_k: int = 4, sample_grad: str = "straight_through"
-    ):
+    def __init__(self, c: int, ops: list[str], relaxation: Relaxation | None = None):
         super().__init__()  # (DARTS-'s auxiliary skip needs no module here: every edge has stride 1)
-        shared = tuple(n for n in ops if is_parameter_free(n, candidate)) if mode != "sample" else ()
-        k = partial_k if mode == "partial" else 1
-        self.shared = nn.ModuleList(SharedOps(shared, c // k, 1, candidate) for _ in range(NODES)) if shared else None
-        self.edges = nn.ModuleList(
-            MixedOp(c, 1, ops, mode, partial_k, shared, sample_grad, candidate) for i in FAN_IN for _ in range(i)
+        relaxation = relaxation or make("exact")
+        shared = tuple(n for n in ops if is_parameter_free(n, candidate)) if relaxation.shares_free_ops else ()
+        parts = relaxation.parts()
+        self.shared = (
+            nn.ModuleList(SharedOps(shared, c // parts, 1, candidate) for _ in range(NODES)) if shared else None
         )
+        self.edges = nn.ModuleList(MixedOp(c, 1, ops, relaxation, shared, candidate) for i in FAN_IN for _ in range(i))
         self.needs_relu = any(e.needs_relu for e in self.edges)
 
     def forward(self, x, mix, edge_probs=None, choices=None, aux=0.0):
@@ -122,22 +123,18 @@ class Supernet201(SearchNetwork):
         init_channels: int = 16,
         stage_cells: int = 5,
         ops: list[str] | None = None,
-        relaxation=None,
         mixed_op: str = "exact",
         partial_k: int = 4,
         sample_grad: str = "straight_through",
     ):
         super().__init__()
-        self.init_search(ops or OPS, mixed_op, relaxation)
+        relaxation = make(mixed_op, partial_k=partial_k, sample_grad=sample_grad)
+        self.init_search(ops or OPS, relaxation)
         c = init_channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
         layers, c_prev = [], c
         for c_curr, reduction in stages(c, stage_cells):
-            layers.append(
-                ResidualReduction(c_prev, c_curr)
-                if reduction
-                else SearchCell(c_curr, self.ops, mixed_op, partial_k, sample_grad)
-            )
+            layers.append(ResidualReduction(c_prev, c_curr) if reduction else SearchCell(c_curr, self.ops, relaxation))
             c_prev = c_curr
         self.layers = nn.ModuleList(layers)
         self.last = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU())

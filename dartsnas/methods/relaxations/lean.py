@@ -1,7 +1,7 @@
-"""The lean mode's mixed op: the same weighted sum and the same gradients as the exact one, but no
-candidate keeps its activations for backward; each is recomputed there, one at a time, so memory hardly
-grows with the candidate set (activation checkpointing per mixed op, with batch-norm statistics moved
-once). Tested against exact mode and the plain network in float64 (first and second order).
+"""lean: the exact relaxation's weighted sum and gradients, but no candidate keeps its activations for
+backward; each is recomputed there, one at a time, so memory hardly grows with the candidate set (activation
+checkpointing per mixed op, with batch-norm statistics moved once). The project's own formulation of the
+paper's method (tested against exact mode and the plain network in float64, first and second order).
 """
 
 from __future__ import annotations
@@ -9,8 +9,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
 
-from .fast import memory_format
+from ...core.device import memory_format
+from .base import Relaxation
+
+
+class Lean(Relaxation):
+    name = "lean"
+    # Each op's recomputation and its gradients live for a while in backward: they dominate what is kept.
+    memory_headroom = 2.5
+
+    def edge(self, mixed, x, x_relu, mix, choice=None, shared_outputs=None) -> torch.Tensor:
+        if choice is not None or not torch.is_grad_enabled():  # nothing is kept for backward anyway
+            return super().edge(mixed, x, x_relu, mix, choice, shared_outputs)
+        if torch.compiler.is_compiling():
+            # LeanMix's hand-written backward cannot be traced. The compiler recomputes instead: the
+            # candidates' sum is a checkpointed region of the compiled graph, whose activations are not
+            # saved but recomputed in backward, one edge at a time. The shared parameter-free candidates
+            # stay outside it, computed once per state and kept, as in exact mode.
+            out = checkpoint(mixed.candidates_sum, x, x_relu, mix, use_reentrant=False) if mixed.ops else None
+            return mixed.add_shared(out, x, mix, shared_outputs)
+        # The parameters as they are now (functional_call may have swapped in others).
+        params = [p for op in mixed.ops for p in op.parameters()]
+        return LeanMix.apply(x, x_relu, mix, mixed, shared_outputs, *params)
 
 
 class LeanMix(torch.autograd.Function):
@@ -103,3 +125,6 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.dim() == 4 and all(t.is_contiguous(memory_format=torch.channels_last) for t in (a, b)):
         a, b = a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)
     return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+UNIT = Lean

@@ -1,0 +1,11 @@
+"""The method units: each variant of DARTS that changes how the search computes, one small file behind one
+seam, registered by name. Nothing outside a unit's file learns its name; the search loop calls its hooks.
+
+- `relaxations/`: how an edge's choice among candidates becomes differentiable (the config's `mixed_op`):
+  exact (the paper's weighted sum, Eq. 2), lean (the same, recomputed in backward), partial (PC-DARTS),
+  sample (GDAS). Hooks: the coefficients and probabilities of the alphas, what one edge computes, what the
+  cell and network around it must do (channel parts, edge weights, shared parameter-free candidates), and
+  what the unit needs of the config.
+
+Imports: `core` and torch only; `conv`, `recurrent` and `tools` import units, never the other way round.
+"""
