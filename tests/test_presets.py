@@ -1,5 +1,13 @@
-"""Presets as overlays: `base:` in any config file."""
+"""Presets as overlays (`base:`), shipped presets that run anywhere, and the repository's study presets.
 
+tests/data/presets_resolved.json records what every shipped preset resolved to when each was a flat file
+(per preset, the fields that differ from the class's defaults). Rewriting a preset as an overlay must keep
+every value; a shipped preset may differ from the record only in where its data comes from, and the study
+preset of the same name (studies/configs/) resolves to the record exactly: to the settings the
+documented figures were measured with. A deliberate change of a preset's settings updates the record.
+"""
+
+import json
 from pathlib import Path
 
 import pytest
@@ -9,12 +17,19 @@ from dartsnas.conv.config import TRAIN_CONFIG_DIR, SearchConfig, TrainConfig, lo
 from dartsnas.core.config import CONFIG_DIR, MAX_BASE_DEPTH, ConfigError, load_dataclass, save_config
 from dartsnas.recurrent.config import RNN_CONFIG_DIR, RecurrentSearchConfig, RecurrentTrainConfig
 
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ROOT / "studies" / "configs"
+RECORD = json.loads((ROOT / "tests" / "data" / "presets_resolved.json").read_text())
 KINDS = {
     "search": (SearchConfig, CONFIG_DIR),
     "train": (TrainConfig, TRAIN_CONFIG_DIR),
     "rnn": (RecurrentSearchConfig, RNN_CONFIG_DIR),
     "rnn-train": (RecurrentTrainConfig, RNN_CONFIG_DIR / "train"),
 }
+SHIPPED = [(kind, p.stem) for kind, (_, folder) in KINDS.items() for p in sorted(folder.glob("*.yaml"))]
+STUDY_FILES = sorted(STUDIES.rglob("*.yaml"))
+# Where images come from: the only fields a shipped preset may have changed against the record.
+DATA_FIELDS = {"dataset", "data_dir", "download", "data_options", "subset"}
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -22,6 +37,12 @@ def write(folder: Path, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def differences(config) -> dict:
+    """The fields of a config that differ from its class's defaults, as the record keeps them."""
+    default = type(config)().to_dict()
+    return {k: v for k, v in config.to_dict().items() if v != default[k]}
 
 
 def load(kind: str, spec) -> object:
@@ -142,3 +163,57 @@ def test_a_run_folder_started_from_an_overlay_saves_the_resolved_config(tmp_path
     (run_dir,) = (tmp_path / "runs").iterdir()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert "base" not in saved and saved == load_config(path, tiny_search + ["epochs=1"]).to_dict()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The shipped presets and the study presets against the record
+
+
+def test_the_record_names_every_shipped_preset():
+    assert sorted(f"{kind}/{name}" for kind, name in SHIPPED) == sorted(RECORD)
+
+
+@pytest.mark.parametrize("kind, name", SHIPPED, ids=[f"{k}/{n}" for k, n in SHIPPED])
+def test_a_shipped_preset_keeps_every_setting_but_its_data_source(kind, name):
+    got = differences(load(kind, name))
+    want = RECORD[f"{kind}/{name}"]
+    changed = {k for k in set(got) | set(want) if got.get(k) != want.get(k)}
+    assert changed <= DATA_FIELDS, {k: (want.get(k), got.get(k)) for k in changed}
+
+
+@pytest.mark.parametrize("kind, name", SHIPPED, ids=[f"{k}/{n}" for k, n in SHIPPED])
+def test_a_shipped_preset_reads_official_data_or_yours(kind, name):
+    """No shipped preset reads a folder of this repository; one that read the JPEG copy of CIFAR-10 now
+    reads (and downloads) the official CIFAR-10, as many training images as before."""
+    config = load(kind, name)
+    if kind.startswith("rnn"):
+        assert config.data_dir is None
+        return
+    assert config.data_dir is None
+    was = RECORD[f"{kind}/{name}"]
+    limit = was.get("data_options", {}).get("limit_per_class")
+    if limit is not None:
+        assert (config.dataset, config.download, config.data_options) == ("cifar10", True, {})
+        assert config.subset == 10 * limit
+
+
+def test_every_preset_that_read_the_repositorys_data_has_a_study_preset():
+    was_jpeg = {k for k, v in RECORD.items() if "shared/data" in str(v.get("data_dir"))}
+    studies = {("train/" if p.parent.name == "train" else "search/") + p.stem for p in STUDY_FILES}
+    assert was_jpeg and was_jpeg == studies
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: str(p.relative_to(STUDIES)))
+def test_a_study_preset_resolves_to_the_settings_of_the_documented_figures(path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # named from the repository's root, as the docs do
+    kind = "train" if path.parent.name == "train" else "search"
+    relative = path.relative_to(ROOT)
+    assert differences(load(kind, relative)) == RECORD[f"{kind}/{path.stem}"]
+
+
+def test_the_package_names_no_path_of_this_repository():
+    package = ROOT / "dartsnas"
+    files = [p for p in package.rglob("*") if p.suffix in {".py", ".yaml", ".yml", ".json", ".md", ".txt"}]
+    assert files
+    named = [str(p.relative_to(ROOT)) for p in files if any(s in p.read_text() for s in ("../shared", "shared/data"))]
+    assert not named, f"these package files name ../shared: {named}"
