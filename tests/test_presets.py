@@ -165,6 +165,11 @@ def test_a_run_folder_started_from_an_overlay_saves_the_resolved_config(tmp_path
     assert "base" not in saved and saved == load_config(path, tiny_search + ["epochs=1"]).to_dict()
 
 
+def test_a_shipped_preset_finds_its_base_whichever_folder_the_caller_names():
+    path = TRAIN_CONFIG_DIR / "nb201-quick.yaml"  # base: nb201, a training preset
+    assert load_dataclass(TrainConfig, path) == load_train_config("nb201-quick")  # default folder: the search one
+
+
 # ---------------------------------------------------------------------------------------------------
 # The shipped presets and the study presets against the record
 

@@ -270,8 +270,9 @@ def _chain(source: Path, folder: Path, what: str) -> list[tuple[Path, dict]]:
 
 
 def _find_base(base, naming: Path, folder: Path, what: str) -> Path:
-    """`base: NAME` is a shipped config in `folder` (so a file anywhere can start from one); a value with a
-    '/' or ending in .yaml/.yml is a file, relative to the file that names it."""
+    """`base: NAME` is a shipped config in `folder` (so a file anywhere can start from one), or beside the
+    naming file when that is itself shipped (a shipped file finds its own kind's presets, whichever folder the
+    caller gave); a value with a '/' or ending in .yaml/.yml is a file, relative to the file that names it."""
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"{naming}: base must be a shipped config's name or a YAML file's path, got {base!r}")
     if "/" in base or "\\" in base or base.endswith((".yaml", ".yml")):
@@ -282,6 +283,8 @@ def _find_base(base, naming: Path, folder: Path, what: str) -> Path:
                 "folder, or a shipped config's name"
             )
         return path
+    if CONFIG_DIR.resolve() in naming.resolve().parents:
+        folder = naming.parent
     shipped = folder / f"{base}.yaml"
     if shipped.is_file():
         return shipped
