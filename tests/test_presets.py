@@ -170,6 +170,12 @@ def test_a_shipped_preset_finds_its_base_whichever_folder_the_caller_names():
     assert load_dataclass(TrainConfig, path) == load_train_config("nb201-quick")  # default folder: the search one
 
 
+@pytest.mark.parametrize("value", ['"a\\0b.yaml"', "x" * 5000 + ".yaml", '"nb201-quick\\0"', "x" * 5000])
+def test_a_base_no_file_system_can_hold_is_refused_as_missing(tmp_path, value):
+    with pytest.raises(ConfigError, match="is not a"):
+        load_config(write(tmp_path, "c.yaml", f"base: {value}\n"))
+
+
 # ---------------------------------------------------------------------------------------------------
 # The shipped presets and the study presets against the record
 

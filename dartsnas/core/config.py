@@ -277,7 +277,7 @@ def _find_base(base, naming: Path, folder: Path, what: str) -> Path:
         raise ConfigError(f"{naming}: base must be a shipped config's name or a YAML file's path, got {base!r}")
     if "/" in base or "\\" in base or base.endswith((".yaml", ".yml")):
         path = naming.parent / base
-        if not path.is_file():
+        if not _is_file(path):
             raise ConfigError(
                 f"{naming}: base {base!r} is not a file ({path}); give a path relative to {naming.name}'s "
                 "folder, or a shipped config's name"
@@ -286,10 +286,17 @@ def _find_base(base, naming: Path, folder: Path, what: str) -> Path:
     if CONFIG_DIR.resolve() in naming.resolve().parents:
         folder = naming.parent
     shipped = folder / f"{base}.yaml"
-    if shipped.is_file():
+    if re.fullmatch(NAME_PATTERN, base) and shipped.is_file():
         return shipped
     names = sorted(p.stem for p in folder.glob("*.yaml"))
     raise ConfigError(f"{naming}: base {base!r} is not a shipped {what}; shipped: {', '.join(names)}")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def save_config(config, path: Path) -> None:
