@@ -3,6 +3,7 @@
 the config's checks, and CLI searches that log the derived cell's true accuracy every epoch."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,7 +189,8 @@ def test_the_paper_setting_supernet_has_the_authors_size_less_their_biases():
 @pytest.mark.parametrize("order", ["first", "second"])
 def test_cli_search_on_cifar10_logs_the_true_accuracy_every_epoch(shared_data, tmp_path, mode, order):
     archive = shared_data / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
-    args = ["search", "--config", "nb201-cpu-darts-v1", "--out", str(tmp_path), "--name", "run", "--no-progress"]
+    study = Path(__file__).resolve().parents[1] / "studies" / "configs" / "nb201-cpu-darts-v1.yaml"  # the JPEG copy
+    args = ["search", "--config", str(study), "--out", str(tmp_path), "--name", "run", "--no-progress"]
     for item in (
         [
             "data_dir=" + str(archive),

@@ -2,6 +2,11 @@
 own: conv/config.py, recurrent/config.py); a YAML file and `--set key=value` override fields; an unknown
 key is an error that suggests the closest field; values are checked against the field's type. Shipped
 configs live in `dartsnas/configs/` and can be named without a path. YAML is read with `safe_load` only.
+
+A file may start from another: `base: NAME` (a shipped config of the same kind) or `base: PATH` (a .yaml
+file, relative to the file that names it), then hold only its differences (docs/search.md, Presets). Each
+key replaces the base's value whole, a list or a mapping too; `--set` applies last. A run folder saves the
+resolved config, with no `base:`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_SET_CHARS = 4096
 # Whole-number fields stop here: past it torch's seeds and sizes overflow deep inside a run.
 MAX_INT = 2**32 - 1
+# How many files a config may stack through `base:` (itself included): deeper is a mistake, not a design.
+MAX_BASE_DEPTH = 8
 # A run folder or derived-file name: one plain path component, so it cannot point outside its folder.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 
@@ -212,13 +219,9 @@ def load_dataclass(
     """Defaults of `cls`, then the YAML file, then `key=value` overrides (values read as YAML: 3, 0.1, true, [a, b])."""
     values: dict[str, Any] = {}
     if path is not None:
-        source = resolve_config_path(path, folder, what)
-        loaded = read_yaml(source, what)
-        loaded = {} if loaded is None else loaded  # an empty file (or only comments): the defaults
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
-        check_keys(cls, [str(k) for k in loaded], str(source))
-        values.update(loaded)
+        for source, loaded in reversed(_chain(resolve_config_path(path, folder, what), folder, what)):
+            check_keys(cls, [str(k) for k in loaded], str(source))
+            values.update(loaded)  # the file over its base: a key replaces the base's value whole
     for item in overrides or []:
         if len(item) > MAX_SET_CHARS:
             raise ConfigError(
@@ -229,12 +232,71 @@ def load_dataclass(
         if not sep:
             raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=10")
         key = key.strip()
+        if key == "base":
+            raise ConfigError(
+                "--set base=...: a base is named only at the top of a YAML file; write base: in a --config file"
+            )
         check_keys(cls, [key], "--set")
         try:
             values[key] = parse_yaml(raw, "--set")
         except ConfigError:  # not YAML: the text itself (a path with ': ' in it), checked against the type
             values[key] = raw
     return cls(**{k: coerce(cls, k, v) for k, v in values.items()}).validate()
+
+
+def _chain(source: Path, folder: Path, what: str) -> list[tuple[Path, dict]]:
+    """The file and its bases, the file first: (path, its keys without `base`) each."""
+    chain: list[tuple[Path, dict]] = []
+    while True:
+        loaded = read_yaml(source, what)
+        loaded = {} if loaded is None else loaded  # an empty file (or only comments): the defaults
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source} must hold a mapping of config keys, got {type(loaded).__name__}")
+        named = "base" in loaded
+        base = loaded.pop("base", None)
+        chain.append((source, loaded))
+        if not named:
+            return chain
+        source = _find_base(base, source, folder, what)
+        files = [p for p, _ in chain] + [source]
+        names = " -> ".join(str(p) for p in files)
+        if any(source.resolve() == p.resolve() for p, _ in chain):
+            raise ConfigError(f"the bases of {files[0]} form a cycle: {names}; remove one of these base: lines")
+        if len(files) > MAX_BASE_DEPTH:
+            raise ConfigError(
+                f"{files[0]} stacks more than {MAX_BASE_DEPTH} files through base: ({names}); "
+                "copy some of their keys into one file"
+            )
+
+
+def _find_base(base, naming: Path, folder: Path, what: str) -> Path:
+    """`base: NAME` is a shipped config in `folder` (so a file anywhere can start from one), or beside the
+    naming file when that is itself shipped (a shipped file finds its own kind's presets, whichever folder the
+    caller gave); a value with a '/' or ending in .yaml/.yml is a file, relative to the file that names it."""
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{naming}: base must be a shipped config's name or a YAML file's path, got {base!r}")
+    if "/" in base or "\\" in base or base.endswith((".yaml", ".yml")):
+        path = naming.parent / base
+        if not _is_file(path):
+            raise ConfigError(
+                f"{naming}: base {base!r} is not a file ({path}); give a path relative to {naming.name}'s "
+                "folder, or a shipped config's name"
+            )
+        return path
+    if CONFIG_DIR.resolve() in naming.resolve().parents:
+        folder = naming.parent
+    shipped = folder / f"{base}.yaml"
+    if re.fullmatch(NAME_PATTERN, base) and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
+    raise ConfigError(f"{naming}: base {base!r} is not a shipped {what}; shipped: {', '.join(names)}")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def save_config(config, path: Path) -> None:

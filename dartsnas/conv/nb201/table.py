@@ -4,7 +4,7 @@ Architecture Search", ICLR 2020).
 
 The figures are the benchmark's own: test accuracy (%) after its 200-epoch training, averaged over its
 seeds, on CIFAR-10, CIFAR-100 and ImageNet16-120, exported from the NATS-Bench topology API (`hp=200`;
-NATS-Bench's topology space is NAS-Bench-201) by a third party (../shared/data/SOURCES.md). The package
+NATS-Bench's topology space is NAS-Bench-201) by a third party (docs/nas-bench-201.md, The table). The package
 ships them as nb201.csv.xz: a header, then one line per cell in canonical index order
 (genotype.CellGenotype.index, so a line's cell follows from its number), each accuracy written as
 Python's repr of the source's float, so values read back exactly. `python -m dartsnas.tools.nb201_table`
