@@ -174,7 +174,7 @@ def test_compiled_lean_recomputes_the_candidates_instead_of_keeping_them():
     # activations. aot_eager_decomp_partition splits forward and backward as inductor does (plain aot_eager's
     # simpler partition keeps more).
     from dartsnas.conv.memory import saved_activation_bytes
-    from dartsnas.conv.spaces import search_network
+    from dartsnas.conv.supernets import search_network
     from dartsnas.core.compiled import compile_network
 
     x = torch.randn(8, 3, 8, 8)

@@ -140,3 +140,62 @@ def test_genotypes_and_configs_import_without_torch():
     code = f"import {modules}, sys; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan): each is an import cycle."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_another_that_imports_it_back():
+    # Lazy imports count: a cycle hidden in a function body is still a cycle of meaning. `from .x import name`
+    # where name is a module of x counts as an import of that module.
+    modules = set(MODULES)
+    graph = {}
+    for module in MODULES:
+        targets = set()
+        for name, _ in imports_of(module):
+            if name in modules:
+                targets.add(name)
+            elif name.rsplit(".", 1)[0] in modules:
+                targets.add(name.rsplit(".", 1)[0])
+        graph[module] = targets
+    assert _cycles(graph) == []
+
+
+def test_every_space_has_a_search_network_and_derivation_rules():
+    from dartsnas.conv.spaces import DERIVATIONS, SPACES
+    from dartsnas.conv.supernets import SEARCH_NETWORKS
+
+    assert set(SEARCH_NETWORKS) == set(SPACES) == set(DERIVATIONS)

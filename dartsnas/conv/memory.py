@@ -48,7 +48,7 @@ def estimate_bytes(
     Builds a probe supernet on the device without touching the global random state, and excludes the
     memory the process holds already (runtime, data).
     """
-    from .spaces import search_network
+    from .supernets import search_network
 
     mode = mode or config.mixed_op
     devices = [device] if device.type == "cuda" else []

@@ -34,7 +34,7 @@ from ..core.runs import append_jsonl, read_jsonl
 from ..core.device import OutOfMemory, peak_memory_gb
 from ..core.runs import NO_STEPS, SearchRecords, Steps, rank_folder, run_epochs, start_run
 from .nb201.table import load_table
-from .spaces import search_network
+from .supernets import search_network
 
 log = logging.getLogger("dartsnas")
 

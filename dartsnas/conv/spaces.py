@@ -1,4 +1,4 @@
-"""Search spaces: their names, candidate sets and search networks (importing this module needs no torch).
+"""Search spaces: their names, candidate sets and derivation rules (importing this module needs no torch).
 
 - `darts`: the paper's space (Sec. 2.1, 3.1.1): cells of two input nodes and `nodes` intermediate ones,
   each taking every earlier node through a mixed op over a candidate set (DARTS_OPS by default, any of
@@ -7,8 +7,8 @@
   every edge kept and `none` a choice, one cell for the whole network, and every one of its 15,625 cells
   trained to its test accuracy (nb201/).
 
-A new space is a search network class (with `from_config`, `edge_names`, `derive`) in a module of its own
-and one line in SEARCH_NETWORKS.
+A new space is a search network class (with `from_config`, `edge_names`, `derive`) in a module of its own,
+one line in supernets.SEARCH_NETWORKS and one in DERIVATIONS below (a test checks the two agree).
 """
 
 # The paper's candidate set (Sec. 3.1), in the official order: the order fixes the alphas' columns.
@@ -37,25 +37,6 @@ OP_SETS = {
 }
 
 
-def _darts():
-    from .supernet import Supernet
-
-    return Supernet
-
-
-def _nas_bench_201():
-    from .nb201.model import Supernet201
-
-    return Supernet201
-
-
-# space -> its search network class, imported on use.
-SEARCH_NETWORKS = {"darts": _darts, "nas-bench-201": _nas_bench_201}
-SPACES = tuple(SEARCH_NETWORKS)
 # space -> the derivation rule it takes by default, and the rules it accepts (core/derive.py).
 DERIVATIONS = {"darts": ("darts", "gdas"), "nas-bench-201": ("nas-bench-201",)}
-
-
-def search_network(config, in_channels: int, num_classes: int):
-    """The search network of `config.space`, built from the config."""
-    return SEARCH_NETWORKS[config.space]().from_config(config, in_channels, num_classes)
+SPACES = tuple(DERIVATIONS)
