@@ -143,7 +143,7 @@ def _auto_resume(args, command: str, side: Side) -> Path | None:
     """--resume auto: the newest run folder under --out of this name that saved a checkpoint, if its saved
     config is the one this command line makes (else an error: a changed run is a new run); None to start."""
     from .core.checkpoints import LATEST
-    from .core.config import ConfigError, check_name, load_dataclass, read_yaml
+    from .core.config import ConfigError, check_name, load_dataclass, read_saved
 
     name = check_name(args.name) if args.name is not None else side.name
     found = sorted(
@@ -155,8 +155,8 @@ def _auto_resume(args, command: str, side: Side) -> Path | None:
     run_dir = found[-1]
     overrides = ([f"corpus={args.task}"] if side.recurrent else []) + _overrides(args, side.recurrent)
     wanted = _apply_flags(load_dataclass(side.config, args.config, overrides, side.folder, side.what), args).to_dict()
-    saved = read_yaml(run_dir / "config.yaml")
-    differ = sorted(k for k in wanted if k != "progress" and isinstance(saved, dict) and saved.get(k) != wanted[k])
+    saved = read_saved(run_dir / "config.yaml")
+    differ = sorted(k for k in wanted if k != "progress" and saved.get(k) != wanted[k])
     if (
         command == "train"
         and args.genotype
@@ -257,13 +257,13 @@ def _new_run(args, name: str) -> Path:
 def _run_kind(run_dir: Path) -> str | None:
     """ "search" or "train", by the saved config.yaml of a run folder (only searches tune alphas: arch_lr);
     None when it has no readable one."""
-    from .core.config import ConfigError, read_yaml
+    from .core.config import ConfigError, read_saved
 
     try:
-        saved = read_yaml(run_dir / "config.yaml")
+        saved = read_saved(run_dir / "config.yaml")
     except ConfigError:
         return None
-    return None if not isinstance(saved, dict) else "search" if "arch_lr" in saved else "train"
+    return None if not saved else "search" if "arch_lr" in saved else "train"
 
 
 def _recurrent_run(run_dir) -> bool:

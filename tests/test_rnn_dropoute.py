@@ -24,4 +24,4 @@ def test_quick_training_preset_states_its_own_word_dropout():
     # The preset lowers the paper's dropouts for its small model; it names its dropoute rather than
     # inheriting whatever the default is.
     raw = yaml.safe_load((RNN_CONFIG_DIR / "train" / "quick.yaml").read_text())
-    assert raw["dropoute"] == 0.0
+    assert raw["network"]["dropoute"] == 0.0

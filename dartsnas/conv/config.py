@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import CONFIG_DIR, ConfigError, check_ranges, load_dataclass
-from ..core.options import RunOptions
+from ..core.options import RUN_OPTIONS, RunOptions
 from .nb201.genotype import OPS as NB201_OPS
 from .nb201.table import DATASETS as BENCHMARK_DATASETS
 from ..methods.relaxations import RELAXATIONS
@@ -149,6 +149,28 @@ class SearchConfig(ImageData, RunOptions):
     progress: bool = True               # a progress bar on the terminal
     tensorboard: bool = False           # also log scalars to RUN/tb (needs the tensorboard extra)
     plot: bool = True                   # draw the pictures at the end (needs the plot extra)
+    # fmt: on
+
+    # The sections of its YAML form (core.config.SECTION_NAMES): each field in exactly one.
+    # fmt: off
+    SECTIONS = {
+        "data": ("dataset", "data_dir", "download", "data_options", "subset", "cutout", "cutout_length", "crop_padding", "flip", "train_portion"),
+        "network": (
+            "space", "ops", "nodes", "init_channels", "layers", "stem_multiplier", "stage_cells", "benchmark_dataset",
+            "channels_last",
+        ),
+        "relaxation": ("mixed_op", "partial_k", "sample_grad", "temperature", "temperature_schedule", "anneal_entropy"),
+        "method": (
+            "derive", "beta_decay", "aux_skip", "early_stop", "early_stop_skips", "early_stop_patience", "skip_cap",
+            "progressive", "progressive_warmup", "progressive_interval", "progressive_history",
+        ),
+        "optimisation": (
+            "epochs", "batch_size", "lr", "lr_min", "momentum", "nesterov", "weight_decay", "grad_clip", "unrolled",
+            "arch_lr", "arch_betas", "arch_weight_decay", "arch_start_epoch",
+        ),
+        "run": ("seed", "device", "progress", "tensorboard", "plot", *RUN_OPTIONS),
+        "compiler": ("compile", "compile_mode", "compile_backend", "compile_scope"),
+    }
     # fmt: on
 
     RANGES = ImageData.RANGES | {
@@ -309,6 +331,18 @@ class TrainConfig(ImageData, RunOptions):
     sync_bn: bool = False               # data-parallel on GPUs: batch statistics over all ranks' shards
     progress: bool = True               # a progress bar on the terminal
     plot: bool = True                   # draw the cells and the curves at the end (needs the plot extra)
+    # fmt: on
+
+    # fmt: off
+    SECTIONS = {
+        "data": ("dataset", "data_dir", "download", "data_options", "subset", "cutout", "cutout_length", "crop_padding", "flip", "valid_portion", "data_loader", "workers", "image_size"),
+        "network": ("net", "init_channels", "layers", "auxiliary", "auxiliary_weight", "drop_path_prob", "channels_last"),
+        "optimisation": (
+            "epochs", "batch_size", "lr", "lr_schedule", "lr_min", "lr_gamma", "momentum", "nesterov", "weight_decay",
+            "grad_clip", "label_smoothing",
+        ),
+        "run": ("seed", "device", "amp", "compile", "sync_bn", "progress", "plot", *RUN_OPTIONS),
+    }
     # fmt: on
 
     RANGES = ImageData.RANGES | {

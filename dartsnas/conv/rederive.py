@@ -27,7 +27,7 @@ import torch
 from ..core.config import ConfigError, check_name
 from ..core.device import resolve_device
 from ..core.checkpoints import RunError, latest_state
-from ..core.config import read_yaml
+from ..core.config import read_saved
 from ..core.runs import atomic_write_text, load_state
 from .config import load_config
 from .search import Searcher, prepare_data
@@ -43,8 +43,8 @@ def load_searcher(run_dir: str | Path, device: str | torch.device = "cpu") -> Se
             f"{run_dir} is not a search run folder (no config.yaml and alphas.jsonl there); give the "
             "folder `dartsnas search` wrote"
         )
-    saved = read_yaml(run_dir / "config.yaml")  # with the size cap
-    if isinstance(saved, dict) and "corpus" in saved:
+    saved = read_saved(run_dir / "config.yaml")  # with the size cap
+    if "corpus" in saved:
         raise RunError(f"{run_dir} is a recurrent search; dartsnas derive re-derives convolutional cells")
     config = load_config(run_dir / "config.yaml")
     device = resolve_device(str(device))

@@ -41,12 +41,79 @@ class ConfigError(ValueError):
     """A config the user wrote that cannot be used; the message names the key and the fix."""
 
 
+# The sections a config file is written in, each a group of fields (a config class's SECTIONS says which; no
+# field takes a section's name). A file may also hold the fields flat, the form before sections (every run folder
+# saved before them): it loads as it is. `--set` takes `section.key=value` or the plain `key=value`.
+SECTION_NAMES = ("data", "network", "relaxation", "method", "optimisation", "run", "compiler")
+
+
+def flatten(cls, mapping: dict, where: str) -> tuple[dict[str, Any], bool]:
+    """A config mapping in sections ({data: {dataset: ...}, optimisation: {lr: ...}}), flat ({dataset: ...,
+    lr: ...}) or both, as field -> value; and whether any key was flat. Unknown keys and a field given twice are
+    ConfigErrors naming the file."""
+    sections = getattr(cls, "SECTIONS", {})
+    out: dict[str, Any] = {}
+    flat = False
+    for key, value in mapping.items():
+        key = str(key)
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{key} in {where} is a section: write its keys under it ({key}: {{{sections[key][0]}: ...}}), "
+                    f"not {value!r}"
+                )
+            for inner in value:
+                if str(inner) not in sections[key]:
+                    close = difflib.get_close_matches(str(inner), sections[key], n=1)
+                    other = [s for s, names in sections.items() if str(inner) in names]
+                    hint = (
+                        f"; it belongs to the {other[0]} section"
+                        if other
+                        else f"; did you mean {close[0]!r}?"
+                        if close
+                        else f"; the {key} section holds {', '.join(sections[key])}"
+                    )
+                    raise ConfigError(f"unknown key {inner!r} in the {key} section of {where}{hint}")
+            items = [(str(k), v) for k, v in value.items()]
+        else:
+            check_keys(cls, [key], where)
+            flat = True
+            items = [(key, value)]
+        for name, v in items:
+            if name in out:
+                raise ConfigError(f"{name} is given twice in {where} (in its section and flat); keep one")
+            out[name] = v
+    return out, flat
+
+
+def sectioned(cls, values: dict[str, Any]) -> dict[str, Any]:
+    """Field -> value as the sections of `cls` (what a run folder's config.yaml holds), in section order."""
+    sections = getattr(cls, "SECTIONS", {})
+    if not sections:
+        return dict(values)
+    return {name: {k: values[k] for k in fields if k in values} for name, fields in sections.items()}
+
+
+def read_saved(path: Path, what: str = "config") -> dict[str, Any]:
+    """A run folder's config.yaml as field -> value, in sections or flat (folders saved before sections)."""
+    loaded = read_yaml(path, what) or {}
+    if not isinstance(loaded, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in loaded.items():
+        if key in SECTION_NAMES and isinstance(value, dict):
+            out.update(value)
+        else:
+            out[key] = value
+    return out
+
+
 def check_keys(cls, keys, where: str) -> None:
     """Every key must be a field of the config dataclass `cls`; else an error naming the closest one."""
     names = [f.name for f in dataclasses.fields(cls)]
     for key in keys:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+            close = difflib.get_close_matches(key, names + list(getattr(cls, "SECTIONS", {})), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"unknown config key {key!r} in {where}{hint}")
 
@@ -220,8 +287,8 @@ def load_dataclass(
     values: dict[str, Any] = {}
     if path is not None:
         for source, loaded in reversed(_chain(resolve_config_path(path, folder, what), folder, what)):
-            check_keys(cls, [str(k) for k in loaded], str(source))
-            values.update(loaded)  # the file over its base: a key replaces the base's value whole
+            fields, _ = flatten(cls, loaded, str(source))
+            values.update(fields)  # the file over its base: a key replaces the base's value whole
     for item in overrides or []:
         if len(item) > MAX_SET_CHARS:
             raise ConfigError(
@@ -236,6 +303,16 @@ def load_dataclass(
             raise ConfigError(
                 "--set base=...: a base is named only at the top of a YAML file; write base: in a --config file"
             )
+        section, dot, name = key.rpartition(".")
+        if dot:  # section.key: the key must be one of that section's
+            sections = getattr(cls, "SECTIONS", {})
+            if section not in sections:
+                raise ConfigError(
+                    f"--set {key}=...: {section!r} is not a section; the sections are {', '.join(sections)} "
+                    "(or give the key alone: --set key=value)"
+                )
+            flatten(cls, {section: {name: None}}, "--set")
+            key = name
         check_keys(cls, [key], "--set")
         try:
             values[key] = parse_yaml(raw, "--set")
@@ -300,5 +377,5 @@ def _is_file(path: Path) -> bool:
 
 
 def save_config(config, path: Path) -> None:
-    """Any config dataclass as YAML (what `load_dataclass` reads back)."""
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Any config dataclass as YAML in its sections (what `load_dataclass` reads back)."""
+    path.write_text(yaml.safe_dump(sectioned(type(config), config.to_dict()), sort_keys=False))

@@ -5,6 +5,7 @@ Each side's config dataclasses take these as a base; importing this module needs
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -34,3 +35,7 @@ class RunOptions:
                 )
         if self.nonfinite not in ("stop", "skip"):
             raise ConfigError(f"nonfinite must be stop or skip, got {self.nonfinite!r}")
+
+
+# The run section's share of every config (its other keys are each side's own: seed, device, ...).
+RUN_OPTIONS = tuple(f.name for f in dataclasses.fields(RunOptions))

@@ -178,7 +178,11 @@ def start_run(run_dir: Path, config, device: torch.device, resume: bool, genotyp
     if not resume:
         import yaml
 
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        from .config import sectioned
+
+        atomic_write_text(
+            run_dir / "config.yaml", yaml.safe_dump(sectioned(type(config), config.to_dict()), sort_keys=False)
+        )
         if genotype is not None:
             genotype.save(run_dir / "genotype.json")
         (run_dir / "env.json").write_text(json.dumps(environment(device), indent=1) + "\n")

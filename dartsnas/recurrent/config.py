@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.config import CONFIG_DIR, ConfigError, check_ranges, load_dataclass, read_yaml
-from ..core.options import RunOptions
+from ..core.config import CONFIG_DIR, ConfigError, check_ranges, load_dataclass, read_saved
+from ..core.options import RUN_OPTIONS, RunOptions
 from .genotype import RECURRENT_OPS
 
 RNN_CONFIG_DIR = CONFIG_DIR / "rnn"
@@ -88,6 +88,21 @@ class RecurrentSearchConfig(RunOptions):
     device: str = "auto"
     progress: bool = True
     plot: bool = True
+    # fmt: on
+
+    # The sections of its YAML form (core.config.SECTION_NAMES): each field in exactly one.
+    # fmt: off
+    SECTIONS = {
+        "data": ("corpus", "data_dir", "download", "max_lines"),
+        "network": ("ops", "nodes", "emsize", "batch_norm", "dropout", "dropouth", "dropoutx", "dropouti", "dropoute"),
+        "relaxation": ("mixed_op", "anneal_entropy"),
+        "method": ("beta_decay",),
+        "optimisation": (
+            "epochs", "batch_size", "eval_batch_size", "bptt", "seq_jitter", "lr", "weight_decay", "grad_clip", "tar",
+            "unrolled", "unrolled_form", "arch_lr", "arch_betas", "arch_weight_decay",
+        ),
+        "run": ("seed", "device", "progress", "plot", *RUN_OPTIONS),
+    }
     # fmt: on
 
     RANGES = COMMON_RANGES | {
@@ -174,6 +189,18 @@ class RecurrentTrainConfig(RunOptions):
     plot: bool = True
     # fmt: on
 
+    # fmt: off
+    SECTIONS = {
+        "data": ("corpus", "data_dir", "download", "max_lines"),
+        "network": ("emsize", "dropout", "dropouth", "dropoutx", "dropouti", "dropoute"),
+        "optimisation": (
+            "epochs", "batch_size", "eval_batch_size", "test_batch_size", "bptt", "seq_jitter", "lr", "weight_decay",
+            "grad_clip", "tar", "nonmono",
+        ),
+        "run": ("seed", "device", "progress", "plot", *RUN_OPTIONS),
+    }
+    # fmt: on
+
     RANGES = COMMON_RANGES | {"test_batch_size": "[1, inf)", "nonmono": "[1, inf)"}
 
     def validate(self) -> RecurrentTrainConfig:
@@ -218,7 +245,7 @@ def is_recurrent_run(run_dir: str | Path) -> bool:
     """Was this run folder written by a recurrent search or training? (its config.yaml names a corpus)"""
     path = Path(run_dir) / "config.yaml"
     try:
-        data = read_yaml(path)  # capped: a huge or binary file is not a run's config
+        data = read_saved(path)  # capped: a huge or binary file is not a run's config
     except ConfigError:
         return False
-    return isinstance(data, dict) and "corpus" in data
+    return "corpus" in data

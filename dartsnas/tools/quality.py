@@ -230,9 +230,9 @@ def _with_derived(settings: dict, table) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
-    from ..core.config import read_yaml
+    from ..core.config import read_saved
 
-    return read_yaml(path)
+    return read_saved(path)
 
 
 def last_change(history: list[str]) -> int:

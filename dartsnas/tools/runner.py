@@ -169,12 +169,12 @@ def newest(job: Job) -> Path | None:
 def check_kept(job: Job) -> None:
     """A run folder kept from an earlier call must hold this very run (its config, and for a training its
     genotype): else its results would be reported under settings it was not run with."""
-    from ..core.config import ConfigError, read_yaml
+    from ..core.config import ConfigError, read_saved
 
     run_dir = newest(job)
     if run_dir is None or job.config is None:
         return
-    saved = read_yaml(run_dir / "config.yaml") or {}
+    saved = read_saved(run_dir / "config.yaml")
 
     def differs(key, value) -> bool:
         if key == "progress":

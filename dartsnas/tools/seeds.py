@@ -207,7 +207,7 @@ def _path(run_dir: Path | None) -> str | None:
 def seed_numbers(search_dir: Path, train_dir: Path) -> dict:
     """One seed's cell, its accuracies after the short training (the best validation epoch's weights, and
     the last epoch's on test), its true NAS-Bench-201 accuracy where it has one, the wall times."""
-    from ..core.config import read_yaml
+    from ..core.config import read_saved
     from ..core.plot import read_jsonl
 
     results = json.loads((train_dir / "results.json").read_text())
@@ -220,7 +220,7 @@ def seed_numbers(search_dir: Path, train_dir: Path) -> dict:
         "search_seconds": sum(m.get("seconds", 0.0) for m in read_jsonl(search_dir / "metrics.jsonl")),
         "train_seconds": sum(m.get("seconds", 0.0) for m in read_jsonl(train_dir / "metrics.jsonl")),
     }
-    config = read_yaml(search_dir / "config.yaml")
+    config = read_saved(search_dir / "config.yaml")
     if config.get("space") == "nas-bench-201":  # the benchmark's 200-epoch test accuracy, in %
         from ..conv.nb201.table import load_table
 

@@ -40,10 +40,10 @@ def plot_nb201_run(run_dir: Path | str) -> list[Path]:
 
 def is_nb201_run(run_dir: Path | str) -> bool:
     """Was this run folder written by a NAS-Bench-201 search or training? (its config.yaml says so)"""
-    from ...core.config import ConfigError, read_yaml
+    from ...core.config import ConfigError, read_saved
 
     try:
-        config = read_yaml(Path(run_dir) / "config.yaml")  # capped: a huge or binary file is not a run's config
+        config = read_saved(Path(run_dir) / "config.yaml")  # capped: a huge or binary file is not a run's config
     except ConfigError:
         return False
-    return isinstance(config, dict) and "nas-bench-201" in (config.get("space"), config.get("net"))
+    return "nas-bench-201" in (config.get("space"), config.get("net"))
