@@ -19,7 +19,7 @@ TASKS = ("ptb", "wikitext2", "text")  # recurrent tasks: corpora (text: a folder
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from .core.config import ConfigError
-    from .core.download import DataError
+    from .data.download import DataError
     from .core.genotype import GenotypeError
     from .core.plot import PlotError
     from .core.runs import RunError

@@ -26,7 +26,7 @@ DATA_LOADERS = ("memory", "workers")
 
 @dataclass
 class ImageData:
-    """Which images a run reads and how the training batches are augmented (conv/data.py)."""
+    """Which images a run reads and how the training batches are augmented (dartsnas/data/)."""
 
     # fmt: off
     dataset: str = "cifar10"            # a name from data.DATASETS
@@ -49,7 +49,7 @@ class ImageData:
 
     def check_data(self) -> None:
         """The dataset name and its options' values, so that a typo ends before a run folder is made."""
-        from .data import DATASETS, _option_names
+        from ..data.images import DATASETS, _option_names
 
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset: unknown {self.dataset!r}; available: {', '.join(sorted(DATASETS))}")
@@ -67,7 +67,7 @@ def _whole(value, low: int = 1) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= 2**31 - 1
 
 
-# The value each dataset option takes (conv/data.py's loaders): a test, and what it must be in words.
+# The value each dataset option takes (the loaders of dartsnas/data/): a test, and what it must be in words.
 DATA_OPTIONS = {
     "size": (
         lambda v: v is None or _whole(v),

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from ..core.download import DataError, data_home, fetch_file, md5sum
+from ..data.download import DataError, fetch_file, md5sum
+from ..data.locate import data_home
 
 SPLITS = ("train", "valid", "test")
 EOS, UNK = "<eos>", "<unk>"

@@ -1,8 +1,6 @@
-"""Where downloaded data lives, and downloads that are checked before they are kept.
+"""Downloads that are checked before they are kept, and the error a user can fix.
 
-Data lives under `$DARTSNAS_DATA/<name>`, which defaults to `~/.cache/dartsnas/data/<name>`
-(`$DARTSNAS_CACHE` moves the whole `~/.cache/dartsnas`). A download appears under its name only once
-its md5 matches the official file's.
+A download appears under its name only once its md5 matches the official file's.
 """
 
 from __future__ import annotations
@@ -16,14 +14,6 @@ from pathlib import Path
 
 class DataError(Exception):
     """A data problem the user can fix; the message says what is wrong, where we looked and what to do."""
-
-
-def cache_home() -> Path:
-    return Path(os.environ.get("DARTSNAS_CACHE") or "~/.cache/dartsnas").expanduser()
-
-
-def data_home() -> Path:
-    return Path(os.environ.get("DARTSNAS_DATA") or cache_home() / "data").expanduser()
 
 
 def md5sum(path: Path) -> str:
