@@ -29,9 +29,9 @@ class ImageData:
     """Which images a run reads and how the training batches are augmented (dartsnas/data/)."""
 
     # fmt: off
-    dataset: str = "cifar10"            # a name from data.DATASETS
-    data_dir: str | None = None         # where the dataset lies; None: the default places (docs/search.md, Datasets)
-    download: bool = False              # fetch the official files (checksummed) when missing
+    dataset: str = "cifar10"            # a name from data.images.DATASETS
+    data_dir: str | None = None         # where the dataset lies (only there); None: $DARTSNAS_DATA/<dataset>, the cache, system folders (docs/search.md, Datasets)
+    download: bool = False              # fetch the official files (md5-checked) when found nowhere, into data_dir, $DARTSNAS_DATA/<dataset> or the cache
     data_options: dict = field(default_factory=dict)  # dataset-specific options (e.g. imagefolder size)
     subset: int | None = None           # use only the first N training images (quick runs, tests); image
                                         # folders list theirs class by class: use data_options limit_per_class

@@ -12,7 +12,7 @@ import torch
 
 from .download import DataError, md5sum
 from .imageset import ImageSet
-from .locate import SOURCES, cache_home, data_home, default_root, fetch_official, list_paths, source_url
+from .locate import SOURCES, Wanted, cache_data, cache_home, fetch_official, find, source_url, words
 
 
 _CIFAR = {
@@ -92,38 +92,34 @@ def _unpickle(path: Path) -> dict:
 
 def _find_cifar(name: str, split: str, root, download: bool) -> Path:
     layout = _CIFAR[name]
-    base = default_root(name, root)
     needed = layout[split] + [layout["meta"]]
-    candidates = [base, base / layout["folder"]]  # root may be the extracted folder or its parent
-    for folder in candidates:
-        if all((folder / f).is_file() for f in needed):
-            return folder
     (tarball,) = SOURCES[name]["files"]
-    if (base / tarball).is_file():
-        extracted = _extraction_folder(name, base, base / tarball) / layout["folder"]
-        if all((extracted / f).is_file() for f in needed):  # extracted by an earlier load
-            return extracted
-    if not (base / tarball).is_file():
-        if not download:
-            raise DataError(
-                f"{name} {split} split not found: looked for {', '.join(needed)} in:{list_paths(candidates)} "
-                f"Pass download=true (--set download=true) to fetch {source_url(name, tarball)} into {base}, "
-                f"or put that tarball or its extracted {layout['folder']}/ folder there."
-            )
-        fetch_official(name, tarball, base)
-    elif md5sum(base / tarball) != SOURCES[name]["files"][tarball]:
-        raise DataError(
-            f"{base / tarball} does not match the official md5; delete it and load again with download=true."
-        )
-    folder = _extraction_folder(name, base, base / tarball)
-    _extract(base / tarball, folder)
-    return folder / layout["folder"]
+
+    def present(base: Path) -> Path | None:
+        for folder in (base, base / layout["folder"]):  # a place may be the extracted folder or its parent
+            if all((folder / f).is_file() for f in needed):
+                return folder
+        if not (base / tarball).is_file():
+            return None
+        extracted = _extraction_folder(name, base, base / tarball)
+        if not all((extracted / layout["folder"] / f).is_file() for f in needed):  # not extracted by an earlier load
+            if md5sum(base / tarball) != SOURCES[name]["files"][tarball]:
+                raise DataError(
+                    f"{base / tarball} does not match the official md5; delete it and load again with download=true."
+                )
+            _extract(base / tarball, extracted)
+        return extracted / layout["folder"]
+
+    files = f"{words(needed)} (or {tarball})"
+    wanted = Wanted(files, tarball, source_url(name, tarball), subfolders=(layout["folder"],))
+    return find(name, split, root, download, present, lambda folder: fetch_official(name, tarball, folder), wanted)
 
 
 def _extraction_folder(name: str, base: Path, tarball: Path) -> Path:
-    """Where a tarball is extracted: beside it in the data cache, which is ours; a folder the user gave is
-    theirs and is never written to, so its tarball is extracted under the cache, keyed by the tarball."""
-    if base.resolve() == (data_home() / name).resolve():
+    """Where a tarball is extracted: beside it in the data cache, which is ours; any other folder (data_dir,
+    $DARTSNAS_DATA) is the user's and is never written to, so its tarball is extracted under the cache,
+    keyed by the tarball."""
+    if base.resolve() == cache_data(name).resolve():
         return base
     stat = tarball.stat()
     key = hashlib.sha1(f"{tarball.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]

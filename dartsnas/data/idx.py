@@ -11,7 +11,7 @@ import torch
 
 from .download import DataError
 from .imageset import ImageSet
-from .locate import HOW_TO_GET, SOURCES, SYSTEM_DIRS, data_home, fetch_official, list_paths
+from .locate import HOW_TO_GET, SOURCES, Wanted, fetch_official, find, words
 
 
 _IDX_FILES = {
@@ -69,22 +69,26 @@ def _idx_file(folder: Path, filename: str) -> Path | None:
 
 def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageSet:
     wanted = _IDX_FILES[split]
-    if root is not None:
-        candidates = [Path(root).expanduser()]
-    else:
-        candidates = [data_home() / name, SYSTEM_DIRS[name]]
-    for folder in candidates:
-        found = [_idx_file(folder, f) for f in wanted]
-        if all(found):
-            break
-    else:
-        if not download:
-            raise DataError(
-                f"{name} {split} split not found: looked for {' and '.join(wanted)} in:{list_paths(candidates)} "
-                f"To get it: {HOW_TO_GET.get(name, '')}pass download=true (--set download=true) to fetch it "
-                f"from {SOURCES[name]['url']} into {candidates[0]}."
-            )
-        found = [_idx_file(candidates[0], f) or fetch_official(name, f, candidates[0]) for f in wanted]
+
+    def present(folder: Path) -> Path | None:
+        return folder if all(_idx_file(folder, f) for f in wanted) else None
+
+    def fetch(folder: Path) -> None:
+        for f in wanted:
+            if not _idx_file(folder, f):
+                fetch_official(name, f, folder)
+
+    files = words(list(wanted))
+    folder = find(
+        name,
+        split,
+        root,
+        download,
+        present,
+        fetch,
+        Wanted(files, files, SOURCES[name]["url"], other=HOW_TO_GET.get(name, "")),
+    )
+    found = [_idx_file(folder, f) for f in wanted]
     images, labels = _read_idx(found[0], 3), _read_idx(found[1], 1)
     if len(images) != len(labels):
         raise DataError(

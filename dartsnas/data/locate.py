@@ -1,35 +1,121 @@
-"""Where image data is found, and where its official files come from.
+"""Where data is found: one order for every dataset with official files (images here, corpora in
+recurrent/text.py), and one line when it is nowhere.
 
-Data lives at `root=` when given; otherwise under `$DARTSNAS_DATA/<name>`, which defaults to
-`~/.cache/dartsnas/data/<name>` (`$DARTSNAS_CACHE` moves the whole `~/.cache/dartsnas`).
+1. `data_dir` (`root=`) when given, and only there;
+2. else `$DARTSNAS_DATA/<name>`, when that variable is set;
+3. the user's cache, `~/.cache/dartsnas/data/<name>` (`$DARTSNAS_CACHE/data/<name>`);
+4. the folder where a system package installs it (Debian's dataset-fashion-mnist: /usr/share/datasets/...);
+5. with `download` true, the official files are fetched (md5 checked) into `data_dir` when given, else
+   `$DARTSNAS_DATA/<name>` when set, else the cache.
+
+When none holds it, or the download fails (no network), the DataError names the dataset and split, every
+place looked and the fix, on one line.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from .download import fetch_file
+from .download import DataError, DownloadError, fetch_file
 
 
 def cache_home() -> Path:
+    """dartsnas's own cache: downloads, extracted archives, decoded images."""
     return Path(os.environ.get("DARTSNAS_CACHE") or "~/.cache/dartsnas").expanduser()
 
 
-def data_home() -> Path:
-    return Path(os.environ.get("DARTSNAS_DATA") or cache_home() / "data").expanduser()
+def cache_data(name: str) -> Path:
+    return cache_home() / "data" / name
 
 
-def default_root(name: str, root) -> Path:
-    return Path(root).expanduser() if root is not None else data_home() / name
+def env_data(name: str) -> Path | None:
+    home = os.environ.get("DARTSNAS_DATA")
+    return Path(home).expanduser() / name if home else None
 
 
-def list_paths(paths) -> str:
+def places(name: str, root=None) -> list[Path]:
+    """Where a dataset is looked for, in order (steps 1-4 above)."""
+    if root is not None:
+        return [Path(root).expanduser()]
+    found = [p for p in (env_data(name), cache_data(name), SYSTEM_DIRS.get(name)) if p is not None]
+    return list(dict.fromkeys(found))  # DARTSNAS_DATA may be the cache's own data folder
+
+
+def download_folder(name: str, root=None) -> Path:
+    """Where download=true puts a dataset's official files (step 5)."""
+    return Path(root).expanduser() if root is not None else env_data(name) or cache_data(name)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a dataset needs, in words for the one-line error."""
+
+    files: str  # what was looked for: "data_batch_1, ..., data_batch_5 and batches.meta"
+    example: str  # what DIR/<name>/ may hold to fix it: "cifar-10-python.tar.gz"
+    url: str  # where download=true fetches it from
+    subfolders: tuple[str, ...] = ()  # looked in too, below each place ("cifar-10-batches-py")
+    other: str = ""  # another way to get it: "apt-get install -y dataset-fashion-mnist (Debian/Ubuntu)"
+
+
+def find(
+    name: str,
+    split: str | None,
+    root,
+    download: bool,
+    present: Callable[[Path], Path | None],
+    fetch: Callable[[Path], None],
+    wanted: Wanted,
+) -> Path:
+    """The folder to read `name` from: `present(place)` (the folder holding the files, or None) of the first
+    place that has it; else, with download, the download folder once `fetch` filled it; else a DataError."""
+    looked = places(name, root)
+    for place in looked:
+        if (folder := present(place)) is not None:
+            return folder
+    if download:
+        target = download_folder(name, root)
+        made = not target.exists()
+        try:
+            fetch(target)
+        except DownloadError as error:
+            if made and target.is_dir() and not any(target.iterdir()):  # leave no empty folder behind
+                target.rmdir()
+            raise DataError(_not_found(name, split, looked, wanted, root, error)) from None
+        if (folder := present(target)) is not None:
+            return folder
+    raise DataError(_not_found(name, split, looked, wanted, root))
+
+
+def _not_found(name, split, looked, wanted: Wanted, root, failed: DownloadError | None = None) -> str:
     # One line: the command line prints an error as one line, "dartsnas <command>: error: ...".
-    return " " + " and ".join(str(p) for p in paths) + "."
+    shown = [p for place in looked for p in (place, *(place / s for s in wanted.subfolders))]
+    what = f"{name} {split} split" if split else name
+    where = words([str(p) for p in shown])
+    if failed is not None:
+        head = f"{what} not found in {where}, and could not download {failed.url} ({failed.reason})"
+        online = "or download it on a machine with internet"
+    else:
+        head = f"{what} not found: looked for {wanted.files} in {where}"
+        online = f"or --set download=true on a machine with internet (fetches {wanted.url} into {download_folder(name, root)})"
+    if root is not None:
+        return f"{head}. To get it: put {wanted.example} in {root}, {online}."
+    other = f", or {wanted.other}" if wanted.other else ""
+    return (
+        f"{head}. To get it: set DARTSNAS_DATA=DIR with {wanted.example} in DIR/{name}/, or --set data_dir=DIR, "
+        f"{online}{other}."
+    )
 
 
-# Official files of the image datasets and their md5s. Module-level so a mirror (or a test's file:// folder) can replace "url".
+def words(items: list[str]) -> str:
+    """a, b and c"""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# Official files of the image datasets and their md5s. Module-level so a mirror (or a test's file:// folder)
+# can replace "url".
 SOURCES = {
     "cifar10": {
         "url": "https://www.cs.toronto.edu/~kriz/",
@@ -60,10 +146,10 @@ SOURCES = {
 }
 
 
-# Where system packages put the files (Debian's dataset-fashion-mnist); searched after the cache dir.
+# Where system packages put the files (Debian's dataset-fashion-mnist): step 4, after the cache.
 SYSTEM_DIRS = {"mnist": Path("/usr/share/datasets/mnist"), "fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 
-HOW_TO_GET = {"fashion_mnist": "apt-get install -y dataset-fashion-mnist (Debian/Ubuntu), or "}
+HOW_TO_GET = {"fashion_mnist": "apt-get install -y dataset-fashion-mnist (Debian/Ubuntu)"}
 
 
 def source_url(name: str, filename: str) -> str:
