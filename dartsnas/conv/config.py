@@ -49,14 +49,14 @@ class ImageData:
 
     def check_data(self) -> None:
         """The dataset name and its options' values, so that a typo ends before a run folder is made."""
-        from ..data.images import DATASETS, _option_names
+        from ..data.images import DATASETS, option_names
 
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset: unknown {self.dataset!r}; available: {', '.join(sorted(DATASETS))}")
-        known = {name for loader in DATASETS.values() for name in _option_names(loader)}
+        known = {name for loader in DATASETS.values() for name in option_names(loader)}
         for name, value in self.data_options.items():
             if name not in known:
-                takes = ", ".join(_option_names(DATASETS[self.dataset])) or "no options"
+                takes = ", ".join(option_names(DATASETS[self.dataset])) or "no options"
                 raise ConfigError(f"data_options: unknown option {name!r}; the {self.dataset} dataset takes {takes}")
             ok, what = DATA_OPTIONS[name]
             if not ok(value):

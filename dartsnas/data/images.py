@@ -29,7 +29,8 @@ DATASETS = {
 }
 
 
-def _option_names(loader) -> list[str]:
+def option_names(loader) -> list[str]:
+    """The options a loader takes beyond (split, root, download): what `data_options` may set."""
     parameters = list(inspect.signature(loader).parameters)
     return [p for p in parameters if p not in ("split", "root", "download")]
 
@@ -41,7 +42,7 @@ def load_images(name: str, split: str = "train", root=None, download: bool = Fal
         raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}.")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r} for dataset {name!r}; valid splits: {', '.join(SPLITS)}.")
-    allowed = _option_names(loader)
+    allowed = option_names(loader)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise DataError(
