@@ -4,9 +4,10 @@ The rooms, in reading order:
 
     conv/plain.py   the method written plainly (cell, mixed op, search network, search step): read first
     core/           what every kind of cell shares: genotypes, the architecture step, derivation rules,
-                    relaxations, config loading, run folders, downloads, pictures
+                    relaxations, config loading, run folders, pictures
+    data/           datasets: where they are found, downloads, image loaders, augmentation and batches
     conv/           the convolutional side: ops and search spaces, the fast supernet, the search loop,
-                    networks for training, training, image data, export, memory estimates
+                    networks for training, training, export, memory estimates
     recurrent/      the recurrent side: cells, search, training, text data
     tools/          benchmarks
     cli.py          the command line

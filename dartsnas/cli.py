@@ -19,7 +19,7 @@ TASKS = ("ptb", "wikitext2", "text")  # recurrent tasks: corpora (text: a folder
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from .core.config import ConfigError
-    from .core.download import DataError
+    from .data.download import DataError
     from .core.genotype import GenotypeError
     from .core.plot import PlotError
     from .core.runs import RunError
@@ -136,7 +136,22 @@ def _run(args, command: str) -> None:
 
     start(config.device)  # an unusable device, too, ends before the run folder is made; joins torchrun's group
     args.run_dir = _new_run(args, side.name)
-    side.run(config, *genotype, args.run_dir)
+    try:
+        side.run(config, *genotype, args.run_dir)
+    except _user_errors() as err:  # found before the run could be resumed: the folder made above goes
+        _discard_new_run(args, err)
+        raise
+
+
+def _discard_new_run(args, err: Exception) -> None:
+    """Remove the run folder this command made when the run failed before its first checkpoint, and say so
+    in the error's one line."""
+    from .core.distributed import world
+    from .core.runs import discard_unstarted
+
+    if world().main and discard_unstarted(args.run_dir):
+        err.args = (f"{err} (no step was saved, so the run folder {args.run_dir} was removed)",)
+        args.run_dir = None
 
 
 def _auto_resume(args, command: str, side: Side) -> Path | None:

@@ -9,7 +9,7 @@ import torch
 
 from dartsnas.conv.bnb import bnb_derive, decisions, units_of
 from dartsnas.conv.config import SearchConfig
-from dartsnas.conv.data import batches
+from dartsnas.data.batches import batches
 from dartsnas.conv.nb201.genotype import CellGenotype
 from dartsnas.conv.search import Searcher, prepare_data
 from dartsnas.core.discretise import branch_and_bound, exhaustive

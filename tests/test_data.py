@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from dartsnas.conv import data
-from dartsnas.conv.data import Augment, DataError, ImageSet, batches, channel_stats, load_images
+from dartsnas.data import folder as image_folder
+from dartsnas.data import locate
+from dartsnas.data.batches import Augment, batches, channel_stats
+from dartsnas.data.images import DataError, ImageSet, load_images
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -74,7 +76,7 @@ def test_fashion_mnist_from_system_package():
 
 def test_missing_dataset_names_every_path_and_how_to_get_it(tmp_path, monkeypatch):
     nowhere = tmp_path / "nowhere"
-    monkeypatch.setitem(data._SYSTEM_DIRS, "fashion_mnist", nowhere)
+    monkeypatch.setitem(locate.SYSTEM_DIRS, "fashion_mnist", nowhere)
     with pytest.raises(DataError) as caught:
         load_images("fashion_mnist")
     message = str(caught.value)
@@ -136,7 +138,7 @@ def test_idx_bad_magic_and_truncation_are_clear(idx_mirror):
 
 def test_download_verifies_md5(idx_mirror, tmp_path, monkeypatch):
     mirror, arrays, sums = idx_mirror
-    monkeypatch.setitem(data.SOURCES, "mnist", {"url": mirror.as_uri() + "/", "files": sums})
+    monkeypatch.setitem(locate.SOURCES, "mnist", {"url": mirror.as_uri() + "/", "files": sums})
     got = load_images("mnist", "test", root=tmp_path / "dl", download=True)
     assert np.array_equal(got.images[:, 0].numpy(), arrays["t10k-images-idx3-ubyte.gz"])
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [
@@ -145,12 +147,12 @@ def test_download_verifies_md5(idx_mirror, tmp_path, monkeypatch):
     ]
 
     wrong = dict(sums, **{"train-images-idx3-ubyte.gz": "0" * 32})
-    monkeypatch.setitem(data.SOURCES, "mnist", {"url": mirror.as_uri(), "files": wrong})
+    monkeypatch.setitem(locate.SOURCES, "mnist", {"url": mirror.as_uri(), "files": wrong})
     with pytest.raises(DataError, match="corrupt.*md5"):
         load_images("mnist", "train", root=tmp_path / "bad", download=True)
     assert list((tmp_path / "bad").iterdir()) == []  # nothing half-written is left behind
 
-    monkeypatch.setitem(data.SOURCES, "mnist", {"url": (tmp_path / "nothing-here").as_uri(), "files": sums})
+    monkeypatch.setitem(locate.SOURCES, "mnist", {"url": (tmp_path / "nothing-here").as_uri(), "files": sums})
     with pytest.raises(DataError, match="could not download"):
         load_images("mnist", "train", root=tmp_path / "bad", download=True)
 
@@ -193,7 +195,7 @@ def test_cifar10_download_and_extract(tmp_path, monkeypatch):
     with tarfile.open(mirror / "cifar-10-python.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     sums = {"cifar-10-python.tar.gz": md5(mirror / "cifar-10-python.tar.gz")}
-    monkeypatch.setitem(data.SOURCES, "cifar10", {"url": mirror.as_uri(), "files": sums})
+    monkeypatch.setitem(locate.SOURCES, "cifar10", {"url": mirror.as_uri(), "files": sums})
     test = load_images("cifar10", "test", download=True)  # default root under $DARTSNAS_CACHE/data
     assert test.images.shape == (2, 3, 32, 32)
     assert (tmp_path / "cache" / "data" / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
@@ -278,7 +280,7 @@ def test_imagefolder_second_load_comes_from_cache(tmp_path, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(data, "_decode_image", no_decoding)
+    monkeypatch.setattr(image_folder, "_decode_image", no_decoding)
     second = load_images("imagefolder", "train", root=tmp_path / "tree")
     assert torch.equal(second.images, first.images) and second.classes == first.classes
     with pytest.raises(DataError, match="cannot read image"):  # another option is another cache entry

@@ -12,7 +12,7 @@ import statistics
 
 import pytest
 
-from dartsnas.core.download import DataError
+from dartsnas.data.download import DataError
 from dartsnas.core.genotype import GenotypeError
 from dartsnas.conv.nb201.genotype import PUBLISHED_NB201, SPACE_SIZE, CellGenotype
 from dartsnas.conv.nb201.table import (

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dartsnas.recurrent import text
-from dartsnas.core.download import DataError
+from dartsnas.data.download import DataError
 from dartsnas.recurrent.text import batchify, load_corpus, segment, seq_length, windows
 
 

@@ -9,7 +9,7 @@ import torch
 
 from dartsnas.cli import main
 from dartsnas.core import runs as runs_module
-from dartsnas.conv.data import ImageSet
+from dartsnas.data.images import ImageSet
 from dartsnas.core.genotype import PUBLISHED, load_genotype
 from dartsnas.conv.ops import OPS
 from dartsnas.core.runs import read_jsonl

@@ -29,7 +29,7 @@ import torch
 from ..core.discretise import branch_and_bound, exhaustive as exhaustive_search, ranked
 from ..core.progressive import FREE, REMOVED
 from ..methods.relaxations import make
-from .data import batches as image_batches
+from ..data.batches import batches as image_batches
 from .nb201.genotype import CellGenotype
 
 Choice = tuple[tuple[str, int, int], ...]  # the (cell kind, edge, op index) pairs a choice keeps

@@ -27,12 +27,12 @@ DATA_LOADERS = ("memory", "workers")
 
 @dataclass
 class ImageData:
-    """Which images a run reads and how the training batches are augmented (conv/data.py)."""
+    """Which images a run reads and how the training batches are augmented (dartsnas/data/)."""
 
     # fmt: off
-    dataset: str = "cifar10"            # a name from data.DATASETS
-    data_dir: str | None = None         # where the dataset lies; None: the default places (docs/search.md, Datasets)
-    download: bool = False              # fetch the official files (checksummed) when missing
+    dataset: str = "cifar10"            # a name from data.images.DATASETS
+    data_dir: str | None = None         # where the dataset lies (only there); None: $DARTSNAS_DATA/<dataset>, the cache, system folders (docs/search.md, Datasets)
+    download: bool = False              # fetch the official files (md5-checked) when found nowhere, into data_dir, $DARTSNAS_DATA/<dataset> or the cache
     data_options: dict = field(default_factory=dict)  # dataset-specific options (e.g. imagefolder size)
     subset: int | None = None           # use only the first N training images (quick runs, tests); image
                                         # folders list theirs class by class: use data_options limit_per_class
@@ -50,14 +50,14 @@ class ImageData:
 
     def check_data(self) -> None:
         """The dataset name and its options' values, so that a typo ends before a run folder is made."""
-        from .data import DATASETS, _option_names
+        from ..data.images import DATASETS, option_names
 
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset: unknown {self.dataset!r}; available: {', '.join(sorted(DATASETS))}")
-        known = {name for loader in DATASETS.values() for name in _option_names(loader)}
+        known = {name for loader in DATASETS.values() for name in option_names(loader)}
         for name, value in self.data_options.items():
             if name not in known:
-                takes = ", ".join(_option_names(DATASETS[self.dataset])) or "no options"
+                takes = ", ".join(option_names(DATASETS[self.dataset])) or "no options"
                 raise ConfigError(f"data_options: unknown option {name!r}; the {self.dataset} dataset takes {takes}")
             ok, what = DATA_OPTIONS[name]
             if not ok(value):
@@ -68,7 +68,7 @@ def _whole(value, low: int = 1) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= 2**31 - 1
 
 
-# The value each dataset option takes (conv/data.py's loaders): a test, and what it must be in words.
+# The value each dataset option takes (the loaders of dartsnas/data/): a test, and what it must be in words.
 DATA_OPTIONS = {
     "size": (
         lambda v: v is None or _whole(v),

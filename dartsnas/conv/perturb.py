@@ -41,7 +41,7 @@ import torch
 
 from ..core.progressive import FREE, REMOVED
 from ..methods.relaxations import make
-from .data import batches
+from ..data.batches import batches
 
 
 @contextlib.contextmanager

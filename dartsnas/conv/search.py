@@ -19,7 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ..core.architect import Architect
 from ..core.config import ConfigError
 from .config import SearchConfig
-from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
+from ..data.batches import Augment, batches, channel_stats, training_augment
+from ..data.images import ImageSet, load_images
 from ..core.genotype import Genotype
 from .memory import advice, available_bytes, estimate_bytes, held_bytes
 from ..core.distributed import average, broadcast_, check_batch, check_identical, shard, total, world

@@ -25,7 +25,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..core.config import ConfigError
-from .data import Augment, ImageSet, batches, channel_stats, load_images, training_augment
+from ..data.batches import Augment, batches, channel_stats, training_augment
+from ..data.images import ImageSet, load_images
 from ..core.genotype import Genotype
 from .nb201.genotype import EXAMPLE as NB201_EXAMPLE, CellGenotype
 from .network import NETWORKS, build_network, count_parameters, drop_path_ramp
@@ -90,7 +91,7 @@ class TrainData:
 
 def prepare_data(config: TrainConfig, device: torch.device, generator: torch.Generator) -> TrainData:
     if config.data_loader == "workers":
-        from .stream import prepare_stream
+        from ..data.stream import prepare_stream
 
         return TrainData(*prepare_stream(config, device, generator))
     train = load_images(config.dataset, "train", config.data_dir, config.download, **config.data_options)

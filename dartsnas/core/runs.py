@@ -79,6 +79,22 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     return path
 
 
+def discard_unstarted(run_dir: Path) -> bool:
+    """Remove `run_dir` if it holds no checkpoint: a run that failed before it could be resumed (missing data,
+    a config error found late) leaves no folder behind. Only for a folder the caller has just made with
+    `new_run_dir`, never one being resumed. Returns whether it was removed."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or any(run_dir.glob(LATEST[:-3] + "*.pt")):
+        return False
+    log = logging.getLogger("dartsnas")
+    for handler in list(log.handlers):  # its log.txt is open: close it before the folder goes
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir.absolute():
+            log.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return not run_dir.exists()
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")

@@ -50,8 +50,8 @@ class RecurrentSearchConfig(RunOptions):
     # fmt: off
     # data (the official search: weights on the training text, alphas on the validation text)
     corpus: str = "ptb"                 # ptb | wikitext2 | text (a folder of your own, data_dir)
-    data_dir: str | None = None         # the corpus folder; None: $DARTSNAS_DATA/<corpus>
-    download: bool = False              # fetch the official files (md5-checked) when missing
+    data_dir: str | None = None         # the corpus folder (only there); None: $DARTSNAS_DATA/<corpus>, then the cache (docs/search.md, Datasets)
+    download: bool = False              # fetch the official files (md5-checked) when found nowhere, into data_dir, $DARTSNAS_DATA/<corpus> or the cache
     max_lines: dict = field(default_factory=dict)  # {train: N, valid: N}: keep the first N lines (quick runs)
     # search space and model (A.1.2)
     ops: list[str] = field(default_factory=lambda: list(RECURRENT_OPS))
@@ -160,8 +160,8 @@ class RecurrentTrainConfig(RunOptions):
     # fmt: off
     # data
     corpus: str = "ptb"                 # ptb | wikitext2 | text
-    data_dir: str | None = None
-    download: bool = False
+    data_dir: str | None = None         # as RecurrentSearchConfig's: only there; None: $DARTSNAS_DATA/<corpus>, the cache
+    download: bool = False              # fetch the official files (md5-checked) when found nowhere
     max_lines: dict = field(default_factory=dict)
     # model (A.2.2)
     emsize: int = 850                   # embedding and hidden size (tied weights)

@@ -17,7 +17,8 @@ N(base, jitter) and kept within [5, bptt + 20] (`jitter: 5` when training a cell
 leaves the normal draw out and uses the base length as it is). Evaluation uses fixed windows of `bptt`.
 Random numbers come from a CPU `torch.Generator`, whose state a checkpoint can keep.
 
-Where corpora live: `root` when given, else `$DARTSNAS_DATA/<name>` (default `~/.cache/dartsnas/data/<name>`).
+Where corpora are found: `root` when given, else `$DARTSNAS_DATA/<name>`, then `~/.cache/dartsnas/data/<name>`
+(the one order of data/locate.py).
 `download=True` fetches the official files of `ptb` and `wikitext2` and checks their md5 (see `SOURCES`).
 """
 
@@ -29,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from ..core.download import DataError, data_home, fetch_file, md5sum
+from ..data.download import DataError, fetch_file, md5sum
+from ..data.locate import Wanted, find, words
 
 SPLITS = ("train", "valid", "test")
 EOS, UNK = "<eos>", "<unk>"
@@ -168,9 +170,12 @@ def load_corpus(
         raise DataError(f"unknown corpus {name!r}; valid names: {', '.join(CORPORA)}.")
     if name == "text" and root is None:
         raise DataError("the corpus 'text' is a folder of your own: give it as data_dir (--set data_dir=DIR).")
-    folder = Path(root).expanduser() if root is not None else data_home() / name
-    if download and name in SOURCES and (not folder.is_dir() or _missing(folder)):
-        fetch(name, folder)
+    if root is None:  # the one lookup order of data/locate.py
+        folder = _find_corpus(name, download)
+    else:
+        folder = Path(root).expanduser()
+        if download and name in SOURCES and (not folder.is_dir() or _missing(folder)):
+            fetch(name, folder)
     if folder.is_file():
         raise DataError(
             f"corpus folder {folder} is a file; give the folder holding its train, valid and test "
@@ -190,6 +195,15 @@ def load_corpus(
         index.setdefault(word, len(index))
     ids = {split: encode(words[split], index, files[split]) for split in SPLITS}
     return Corpus(list(index), ids["train"], ids["valid"], ids["test"])
+
+
+def _find_corpus(name: str, download: bool) -> Path:
+    def present(folder: Path) -> Path | None:
+        return folder if folder.is_dir() and not _missing(folder) else None
+
+    files = words([FILE_NAMES[split][1 if name == "ptb" else 2] for split in SPLITS])  # its official names
+    wanted = Wanted(f"its train, valid and test files ({files})", files, SOURCES[name]["url"])
+    return find(name, None, None, download, present, lambda folder: fetch(name, folder), wanted)
 
 
 def _missing(folder: Path) -> bool:

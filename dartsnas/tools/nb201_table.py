@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..conv.nb201.genotype import SPACE_SIZE, CellGenotype
 from ..conv.nb201.table import DATASETS, TABLE_FILE, format_table, parse_table
-from ..core.download import DataError
+from ..data.download import DataError
 from ..core.genotype import GenotypeError
 
 

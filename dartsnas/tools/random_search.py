@@ -96,7 +96,7 @@ def search_flops(config) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..conv.data import batches
+    from ..data.batches import batches
     from ..conv.search import Searcher, prepare_data
 
     config = _on_cpu(config)
@@ -214,7 +214,7 @@ def draw_cells(config, seed: int, budget: int, epochs: int, count: int | None = 
 def _proxy_shapes(config) -> tuple[tuple, int, int, int]:
     """(image shape, classes, training images, validation images) of the proxy trainings: the search's images,
     split as `dartsnas train` splits them at valid_portion = 1 - train_portion."""
-    from ..conv.data import load_images
+    from ..data.images import load_images
 
     data = load_images(config.dataset, "train", config.data_dir, config.download, **config.data_options)
     n = min(config.subset, len(data.labels)) if config.subset is not None else len(data.labels)

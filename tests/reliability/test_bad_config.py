@@ -432,8 +432,8 @@ def test_resuming_the_other_kind_of_run_says_which_command_resumes_it(refused, t
 
 
 def test_imagefolder_without_data_dir_names_data_dir():
-    from dartsnas.conv.data import load_images
-    from dartsnas.core.download import DataError
+    from dartsnas.data.images import load_images
+    from dartsnas.data.download import DataError
 
     with pytest.raises(DataError) as err:
         load_images("imagefolder", "train")

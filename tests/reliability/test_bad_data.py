@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from dartsnas.cli import main
-from dartsnas.conv import data
-from dartsnas.conv.data import DataError, load_images
+from dartsnas.data import locate
+from dartsnas.data.images import DataError, load_images
 from dartsnas.recurrent.text import load_corpus
 
 TINY = ["batch_size=4", "init_channels=4", "layers=3", "epochs=1", "progress=false", "plot=false"]
@@ -313,7 +313,7 @@ def test_cifar_tarball_in_a_users_folder_is_extracted_into_the_cache(tmp_path, m
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(source, arcname="cifar-10-batches-py")
     md5 = hashlib.md5(tarball.read_bytes()).hexdigest()
-    monkeypatch.setitem(data.SOURCES, "cifar10", {"url": "file:///nowhere", "files": {tarball.name: md5}})
+    monkeypatch.setitem(locate.SOURCES, "cifar10", {"url": "file:///nowhere", "files": {tarball.name: md5}})
     before = snapshot(tmp_path / "user")
     for split in ("train", "test", "train"):  # the third reads the earlier extraction
         assert len(load_images("cifar10", split, root=user).labels) == (10 if split == "train" else 2)

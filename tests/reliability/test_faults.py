@@ -319,27 +319,94 @@ def test_out_of_memory_in_training_exits_3_with_the_peak_and_the_remedies(tmp_pa
     assert "out of memory (peak " in err and "batch_size" in err and "--amp" in err and "Traceback" not in err
 
 
-# -- the log of a run that failed --------------------------------------------------------------
+# -- a run that failed: no folder before its first checkpoint, the error in its log after -----------
 
 
-def test_a_run_that_fails_after_its_folder_was_made_has_the_error_in_its_log(tmp_path, capsys):
-    args = [
-        "search",
-        "--out",
-        str(tmp_path),
-        "--name",
-        "run",
-        "--set",
-        "dataset=imagefolder",
-        "--set",
-        f"data_dir={tmp_path / 'missing'}",
-        "--set",
-        "progress=false",
-    ]
+def _refused(capsys, command="search") -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"dartsnas {command}: error: ") and "was removed)" in last
+    return last
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["dataset=imagefolder", "data_dir={tmp}/missing"],  # data_dir that is not there
+        ["dataset=cifar10"],  # in none of the places looked
+        ["dataset=mnist", "download=true"],  # no network (a refused urlopen)
+        ["train_portion=0.99", "subset=20"],  # a config error found once the data is read
+    ],
+)
+def test_a_search_that_fails_before_its_first_step_leaves_no_run_folder(sets, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sklearn")
+    import urllib.error
+
+    from dartsnas.data import locate
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    monkeypatch.setenv("DARTSNAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DARTSNAS_DATA", str(tmp_path / "data"))
+    monkeypatch.setitem(locate.SYSTEM_DIRS, "mnist", tmp_path / "system")
+    out = tmp_path / "runs"
+    args = ["search", "--out", str(out), "--name", "run", "--set", "dataset=digits", "--set", "progress=false"]
+    for item in sets:
+        args += ["--set", item.format(tmp=tmp_path)]
     assert main(args) == 2
+    last = _refused(capsys)
+    assert list(out.iterdir()) == []
+    if "download=true" in sets:
+        assert "could not download" in last and str(tmp_path / "data" / "mnist") in last
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "DARTS_V2", "--config", "quick", "--set", "dataset=cifar10"],
+        ["search", "--task", "ptb", "--config", "quick"],
+        ["train", "DARTS_RNN", "--task", "ptb", "--config", "quick"],
+    ],
+)
+def test_trainings_and_recurrent_runs_without_their_data_leave_no_run_folder(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DARTSNAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DARTSNAS_DATA", raising=False)
+    out = tmp_path / "runs"
+    assert main(argv + ["--out", str(out), "--set", "progress=false"]) == 2
+    assert "not found" in _refused(capsys, argv[0])
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_after_its_first_checkpoint_keeps_its_folder_and_the_error_in_its_log(
+    tmp_path, tiny_search, monkeypatch, capsys
+):
+    from dartsnas.core.config import ConfigError
+
+    real, calls = search_module.Searcher.train_epoch, []
+
+    def second_epoch_fails(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConfigError("a config error found in epoch 2")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(search_module.Searcher, "train_epoch", second_epoch_fails)
+    assert _search(tmp_path, tiny_search, "epochs=2") == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    log = (_run_dir(tmp_path) / "log.txt").read_text()
+    assert last.endswith("a config error found in epoch 2")  # nothing was removed
+    run_dir = _run_dir(tmp_path)
+    log = (run_dir / "log.txt").read_text()
     assert last in log and "(exit status 2)" in log
+    # A resumed run is never removed, whatever it fails of.
+    monkeypatch.setattr(
+        search_module.Searcher, "train_epoch", lambda *a, **k: (_ for _ in ()).throw(ConfigError("again"))
+    )
+    assert main(["search", "--resume", str(run_dir)]) == 2
+    assert (run_dir / "checkpoint.pt").is_file() and "again" in (run_dir / "log.txt").read_text()
 
 
 # -- reproducibility ---------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def test_a_config_yaml_carrying_python_objects_is_refused_unrun(run_template, tm
 @pytest.mark.parametrize("payload", ["touch", "system"])
 @pytest.mark.parametrize("file", ["data_batch_1", "batches.meta", "test_batch"])
 def test_a_cifar_batch_carrying_code_is_refused_unrun(payload, file, tmp_path):
-    from dartsnas.conv.data import DataError, load_images
+    from dartsnas.data.images import DataError, load_images
 
     marker = tmp_path / "MARKER"
     folder = tmp_path / "cifar-10-batches-py"
@@ -196,7 +196,7 @@ def test_a_cifar_batch_carrying_code_is_refused_unrun(payload, file, tmp_path):
 def test_a_poisoned_image_cache_is_ignored_unrun(tmp_path):
     from PIL import Image
 
-    from dartsnas.conv.data import load_images
+    from dartsnas.data.images import load_images
 
     marker = tmp_path / "MARKER"
     for split in ("train", "test"):

@@ -1,11 +1,11 @@
-"""The streamed training split (DataLoader workers, conv/stream.py): an epoch resumed after k batches gets
+"""The streamed training split (DataLoader workers, data/stream.py): an epoch resumed after k batches gets
 exactly the images and augmentations the uninterrupted epoch had from batch k on, whichever worker decodes
 them; the main process's random state is left alone. Needs no torchvision: any dataset streams."""
 
 import pytest
 import torch
 
-from dartsnas.conv.stream import Shuffled
+from dartsnas.data.stream import Shuffled
 
 
 class Augmented(torch.utils.data.Dataset):
@@ -50,7 +50,7 @@ def test_two_workers_draw_what_the_main_process_draws():
 
 
 def test_each_rank_streams_its_shard_of_every_global_batch_with_one_process_augmentation(monkeypatch):
-    """Data-parallel (conv/stream.py under torchrun): rank r decodes only rows r*b..(r+1)*b of each global
+    """Data-parallel (data/stream.py under torchrun): rank r decodes only rows r*b..(r+1)*b of each global
     batch, each with the augmentation one process gives it; the ranks together make the global batches."""
     from dartsnas.core import distributed
 
@@ -58,8 +58,8 @@ def test_each_rank_streams_its_shard_of_every_global_batch_with_one_process_augm
     shards = []
     for rank in range(2):
         monkeypatch.setattr(distributed, "WORLD", distributed.World(rank=rank, size=2))
-        monkeypatch.setattr("dartsnas.conv.stream.world", lambda: distributed.WORLD)
-        monkeypatch.setattr("dartsnas.conv.stream.shard", distributed.shard)
+        monkeypatch.setattr("dartsnas.data.stream.world", lambda: distributed.WORLD)
+        monkeypatch.setattr("dartsnas.data.stream.shard", distributed.shard)
         shards.append(_epoch(0, 1)[0])
     for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards):
         assert len(y0) == len(y1) == 4

@@ -27,7 +27,7 @@ import statistics
 from pathlib import Path
 from collections.abc import Iterator, Sequence
 
-from ...core.download import DataError
+from ...data.download import DataError
 from ...core.genotype import GenotypeError
 from .genotype import SPACE_SIZE, CellGenotype
 

@@ -19,7 +19,7 @@ import torch
 
 from ..core.config import ConfigError
 from ..core.distributed import shard, world
-from .data import DataError
+from .download import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

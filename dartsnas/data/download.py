@@ -1,13 +1,12 @@
-"""Where downloaded data lives, and downloads that are checked before they are kept.
+"""Downloads that are checked before they are kept, and the error a user can fix.
 
-Data lives under `$DARTSNAS_DATA/<name>`, which defaults to `~/.cache/dartsnas/data/<name>`
-(`$DARTSNAS_CACHE` moves the whole `~/.cache/dartsnas`). A download appears under its name only once
-its md5 matches the official file's.
+A download appears under its name only once its md5 matches the official file's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import urllib.request
@@ -18,12 +17,15 @@ class DataError(Exception):
     """A data problem the user can fix; the message says what is wrong, where we looked and what to do."""
 
 
-def cache_home() -> Path:
-    return Path(os.environ.get("DARTSNAS_CACHE") or "~/.cache/dartsnas").expanduser()
+class DownloadError(DataError):
+    """A download that could not be made (no network, no such file there); locate.find says it with every
+    place it looked."""
 
-
-def data_home() -> Path:
-    return Path(os.environ.get("DARTSNAS_DATA") or cache_home() / "data").expanduser()
+    def __init__(self, url: str, reason: str, target: Path):
+        self.url, self.reason = url, reason
+        super().__init__(
+            f"could not download {url}: {reason}. Check the network, or fetch the file yourself and put it at {target}."
+        )
 
 
 def md5sum(path: Path) -> str:
@@ -37,9 +39,15 @@ def md5sum(path: Path) -> str:
 def fetch_file(url: str, target: Path, md5: str) -> Path:
     """Download url to target; the file appears under its name only once its md5 matches."""
     partial = target.with_name(target.name + ".part")
-    print(f"downloading {url} -> {target}", file=sys.stderr, flush=True)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(
+            f"cannot make {target.parent} to download {url} into ({error.strerror or error}); set DARTSNAS_DATA "
+            "(or DARTSNAS_CACHE) to a folder you can write to, or give data_dir."
+        ) from None
+    print(f"downloading {url} -> {target}", file=sys.stderr, flush=True)
+    try:
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
@@ -50,10 +58,8 @@ def fetch_file(url: str, target: Path, md5: str) -> Path:
                 f"file was deleted. Try again, or fetch the file yourself and put it at {target}."
             )
         os.replace(partial, target)
-    except OSError as error:  # urllib's URLError is an OSError too
-        raise DataError(
-            f"could not download {url}: {error}. Check the network, or fetch the file yourself and put it at {target}."
-        ) from None
+    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError; ValueError: a bad URL
+        raise DownloadError(url, str(getattr(error, "reason", None) or error), target) from None
     finally:
         partial.unlink(missing_ok=True)
     return target
