@@ -118,17 +118,19 @@ def bad_values(cls, name: str) -> list[str]:
     ]
 
 
-def field_cases() -> list:
+def field_cases() -> list[tuple[str, str, str, str]]:
+    """(kind, side, field, value): every numeric field of every side times each of its bad values."""
     cases = []
     for side, (cls, _, _) in SIDES.items():
         for name in numeric_fields(cls):
             if interval(cls, name) is None:
                 continue  # test_every_numeric_field_has_a_range says why it must not happen
-            cases += [pytest.param(side, name, value, id=f"{side}-{name}={value}") for value in bad_values(cls, name)]
+            cases += [(kind_of(cls, name), side, name, value) for value in bad_values(cls, name)]
     return cases
 
 
 FIELD_CASES = field_cases()
+KINDS = ("int", "float", "floats")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -144,14 +146,16 @@ def digest(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def refused(tmp_path, monkeypatch, capsys):
-    """refused(argv, *needles): main(argv) exits 2 with one line `dartsnas <command>: error: ...` that holds
-    every needle, without a traceback, and nothing under tmp_path (the cwd too) was made or changed."""
-    monkeypatch.chdir(tmp_path)  # a relative path the command wrote to would show in the digest
-    (tmp_path / "out").mkdir(exist_ok=True)
+def refusal(monkeypatch, capsys):
+    """refusal(folder, argv, *needles): run in `folder` (made, with an empty out/), main(argv) exits 2 with one
+    line `dartsnas <command>: error: ...` that holds every needle, without a traceback, and nothing under
+    folder (the cwd too) was made or changed."""
 
-    def check(argv: list[str], *needles: str) -> str:
-        before = digest(tmp_path)
+    def check(folder: Path, argv: list[str], *needles: str) -> str:
+        (folder / "out").mkdir(parents=True, exist_ok=True)
+        monkeypatch.chdir(folder)  # a relative path the command wrote to would show in the digest
+        capsys.readouterr()  # what an earlier case printed is not this one's
+        before = digest(folder)
         status = main(argv)
         err = capsys.readouterr().err
         lines = err.splitlines()
@@ -161,10 +165,16 @@ def refused(tmp_path, monkeypatch, capsys):
         assert "Traceback" not in err
         for needle in needles:
             assert needle in lines[0], (needle, lines[0])
-        assert digest(tmp_path) == before, "a refused command made or changed files"
+        assert digest(folder) == before, "a refused command made or changed files"
         return lines[0]
 
     return check
+
+
+@pytest.fixture
+def refused(refusal, tmp_path):
+    """refused(argv, *needles): refusal in tmp_path, for a test of one input."""
+    return lambda argv, *needles: refusal(tmp_path, argv, *needles)
 
 
 def run_args(side: str, tmp_path: Path, *extra: str) -> list[str]:
@@ -177,11 +187,20 @@ def run_args(side: str, tmp_path: Path, *extra: str) -> list[str]:
 
 def test_there_are_enough_generated_cases():
     assert len(FIELD_CASES) >= 150
+    assert {kind for kind, *_ in FIELD_CASES} == set(KINDS)  # every case is in one table below
 
 
-@pytest.mark.parametrize("side, name, value", FIELD_CASES)
-def test_a_bad_number_is_refused(refused, tmp_path, side, name, value):
-    refused(run_args(side, tmp_path, "--set", f"{name}={value}"), name)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_number_is_refused(every_case, refusal, new_folder, kind):
+    """Each bad value of each numeric field of this kind (every side), refused naming the field."""
+
+    def check(case):
+        side, name, value = case
+        folder = new_folder()
+        refusal(folder, run_args(side, folder, "--set", f"{name}={value}"), name)
+
+    table = [(f"{side}-{name}={value}", (side, name, value)) for k, side, name, value in FIELD_CASES if k == kind]
+    every_case(table, check)
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -254,15 +273,22 @@ BAD_NAMES = [
 
 
 @pytest.mark.parametrize("side", SIDES)
-@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
-def test_a_run_name_that_is_not_a_plain_name_is_refused(refused, tmp_path, side, name):
-    refused(run_args(side, tmp_path, f"--name={name}"), "--name", "not a valid name")
+def test_a_run_name_that_is_not_a_plain_name_is_refused(every_case, refusal, new_folder, side):
+    def check(name):
+        folder = new_folder()
+        refusal(folder, run_args(side, folder, f"--name={name}"), "--name", "not a valid name")
+
+    every_case([(repr(name), name) for name in BAD_NAMES], check)
 
 
-@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
-def test_a_derive_name_that_is_not_a_plain_name_is_refused(refused, tmp_path, name):
+def test_a_derive_name_that_is_not_a_plain_name_is_refused(every_case, refusal, new_folder):
     # Checked before the run folder is read: no search is needed to be refused.
-    refused(["derive", str(tmp_path / "out"), "--rule", "argmax", f"--name={name}"], "--name", "not a valid name")
+    def check(name):
+        folder = new_folder()
+        argv = ["derive", str(folder / "out"), "--rule", "argmax", f"--name={name}"]
+        refusal(folder, argv, "--name", "not a valid name")
+
+    every_case([(repr(name), name) for name in BAD_NAMES], check)
 
 
 def test_new_run_dir_refuses_a_name_with_a_separator(tmp_path):
@@ -335,17 +361,20 @@ CONFIG_FILES = {  # file content -> a piece of the message
 
 
 @pytest.mark.parametrize("side", SIDES)
-@pytest.mark.parametrize("case", CONFIG_FILES)
-def test_a_config_file_that_is_no_config_is_refused(refused, tmp_path, side, case):
-    content, needle = CONFIG_FILES[case]
-    path = tmp_path / f"{case}.yaml"
-    if content is None:
-        path.mkdir()
-    else:
-        path.write_bytes(content)
-    line = refused(run_args(side, tmp_path, "--config", str(path)), needle)
-    assert str(path) in line or " must be " in line  # the file, or the key whose value is wrong
-    assert not (tmp_path / "pwned").exists()
+def test_a_config_file_that_is_no_config_is_refused(every_case, refusal, new_folder, side):
+    def check(case):
+        content, needle = CONFIG_FILES[case]
+        folder = new_folder()
+        path = folder / f"{case}.yaml"
+        if content is None:
+            path.mkdir()
+        else:
+            path.write_bytes(content)
+        line = refusal(folder, run_args(side, folder, "--config", str(path)), needle)
+        assert str(path) in line or " must be " in line  # the file, or the key whose value is wrong
+        assert not (folder / "pwned").exists()
+
+    every_case([(case, case) for case in CONFIG_FILES], check)
 
 
 def test_an_empty_config_file_gives_the_defaults(tmp_path):
@@ -399,9 +428,13 @@ SET_CASES = [  # (side, --set item, needle)
 ]
 
 
-@pytest.mark.parametrize("side, item, needle", SET_CASES, ids=[f"{s}-{i}" for s, i, _ in SET_CASES])
-def test_a_bad_set_is_refused(refused, tmp_path, side, item, needle):
-    refused(run_args(side, tmp_path, "--set", item), needle)
+def test_a_bad_set_is_refused(every_case, refusal, new_folder):
+    def check(case):
+        side, item, needle = case
+        folder = new_folder()
+        refusal(folder, run_args(side, folder, "--set", item), needle)
+
+    every_case([(f"{side}-{item}", (side, item, needle)) for side, item, needle in SET_CASES], check)
 
 
 # ---------------------------------------------------------------------------------------------------
