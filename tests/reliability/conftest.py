@@ -5,6 +5,7 @@ pytest's setup, fixtures and report ~1,500 times."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -42,3 +43,37 @@ def new_folder(tmp_path):
         return folder
 
     return make
+
+
+class Tally:
+    """What the draws of one Hypothesis property test reached: a count per outcome, and the distinct inputs. A
+    property test passes on every draw it makes; this says whether its draws made the cases it is about (a config
+    that loads, a genotype that parses), so a strategy that stops making them fails the test instead of passing
+    having checked nothing."""
+
+    def __init__(self):
+        self.outcomes: Counter[str] = Counter()
+        self.inputs: set[str] = set()
+
+    def record(self, value, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        self.inputs.add(repr(value))
+
+    def check(self, outcome: str, at_least: float, distinct: float = 0.5) -> None:
+        """At least this share of the draws reached `outcome`, and at least `distinct` of them were different."""
+        draws = self.outcomes.total()
+        assert draws, "no draw ran"
+        reached = self.outcomes[outcome]
+        assert reached >= at_least * draws, (
+            f"only {reached} of {draws} draws reached {outcome!r} (at least {at_least:.0%} expected): the strategy "
+            f"no longer makes the cases this property is about; outcomes: {dict(self.outcomes)}"
+        )
+        assert len(self.inputs) >= distinct * draws, (
+            f"only {len(self.inputs)} of {draws} draws were different (at least {distinct:.0%} expected)"
+        )
+
+
+@pytest.fixture
+def tally():
+    """A Tally for the draws of one property test: record in the @given function, check after it ran."""
+    return Tally()
