@@ -59,10 +59,11 @@ class Tally:
         self.outcomes[outcome] += 1
         self.inputs.add(repr(value))
 
-    def check(self, outcome: str, at_least: float, distinct: float = 0.5) -> None:
-        """At least this share of the draws reached `outcome`, and at least `distinct` of them were different."""
+    def check(self, outcome: str, at_least: float, distinct: float = 0.5, min_draws: int = 50) -> None:
+        """At least `min_draws` draws ran (Hypothesis stops early once a strategy has nothing new to give), at least
+        this share of them reached `outcome`, and at least `distinct` of them were different."""
         draws = self.outcomes.total()
-        assert draws, "no draw ran"
+        assert draws >= min_draws, f"only {draws} draws ran (at least {min_draws} expected): {dict(self.outcomes)}"
         reached = self.outcomes[outcome]
         assert reached >= at_least * draws, (
             f"only {reached} of {draws} draws reached {outcome!r} (at least {at_least:.0%} expected): the strategy "

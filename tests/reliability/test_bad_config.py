@@ -160,7 +160,8 @@ def refusal(monkeypatch, capsys):
     folder (the cwd too) was made or changed."""
 
     def check(folder: Path, argv: list[str], *needles: str) -> str:
-        (folder / "out").mkdir(parents=True, exist_ok=True)
+        if not (folder / "out").is_dir():  # made at setup for a test that then makes mkdir fail
+            (folder / "out").mkdir(parents=True)
         monkeypatch.chdir(folder)  # a relative path the command wrote to would show in the digest
         capsys.readouterr()  # what an earlier case printed is not this one's
         before = digest(folder)
@@ -182,6 +183,7 @@ def refusal(monkeypatch, capsys):
 @pytest.fixture
 def refused(refusal, tmp_path):
     """refused(argv, *needles): refusal in tmp_path, for a test of one input."""
+    (tmp_path / "out").mkdir()
     return lambda argv, *needles: refusal(tmp_path, argv, *needles)
 
 
