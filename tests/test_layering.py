@@ -5,6 +5,7 @@ the command line; no module imports another that imports it back; the plain netw
 fast code it is the ground truth of; genotypes and configs load without torch."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,35 @@ def test_every_module_lives_in_a_known_room():
     # A module outside the rooms would escape every rule below: give it a room (and a rule) first.
     assert set(MODULES) >= {"core.genotype", "conv.plain", "conv.supernet", "recurrent.model", "cli"}
     assert {folder(m) for m in MODULES} <= set(ALLOWED) | TOP_LEVEL
+
+
+def rooms_tree(markdown: str) -> set[str]:
+    """The modules docs/design.md's tree names, as dotted names like MODULES: the first fenced block after
+    "## The rooms", where a folder (`conv/`) holds the lines indented deeper below it, and each `name.py` on a
+    line is a module of the innermost folder open there (a folder's own line and its wrapped lines included)."""
+    block = markdown.split("## The rooms", 1)[1].split("```", 2)[1]
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert lines[0].strip() == "dartsnas/", lines[0]
+    named, folders = set(), []  # folders: (indent, name) of the folders open at this line
+    for line in lines[1:]:
+        indent, words = len(line) - len(line.lstrip()), line.split()
+        while folders and folders[-1][0] >= indent:
+            folders.pop()
+        if words[0].endswith("/"):
+            folders.append((indent, words[0].rstrip("/")))
+        path = [name for _, name in folders]
+        named |= {".".join([*path, w.rstrip(",.;:")[:-3]]) for w in words if re.fullmatch(r"\w+\.py[,.;:]?", w)}
+    return named
+
+
+def test_the_design_docs_tree_names_every_module():
+    # docs/design.md's tree is the map of the rooms; a module missing from it (21 were) or named there but gone
+    # fails here, so the map cannot drift from the package again.
+    named = rooms_tree((Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text())
+    assert {"core.genotype", "conv.nb201.table", "recurrent.text", "tools.skips", "cli"} <= named  # the reader works
+    missing, stale = sorted(set(MODULES) - named), sorted(named - set(MODULES))
+    assert not missing, f"docs/design.md's tree (## The rooms) does not name these modules: {missing}"
+    assert not stale, f"docs/design.md's tree names modules that do not exist: {stale}"
 
 
 @pytest.mark.parametrize("module", [m for m in MODULES if m not in TOP_LEVEL])

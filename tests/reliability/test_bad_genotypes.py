@@ -6,6 +6,7 @@ types, sizes), so each rule covers every place it applies to."""
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def workdir(tmp_path, monkeypatch):
 
 
 def refused(capsys, folder: Path, *argv: str) -> str:
-    """Run the CLI; assert exit 2, one error line, no traceback, no marker and nothing changed in `folder`."""
+    """Run the CLI in `folder`; assert exit 2, one error line, no traceback, no marker and nothing changed there."""
+    os.chdir(folder)  # relative specs resolve in it; the test's monkeypatch.chdir (workdir) restores the cwd
+    capsys.readouterr()  # what an earlier case printed is not this one's
     before = snapshot(folder)
     start = time.perf_counter()
     status = main(list(argv))
@@ -276,8 +279,9 @@ def recurrent_cases() -> list[str]:
     ]
 
 
-def ids(cases):
-    return [f"{k}-{c[:30]!r}" for k, c in enumerate(cases)]
+def table(cases: list[str]) -> list[tuple[str, str]]:
+    """(case_id, spec): the index and the spec's first 30 characters."""
+    return [(f"{k}-{c[:30]!r}", c) for k, c in enumerate(cases)]
 
 
 DARTS_TEXT = (
@@ -293,38 +297,38 @@ DARTS_TEXT = (
 )
 
 
-@pytest.mark.parametrize("spec", DARTS_TEXT, ids=ids(DARTS_TEXT))
-def test_bad_genotype_text_is_one_clear_error(spec, workdir, capsys):
-    refused(capsys, workdir, "genotype", spec)
+def test_bad_genotype_text_is_one_clear_error(every_case, new_folder, workdir, capsys):
+    every_case(table(DARTS_TEXT), lambda spec: refused(capsys, new_folder(), "genotype", spec))
 
 
-@pytest.mark.parametrize("spec", HUGE, ids=[f"{k}-{len(c)}-chars" for k, c in enumerate(HUGE)])
-def test_huge_empty_or_deep_text_is_refused_at_once(spec, workdir, capsys):
-    refused(capsys, workdir, "genotype", spec)
+def test_huge_empty_or_deep_text_is_refused_at_once(every_case, new_folder, workdir, capsys):
+    cases = [(f"{k}-{len(c)}-chars", c) for k, c in enumerate(HUGE)]
+    every_case(cases, lambda spec: refused(capsys, new_folder(), "genotype", spec))
 
 
-@pytest.mark.parametrize("spec", nb201_cases(), ids=ids(nb201_cases()))
-def test_bad_nas_bench_201_cell_is_one_clear_error(spec, workdir, capsys):
-    refused(capsys, workdir, "genotype", spec)
-    with pytest.raises(GenotypeError):
-        CellGenotype.parse(spec)
+def test_bad_nas_bench_201_cell_is_one_clear_error(every_case, new_folder, workdir, capsys):
+    def check(spec):
+        refused(capsys, new_folder(), "genotype", spec)
+        with pytest.raises(GenotypeError):
+            CellGenotype.parse(spec)
+
+    every_case(table(nb201_cases()), check)
 
 
-@pytest.mark.parametrize("spec", recurrent_cases(), ids=ids(recurrent_cases()))
-def test_bad_recurrent_genotype_is_one_clear_error(spec, workdir, capsys):
-    refused(capsys, workdir, "genotype", spec)
+def test_bad_recurrent_genotype_is_one_clear_error(every_case, new_folder, workdir, capsys):
+    every_case(table(recurrent_cases()), lambda spec: refused(capsys, new_folder(), "genotype", spec))
 
 
 @pytest.mark.parametrize("command", [["info"], ["train", "--config", "quick"]])
-@pytest.mark.parametrize(
-    "spec",
-    [CODE[0], "", STRUCTURE[0], INDICES[0], UNKNOWN_OPS[0], HUGE[3]],
-    ids=["code", "empty", "one-input", "index", "unknown-op", "10MB"],
-)
-def test_other_commands_refuse_bad_genotypes_too(command, spec, workdir, capsys):
-    argv = [command[0], spec, *command[1:]] + (["--out", str(workdir / "runs")] if command[0] == "train" else [])
-    refused(capsys, workdir, *argv)
-    assert not (workdir / "runs").exists()  # refused before a run folder is made
+def test_other_commands_refuse_bad_genotypes_too(every_case, new_folder, workdir, capsys, command):
+    def check(spec):
+        folder = new_folder()
+        argv = [command[0], spec, *command[1:]] + (["--out", str(folder / "runs")] if command[0] == "train" else [])
+        refused(capsys, folder, *argv)
+        assert not (folder / "runs").exists()  # refused before a run folder is made
+
+    specs = [CODE[0], "", STRUCTURE[0], INDICES[0], UNKNOWN_OPS[0], HUGE[3]]
+    every_case(zip(["code", "empty", "one-input", "index", "unknown-op", "10MB"], specs, strict=True), check)
 
 
 def test_parsers_never_call_eval():
@@ -373,11 +377,14 @@ FILES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(FILES))
-def test_bad_genotype_file_names_the_file(name, workdir, capsys):
-    (workdir / name).write_bytes(FILES[name])
-    line = refused(capsys, workdir, "genotype", name)
-    assert name in line
+def test_bad_genotype_file_names_the_file(every_case, new_folder, workdir, capsys):
+    def check(name):
+        folder = new_folder()
+        (folder / name).write_bytes(FILES[name])
+        line = refused(capsys, folder, "genotype", name)
+        assert name in line
+
+    every_case([(name, name) for name in sorted(FILES)], check)
 
 
 @pytest.mark.parametrize("layout", ["no-genotype", "genotype-is-folder", "bad-genotype", "not-utf8"])
@@ -393,11 +400,9 @@ def test_bad_run_folder_is_one_clear_error(layout, workdir, capsys):
     refused(capsys, workdir, "genotype", "run")
 
 
-@pytest.mark.parametrize(
-    "spec", ["missing.json", "no/such/folder/genotype.json", "DARTS_V3", "darts_v2", "NB201_BEST", "DARTS_RNN_V3"]
-)
-def test_names_that_name_nothing(spec, workdir, capsys):
-    refused(capsys, workdir, "genotype", spec)
+def test_names_that_name_nothing(every_case, new_folder, workdir, capsys):
+    specs = ["missing.json", "no/such/folder/genotype.json", "DARTS_V3", "darts_v2", "NB201_BEST", "DARTS_RNN_V3"]
+    every_case([(spec, spec) for spec in specs], lambda spec: refused(capsys, new_folder(), "genotype", spec))
 
 
 def test_byte_order_mark_and_good_files_still_read(workdir, capsys):
