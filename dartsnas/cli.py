@@ -91,7 +91,7 @@ def _side(args, command: str) -> Side:
 
 def _run(args, command: str) -> None:
     """Start a new run folder from --config/--set, or continue --resume RUN with its own saved files."""
-    from .core.config import ConfigError, load_dataclass
+    from .core.config import ConfigError, load_dataclass, load_saved
 
     side = _side(args, command)
     auto = args.resume == "auto"
@@ -112,7 +112,8 @@ def _run(args, command: str) -> None:
             raise ConfigError(
                 f"--resume {run_dir}: no {' and '.join(needed)} there; give the folder of an earlier {command} run"
             )
-        config = _apply_flags(load_dataclass(side.config, run_dir / "config.yaml"), args)
+        # As the run ran: a method whose default form changed since keeps the form it was started with.
+        config = _apply_flags(load_saved(side.config, run_dir / "config.yaml"), args)
         genotype = (_genotype(run_dir / "genotype.json", side.recurrent),) if command == "train" else ()
         args.run_dir = run_dir  # from here on, a failure is written into its log too
         side.run(config, *genotype, run_dir, resume=True)

@@ -11,7 +11,7 @@ from dartsnas.cli import main
 from dartsnas.conv.config import load_config
 from dartsnas.conv.nb201.model import Supernet201
 from dartsnas.core import runs as runs_module
-from dartsnas.core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
+from dartsnas.core.collapse import aux_skip_coefficient, beta_decay, beta_weight, darts_plus_stop, linear
 from dartsnas.core.config import ConfigError
 from dartsnas.core.derive import derive_cell, strongest_ops
 from dartsnas.core.progressive import FREE, REMOVED, decide_one, decision_epoch
@@ -46,15 +46,26 @@ def test_beta_decay_gradient_is_softmax_over_edge_count():
     assert torch.allclose(b.grad, torch.tensor(expect[2:], dtype=torch.float64), atol=1e-12)
 
 
-def test_beta_weight_is_linear_and_the_architect_adds_its_gradient(tmp_path, tiny_search):
+def test_beta_weight_follows_the_authors_fixed_horizon_whatever_the_runs_length():
+    # Their Architect._backward_step: weights = 0 + 50*epoch/100, epoch from 0, in both spaces.
+    for epochs in (20, 50, 100):
+        assert [beta_weight(e, epochs, 0.0, 50.0) for e in range(epochs)] == [50 * e / 100 for e in range(epochs)]
+    # The earlier form, kept as an option: rescaled to reach the end at the run's last epoch.
+    assert [beta_weight(e, 5, 0.0, 50.0, None) for e in range(5)] == [0.0, 12.5, 25.0, 37.5, 50.0]
+    assert [linear(e, 5, 0.0, 50.0) for e in range(5)] == [0.0, 12.5, 25.0, 37.5, 50.0]
+
+
+def test_beta_weight_is_the_authors_and_the_architect_adds_its_gradient(tmp_path, tiny_search):
     from dartsnas.conv.search import Searcher, prepare_data
 
-    assert [linear(e, 5, 0.0, 50.0) for e in range(5)] == [0.0, 12.5, 25.0, 37.5, 50.0]
     config = load_config(None, tiny_search + ["epochs=5", "beta_decay=[0, 50]"])
     searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
     searcher.epoch = 2
     searcher.set_schedules()
-    assert searcher.beta_weight == 25.0
+    assert searcher.beta_weight == 1.0  # 50 * 2 / 100, not 25 (rescaled to the 5 epochs)
+    rescaled = load_config(None, tiny_search + ["epochs=5", "beta_decay=[0, 50]", "beta_decay_epochs=null"])
+    assert beta_weight(2, rescaled.epochs, *rescaled.beta_decay, rescaled.beta_decay_epochs) == 25.0
+    searcher.beta_weight = 25.0
     model = searcher.model
     edges = sum(a.shape[0] for a in (model.alphas["normal"], model.alphas["reduce"]))
     grads = torch.autograd.grad(searcher.architect.penalty(), model.arch_parameters())
@@ -300,6 +311,58 @@ def test_beta_decay_lowers_the_recurrent_alphas_smooth_maximum(tmp_path, tiny_co
         return torch.logsumexp(alphas, -1).mean().item()
 
     assert search("beta", "beta_decay=[100, 100]") < search("plain") - 1e-3
+
+
+def _saved_before(tmp_path, config, *missing):
+    """RUN/config.yaml as a run made before the fields `missing` existed saved it."""
+    import yaml
+
+    saved = {k: v for k, v in config.to_dict().items() if k not in missing}
+    run = tmp_path / "run-20260101-000000"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "checkpoint.pt").write_text("{}")
+    return run
+
+
+def test_a_run_made_before_beta_decay_epochs_keeps_the_rescaled_form(tmp_path):
+    from dartsnas.conv.config import SearchConfig
+    from dartsnas.core.config import load_saved
+    from dartsnas.recurrent.config import RecurrentSearchConfig
+    from dartsnas.tools import runner
+
+    run = _saved_before(tmp_path, SearchConfig(beta_decay=[0.0, 50.0]), "beta_decay_epochs")
+    assert load_saved(SearchConfig, run / "config.yaml").beta_decay_epochs is None  # resumed as it began
+    assert load_config(run / "config.yaml").beta_decay_epochs == 100  # as a new run's file: the authors'
+    plain = _saved_before(tmp_path / "plain", SearchConfig(), "beta_decay_epochs")
+    assert load_saved(SearchConfig, plain / "config.yaml").beta_decay_epochs == 100  # no beta decay: nothing kept
+    recurrent = _saved_before(tmp_path / "rnn", RecurrentSearchConfig(beta_decay=[0.0, 50.0]), "beta_decay_epochs")
+    assert load_saved(RecurrentSearchConfig, recurrent / "config.yaml").beta_decay_epochs is None
+    # `bench quality` does not report that run as one of the authors' form
+    job = runner.search_job("x", [], tmp_path, "run", SearchConfig(beta_decay=[0.0, 50.0]), "search")
+    with pytest.raises(ConfigError, match=r"other settings \(beta_decay_epochs\)"):
+        runner.check_kept(job)
+    runner.check_kept(runner.search_job("x", [], tmp_path, "run", load_saved(SearchConfig, run / "config.yaml"), ""))
+
+
+def test_recurrent_beta_weight_is_the_authors(tiny_corpus):
+    from dartsnas.recurrent.config import RecurrentSearchConfig
+    from dartsnas.recurrent.search import RecurrentSearcher, prepare_text
+
+    config = RecurrentSearchConfig(
+        data_dir=str(tiny_corpus),
+        max_lines={"train": 50, "valid": 20},
+        nodes=2,
+        emsize=8,
+        batch_size=4,
+        epochs=5,
+        beta_decay=[0.0, 50.0],
+        device="cpu",
+    ).validate()
+    searcher = RecurrentSearcher(config, prepare_text(config, torch.device("cpu")), torch.device("cpu"))
+    searcher.epoch = 2
+    expect = 1.0 * beta_decay(searcher.model.arch_parameters())  # 50 * 2 / 100; rescaled to 5 epochs: 25
+    assert searcher.architect.penalty().item() == pytest.approx(expect.item(), rel=1e-6)
 
 
 # -- annealing by entropy ----------------------------------------------------------------------------------

@@ -110,8 +110,12 @@ class SearchConfig(ImageData, RunOptions):
                                         # temperature is the one at which the mixture's mean normalised entropy
                                         # is on the line from start to end (e.g. [1, 0.05]: ends near one-hot)
     # answers to collapse (docs/collapse.md); all off by default: the paper's search
-    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda, linear over the epochs, times
+    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda (theirs: [0, 50]), times
                                         # mean_edges logsumexp(alpha) added to the architecture loss
+    beta_decay_epochs: int | None = 100  # lambda moves (end - start) / this per epoch, on past end in a longer
+                                        # run (theirs: 100 in both spaces, core/collapse.py); null: rescaled to
+                                        # end at the run's last epoch (dartsnas's earlier form; not measured
+                                        # against theirs: docs/collapse.md)
     aux_skip: float = 0.0               # DARTS-: start of beta in edge = mixture + beta * skip(x), decaying
                                         # linearly to 0 over the epochs (paper: 1); 0: off
     early_stop: bool = False            # DARTS+: stop when the normal cell has early_stop_skips skip connections
@@ -161,6 +165,7 @@ class SearchConfig(ImageData, RunOptions):
         "temperature": "(0, inf)",
         "anneal_entropy": "(0, 1]",
         "beta_decay": "[0, inf)",
+        "beta_decay_epochs": "[1, inf)",
         "aux_skip": "[0, inf)",
         "early_stop_skips": "[1, inf)",
         "early_stop_patience": "[1, inf)",
@@ -256,6 +261,15 @@ class SearchConfig(ImageData, RunOptions):
         check_ranges(self)  # after the checks above: their messages are the more specific
         self.check_data()
         return self
+
+    @staticmethod
+    def legacy(saved: dict) -> dict:
+        """What a run folder saved before a field existed ran with, where that field's default changed a
+        method (core.config.load_saved fills these in for the keys it lacks, so the run resumes as it began)."""
+        old = {}
+        if saved.get("beta_decay") is not None:
+            old["beta_decay_epochs"] = None  # lambda rescaled to the run's epochs
+        return old
 
     def derivation(self) -> str:
         """The derivation rule: `derive`, or the space's own when unset."""

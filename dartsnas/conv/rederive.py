@@ -27,9 +27,9 @@ import torch
 from ..core.config import ConfigError, check_name
 from ..core.device import resolve_device
 from ..core.checkpoints import RunError, latest_state
-from ..core.config import read_yaml
+from ..core.config import load_saved, read_yaml
 from ..core.runs import atomic_write_text, load_state
-from .config import load_config
+from .config import SearchConfig
 from .search import Searcher, prepare_data
 
 RULES = ("argmax", "pt", "bnb")
@@ -46,7 +46,7 @@ def load_searcher(run_dir: str | Path, device: str | torch.device = "cpu") -> Se
     saved = read_yaml(run_dir / "config.yaml")  # with the size cap
     if isinstance(saved, dict) and "corpus" in saved:
         raise RunError(f"{run_dir} is a recurrent search; dartsnas derive re-derives convolutional cells")
-    config = load_config(run_dir / "config.yaml")
+    config = load_saved(SearchConfig, run_dir / "config.yaml")  # as the run ran (core.config.load_saved)
     device = resolve_device(str(device))
     state, path = latest_state(run_dir, device, config.keep_checkpoints, resume=False)  # before the data: fail fast
     searcher = Searcher(config, prepare_data(config, device), device)

@@ -27,7 +27,7 @@ from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.guard import Guard
 from ..core.compiled import compile_network, compile_seconds
-from ..core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
+from ..core.collapse import aux_skip_coefficient, beta_decay, beta_weight, darts_plus_stop, linear
 from ..core.progressive import decide_one, decision_epoch
 from ..core.relax import temperature, temperature_for_entropy
 from ..core.runs import append_jsonl, read_jsonl
@@ -144,7 +144,9 @@ class Searcher(SearchRecords):
             start, end = cfg.temperatures()
             self.model.temperature = temperature(self.epoch, cfg.epochs, start, end, cfg.temperature_schedule)
         self.model.aux_skip = aux_skip_coefficient(self.epoch, cfg.epochs, cfg.aux_skip) if cfg.aux_skip else 0.0
-        self.beta_weight = linear(self.epoch, cfg.epochs, *cfg.beta_decay) if cfg.beta_decay else 0.0
+        self.beta_weight = (
+            beta_weight(self.epoch, cfg.epochs, *cfg.beta_decay, cfg.beta_decay_epochs) if cfg.beta_decay else 0.0
+        )
 
     def beta_penalty(self) -> torch.Tensor:
         """beta-DARTS: the epoch's weight times the beta decay of the op logits (not PC-DARTS's edge logits)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import re
 import types
@@ -235,6 +236,15 @@ def load_dataclass(
         except ConfigError:  # not YAML: the text itself (a path with ': ' in it), checked against the type
             values[key] = raw
     return cls(**{k: coerce(cls, k, v) for k, v in values.items()}).validate()
+
+
+def load_saved(cls, path: str | Path):
+    """A run folder's saved config (RUN/config.yaml) as that run ran. A key it lacks is a field added since;
+    where the field's default would change what the run did, `cls.legacy(saved)` names the value it ran with
+    (e.g. a method's earlier form) and that is filled in; any other missing key takes its default."""
+    saved = read_yaml(path)
+    legacy = cls.legacy(saved) if isinstance(saved, dict) and hasattr(cls, "legacy") else {}
+    return load_dataclass(cls, path, [f"{k}={json.dumps(v)}" for k, v in legacy.items() if k not in saved])
 
 
 def save_config(config, path: Path) -> None:

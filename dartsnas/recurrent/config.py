@@ -80,7 +80,10 @@ class RecurrentSearchConfig(RunOptions):
     arch_lr: float = 3e-3
     arch_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     arch_weight_decay: float = 1e-3
-    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda, linear over the epochs (core/collapse.py)
+    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda (core/collapse.py; their code has
+                                        # it on the convolutional spaces only)
+    beta_decay_epochs: int | None = 100  # lambda moves (end - start) / this per epoch (theirs: 100); null:
+                                        # rescaled to end at the run's last epoch (dartsnas's earlier form)
     anneal_entropy: list[float] | None = None  # [start, end]: each epoch's softmax temperature puts the mixture's
     #                                   normalised entropy on this line (1 uniform, 0 one-hot), as the conv search
     # run
@@ -96,8 +99,15 @@ class RecurrentSearchConfig(RunOptions):
         "arch_betas": "[0, 1)",
         "arch_weight_decay": "[0, inf)",
         "beta_decay": "[0, inf)",
+        "beta_decay_epochs": "[1, inf)",
         "anneal_entropy": "(0, 1]",
     }
+
+    @staticmethod
+    def legacy(saved: dict) -> dict:
+        """What a run folder saved before a field existed ran with, where that field's default changed a
+        method (core.config.load_saved): beta decay rescaled to the run's epochs."""
+        return {"beta_decay_epochs": None} if saved.get("beta_decay") is not None else {}
 
     def validate(self) -> RecurrentSearchConfig:
         _check_common(self)
