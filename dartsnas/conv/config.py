@@ -123,9 +123,13 @@ class SearchConfig(ImageData, RunOptions):
     early_stop_patience: int | None = 10  #   early_stop_patience epochs (null switches a criterion off)
     skip_cap: int | None = None         # P-DARTS: at most this many skip connections in the derived normal cell
     progressive: bool = False           # SGAS: decide edges during the search (core/progressive.py)
-    progressive_warmup: int = 9         #   first decision after this many epochs,
-    progressive_interval: int = 5       #   then one per cell kind every this many epochs
+    progressive_warmup: int = 9         #   first decision after the epoch numbered this from 0 (their
+                                        #   warmup_dec_epoch: 9, after 10 epochs),
+    progressive_interval: int = 5       #   then one per cell kind every this many epochs (decision_freq)
     progressive_history: int | None = None  #   criterion 2: selection stability over this many past epochs
+    progressive_form: str = "sgas"      #   sgas: as their code | v1: dartsnas's earlier form, for its runs
+    progressive_batch_increase: int = 0  #   the batch grows by this after each decision epoch (theirs: 8,
+                                        #   64 to 128 in 8 decisions; needs the memory); 0: fixed
     # weight optimisation (SGD, cosine schedule per epoch)
     epochs: int = 50
     batch_size: int = 64
@@ -173,6 +177,7 @@ class SearchConfig(ImageData, RunOptions):
         "progressive_warmup": "[0, inf)",
         "progressive_interval": "[1, inf)",
         "progressive_history": "[1, inf)",
+        "progressive_batch_increase": "[0, inf)",
         "epochs": "[1, inf)",
         "batch_size": "[1, inf)",
         "lr": "(0, inf)",
@@ -269,6 +274,8 @@ class SearchConfig(ImageData, RunOptions):
         old = {}
         if saved.get("beta_decay") is not None:
             old["beta_decay_epochs"] = None  # lambda rescaled to the run's epochs
+        if saved.get("progressive"):
+            old["progressive_form"] = "v1"  # SGAS as dartsnas first read it
         return old
 
     def derivation(self) -> str:
@@ -416,6 +423,10 @@ def _check_collapse_options(config: SearchConfig) -> None:
             )
     if config.early_stop and config.early_stop_skips is None and config.early_stop_patience is None:
         raise ConfigError("early_stop needs a criterion: set early_stop_skips or early_stop_patience")
+    from ..core.progressive import FORMS
+
+    if config.progressive_form not in FORMS:
+        raise ConfigError(f"progressive_form: unknown {config.progressive_form!r}; available: {', '.join(FORMS)}")
     if config.progressive_warmup < 0 or config.progressive_interval < 1:
         raise ConfigError(
             f"progressive_warmup must be >= 0 and progressive_interval >= 1, got "

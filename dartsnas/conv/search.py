@@ -28,7 +28,7 @@ from ..core.distributed import start as start_world
 from ..core.guard import Guard
 from ..core.compiled import compile_network, compile_seconds
 from ..core.collapse import aux_skip_coefficient, beta_decay, beta_weight, darts_plus_stop, linear
-from ..core.progressive import decide_one, decision_epoch
+from ..core.progressive import decide_one, decision_epoch, decision_rounds
 from ..core.relax import temperature, temperature_for_entropy
 from ..core.runs import append_jsonl, read_jsonl
 from ..core.device import OutOfMemory, peak_memory_gb
@@ -122,6 +122,8 @@ class Searcher(SearchRecords):
         architecture step averages theirs: Architect.average). Unused parameters are looked for, as a sampling
         relaxation or SGAS's decided edges leave ops out of a step (only then: the search costs a traversal)."""
         check_batch(self.config.batch_size)
+        if self.config.progressive_batch_increase:  # every later batch splits evenly too
+            check_batch(self.config.progressive_batch_increase, "progressive_batch_increase")
         self.architect.average = average
         alphas = [f"alphas.{k}" for k in self.model.alphas]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, alphas)
@@ -213,12 +215,9 @@ class Searcher(SearchRecords):
         # Data-parallel: every rank draws the same global batches and keeps its shard; the last one is kept only
         # whole (drop_last), so that the shards are equal and their average is the global batch's.
         even = world().distributed
-        weight_batches = batches(
-            data.weight_half, cfg.batch_size, self.generator, data.train_augment, skip=done, drop_last=even
-        )
-        arch_batches = batches(
-            data.arch_half, cfg.batch_size, self.generator, data.train_augment, skip=done, drop_last=even
-        )
+        size = self.epoch_batch_size()
+        weight_batches = batches(data.weight_half, size, self.generator, data.train_augment, skip=done, drop_last=even)
+        arch_batches = batches(data.arch_half, size, self.generator, data.train_augment, skip=done, drop_last=even)
         # train loss, train correct, arch loss, seen
         sums = start["sums"].to(self.device) if start else torch.zeros(4, device=self.device)
         if start:
@@ -299,17 +298,20 @@ class Searcher(SearchRecords):
     def decide_edges(self, run_dir: Path) -> None:
         """SGAS: at a decision epoch, fix the best-scored free edge of every cell kind (core/progressive.py);
         one line per decision in RUN/decisions.jsonl."""
-        cfg, model = self.config, self.model
-        if not decision_epoch(self.epoch, cfg.progressive_warmup, cfg.progressive_interval):
+        cfg, model, form = self.config, self.model, self.config.progressive_form
+        if not decision_epoch(self.epoch, cfg.progressive_warmup, cfg.progressive_interval, form):
             return
-        probs = {k: p.cpu().tolist() for k, p in model.probs().items()}
         past = read_jsonl(run_dir / "alphas.jsonl")[-cfg.progressive_history :] if cfg.progressive_history else []
+        if form == "sgas":  # as their edge_decision: every edge's softmax of its alphas, decided edges' included
+            probs = {k: self.alpha_probs(model.alphas[k], model.temperature) for k in model.kinds}
+            history = {k: [self.alpha_probs(r["alphas"][k], r["temperature"]) for r in past] for k in model.kinds}
+        else:  # v1: the mixture's rows (decided ones one-hot), as recorded
+            probs = {k: p.cpu().tolist() for k, p in model.probs().items()}
+            history = {k: [r["probs"][k] for r in past] for k in model.kinds}
         names = model.edge_names()
         for kind in model.kinds:
             decided = list(model.decided.get(kind, [-1] * sum(model.fan_in)))
-            evidence = decide_one(
-                probs[kind], cfg.ops, decided, model.fan_in, model.kept_per_node, [r["probs"][kind] for r in past]
-            )
+            evidence = decide_one(probs[kind], cfg.ops, decided, model.fan_in, model.kept_per_node, history[kind], form)
             if evidence is None:
                 continue
             model.set_decisions({**model.decided, kind: decided})
@@ -327,6 +329,18 @@ class Searcher(SearchRecords):
                 + (f"; cut {len(evidence['removed'])} edge(s)" if evidence["removed"] else "")
             )
 
+    def alpha_probs(self, alphas, temperature: float) -> list[list[float]]:
+        """The relaxation's probabilities of a table of alphas (now, or as alphas.jsonl recorded them), before
+        any decision is applied."""
+        alphas = torch.as_tensor(alphas, dtype=torch.float32).detach().cpu()
+        return self.model.relaxation.probs(alphas, temperature).tolist()
+
+    def epoch_batch_size(self) -> int:
+        """The batch size this epoch trains with: SGAS's grows by progressive_batch_increase after each decision
+        epoch (their `args.batch_size + args.batch_increase * count`), counted from the decisions the model holds."""
+        cfg = self.config
+        return cfg.batch_size + cfg.progressive_batch_increase * decision_rounds(self.model.decided)
+
     def early_stop(self, run_dir: Path) -> None:
         """DARTS+: after an epoch, whether to stop (core/collapse.py); the normal cell, or NAS-Bench-201's cell."""
         cfg, model = self.config, self.model
@@ -340,10 +354,10 @@ class Searcher(SearchRecords):
             log.info(f"DARTS+ early stop after epoch {self.epoch}: {self.stop_reason}")
 
     def steps_per_epoch(self) -> int:
-        shortest = min(len(self.data.weight_half), len(self.data.arch_half))
+        shortest, size = min(len(self.data.weight_half), len(self.data.arch_half)), self.epoch_batch_size()
         if world().distributed:  # whole global batches only
-            return shortest // self.config.batch_size
-        return -(-shortest // self.config.batch_size)  # the two halves are zipped; ceil division
+            return shortest // size
+        return -(-shortest // size)  # the two halves are zipped; ceil division
 
     # -- the parts of core.runs.run_epochs that are a search's own ----------------------------------
 
