@@ -63,7 +63,7 @@ def rederive(
     rule: str,
     *,
     skip_cap: int | None = None,
-    tune_epochs: int = 1,
+    tune_epochs: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     name: str | None = None,
@@ -110,14 +110,14 @@ def rederive(
     return genotype, path
 
 
-def _checked_rule(rule: str, skip_cap, tune_epochs: int, seed: int, options: dict):
+def _checked_rule(rule: str, skip_cap, tune_epochs: int | None, seed: int, options: dict):
     """The derivation `rule` names, as (searcher, generator, log) -> (genotype, evidence, options used);
     flags that do not apply to it are refused before any work."""
     if rule not in RULES:
         raise ConfigError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}")
     if skip_cap is not None and (rule != "argmax" or skip_cap < 0):
         raise ConfigError("--skip-cap is a whole number >= 0, and for --rule argmax only")
-    if tune_epochs < 0:
+    if tune_epochs is not None and tune_epochs < 0:
         raise ConfigError(f"--tune-epochs must be at least 0, got {tune_epochs}")
     if options.get("batches") is not None and options["batches"] < 1:
         raise ConfigError(f"--batches must be at least 1, got {options['batches']}")
@@ -142,7 +142,7 @@ def _checked_rule(rule: str, skip_cap, tune_epochs: int, seed: int, options: dic
             from .perturb import pt_derive
 
             genotype, evidence = pt_derive(searcher, generator, tune_epochs, say, options.get("batches"))
-            return genotype, evidence, {"tune_epochs": tune_epochs, "seed": seed, **options}
+            return genotype, evidence, {"tune_epochs": evidence["tune_epochs"], "seed": seed, **options}
     else:
         bnb_derive = _bnb()
 
