@@ -143,6 +143,31 @@ def test_darts_plus_stops_on_two_skips_and_on_a_stable_ranking_only():
     assert darts_plus_stop(two_skips, stable, learnable, None, None) is None  # both criteria off
 
 
+def test_darts_plus_lets_nas_bench_201_keep_the_resnet_cells_two_skips(tmp_path, tiny_search):
+    from dartsnas.conv.config import SearchConfig
+    from dartsnas.conv.nb201.genotype import CellGenotype
+    from dartsnas.conv.search import Searcher, prepare_data
+    from dartsnas.core.config import load_saved
+
+    config = load_config(None, tiny_search + NB201 + ["early_stop=true", "early_stop_patience=null"])
+    assert config.skip_threshold() == 3 and load_config(None, tiny_search + ["early_stop=true"]).skip_threshold() == 2
+    searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
+    resnet = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"  # 93.91 %
+    searcher.last_genotype = CellGenotype.parse(resnet)
+    searcher.early_stop(tmp_path)
+    assert searcher.stop_reason is None  # 2 skips in 6 edges are no collapse here
+    searcher.last_genotype = CellGenotype.parse(resnet.replace("nor_conv_3x3~1", "skip_connect~1"))
+    searcher.early_stop(tmp_path)
+    assert "3 skip connections" in searcher.stop_reason
+    # A run made before the field stopped at early_stop_skips in NAS-Bench-201 too, and resumes so.
+    run = _saved_before(tmp_path, config, "early_stop_skips_nb201")
+    assert load_saved(SearchConfig, run / "config.yaml").skip_threshold() == 2
+    with pytest.raises(ConfigError, match="early_stop needs a criterion: set early_stop_skips_nb201 or"):
+        load_config(
+            None, tiny_search + NB201 + ["early_stop=true", "early_stop_patience=null", "early_stop_skips_nb201=null"]
+        )
+
+
 def test_early_stopped_search_stays_stopped_through_resume(tmp_path, cli_search):
     run = cli_search(
         tmp_path,

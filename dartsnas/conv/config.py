@@ -118,9 +118,11 @@ class SearchConfig(ImageData, RunOptions):
                                         # against theirs: docs/collapse.md)
     aux_skip: float = 0.0               # DARTS-: start of beta in edge = mixture + beta * skip(x), decaying
                                         # linearly to 0 over the epochs (paper: 1); 0: off
-    early_stop: bool = False            # DARTS+: stop when the normal cell has early_stop_skips skip connections
-    early_stop_skips: int | None = 2    #   or more, or when the learnable ops' ranking has been stable for
-    early_stop_patience: int | None = 10  #   early_stop_patience epochs (null switches a criterion off)
+    early_stop: bool = False            # DARTS+: stop when the derived cell has this many skip connections or
+    early_stop_skips: int | None = 2    #   more: in the DARTS normal cell (the paper's 2),
+    early_stop_skips_nb201: int | None = 3  # in NAS-Bench-201's 6-edge cell (ours: skip_threshold());
+    early_stop_patience: int | None = 10  #   or when the learnable ops' ranking has been stable this many
+                                        #   epochs (null switches a criterion off)
     skip_cap: int | None = None         # P-DARTS: at most this many skip connections in the derived normal cell
     progressive: bool = False           # SGAS: decide edges during the search (core/progressive.py)
     progressive_warmup: int = 9         #   first decision after the epoch numbered this from 0 (their
@@ -172,6 +174,7 @@ class SearchConfig(ImageData, RunOptions):
         "beta_decay_epochs": "[1, inf)",
         "aux_skip": "[0, inf)",
         "early_stop_skips": "[1, inf)",
+        "early_stop_skips_nb201": "[1, inf)",
         "early_stop_patience": "[1, inf)",
         "skip_cap": "[0, inf)",
         "progressive_warmup": "[0, inf)",
@@ -276,7 +279,17 @@ class SearchConfig(ImageData, RunOptions):
             old["beta_decay_epochs"] = None  # lambda rescaled to the run's epochs
         if saved.get("progressive"):
             old["progressive_form"] = "v1"  # SGAS as dartsnas first read it
+        if saved.get("early_stop") and saved.get("space") == "nas-bench-201":
+            old["early_stop_skips_nb201"] = saved.get("early_stop_skips", 2)  # one count then, for both spaces
         return old
+
+    def skip_threshold(self) -> int | None:
+        """DARTS+ criterion 1's count of skip connections in this space: `early_stop_skips` in the DARTS normal
+        cell (8 edges; the paper's 2), `early_stop_skips_nb201` in NAS-Bench-201's 6-edge cell. Its default 3 is
+        dartsnas's adaptation (DARTS+ has no NAS-Bench-201 search): 2 are no collapse there (the benchmark's
+        ResNet cell has 2, 93.91 %), and 3 is the first count whose cells average below a random cell
+        (docs/collapse.md)."""
+        return self.early_stop_skips_nb201 if self.space == "nas-bench-201" else self.early_stop_skips
 
     def derivation(self) -> str:
         """The derivation rule: `derive`, or the space's own when unset."""
@@ -413,7 +426,13 @@ def _check_collapse_options(config: SearchConfig) -> None:
             f"aux_skip must be a number >= 0 (DARTS-'s starting coefficient, 1 in the paper; 0: off), "
             f"got {config.aux_skip}"
         )
-    for name in ("early_stop_skips", "early_stop_patience", "skip_cap", "progressive_history"):
+    for name in (
+        "early_stop_skips",
+        "early_stop_skips_nb201",
+        "early_stop_patience",
+        "skip_cap",
+        "progressive_history",
+    ):
         value = getattr(config, name)
         if value is not None and (
             not isinstance(value, int) or isinstance(value, bool) or value < (name != "skip_cap")
@@ -421,8 +440,9 @@ def _check_collapse_options(config: SearchConfig) -> None:
             raise ConfigError(
                 f"{name} must be a whole number of at least {int(name != 'skip_cap')}, or null; got {value}"
             )
-    if config.early_stop and config.early_stop_skips is None and config.early_stop_patience is None:
-        raise ConfigError("early_stop needs a criterion: set early_stop_skips or early_stop_patience")
+    if config.early_stop and config.skip_threshold() is None and config.early_stop_patience is None:
+        skips = "early_stop_skips_nb201" if config.space == "nas-bench-201" else "early_stop_skips"
+        raise ConfigError(f"early_stop needs a criterion: set {skips} or early_stop_patience")
     from ..core.progressive import FORMS
 
     if config.progressive_form not in FORMS:

@@ -348,7 +348,7 @@ class Searcher(SearchRecords):
         cell = self.last_genotype.normal if kind == "normal" else self.last_genotype.edges
         history = [r["probs"][kind] for r in read_jsonl(run_dir / "alphas.jsonl") if r["epoch"] > 0]
         self.stop_reason = darts_plus_stop(
-            cell, history, model.learnable_ops(), cfg.early_stop_skips, cfg.early_stop_patience
+            cell, history, model.learnable_ops(), cfg.skip_threshold(), cfg.early_stop_patience
         )
         if self.stop_reason:
             log.info(f"DARTS+ early stop after epoch {self.epoch}: {self.stop_reason}")
