@@ -108,7 +108,8 @@ class SearchConfig(ImageData, RunOptions):
     temperature_schedule: str = "linear"  # linear | exponential, from start (first epoch) to end (last)
     anneal_entropy: list[float] | None = None  # [start, end]: instead of a temperature schedule, each epoch's
                                         # temperature is the one at which the mixture's mean normalised entropy
-                                        # is on the line from start to end (e.g. [1, 0.05]: ends near one-hot)
+                                        # is on the line from start to end (e.g. [1, 0.05]: ends near one-hot);
+                                        # dartsnas's own, not a published method (core/relax.py)
     # answers to collapse (docs/collapse.md); all off by default: the paper's search
     beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda (theirs: [0, 50]), times
                                         # mean_edges logsumexp(alpha) added to the architecture loss

@@ -85,7 +85,8 @@ class RecurrentSearchConfig(RunOptions):
     beta_decay_epochs: int | None = 100  # lambda moves (end - start) / this per epoch (theirs: 100); null:
                                         # rescaled to end at the run's last epoch (dartsnas's earlier form)
     anneal_entropy: list[float] | None = None  # [start, end]: each epoch's softmax temperature puts the mixture's
-    #                                   normalised entropy on this line (1 uniform, 0 one-hot), as the conv search
+    #                                   normalised entropy on this line (1 uniform, 0 one-hot), as the conv search;
+    #                                   dartsnas's own, not a published method (core/relax.py)
     # run
     seed: int = 2
     device: str = "auto"
