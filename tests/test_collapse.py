@@ -463,6 +463,20 @@ def test_a_run_made_before_beta_decay_epochs_keeps_the_rescaled_form(tmp_path):
     runner.check_kept(runner.search_job("x", [], tmp_path, "run", load_saved(SearchConfig, run / "config.yaml"), ""))
 
 
+def test_dartsnas_search_resume_runs_an_old_folder_in_the_forms_it_began_with(tmp_path, monkeypatch):
+    from dartsnas.conv import search as search_module
+    from dartsnas.conv.config import SearchConfig
+
+    made = SearchConfig(dataset="digits", beta_decay=[0.0, 50.0], progressive=True, early_stop=True)
+    made.space, made.ops = "nas-bench-201", ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    run = _saved_before(tmp_path, made, "beta_decay_epochs", "progressive_form", "early_stop_skips_nb201")
+    seen = []
+    monkeypatch.setattr(search_module, "run_search", lambda config, run_dir, resume: seen.append(config))
+    assert main(["search", "--resume", str(run)]) == 0
+    (config,) = seen
+    assert (config.beta_decay_epochs, config.progressive_form, config.skip_threshold()) == (None, "v1", 2)
+
+
 def test_recurrent_beta_weight_is_the_authors(tiny_corpus):
     from dartsnas.recurrent.config import RecurrentSearchConfig
     from dartsnas.recurrent.search import RecurrentSearcher, prepare_text
