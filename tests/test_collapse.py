@@ -328,6 +328,27 @@ def test_sgas_scores_decided_edges_by_their_alphas_not_their_one_hot_rows(tmp_pa
     assert torch.allclose(torch.tensor(seen[0]), expect.detach(), atol=1e-6)  # edge 0 too, not one-hot
 
 
+@pytest.mark.parametrize("form", ["sgas", "v1"])
+def test_sgas_freezes_the_alphas_of_decided_and_cut_edges(tiny_search, form):
+    from dartsnas.conv.search import Searcher, prepare_data
+
+    config = load_config(None, tiny_search + ["progressive=true", "nodes=2", f"progressive_form={form}"])
+    searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
+    model, data = searcher.model, searcher.data
+    model.decide("normal", 1, 4)
+    model.decide("reduce", 4, REMOVED)
+    before = {k: a.detach().clone() for k, a in model.alphas.items()}
+    x, y = data.arch_half.images[:8].float() / 255, data.arch_half.labels[:8]
+    for _ in range(3):
+        searcher.architect.step(x, y, x, y, searcher.optimizer)
+    moved = {k: (model.alphas[k].detach() != before[k]).any(-1).tolist() for k in model.alphas}
+    if form == "sgas":  # as their requires_grad = False: Adam's weight decay and momentum never reach them
+        assert not moved["normal"][1] and not moved["reduce"][4]
+    else:  # the earlier form let the optimiser move them (they are out of the mixture either way)
+        assert moved["normal"][1] and moved["reduce"][4]
+    assert moved["normal"][0] and moved["reduce"][0]
+
+
 def test_a_run_made_before_progressive_form_keeps_the_earlier_sgas(tmp_path):
     from dartsnas.conv.config import SearchConfig
     from dartsnas.core.config import load_saved

@@ -28,7 +28,7 @@ from ..core.distributed import start as start_world
 from ..core.guard import Guard
 from ..core.compiled import compile_network, compile_seconds
 from ..core.collapse import aux_skip_coefficient, beta_decay, beta_weight, darts_plus_stop, linear
-from ..core.progressive import decide_one, decision_epoch, decision_rounds
+from ..core.progressive import FREE, decide_one, decision_epoch, decision_rounds
 from ..core.relax import temperature, temperature_for_entropy
 from ..core.runs import append_jsonl, read_jsonl
 from ..core.device import OutOfMemory, peak_memory_gb
@@ -114,6 +114,8 @@ class Searcher(SearchRecords):
         self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
+        if config.progressive and config.progressive_form == "sgas":
+            self.freeze_decided()
         self.set_schedules()
 
     def data_parallel(self) -> nn.Module:
@@ -328,6 +330,27 @@ class Searcher(SearchRecords):
                 f"(score {evidence['score']:.3f})"
                 + (f"; cut {len(evidence['removed'])} edge(s)" if evidence["removed"] else "")
             )
+
+    def freeze_decided(self) -> None:
+        """SGAS: a decided or cut edge's alphas keep the values they had when it left the mixture, as their code
+        sets requires_grad False on them (and Adam skips them); here the architecture optimiser's step, whose
+        weight decay and momentum would still move those rows, is undone on them. The scores read them."""
+        held = {}
+
+        def before(optimizer, args, kwargs):
+            held.clear()
+            for kind, row in self.model.decided.items():
+                rows = [e for e, d in enumerate(row) if d != FREE]
+                if rows:
+                    held[kind] = (rows, self.model.alphas[kind].detach()[rows].clone())
+
+        def after(optimizer, args, kwargs):
+            with torch.no_grad():
+                for kind, (rows, values) in held.items():
+                    self.model.alphas[kind][rows] = values
+
+        self.architect.optimizer.register_step_pre_hook(before)
+        self.architect.optimizer.register_step_post_hook(after)
 
     def alpha_probs(self, alphas, temperature: float) -> list[list[float]]:
         """The relaxation's probabilities of a table of alphas (now, or as alphas.jsonl recorded them), before
