@@ -91,7 +91,7 @@ def _side(args, command: str) -> Side:
 
 def _run(args, command: str) -> None:
     """Start a new run folder from --config/--set, or continue --resume RUN with its own saved files."""
-    from .core.config import ConfigError, load_dataclass
+    from .core.config import ConfigError, load_dataclass, load_saved
 
     side = _side(args, command)
     auto = args.resume == "auto"
@@ -112,7 +112,8 @@ def _run(args, command: str) -> None:
             raise ConfigError(
                 f"--resume {run_dir}: no {' and '.join(needed)} there; give the folder of an earlier {command} run"
             )
-        config = _apply_flags(load_dataclass(side.config, run_dir / "config.yaml"), args)
+        # As the run ran: a method whose default form changed since keeps the form it was started with.
+        config = _apply_flags(load_saved(side.config, run_dir / "config.yaml"), args)
         genotype = (_genotype(run_dir / "genotype.json", side.recurrent),) if command == "train" else ()
         args.run_dir = run_dir  # from here on, a failure is written into its log too
         side.run(config, *genotype, run_dir, resume=True)
@@ -568,7 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--skip-cap", type=int, help="argmax: at most M skip connections in the normal cell (P-DARTS)")
     p.add_argument(
-        "--tune-epochs", type=int, default=1, help="pt: supernet tuning epochs after each decision (default 1)"
+        "--tune-epochs",
+        type=int,
+        default=None,
+        help="pt: supernet tuning epochs between decisions (default: the authors', 5 in NAS-Bench-201, 10 in DARTS)",
     )
     p.add_argument("--seed", type=int, default=0, help="the order pt visits edges in (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")

@@ -90,6 +90,25 @@ def test_virtual_step_is_the_optimizers_next_step():
         torch.testing.assert_close(unrolled[name], w, rtol=1e-12, atol=1e-12)
 
 
+def test_virtual_step_ignores_nesterov_as_the_official_code():
+    # With Nesterov the real step is grad + momentum * (new buffer); the virtual step keeps the plain
+    # momentum * (old buffer) + grad of quark0/darts's _compute_unrolled_model, so the two differ.
+    model, criterion, optimizer, (x_train, y_train, _, _) = _setup()
+    for group in optimizer.param_groups:
+        group["nesterov"] = True
+    architect = Architect(model, criterion, unrolled=True)
+    unrolled = architect.virtual_step(x_train, y_train, optimizer)
+    group, named = optimizer.param_groups[0], dict(model.named_weights())
+    grads = torch.autograd.grad(architect._loss(named, x_train, y_train), list(named.values()))
+    with torch.no_grad():
+        for (name, w), g in zip(named.items(), grads):
+            plain = group["momentum"] * optimizer.state[w]["momentum_buffer"] + g + group["weight_decay"] * w
+            torch.testing.assert_close(unrolled[name], w - group["lr"] * plain, rtol=1e-12, atol=1e-12)
+    criterion(model(x_train), y_train).backward()
+    optimizer.step()  # the real Nesterov step lands elsewhere
+    assert any(not torch.allclose(unrolled[n], w) for n, w in model.named_weights())
+
+
 @pytest.mark.parametrize("unrolled", [False, True])
 def test_architecture_step_moves_alphas_only(unrolled):
     model, criterion, optimizer, batch = _setup()

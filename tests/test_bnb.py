@@ -228,3 +228,23 @@ def test_darts_units_keep_a_partly_decided_node():
     assert all(("normal", 3, 2) in choice for choice, _ in units[1])
     table = decisions(s.model, tuple(u[0][0] for u in units))
     assert table["normal"][3] == 2 and table["normal"][4] == REMOVED and table["normal"].count(REMOVED) == 1
+
+
+def test_cells_are_evaluated_with_batch_statistics_and_the_running_ones_kept():
+    """The docstring's claim: batch norm in training mode (each batch's own statistics, as DARTS-PT
+    evaluates), not eval mode, with the running statistics and the mode restored after."""
+    from dartsnas.conv.bnb import evaluating
+    from dartsnas.conv.nb201.model import Supernet201
+
+    torch.manual_seed(0)
+    model = Supernet201(3, 4, init_channels=4, stage_cells=1).eval()
+    before = [b.clone() for b in model.buffers()]
+    x = 3 + torch.randn(8, 3, 8, 8)  # far from the running mean of 0: the two modes differ
+    with evaluating(model):
+        assert model.training
+        inside = model(x)
+    assert not model.training and all(torch.equal(a, b) for a, b in zip(before, model.buffers()))
+    with torch.no_grad():
+        assert not torch.allclose(inside, model(x))  # eval mode would have given this
+        model.train()
+        assert torch.allclose(inside, model(x))

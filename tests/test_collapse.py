@@ -11,7 +11,7 @@ from dartsnas.cli import main
 from dartsnas.conv.config import load_config
 from dartsnas.conv.nb201.model import Supernet201
 from dartsnas.core import runs as runs_module
-from dartsnas.core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
+from dartsnas.core.collapse import aux_skip_coefficient, beta_decay, beta_weight, darts_plus_stop, linear
 from dartsnas.core.config import ConfigError
 from dartsnas.core.derive import derive_cell, strongest_ops
 from dartsnas.core.progressive import FREE, REMOVED, decide_one, decision_epoch
@@ -46,15 +46,26 @@ def test_beta_decay_gradient_is_softmax_over_edge_count():
     assert torch.allclose(b.grad, torch.tensor(expect[2:], dtype=torch.float64), atol=1e-12)
 
 
-def test_beta_weight_is_linear_and_the_architect_adds_its_gradient(tmp_path, tiny_search):
+def test_beta_weight_follows_the_authors_fixed_horizon_whatever_the_runs_length():
+    # Their Architect._backward_step: weights = 0 + 50*epoch/100, epoch from 0, in both spaces.
+    for epochs in (20, 50, 100):
+        assert [beta_weight(e, epochs, 0.0, 50.0) for e in range(epochs)] == [50 * e / 100 for e in range(epochs)]
+    # The earlier form, kept as an option: rescaled to reach the end at the run's last epoch.
+    assert [beta_weight(e, 5, 0.0, 50.0, None) for e in range(5)] == [0.0, 12.5, 25.0, 37.5, 50.0]
+    assert [linear(e, 5, 0.0, 50.0) for e in range(5)] == [0.0, 12.5, 25.0, 37.5, 50.0]
+
+
+def test_beta_weight_is_the_authors_and_the_architect_adds_its_gradient(tmp_path, tiny_search):
     from dartsnas.conv.search import Searcher, prepare_data
 
-    assert [linear(e, 5, 0.0, 50.0) for e in range(5)] == [0.0, 12.5, 25.0, 37.5, 50.0]
     config = load_config(None, tiny_search + ["epochs=5", "beta_decay=[0, 50]"])
     searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
     searcher.epoch = 2
     searcher.set_schedules()
-    assert searcher.beta_weight == 25.0
+    assert searcher.beta_weight == 1.0  # 50 * 2 / 100, not 25 (rescaled to the 5 epochs)
+    rescaled = load_config(None, tiny_search + ["epochs=5", "beta_decay=[0, 50]", "beta_decay_epochs=null"])
+    assert beta_weight(2, rescaled.epochs, *rescaled.beta_decay, rescaled.beta_decay_epochs) == 25.0
+    searcher.beta_weight = 25.0
     model = searcher.model
     edges = sum(a.shape[0] for a in (model.alphas["normal"], model.alphas["reduce"]))
     grads = torch.autograd.grad(searcher.architect.penalty(), model.arch_parameters())
@@ -132,6 +143,31 @@ def test_darts_plus_stops_on_two_skips_and_on_a_stable_ranking_only():
     assert darts_plus_stop(two_skips, stable, learnable, None, None) is None  # both criteria off
 
 
+def test_darts_plus_lets_nas_bench_201_keep_the_resnet_cells_two_skips(tmp_path, tiny_search):
+    from dartsnas.conv.config import SearchConfig
+    from dartsnas.conv.nb201.genotype import CellGenotype
+    from dartsnas.conv.search import Searcher, prepare_data
+    from dartsnas.core.config import load_saved
+
+    config = load_config(None, tiny_search + NB201 + ["early_stop=true", "early_stop_patience=null"])
+    assert config.skip_threshold() == 3 and load_config(None, tiny_search + ["early_stop=true"]).skip_threshold() == 2
+    searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
+    resnet = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"  # 93.91 %
+    searcher.last_genotype = CellGenotype.parse(resnet)
+    searcher.early_stop(tmp_path)
+    assert searcher.stop_reason is None  # 2 skips in 6 edges are no collapse here
+    searcher.last_genotype = CellGenotype.parse(resnet.replace("nor_conv_3x3~1", "skip_connect~1"))
+    searcher.early_stop(tmp_path)
+    assert "3 skip connections" in searcher.stop_reason
+    # A run made before the field stopped at early_stop_skips in NAS-Bench-201 too, and resumes so.
+    run = _saved_before(tmp_path, config, "early_stop_skips_nb201")
+    assert load_saved(SearchConfig, run / "config.yaml").skip_threshold() == 2
+    with pytest.raises(ConfigError, match="early_stop needs a criterion: set early_stop_skips_nb201 or"):
+        load_config(
+            None, tiny_search + NB201 + ["early_stop=true", "early_stop_patience=null", "early_stop_skips_nb201=null"]
+        )
+
+
 def test_early_stopped_search_stays_stopped_through_resume(tmp_path, cli_search):
     run = cli_search(
         tmp_path,
@@ -190,27 +226,141 @@ def test_skip_cap_config_reaches_the_search(tmp_path, cli_search):
 
 
 def test_sgas_decides_the_most_certain_important_edge_and_cuts_the_rest_of_its_node():
+    # The earlier form (v1), scored over the free edges only; the authors' form is checked against their code below.
     ops = DARTS_OPS
     uniform = [1 / 8] * 8
     probs = [uniform[:] for _ in range(5)]  # nodes of 2 and 3 inputs
     probs[1] = [0.02, 0.02, 0.02, 0.02, 0.86, 0.02, 0.02, 0.02]  # certain and important: sep_conv_3x3
     probs[0] = [0.9, 0.1 / 7, 0.1 / 7, 0.1 / 7, 0.1 / 7, 0.1 / 7, 0.1 / 7, 0.1 / 7]  # mostly `none`
     decided = [FREE] * 5
-    first = decide_one(probs, ops, decided, [2, 3], 2)
+    first = decide_one(probs, ops, decided, [2, 3], 2, form="v1")
     assert (first["edge"], first["op"]) == (1, 4) and decided == [FREE, 4, FREE, FREE, FREE]
     # Edge 0 is mostly `none` (least important); the uniform edges tie, the earlier wins and takes its
     # first best op (max_pool_3x3); node 1's second decision cuts its third input.
-    second = decide_one(probs, ops, decided, [2, 3], 2)
-    third = decide_one(probs, ops, decided, [2, 3], 2)
+    second = decide_one(probs, ops, decided, [2, 3], 2, form="v1")
+    third = decide_one(probs, ops, decided, [2, 3], 2, form="v1")
     assert (second["edge"], second["op"], third["edge"], third["removed"]) == (2, 1, 3, [4])
-    fourth = decide_one(probs, ops, decided, [2, 3], 2)
+    fourth = decide_one(probs, ops, decided, [2, 3], 2, form="v1")
     assert fourth["edge"] == 0 and fourth["op"] != 0  # never `none` where edges are kept per node
-    assert decide_one(probs, ops, decided, [2, 3], 2) is None
+    assert decide_one(probs, ops, decided, [2, 3], 2, form="v1") is None
     assert decided == [fourth["op"], 4, 1, 1, REMOVED]
 
 
-def test_sgas_schedule():
-    assert [e for e in range(1, 30) if decision_epoch(e, 9, 5)] == [9, 14, 19, 24, 29]
+def test_sgas_schedule_is_the_authors():
+    # Their loop decides after training the epoch numbered e from 0 when e >= 9 and (e - 9) % 5 == 0: after
+    # 10, 15, ... epochs have finished; `decision_epoch` is asked with the number finished.
+    theirs = [e + 1 for e in range(50) if e >= 9 and (e - 9) % 5 == 0]
+    assert [n for n in range(1, 51) if decision_epoch(n, 9, 5)] == theirs == [10, 15, 20, 25, 30, 35, 40, 45, 50]
+    assert [n for n in range(1, 30) if decision_epoch(n, 9, 5, "v1")] == [9, 14, 19, 24, 29]  # one early
+
+
+def _their_edge_decision(alphas, history, candidate, fan_in):
+    """lightaime/sgas cnn/train_search.py `edge_decision` (`none` first), restated: -> (edge, op index)."""
+    mat = alphas.softmax(-1)
+    importance = mat[:, 1:].sum(-1)
+    probs = mat[:, 1:] / importance[:, None]
+    entropy = torch.distributions.Categorical(probs=probs).entropy() / math.log(probs.shape[1])
+
+    def normalize(v):  # their utils.normalize
+        return (v - v.min()) / (v.max() - v.min()) if v.max() > v.min() else torch.zeros_like(v)
+
+    score = normalize(importance) * normalize(1 - entropy)
+    if history:
+        inter = sum(torch.minimum(h, probs).sum(1) for h in history) / len(history)
+        score = score * normalize(inter)
+    masked = torch.where(candidate, score, torch.tensor(-math.inf, dtype=score.dtype))
+    edge = int(masked.argmax())
+    return edge, int(probs[edge].argmax()) + 1
+
+
+@pytest.mark.parametrize("criterion", [1, 2])
+def test_sgas_decisions_are_the_authors_code(criterion):
+    """Every decision of a whole DARTS cell (14 edges, k = 2) against a restatement of their edge_decision:
+    factors from every edge's softmax, normalised over all edges, stability on renormalised non-`none` rows."""
+    fan_in, agree, v1_differs = [2, 3, 4, 5], 0, 0
+    for seed in range(40):
+        g = torch.Generator().manual_seed(seed)
+        alphas = torch.randn(14, 8, generator=g, dtype=torch.float64)
+        past = [alphas + 0.5 * torch.randn(14, 8, generator=g, dtype=torch.float64) for _ in range(4)]
+        history = [(p.softmax(-1)[:, 1:] / p.softmax(-1)[:, 1:].sum(-1, keepdim=True)) for p in past]
+        ours = {"sgas": [FREE] * 14, "v1": [FREE] * 14}
+        rows, past_rows = alphas.softmax(-1).tolist(), [p.softmax(-1).tolist() for p in past]
+        for _ in range(8):
+            candidate = torch.tensor([d == FREE for d in ours["sgas"]])
+            expect = _their_edge_decision(alphas, history if criterion == 2 else [], candidate, fan_in)
+            kept = list(ours["sgas"])
+            got = decide_one(rows, DARTS_OPS, ours["sgas"], fan_in, 2, past_rows if criterion == 2 else ())
+            assert (got["edge"], got["op"]) == expect, (seed, kept)
+            old = decide_one(rows, DARTS_OPS, list(kept), fan_in, 2, past_rows if criterion == 2 else (), "v1")
+            v1_differs += old["edge"] != got["edge"]
+            agree += 1
+    assert agree == 40 * 8 and v1_differs > 0  # the earlier form would have failed this
+
+
+def test_sgas_batch_grows_after_each_decision_epoch_only_when_asked(tiny_search):
+    from dartsnas.conv.search import Searcher, prepare_data
+
+    extra = ["progressive=true", "nodes=2", "subset=640"]  # 320 images a half
+    config = load_config(None, tiny_search + extra + ["progressive_batch_increase=8"])
+    searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
+    assert (searcher.epoch_batch_size(), searcher.steps_per_epoch()) == (32, 10)
+    # Their count: + batch_increase per decision epoch (either kind deciding), 32 + 8 * count
+    searcher.model.set_decisions({"normal": [4, 5, REMOVED, FREE, FREE], "reduce": [4, FREE, FREE, FREE, FREE]})
+    assert (searcher.epoch_batch_size(), searcher.steps_per_epoch()) == (48, 7)
+    fixed = load_config(None, tiny_search + extra)
+    assert fixed.progressive_batch_increase == 0
+    searcher.config = fixed
+    assert searcher.epoch_batch_size() == 32
+
+
+def test_sgas_scores_decided_edges_by_their_alphas_not_their_one_hot_rows(tmp_path, monkeypatch, tiny_search):
+    from dartsnas.conv import search as search_module
+    from dartsnas.conv.search import Searcher, prepare_data
+
+    config = load_config(None, tiny_search + ["progressive=true", "nodes=2", "progressive_warmup=0"])
+    searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
+    searcher.model.decide("normal", 0, 4)
+    seen = []
+    monkeypatch.setattr(search_module, "decide_one", lambda probs, *rest: seen.append(probs))
+    searcher.epoch = 1
+    searcher.decide_edges(tmp_path)
+    expect = searcher.model.alphas["normal"].softmax(-1)
+    assert torch.allclose(torch.tensor(seen[0]), expect.detach(), atol=1e-6)  # edge 0 too, not one-hot
+
+
+@pytest.mark.parametrize("form", ["sgas", "v1"])
+def test_sgas_freezes_the_alphas_of_decided_and_cut_edges(tiny_search, form):
+    from dartsnas.conv.search import Searcher, prepare_data
+
+    config = load_config(None, tiny_search + ["progressive=true", "nodes=2", f"progressive_form={form}"])
+    searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
+    model, data = searcher.model, searcher.data
+    model.decide("normal", 1, 4)
+    model.decide("reduce", 4, REMOVED)
+    before = {k: a.detach().clone() for k, a in model.alphas.items()}
+    x, y = data.arch_half.images[:8].float() / 255, data.arch_half.labels[:8]
+    for _ in range(3):
+        searcher.architect.step(x, y, x, y, searcher.optimizer)
+    moved = {k: (model.alphas[k].detach() != before[k]).any(-1).tolist() for k in model.alphas}
+    if form == "sgas":  # as their requires_grad = False: Adam's weight decay and momentum never reach them
+        assert not moved["normal"][1] and not moved["reduce"][4]
+    else:  # the earlier form let the optimiser move them (they are out of the mixture either way)
+        assert moved["normal"][1] and moved["reduce"][4]
+    assert moved["normal"][0] and moved["reduce"][0]
+
+
+def test_a_run_made_before_progressive_form_keeps_the_earlier_sgas(tmp_path):
+    from dartsnas.conv.config import SearchConfig
+    from dartsnas.core.config import load_saved
+
+    run = _saved_before(tmp_path, SearchConfig(progressive=True), "progressive_form", "progressive_batch_increase")
+    resumed = load_saved(SearchConfig, run / "config.yaml")
+    assert (resumed.progressive_form, resumed.progressive_batch_increase) == ("v1", 0)
+    assert load_config(run / "config.yaml").progressive_form == "sgas"
+    plain = _saved_before(tmp_path / "plain", SearchConfig(), "progressive_form")
+    assert load_saved(SearchConfig, plain / "config.yaml").progressive_form == "sgas"
+    with pytest.raises(ConfigError, match="progressive_form: unknown 'x'; available: sgas, v1"):
+        load_config(None, ["progressive_form=x"])
 
 
 def test_decided_edges_are_fixed_and_get_no_gradient():
@@ -232,7 +382,7 @@ def test_decided_edges_are_fixed_and_get_no_gradient():
 def test_sgas_decisions_survive_resume_and_make_the_genotype(tmp_path, monkeypatch, cli_search, tiny_search):
     extra = ["epochs=6", "plot=false", "progressive=true", "progressive_warmup=1", "progressive_interval=1", "nodes=2"]
     whole = cli_search(tmp_path, *extra, name="whole")
-    # killed right after the second epoch's checkpoint (two decisions made)
+    # killed right after the second epoch's checkpoint (one decision made: the first follows epoch 2)
     killed = _killed_and_resumed(tmp_path, monkeypatch, tiny_search + extra, die=lambda state, n: n == 2)
     decisions = read_jsonl(killed / "decisions.jsonl")
     assert decisions == read_jsonl(whole / "decisions.jsonl")
@@ -302,6 +452,72 @@ def test_beta_decay_lowers_the_recurrent_alphas_smooth_maximum(tmp_path, tiny_co
     assert search("beta", "beta_decay=[100, 100]") < search("plain") - 1e-3
 
 
+def _saved_before(tmp_path, config, *missing):
+    """RUN/config.yaml as a run made before the fields `missing` existed saved it."""
+    import yaml
+
+    saved = {k: v for k, v in config.to_dict().items() if k not in missing}
+    run = tmp_path / "run-20260101-000000"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "checkpoint.pt").write_text("{}")
+    return run
+
+
+def test_a_run_made_before_beta_decay_epochs_keeps_the_rescaled_form(tmp_path):
+    from dartsnas.conv.config import SearchConfig
+    from dartsnas.core.config import load_saved
+    from dartsnas.recurrent.config import RecurrentSearchConfig
+    from dartsnas.tools import runner
+
+    run = _saved_before(tmp_path, SearchConfig(beta_decay=[0.0, 50.0]), "beta_decay_epochs")
+    assert load_saved(SearchConfig, run / "config.yaml").beta_decay_epochs is None  # resumed as it began
+    assert load_config(run / "config.yaml").beta_decay_epochs == 100  # as a new run's file: the authors'
+    plain = _saved_before(tmp_path / "plain", SearchConfig(), "beta_decay_epochs")
+    assert load_saved(SearchConfig, plain / "config.yaml").beta_decay_epochs == 100  # no beta decay: nothing kept
+    recurrent = _saved_before(tmp_path / "rnn", RecurrentSearchConfig(beta_decay=[0.0, 50.0]), "beta_decay_epochs")
+    assert load_saved(RecurrentSearchConfig, recurrent / "config.yaml").beta_decay_epochs is None
+    # `bench quality` does not report that run as one of the authors' form
+    job = runner.search_job("x", [], tmp_path, "run", SearchConfig(beta_decay=[0.0, 50.0]), "search")
+    with pytest.raises(ConfigError, match=r"other settings \(beta_decay_epochs\)"):
+        runner.check_kept(job)
+    runner.check_kept(runner.search_job("x", [], tmp_path, "run", load_saved(SearchConfig, run / "config.yaml"), ""))
+
+
+def test_dartsnas_search_resume_runs_an_old_folder_in_the_forms_it_began_with(tmp_path, monkeypatch):
+    from dartsnas.conv import search as search_module
+    from dartsnas.conv.config import SearchConfig
+
+    made = SearchConfig(dataset="digits", beta_decay=[0.0, 50.0], progressive=True, early_stop=True)
+    made.space, made.ops = "nas-bench-201", ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    run = _saved_before(tmp_path, made, "beta_decay_epochs", "progressive_form", "early_stop_skips_nb201")
+    seen = []
+    monkeypatch.setattr(search_module, "run_search", lambda config, run_dir, resume: seen.append(config))
+    assert main(["search", "--resume", str(run)]) == 0
+    (config,) = seen
+    assert (config.beta_decay_epochs, config.progressive_form, config.skip_threshold()) == (None, "v1", 2)
+
+
+def test_recurrent_beta_weight_is_the_authors(tiny_corpus):
+    from dartsnas.recurrent.config import RecurrentSearchConfig
+    from dartsnas.recurrent.search import RecurrentSearcher, prepare_text
+
+    config = RecurrentSearchConfig(
+        data_dir=str(tiny_corpus),
+        max_lines={"train": 50, "valid": 20},
+        nodes=2,
+        emsize=8,
+        batch_size=4,
+        epochs=5,
+        beta_decay=[0.0, 50.0],
+        device="cpu",
+    ).validate()
+    searcher = RecurrentSearcher(config, prepare_text(config, torch.device("cpu")), torch.device("cpu"))
+    searcher.epoch = 2
+    expect = 1.0 * beta_decay(searcher.model.arch_parameters())  # 50 * 2 / 100; rescaled to 5 epochs: 25
+    assert searcher.architect.penalty().item() == pytest.approx(expect.item(), rel=1e-6)
+
+
 # -- annealing by entropy ----------------------------------------------------------------------------------
 
 
@@ -356,7 +572,8 @@ def test_every_option_together_in_every_mode_and_order(tmp_path, cli_search, spa
     extra += ["init_channels=8", "partial_k=2"] if mode == "partial" else []
     run = cli_search(tmp_path, *extra, *(NB201 if space == "nas-bench-201" else []))
     decisions = read_jsonl(run / "decisions.jsonl")
-    assert [d["epoch"] for d in decisions][:2] == ([1, 1] if space == "darts" else [1, 2])
+    # The first decision follows the epoch numbered 1 from 0 (SGAS's warmup_dec_epoch), i.e. epoch 2.
+    assert [d["epoch"] for d in decisions][:2] == ([2, 2] if space == "darts" else [2, 3])
     if space == "darts":
         from dartsnas.core.genotype import load_genotype
 

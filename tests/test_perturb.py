@@ -95,18 +95,52 @@ def test_darts_space_decides_every_edge_and_keeps_the_two_inputs_whose_removal_h
     assert {t["node"] for t in evidence["topology"]} == {"3", "4", "5"}
 
 
-def test_tuning_runs_the_search_steps_at_a_tenth_of_the_rate_after_each_round():
-    model = Supernet201(3, 4, init_channels=4, stage_cells=1)
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    seen = []
-    searcher = SimpleNamespace(
-        model=model,
-        optimizer=optimizer,
-        config=SimpleNamespace(derivation=lambda: "nas-bench-201", lr=0.1),
-        train_epoch=lambda: seen.append(optimizer.param_groups[0]["lr"]),
+def _tuned_searcher(model, space):
+    """A search whose tuning epochs are recorded: (optimiser, its lr, its momentum buffers) each epoch."""
+    weight = torch.zeros(1, requires_grad=True)
+    model.weights = lambda: [weight]
+    searcher = SimpleNamespace(model=model, seen=[])
+    searcher.optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    searcher.optimizer.state[weight]["momentum_buffer"] = torch.ones(1)  # the search's momentum
+    searcher.config = SimpleNamespace(
+        derivation=lambda: space, space=space, lr=0.1, momentum=0.9, weight_decay=3e-4, nesterov=False
     )
-    pt_derive(searcher, torch.Generator().manual_seed(0), tune_epochs=2, accuracy=lambda: 0.5)
-    assert seen == pytest.approx([0.01] * 12) and optimizer.param_groups[0]["lr"] == 0.1
+
+    def train_epoch():
+        opt = searcher.optimizer
+        searcher.seen.append((opt, opt.param_groups[0]["lr"], len(opt.state)))
+        weight.grad = torch.ones(1)
+        opt.step()  # moves its own state, not the search's
+
+    searcher.train_epoch = train_epoch
+    return searcher
+
+
+def test_tuning_runs_the_search_steps_in_a_fresh_optimiser_at_a_tenth_of_the_rate_between_rounds():
+    model = Supernet201(3, 4, init_channels=4, stage_cells=1)
+    searcher = _tuned_searcher(model, "nas-bench-201")
+    search_optimizer = searcher.optimizer
+    _, evidence = pt_derive(searcher, torch.Generator().manual_seed(0), tune_epochs=2, accuracy=lambda: 0.5)
+    # 6 edges, one a round: tuning between the rounds only, 5 x 2 epochs, constant rate, in one new optimiser
+    # per interval that starts without the search's momentum (darts-pt's reset_optimizer)
+    assert [lr for _, lr, _ in searcher.seen] == pytest.approx([0.01] * 10)
+    assert all(opt is not search_optimizer for opt, _, _ in searcher.seen)
+    assert [n for _, _, n in searcher.seen][:2] == [0, 1]  # fresh: no state at its first step
+    assert searcher.optimizer is search_optimizer and search_optimizer.param_groups[0]["lr"] == 0.1
+    assert torch.equal(next(iter(search_optimizer.state.values()))["momentum_buffer"], torch.ones(1))
+    assert (evidence["tune_epochs"], evidence["tuned_epochs"]) == (2, 10)
+
+
+@pytest.mark.parametrize("space, epochs", [("nas-bench-201", 5), ("darts", 10)])
+def test_tuning_defaults_to_the_authors_epochs_per_space(space, epochs):
+    # darts-pt: --proj_intv 5 (nasbench201/train_search.py), 10 (sota/cnn/train_search.py)
+    model = Supernet201(3, 4, init_channels=4, stage_cells=1) if space == "nas-bench-201" else None
+    if model is None:
+        model = Supernet(3, 4, init_channels=4, layers=3, nodes=2)
+    searcher = _tuned_searcher(model, space)
+    _, evidence = pt_derive(searcher, torch.Generator().manual_seed(0), accuracy=lambda: 0.5)
+    rounds = 6 if space == "nas-bench-201" else 5 + 1  # nodes of 2 and 3 inputs: 5 edges, then 1 node to cut
+    assert evidence["tune_epochs"] == epochs and len(searcher.seen) == (rounds - 1) * epochs
 
 
 @pytest.mark.parametrize("mode", ["exact", "sample"])

@@ -220,7 +220,12 @@ def test_a_study_preset_resolves_to_the_settings_of_the_documented_figures(path,
     monkeypatch.chdir(ROOT)  # named from the repository's root, as the docs do
     kind = "train" if path.parent.name == "train" else "search"
     relative = path.relative_to(ROOT)
-    assert differences(load(kind, relative)) == RECORD[f"{kind}/{path.stem}"]
+    recorded = RECORD[f"{kind}/{path.stem}"]
+    cls = KINDS[kind][0]
+    # A method whose default form changed since (core.config.load_saved): the figures were measured with the
+    # earlier form, which the study preset names as a run folder of then would be resumed with.
+    earlier = cls.legacy(cls().to_dict() | recorded) if hasattr(cls, "legacy") else {}
+    assert differences(load(kind, relative)) == recorded | earlier
 
 
 def test_the_package_names_no_path_of_this_repository():

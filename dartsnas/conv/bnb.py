@@ -10,10 +10,13 @@ from the supernet's probabilities `model.probs()`:
 A choice scores the sum of its (edge, op) log-probabilities; choices of probability 0 are left out, and a
 node's edges that a progressive search (SGAS) decided must be in every choice, so decided edges stay as
 decided and removed ones stay removed. A cell is evaluated on the shared weights: the supernet computes it
-with `model.overridden(decided=...)` (a kept edge one-hot on its op, every other edge REMOVED), in eval mode,
-on the first `batches` batches of the search's validation half (`data.arch_half`, no augmentation, fixed
-order), batch norm by batch statistics. A sampling relaxation is swapped for the softmax meanwhile (decided rows are one-hot anyway; no draw
-moves the search's generator), and DARTS-'s auxiliary skip is off (it would add a skip to cut edges).
+with `model.overridden(decided=...)` (a kept edge one-hot on its op, every other edge REMOVED) on the first
+`batches` batches of the search's validation half (`data.arch_half`, no augmentation, fixed order), under
+no_grad in training mode: batch norm normalises by each batch's own statistics, as DARTS-PT evaluates, and
+the running statistics it moves are restored after (`evaluating`). A sampling relaxation is swapped for the
+softmax meanwhile (decided rows are one-hot anyway; no draw moves the search's generator), and DARTS-'s
+auxiliary skip is off (it would add a skip to cut edges). This derivation is dartsnas's own
+(core/discretise.py says which published work is nearest).
 The genotype is the space's own derivation of the best cell's one-hot probabilities, without a skip cap.
 """
 

@@ -109,20 +109,31 @@ class SearchConfig(ImageData, RunOptions):
     temperature_schedule: str = "linear"  # linear | exponential, from start (first epoch) to end (last)
     anneal_entropy: list[float] | None = None  # [start, end]: instead of a temperature schedule, each epoch's
                                         # temperature is the one at which the mixture's mean normalised entropy
-                                        # is on the line from start to end (e.g. [1, 0.05]: ends near one-hot)
+                                        # is on the line from start to end (e.g. [1, 0.05]: ends near one-hot);
+                                        # dartsnas's own, not a published method (core/relax.py)
     # answers to collapse (docs/collapse.md); all off by default: the paper's search
-    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda, linear over the epochs, times
+    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda (theirs: [0, 50]), times
                                         # mean_edges logsumexp(alpha) added to the architecture loss
+    beta_decay_epochs: int | None = 100  # lambda moves (end - start) / this per epoch, on past end in a longer
+                                        # run (theirs: 100 in both spaces, core/collapse.py); null: rescaled to
+                                        # end at the run's last epoch (dartsnas's earlier form; not measured
+                                        # against theirs: docs/collapse.md)
     aux_skip: float = 0.0               # DARTS-: start of beta in edge = mixture + beta * skip(x), decaying
                                         # linearly to 0 over the epochs (paper: 1); 0: off
-    early_stop: bool = False            # DARTS+: stop when the normal cell has early_stop_skips skip connections
-    early_stop_skips: int | None = 2    #   or more, or when the learnable ops' ranking has been stable for
-    early_stop_patience: int | None = 10  #   early_stop_patience epochs (null switches a criterion off)
+    early_stop: bool = False            # DARTS+: stop when the derived cell has this many skip connections or
+    early_stop_skips: int | None = 2    #   more: in the DARTS normal cell (the paper's 2),
+    early_stop_skips_nb201: int | None = 3  # in NAS-Bench-201's 6-edge cell (ours: skip_threshold());
+    early_stop_patience: int | None = 10  #   or when the learnable ops' ranking has been stable this many
+                                        #   epochs (null switches a criterion off)
     skip_cap: int | None = None         # P-DARTS: at most this many skip connections in the derived normal cell
     progressive: bool = False           # SGAS: decide edges during the search (core/progressive.py)
-    progressive_warmup: int = 9         #   first decision after this many epochs,
-    progressive_interval: int = 5       #   then one per cell kind every this many epochs
+    progressive_warmup: int = 9         #   first decision after the epoch numbered this from 0 (their
+                                        #   warmup_dec_epoch: 9, after 10 epochs),
+    progressive_interval: int = 5       #   then one per cell kind every this many epochs (decision_freq)
     progressive_history: int | None = None  #   criterion 2: selection stability over this many past epochs
+    progressive_form: str = "sgas"      #   sgas: as their code | v1: dartsnas's earlier form, for its runs
+    progressive_batch_increase: int = 0  #   the batch grows by this after each decision epoch (theirs: 8,
+                                        #   64 to 128 in 8 decisions; needs the memory); 0: fixed
     # weight optimisation (SGD, cosine schedule per epoch)
     epochs: int = 50
     batch_size: int = 64
@@ -161,8 +172,9 @@ class SearchConfig(ImageData, RunOptions):
         ),
         "relaxation": ("mixed_op", "partial_k", "sample_grad", "temperature", "temperature_schedule", "anneal_entropy"),
         "method": (
-            "derive", "beta_decay", "aux_skip", "early_stop", "early_stop_skips", "early_stop_patience", "skip_cap",
-            "progressive", "progressive_warmup", "progressive_interval", "progressive_history",
+            "derive", "beta_decay", "beta_decay_epochs", "aux_skip", "early_stop", "early_stop_skips",
+            "early_stop_skips_nb201", "early_stop_patience", "skip_cap", "progressive", "progressive_form",
+            "progressive_warmup", "progressive_interval", "progressive_history", "progressive_batch_increase",
         ),
         "optimisation": (
             "epochs", "batch_size", "lr", "lr_min", "momentum", "nesterov", "weight_decay", "grad_clip", "unrolled",
@@ -184,13 +196,16 @@ class SearchConfig(ImageData, RunOptions):
         "temperature": "(0, inf)",
         "anneal_entropy": "(0, 1]",
         "beta_decay": "[0, inf)",
+        "beta_decay_epochs": "[1, inf)",
         "aux_skip": "[0, inf)",
         "early_stop_skips": "[1, inf)",
+        "early_stop_skips_nb201": "[1, inf)",
         "early_stop_patience": "[1, inf)",
         "skip_cap": "[0, inf)",
         "progressive_warmup": "[0, inf)",
         "progressive_interval": "[1, inf)",
         "progressive_history": "[1, inf)",
+        "progressive_batch_increase": "[0, inf)",
         "epochs": "[1, inf)",
         "batch_size": "[1, inf)",
         "lr": "(0, inf)",
@@ -276,6 +291,27 @@ class SearchConfig(ImageData, RunOptions):
         check_ranges(self)  # after the checks above: their messages are the more specific
         self.check_data()
         return self
+
+    @staticmethod
+    def legacy(saved: dict) -> dict:
+        """What a run folder saved before a field existed ran with, where that field's default changed a
+        method (core.config.load_saved fills these in for the keys it lacks, so the run resumes as it began)."""
+        old = {}
+        if saved.get("beta_decay") is not None:
+            old["beta_decay_epochs"] = None  # lambda rescaled to the run's epochs
+        if saved.get("progressive"):
+            old["progressive_form"] = "v1"  # SGAS as dartsnas first read it
+        if saved.get("early_stop") and saved.get("space") == "nas-bench-201":
+            old["early_stop_skips_nb201"] = saved.get("early_stop_skips", 2)  # one count then, for both spaces
+        return old
+
+    def skip_threshold(self) -> int | None:
+        """DARTS+ criterion 1's count of skip connections in this space: `early_stop_skips` in the DARTS normal
+        cell (8 edges; the paper's 2), `early_stop_skips_nb201` in NAS-Bench-201's 6-edge cell. Its default 3 is
+        dartsnas's adaptation (DARTS+ has no NAS-Bench-201 search): 2 are no collapse there (the benchmark's
+        ResNet cell has 2, 93.91 %), and 3 is the first count whose cells average below a random cell
+        (docs/collapse.md)."""
+        return self.early_stop_skips_nb201 if self.space == "nas-bench-201" else self.early_stop_skips
 
     def derivation(self) -> str:
         """The derivation rule: `derive`, or the space's own when unset."""
@@ -428,7 +464,13 @@ def _check_collapse_options(config: SearchConfig) -> None:
             f"aux_skip must be a number >= 0 (DARTS-'s starting coefficient, 1 in the paper; 0: off), "
             f"got {config.aux_skip}"
         )
-    for name in ("early_stop_skips", "early_stop_patience", "skip_cap", "progressive_history"):
+    for name in (
+        "early_stop_skips",
+        "early_stop_skips_nb201",
+        "early_stop_patience",
+        "skip_cap",
+        "progressive_history",
+    ):
         value = getattr(config, name)
         if value is not None and (
             not isinstance(value, int) or isinstance(value, bool) or value < (name != "skip_cap")
@@ -436,8 +478,13 @@ def _check_collapse_options(config: SearchConfig) -> None:
             raise ConfigError(
                 f"{name} must be a whole number of at least {int(name != 'skip_cap')}, or null; got {value}"
             )
-    if config.early_stop and config.early_stop_skips is None and config.early_stop_patience is None:
-        raise ConfigError("early_stop needs a criterion: set early_stop_skips or early_stop_patience")
+    if config.early_stop and config.skip_threshold() is None and config.early_stop_patience is None:
+        skips = "early_stop_skips_nb201" if config.space == "nas-bench-201" else "early_stop_skips"
+        raise ConfigError(f"early_stop needs a criterion: set {skips} or early_stop_patience")
+    from ..core.progressive import FORMS
+
+    if config.progressive_form not in FORMS:
+        raise ConfigError(f"progressive_form: unknown {config.progressive_form!r}; available: {', '.join(FORMS)}")
     if config.progressive_warmup < 0 or config.progressive_interval < 1:
         raise ConfigError(
             f"progressive_warmup must be >= 0 and progressive_interval >= 1, got "

@@ -10,7 +10,9 @@ out of its edge's mixture.
   coefficient set to 0, the others left as they are, not renormalised) and the supernet evaluated on the
   validation half; the op whose removal gives the lowest accuracy is the edge's op, and the edge is decided
   (a one-hot edge, `SearchNetwork.decide`). The supernet is then tuned for `tune_epochs` epochs (architecture
-  and weight steps) before the next decision, so it recovers from the projection.
+  and weight steps) before the next decision, so it recovers from the projection: theirs by default, 5 in
+  NAS-Bench-201 (nasbench201/train_search.py `--proj_intv`), 10 in the DARTS space (sota/cnn/train_search.py's
+  default; their exp_scripts/darts-proj-sota.sh passes 5).
 - Topology (spaces that keep 2 inputs per node, DARTS): node by node, in random order, the input edge whose
   removal gives the highest accuracy is cut, until 2 inputs remain; tuning after each node.
 
@@ -18,16 +20,19 @@ It follows the authors' code (ruocwang/darts-pt, sota/cnn/projection.py) in thes
 candidate in the DARTS space (their space has no `none`); in NAS-Bench-201's space every op, `none` included,
 is one (nasbench201/projection.py); the criterion is validation accuracy; evaluations run with batch norm in
 training mode (their `infer(..., _eval=False)`), here under no_grad with every buffer restored afterwards so
-that evaluating leaves the running statistics as they were; tuning runs the search's own steps at a tenth of
-the search's weight learning rate (their `reset_optimizer(learning_rate / 10)`); edges are taken in rounds of
-one random free edge of each cell kind, normal then reduce, the tuning after each round (their loop projects a
-normal and a reduce edge per interval), and topology likewise one node of each kind per round.
+that evaluating leaves the running statistics as they were; tuning runs the search's own steps with a fresh
+SGD optimiser of the search's settings at a tenth of its weight learning rate, held constant (their
+`model.reset_optimizer(learning_rate / 10, momentum, weight_decay)`; their DARTS-space projection also builds
+a cosine schedule over the tuning but never steps it, and their NAS-Bench-201 one has none); edges are taken
+in rounds of one random free edge of each cell kind, normal then reduce, the tuning between rounds (their loop
+projects a normal and a reduce edge per interval), and topology likewise one node of each kind per round.
 
-Deliberate differences: the optimizer's momentum and cosine schedule are kept, only the learning rate
-changes; within a node, an edge cut stays cut while the next one is chosen (their loop re-evaluates with the
-earlier-dropped edges still present), so each round measures the cell that will actually remain; a sampling
-relaxation (GDAS, `sample` mode) is evaluated as its expected mixture, softmax(alphas), so that evaluations
-are deterministic.
+Deliberate differences: nothing is tuned after the last round (their loop tunes one more epoch, which no
+decision reads); every interval is `tune_epochs` long (their NAS-Bench-201 loop, 5 * (edges - 1) epochs with
+a projection at the last one too, leaves 4 before the sixth edge); within a node, an edge cut stays cut
+while the next one is chosen (their loop re-evaluates with the earlier-dropped edges still present), so each
+round measures the cell that will actually remain; a sampling relaxation (GDAS, `sample` mode) is evaluated
+as its expected mixture, softmax(alphas), so that evaluations are deterministic.
 """
 
 from __future__ import annotations
@@ -101,23 +106,28 @@ def _rounds(queues: dict[str, list]) -> list[list[tuple[str, object]]]:
     ]
 
 
+# Tuning epochs between decisions by default, per space: the authors' (module docstring).
+TUNE_EPOCHS = {"nas-bench-201": 5, "darts": 10}
+
+
 @contextlib.contextmanager
-def tuning_lr(optimizer, lr: float):
-    """The weight optimizer at `lr` inside (darts-pt tunes at a tenth of the search's rate); restored after."""
-    saved = [group["lr"] for group in optimizer.param_groups]
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+def fresh_optimizer(searcher, lr: float):
+    """Inside, the weight steps use a new SGD of the search's settings at the constant rate `lr` (darts-pt's
+    `reset_optimizer`: no momentum carried over from the search); the search's own optimiser is back after."""
+    cfg, saved = searcher.config, searcher.optimizer
+    searcher.optimizer = torch.optim.SGD(
+        searcher.model.weights(), lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+    )
     try:
         yield
     finally:
-        for group, value in zip(optimizer.param_groups, saved):
-            group["lr"] = value
+        searcher.optimizer = saved
 
 
 def pt_derive(
     searcher,
     generator: torch.Generator,
-    tune_epochs: int = 1,
+    tune_epochs: int | None = None,
     log: Callable[[str], None] | None = None,
     max_batches: int | None = None,
     accuracy: Callable[[], float] | None = None,
@@ -129,11 +139,13 @@ def pt_derive(
     default measure `data.arch_half`, `data.eval_augment`, `prepare_inputs`; for tuning, `train_epoch()`
     and `optimizer`. `accuracy()`: measures the supernet as it is now (default: `validation_accuracy` over
     at most `max_batches` batches). Ops and edges are visited in an order drawn from `generator`.
+    `tune_epochs`: between rounds; None: the authors' for the space (TUNE_EPOCHS).
     """
-    if tune_epochs < 0:
-        raise ValueError(f"tune_epochs must be at least 0, got {tune_epochs}")
     start = time.perf_counter()
     model, config = searcher.model, searcher.config
+    tune_epochs = TUNE_EPOCHS[config.space] if tune_epochs is None else tune_epochs
+    if tune_epochs < 0:
+        raise ValueError(f"tune_epochs must be at least 0, got {tune_epochs}")
     say = log or (lambda message: None)
     measure = accuracy or (lambda: validation_accuracy(searcher, max_batches))
     evaluations = 0
@@ -144,9 +156,13 @@ def pt_derive(
         with torch.no_grad(), model.overridden(decided=decided, masks=masks), expected_mixture(model):
             return measure()
 
-    def tune() -> None:
-        if tune_epochs:
-            with tuning_lr(searcher.optimizer, config.lr / 10):
+    rounds = 0
+
+    def tune_between_rounds() -> None:  # before every round but the first: nothing reads a tuning after the last
+        nonlocal rounds
+        rounds += 1
+        if rounds > 1 and tune_epochs:
+            with fresh_optimizer(searcher, config.lr / 10):
                 for _ in range(tune_epochs):
                     searcher.train_epoch()
 
@@ -161,9 +177,9 @@ def pt_derive(
     decisions = []
     free = {kind: _shuffled([e for e, d in enumerate(row(kind)) if d == FREE], generator) for kind in model.kinds}
     for round_ in _rounds(free):
+        tune_between_rounds()
         for kind, edge in round_:
             decisions.append(_select_op(model, kind, edge, choosable, names, evaluate, say))
-        tune()
 
     topology = []
     if model.kept_per_node is not None:
@@ -176,13 +192,15 @@ def pt_derive(
             for kind in model.kinds
         }
         for round_ in _rounds(crowded):
+            tune_between_rounds()
             for kind, node in round_:
                 topology += _select_edges(model, kind, node_edges(model.fan_in)[node], k, names, evaluate, row, say)
-            tune()
 
     genotype = model.derive(config.derivation())
     return genotype, {
         "tune_epochs": tune_epochs,
+        "tune_lr": config.lr / 10,  # constant, in a fresh optimiser
+        "tuned_epochs": max(rounds - 1, 0) * tune_epochs,
         "decisions": decisions,
         "topology": topology,
         "evaluations": evaluations,

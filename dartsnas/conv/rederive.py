@@ -27,9 +27,9 @@ import torch
 from ..core.config import ConfigError, check_name
 from ..core.device import resolve_device
 from ..core.checkpoints import RunError, latest_state
-from ..core.config import read_saved
+from ..core.config import load_saved, read_saved
 from ..core.runs import atomic_write_text, load_state
-from .config import load_config
+from .config import SearchConfig
 from .search import Searcher, prepare_data
 
 RULES = ("argmax", "pt", "bnb")
@@ -46,7 +46,7 @@ def load_searcher(run_dir: str | Path, device: str | torch.device = "cpu") -> Se
     saved = read_saved(run_dir / "config.yaml")  # with the size cap
     if "corpus" in saved:
         raise RunError(f"{run_dir} is a recurrent search; dartsnas derive re-derives convolutional cells")
-    config = load_config(run_dir / "config.yaml")
+    config = load_saved(SearchConfig, run_dir / "config.yaml")  # as the run ran (core.config.load_saved)
     device = resolve_device(str(device))
     state, path = latest_state(run_dir, device, config.keep_checkpoints, resume=False)  # before the data: fail fast
     searcher = Searcher(config, prepare_data(config, device), device)
@@ -63,7 +63,7 @@ def rederive(
     rule: str,
     *,
     skip_cap: int | None = None,
-    tune_epochs: int = 1,
+    tune_epochs: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     name: str | None = None,
@@ -110,14 +110,14 @@ def rederive(
     return genotype, path
 
 
-def _checked_rule(rule: str, skip_cap, tune_epochs: int, seed: int, options: dict):
+def _checked_rule(rule: str, skip_cap, tune_epochs: int | None, seed: int, options: dict):
     """The derivation `rule` names, as (searcher, generator, log) -> (genotype, evidence, options used);
     flags that do not apply to it are refused before any work."""
     if rule not in RULES:
         raise ConfigError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}")
     if skip_cap is not None and (rule != "argmax" or skip_cap < 0):
         raise ConfigError("--skip-cap is a whole number >= 0, and for --rule argmax only")
-    if tune_epochs < 0:
+    if tune_epochs is not None and tune_epochs < 0:
         raise ConfigError(f"--tune-epochs must be at least 0, got {tune_epochs}")
     if options.get("batches") is not None and options["batches"] < 1:
         raise ConfigError(f"--batches must be at least 1, got {options['batches']}")
@@ -142,7 +142,7 @@ def _checked_rule(rule: str, skip_cap, tune_epochs: int, seed: int, options: dic
             from .perturb import pt_derive
 
             genotype, evidence = pt_derive(searcher, generator, tune_epochs, say, options.get("batches"))
-            return genotype, evidence, {"tune_epochs": tune_epochs, "seed": seed, **options}
+            return genotype, evidence, {"tune_epochs": evidence["tune_epochs"], "seed": seed, **options}
     else:
         bnb_derive = _bnb()
 

@@ -28,8 +28,8 @@ from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.guard import Guard
 from ..core.compiled import compile_network, compile_seconds
-from ..core.collapse import aux_skip_coefficient, beta_decay, darts_plus_stop, linear
-from ..core.progressive import decide_one, decision_epoch
+from ..core.collapse import aux_skip_coefficient, beta_decay, beta_weight, darts_plus_stop, linear
+from ..core.progressive import FREE, decide_one, decision_epoch, decision_rounds
 from ..core.relax import temperature, temperature_for_entropy
 from ..core.runs import append_jsonl, read_jsonl
 from ..core.device import OutOfMemory, peak_memory_gb
@@ -115,6 +115,8 @@ class Searcher(SearchRecords):
         self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
         self.stop_reason = None  # DARTS+: why the search stopped early
+        if config.progressive and config.progressive_form == "sgas":
+            self.freeze_decided()
         self.set_schedules()
 
     def data_parallel(self) -> nn.Module:
@@ -123,6 +125,8 @@ class Searcher(SearchRecords):
         architecture step averages theirs: Architect.average). Unused parameters are looked for, as a sampling
         relaxation or SGAS's decided edges leave ops out of a step (only then: the search costs a traversal)."""
         check_batch(self.config.batch_size)
+        if self.config.progressive_batch_increase:  # every later batch splits evenly too
+            check_batch(self.config.progressive_batch_increase, "progressive_batch_increase")
         self.architect.average = average
         alphas = [f"alphas.{k}" for k in self.model.alphas]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, alphas)
@@ -145,7 +149,9 @@ class Searcher(SearchRecords):
             start, end = cfg.temperatures()
             self.model.temperature = temperature(self.epoch, cfg.epochs, start, end, cfg.temperature_schedule)
         self.model.aux_skip = aux_skip_coefficient(self.epoch, cfg.epochs, cfg.aux_skip) if cfg.aux_skip else 0.0
-        self.beta_weight = linear(self.epoch, cfg.epochs, *cfg.beta_decay) if cfg.beta_decay else 0.0
+        self.beta_weight = (
+            beta_weight(self.epoch, cfg.epochs, *cfg.beta_decay, cfg.beta_decay_epochs) if cfg.beta_decay else 0.0
+        )
 
     def beta_penalty(self) -> torch.Tensor:
         """beta-DARTS: the epoch's weight times the beta decay of the op logits (not PC-DARTS's edge logits)."""
@@ -212,12 +218,9 @@ class Searcher(SearchRecords):
         # Data-parallel: every rank draws the same global batches and keeps its shard; the last one is kept only
         # whole (drop_last), so that the shards are equal and their average is the global batch's.
         even = world().distributed
-        weight_batches = batches(
-            data.weight_half, cfg.batch_size, self.generator, data.train_augment, skip=done, drop_last=even
-        )
-        arch_batches = batches(
-            data.arch_half, cfg.batch_size, self.generator, data.train_augment, skip=done, drop_last=even
-        )
+        size = self.epoch_batch_size()
+        weight_batches = batches(data.weight_half, size, self.generator, data.train_augment, skip=done, drop_last=even)
+        arch_batches = batches(data.arch_half, size, self.generator, data.train_augment, skip=done, drop_last=even)
         # train loss, train correct, arch loss, seen
         sums = start["sums"].to(self.device) if start else torch.zeros(4, device=self.device)
         if start:
@@ -298,17 +301,20 @@ class Searcher(SearchRecords):
     def decide_edges(self, run_dir: Path) -> None:
         """SGAS: at a decision epoch, fix the best-scored free edge of every cell kind (core/progressive.py);
         one line per decision in RUN/decisions.jsonl."""
-        cfg, model = self.config, self.model
-        if not decision_epoch(self.epoch, cfg.progressive_warmup, cfg.progressive_interval):
+        cfg, model, form = self.config, self.model, self.config.progressive_form
+        if not decision_epoch(self.epoch, cfg.progressive_warmup, cfg.progressive_interval, form):
             return
-        probs = {k: p.cpu().tolist() for k, p in model.probs().items()}
         past = read_jsonl(run_dir / "alphas.jsonl")[-cfg.progressive_history :] if cfg.progressive_history else []
+        if form == "sgas":  # as their edge_decision: every edge's softmax of its alphas, decided edges' included
+            probs = {k: self.alpha_probs(model.alphas[k], model.temperature) for k in model.kinds}
+            history = {k: [self.alpha_probs(r["alphas"][k], r["temperature"]) for r in past] for k in model.kinds}
+        else:  # v1: the mixture's rows (decided ones one-hot), as recorded
+            probs = {k: p.cpu().tolist() for k, p in model.probs().items()}
+            history = {k: [r["probs"][k] for r in past] for k in model.kinds}
         names = model.edge_names()
         for kind in model.kinds:
             decided = list(model.decided.get(kind, [-1] * sum(model.fan_in)))
-            evidence = decide_one(
-                probs[kind], cfg.ops, decided, model.fan_in, model.kept_per_node, [r["probs"][kind] for r in past]
-            )
+            evidence = decide_one(probs[kind], cfg.ops, decided, model.fan_in, model.kept_per_node, history[kind], form)
             if evidence is None:
                 continue
             model.set_decisions({**model.decided, kind: decided})
@@ -326,6 +332,39 @@ class Searcher(SearchRecords):
                 + (f"; cut {len(evidence['removed'])} edge(s)" if evidence["removed"] else "")
             )
 
+    def freeze_decided(self) -> None:
+        """SGAS: a decided or cut edge's alphas keep the values they had when it left the mixture, as their code
+        sets requires_grad False on them (and Adam skips them); here the architecture optimiser's step, whose
+        weight decay and momentum would still move those rows, is undone on them. The scores read them."""
+        held = {}
+
+        def before(optimizer, args, kwargs):
+            held.clear()
+            for kind, row in self.model.decided.items():
+                rows = [e for e, d in enumerate(row) if d != FREE]
+                if rows:
+                    held[kind] = (rows, self.model.alphas[kind].detach()[rows].clone())
+
+        def after(optimizer, args, kwargs):
+            with torch.no_grad():
+                for kind, (rows, values) in held.items():
+                    self.model.alphas[kind][rows] = values
+
+        self.architect.optimizer.register_step_pre_hook(before)
+        self.architect.optimizer.register_step_post_hook(after)
+
+    def alpha_probs(self, alphas, temperature: float) -> list[list[float]]:
+        """The relaxation's probabilities of a table of alphas (now, or as alphas.jsonl recorded them), before
+        any decision is applied."""
+        alphas = torch.as_tensor(alphas, dtype=torch.float32).detach().cpu()
+        return self.model.relaxation.probs(alphas, temperature).tolist()
+
+    def epoch_batch_size(self) -> int:
+        """The batch size this epoch trains with: SGAS's grows by progressive_batch_increase after each decision
+        epoch (their `args.batch_size + args.batch_increase * count`), counted from the decisions the model holds."""
+        cfg = self.config
+        return cfg.batch_size + cfg.progressive_batch_increase * decision_rounds(self.model.decided)
+
     def early_stop(self, run_dir: Path) -> None:
         """DARTS+: after an epoch, whether to stop (core/collapse.py); the normal cell, or NAS-Bench-201's cell."""
         cfg, model = self.config, self.model
@@ -333,16 +372,16 @@ class Searcher(SearchRecords):
         cell = self.last_genotype.normal if kind == "normal" else self.last_genotype.edges
         history = [r["probs"][kind] for r in read_jsonl(run_dir / "alphas.jsonl") if r["epoch"] > 0]
         self.stop_reason = darts_plus_stop(
-            cell, history, model.learnable_ops(), cfg.early_stop_skips, cfg.early_stop_patience
+            cell, history, model.learnable_ops(), cfg.skip_threshold(), cfg.early_stop_patience
         )
         if self.stop_reason:
             log.info(f"DARTS+ early stop after epoch {self.epoch}: {self.stop_reason}")
 
     def steps_per_epoch(self) -> int:
-        shortest = min(len(self.data.weight_half), len(self.data.arch_half))
+        shortest, size = min(len(self.data.weight_half), len(self.data.arch_half)), self.epoch_batch_size()
         if world().distributed:  # whole global batches only
-            return shortest // self.config.batch_size
-        return -(-shortest // self.config.batch_size)  # the two halves are zipped; ceil division
+            return shortest // size
+        return -(-shortest // size)  # the two halves are zipped; ceil division
 
     # -- the parts of core.runs.run_epochs that are a search's own ----------------------------------
 

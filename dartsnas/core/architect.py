@@ -2,8 +2,10 @@
 
 First order: the plain gradient of L_val(w, alpha) with respect to alpha.
 Second order (Eq. 7-8): the gradient of L_val(w', alpha) through one virtual SGD step
-w' = w - xi * (momentum * buffer + grad_w L_train(w, alpha) + weight_decay * w), i.e. the very step the
-weight optimiser would take (as the official code does), giving
+w' = w - xi * (momentum * buffer + grad_w L_train(w, alpha) + weight_decay * w), as the official code
+(quark0/darts, cnn/architect.py `_compute_unrolled_model`) builds it: the weight optimiser's step with plain
+momentum. With `nesterov: true` (NAS-Bench-201's search) the real step differs (it adds momentum * (the new
+buffer) rather than the old one); the virtual step ignores Nesterov, as the official code does. It gives
 
     grad_alpha L_val(w', alpha) - xi * [grad_alpha L_train(w+, alpha) - grad_alpha L_train(w-, alpha)] / (2 eps)
 
@@ -126,7 +128,8 @@ class Architect:
         return self.criterion(functional_call(self.model, {**weights, **buffers}, (x,)), y)
 
     def virtual_step(self, x_train, y_train, weight_optimizer) -> dict[str, torch.Tensor]:
-        """w' = w - xi * (momentum * buffer + grad + weight_decay * w): the optimiser's next step, undone."""
+        """w' = w - xi * (momentum * buffer + grad + weight_decay * w): the optimiser's next step with plain
+        momentum (Nesterov ignored, as the official code), as new tensors; the model is left as it is."""
         group = weight_optimizer.param_groups[0]
         xi, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
         named = dict(self.model.named_weights())

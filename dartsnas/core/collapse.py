@@ -3,7 +3,8 @@
 - `beta_decay`: beta-DARTS (Ye et al., "beta-DARTS: Beta-Decay Regularization for Differentiable Architecture
   Search", CVPR 2022, Eq. 9-11): the architecture loss gains lambda * mean over edges of logsumexp(alpha_edge).
   Its gradient on an edge is softmax(alpha_edge), so every logit decays in proportion to its probability:
-  the alphas' spread (their "beta") is kept small and no op runs away early; lambda grows linearly.
+  the alphas' spread (their "beta") is kept small and no op runs away early; lambda grows linearly with the
+  epoch (`beta_weight`).
 - `aux_skip_coefficient`: DARTS- (Chu et al., "DARTS-: Robustly Stepping out of Performance Collapse Without
   Indicators", ICLR 2021, Sec. 3.2): every edge gains an auxiliary skip connection beta * x outside the
   mixture, beta decaying to 0 over the search, so the mixture's own skip op no longer has to carry the
@@ -23,7 +24,10 @@ import torch
 
 def beta_decay(alphas: Sequence[torch.Tensor]) -> torch.Tensor:
     """beta-DARTS's regulariser: the mean over every edge of every given (edges x ops) logit table of
-    logsumexp(alpha_edge), the smooth maximum of the edge's logits."""
+    logsumexp(alpha_edge), the smooth maximum of the edge's logits (their `mlc_loss`). Their DARTS-space search
+    hands it the list of both cells' tables, which torch.logsumexp refuses; we read that as the mean over both
+    cells' edges. Their code adds it in the first-order step only; dartsnas adds it in both orders (it does not
+    depend on the weights, so Eq. 7 leaves it unchanged)."""
     return torch.cat([torch.logsumexp(a.reshape(-1, a.shape[-1]), dim=-1) for a in alphas]).mean()
 
 
@@ -32,6 +36,17 @@ def linear(epoch: int, epochs: int, start: float, end: float) -> float:
     if epochs <= 1:
         return float(end)
     return start + (end - start) * min(max(epoch, 0), epochs - 1) / (epochs - 1)
+
+
+def beta_weight(epoch: int, epochs: int, start: float, end: float, horizon: int | None = 100) -> float:
+    """beta-DARTS's lambda for `epoch` (0-based): `start + (end - start) * epoch / horizon`, whatever the run's
+    length, as their code (Sunshine-Ye/Beta-DARTS, optimizers/darts/architect.py, `Architect._backward_step`:
+    `weights = 0 + 50*epoch/100`) in both spaces: their NAS-Bench-201 search runs 100 epochs (lambda 0 to 49.5),
+    their DARTS-space search 50 (0 to 24.5). `horizon` None: dartsnas's earlier form, rescaled to reach `end`
+    at the run's last epoch (`linear`), steeper in a short run (5x at 20 epochs)."""
+    if horizon is None:
+        return linear(epoch, epochs, start, end)
+    return start + (end - start) * max(epoch, 0) / horizon
 
 
 def aux_skip_coefficient(epoch: int, epochs: int, start: float = 1.0) -> float:

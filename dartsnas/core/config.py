@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import re
 import types
@@ -374,6 +375,15 @@ def _is_file(path: Path) -> bool:
         return path.is_file()
     except (OSError, ValueError):  # a name too long for the file system, a NUL byte
         return False
+
+
+def load_saved(cls, path: str | Path):
+    """A run folder's saved config (RUN/config.yaml) as that run ran. A key it lacks is a field added since;
+    where the field's default would change what the run did, `cls.legacy(saved)` names the value it ran with
+    (e.g. a method's earlier form) and that is filled in; any other missing key takes its default."""
+    saved = read_saved(path)
+    legacy = cls.legacy(saved) if hasattr(cls, "legacy") else {}
+    return load_dataclass(cls, path, [f"{k}={json.dumps(v)}" for k, v in legacy.items() if k not in saved])
 
 
 def save_config(config, path: Path) -> None:

@@ -1,5 +1,9 @@
 """Branch-and-bound discretisation: the best discrete cell of a finished search's mixture, found best-first.
 
+dartsnas's own derivation, not a published method. Nearest prior art: DARTS-PT (Wang et al., ICLR 2021) and
+random search with weight sharing (Li & Talwalkar, UAI 2019) and SPOS (Guo et al., ECCV 2020), which judge
+discrete cells by the shared weights' accuracy; the search is classic branch and bound (Land & Doig, 1960).
+
 A discrete cell is one choice per *unit* (conv/bnb.py builds them: an edge of NAS-Bench-201's cell, whose
 choices are its ops, `none` included; a node of a DARTS cell kind, whose choices are its pairs of distinct
 inputs, each with a non-`none` op). Every choice carries a score, the log-probability the relaxation gives

@@ -11,11 +11,25 @@ keeps training around it), until every edge is decided. Scores (Sec. 3.2), over 
 - selection stability (criterion 2): the mean histogram intersection sum_o min(p_o now, p_o then) between
   the edge's current probabilities and each of the last `history` epochs' (how settled it is).
 
-Criterion 1 scores importance x certainty, criterion 2 importance x certainty x stability, each factor
-min-max normalised over the candidate edges first (as SGAS's code does). In a space that keeps `k` edges per
-node (DARTS), a node whose `k` edges are decided has its other edges cut; in a space that keeps every edge
-and has `none` as a choice (NAS-Bench-201), importance is 1 for every edge and certainty and the chosen op
-count `none` like any op.
+Criterion 1 scores importance x certainty, criterion 2 importance x certainty x stability. As SGAS's code
+(lightaime/sgas, cnn/train_search.py, `edge_decision`), each factor is computed for every edge of the cell
+kind from the softmax of its alphas (decided and cut edges included, their alphas frozen when they left the
+mixture: conv/search.py's `freeze_decided`) and min-max
+normalised over all of them (`utils.normalize`); only then are the decided and cut edges masked out and the
+best remaining edge chosen. Stability compares the renormalised probabilities of the ops an edge may be
+decided to (their `probs = mat[:, 1:] / importance`), not the whole row. Decisions come after the epoch
+numbered `warmup` counted from 0 (their `warmup_dec_epoch`: 9, i.e. after 10 epochs), then every `interval`.
+
+In a space that keeps `k` edges per node (DARTS), a node whose `k` edges are decided has its other edges
+cut; in a space that keeps every edge and has `none` as a choice (NAS-Bench-201, which SGAS did not search:
+dartsnas's adaptation), importance is 1 for every edge and certainty, stability and the chosen op count
+`none` like any op.
+
+Deliberate differences: a factor equal on every edge normalises to ones, not their zeros (which make every
+score 0 and decide the first free edge: importance in NAS-Bench-201, stability before any history). Form
+"v1" is dartsnas's earlier reading, kept for runs made with it: factors normalised over the free edges
+only, stability on whole rows, ties to the larger raw importance x certainty, the first decision one epoch
+earlier.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ import math
 from collections.abc import Sequence
 
 FREE, REMOVED = -1, -2  # a decision entry besides an op index (conv.supernet uses the same values)
+FORMS = ("sgas", "v1")  # the authors' code; dartsnas's earlier form (module docstring)
 
 
 def normalise(values: Sequence[float]) -> list[float]:
@@ -43,6 +58,13 @@ def edge_scores(row: Sequence[float], ops: Sequence[str], every_edge_kept: bool)
     certainty = 1.0 - (entropy / math.log(len(p)) if len(p) > 1 else 0.0)
     best = max(choosable, key=lambda o: (float(row[o]), -o))
     return importance, certainty, best
+
+
+def choice_probs(row: Sequence[float], ops: Sequence[str], every_edge_kept: bool) -> list[float]:
+    """The edge's probabilities over the ops it may be decided to (all, or all but `none`), renormalised."""
+    choosable = [float(row[o]) for o, name in enumerate(ops) if every_edge_kept or name != "none"]
+    mass = sum(choosable)
+    return [p / mass if mass > 0 else 1.0 / len(choosable) for p in choosable]
 
 
 def stability(now: Sequence[float], past: Sequence[Sequence[float]]) -> float:
@@ -71,24 +93,31 @@ def decide_one(
     fan_in: Sequence[int],
     k: int | None,
     history: Sequence[Sequence[Sequence[float]]] = (),
+    form: str = "sgas",
 ) -> dict | None:
     """SGAS's greedy decision for one cell kind: updates `decided` in place (the chosen edge gets its op; with
     `k`, a node that now has `k` decided edges has its other free edges REMOVED) and returns the evidence
     {edge, op, score, importance, certainty, stability, removed}; None when nothing is left to decide.
-    `history`: earlier probability tables of this kind, oldest first (criterion 2 when given)."""
+    `probs`: every edge's probabilities from its alphas (a decided edge's too, not its one-hot row);
+    `history`: earlier such tables of this kind, oldest first (criterion 2 when given); `form`: FORMS."""
     free = candidates(decided, fan_in, k)
     if not free:
         return None
-    parts = [edge_scores(probs[e], ops, k is None) for e in free]
-    factors = [normalise([p[0] for p in parts]), normalise([p[1] for p in parts])]
-    stab = [stability(probs[e], [h[e] for h in history]) for e in free] if history else None
-    if stab is not None:
+    every = k is None
+    scored = range(len(probs)) if form == "sgas" else free  # the edges each factor is normalised over
+    parts = {e: edge_scores(probs[e], ops, every) for e in scored}
+    factors = [normalise([parts[e][0] for e in scored]), normalise([parts[e][1] for e in scored])]
+    stab = None
+    if history:
+        rows = (lambda row: choice_probs(row, ops, every)) if form == "sgas" else (lambda row: row)
+        stab = [stability(rows(probs[e]), [rows(h[e]) for h in history]) for e in scored]
         factors.append(normalise(stab))
-    scores = [math.prod(f[i] for f in factors) for i in range(len(free))]
-    # Ties (e.g. every factor normalised to 0 when two edges are equal): the larger raw importance x
-    # certainty, then the earlier edge.
-    i = max(range(len(free)), key=lambda i: (scores[i], parts[i][0] * parts[i][1], -free[i]))
-    edge, op = free[i], parts[i][2]
+    scores = {e: math.prod(f[i] for f in factors) for i, e in enumerate(scored)}
+    # Ties (a score is 0 wherever a factor is its minimum): the earlier edge, as their torch.argmax; v1 first
+    # prefers the larger raw importance x certainty.
+    tiebreak = (lambda e: 0.0) if form == "sgas" else (lambda e: parts[e][0] * parts[e][1])
+    edge = max(free, key=lambda e: (scores[e], tiebreak(e), -e))
+    i, op = list(scored).index(edge), parts[edge][2]
     decided[edge] = op
     removed = []
     if k is not None:
@@ -103,14 +132,22 @@ def decide_one(
     return {
         "edge": edge,
         "op": op,
-        "score": scores[i],
-        "importance": parts[i][0],
-        "certainty": parts[i][1],
+        "score": scores[edge],
+        "importance": parts[edge][0],
+        "certainty": parts[edge][1],
         "stability": None if stab is None else stab[i],
         "removed": removed,
     }
 
 
-def decision_epoch(epoch: int, warmup: int, interval: int) -> bool:
-    """Whether SGAS decides after `epoch` epochs have finished: at `warmup`, then every `interval`."""
-    return epoch >= warmup and (epoch - warmup) % interval == 0
+def decision_epoch(epoch: int, warmup: int, interval: int, form: str = "sgas") -> bool:
+    """Whether SGAS decides after `epoch` epochs have finished: after the epoch numbered `warmup` from 0 (their
+    `epoch >= warmup_dec_epoch and (epoch - warmup_dec_epoch) % decision_freq == 0` on the 0-based epoch just
+    trained), then every `interval`; form "v1": after `warmup` epochs, one earlier."""
+    last = epoch - 1 if form == "sgas" else epoch
+    return last >= warmup and (last - warmup) % interval == 0
+
+
+def decision_rounds(decided: dict[str, Sequence[int]]) -> int:
+    """Decision epochs so far: each decides one edge of every cell kind that has one left (cut edges aside)."""
+    return max((sum(d >= 0 for d in row) for row in decided.values()), default=0)

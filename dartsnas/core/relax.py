@@ -33,7 +33,14 @@ def temperature_for_entropy(alphas, target: float, low: float = 1e-6, high: floa
     mixture should be, not the temperature, so that it ends close to one-hot whatever the logits' scale (at
     the paper's alpha learning rate the logits of a short search spread by about 0.1, and a fixed end
     temperature of 0.05 still leaves the mixture near uniform). Entropy grows with the temperature, so a
-    bisection on log(temperature) finds it; targets beyond the reachable range give `low` or `high`."""
+    bisection on log(temperature) finds it; targets beyond the reachable range give `low` or `high`.
+
+    This schedule is dartsnas's own, not a published method. Nearest prior art: the temperature annealing of
+    SNAS (Xie et al., ICLR 2019) and GDAS (Dong & Yang, CVPR 2019), fixed schedules of the temperature; ASAP
+    (Noy et al., AISTATS 2020), which anneals it and prunes; Zhang & Ding, "Small Temperature is All You Need
+    for Differentiable Architecture Search" (2023), which argues for searching at a small temperature; and
+    entropy losses that push the mixture to one-hot (DA2S, Tian et al., 2020). Targeting the entropy itself
+    is what is new here, and measured only in this project (docs/collapse.md)."""
     rows = torch.cat([a.detach().reshape(-1, a.shape[-1]).double() for a in alphas])
 
     def entropy(tau):

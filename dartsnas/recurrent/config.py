@@ -80,9 +80,13 @@ class RecurrentSearchConfig(RunOptions):
     arch_lr: float = 3e-3
     arch_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     arch_weight_decay: float = 1e-3
-    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda, linear over the epochs (core/collapse.py)
+    beta_decay: list[float] | None = None  # beta-DARTS: [start, end] of lambda (core/collapse.py; their code has
+                                        # it on the convolutional spaces only)
+    beta_decay_epochs: int | None = 100  # lambda moves (end - start) / this per epoch (theirs: 100); null:
+                                        # rescaled to end at the run's last epoch (dartsnas's earlier form)
     anneal_entropy: list[float] | None = None  # [start, end]: each epoch's softmax temperature puts the mixture's
-    #                                   normalised entropy on this line (1 uniform, 0 one-hot), as the conv search
+    #                                   normalised entropy on this line (1 uniform, 0 one-hot), as the conv search;
+    #                                   dartsnas's own, not a published method (core/relax.py)
     # run
     seed: int = 2
     device: str = "auto"
@@ -96,7 +100,7 @@ class RecurrentSearchConfig(RunOptions):
         "data": ("corpus", "data_dir", "download", "max_lines"),
         "network": ("ops", "nodes", "emsize", "batch_norm", "dropout", "dropouth", "dropoutx", "dropouti", "dropoute"),
         "relaxation": ("mixed_op", "anneal_entropy"),
-        "method": ("beta_decay",),
+        "method": ("beta_decay", "beta_decay_epochs"),
         "optimisation": (
             "epochs", "batch_size", "eval_batch_size", "bptt", "seq_jitter", "lr", "weight_decay", "grad_clip", "tar",
             "unrolled", "unrolled_form", "arch_lr", "arch_betas", "arch_weight_decay",
@@ -111,8 +115,15 @@ class RecurrentSearchConfig(RunOptions):
         "arch_betas": "[0, 1)",
         "arch_weight_decay": "[0, inf)",
         "beta_decay": "[0, inf)",
+        "beta_decay_epochs": "[1, inf)",
         "anneal_entropy": "(0, 1]",
     }
+
+    @staticmethod
+    def legacy(saved: dict) -> dict:
+        """What a run folder saved before a field existed ran with, where that field's default changed a
+        method (core.config.load_saved): beta decay rescaled to the run's epochs."""
+        return {"beta_decay_epochs": None} if saved.get("beta_decay") is not None else {}
 
     def validate(self) -> RecurrentSearchConfig:
         _check_common(self)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core.architect import Architect
-from ..core.collapse import beta_decay, linear
+from ..core.collapse import beta_decay, beta_weight, linear
 from ..core.distributed import average, average_grads, broadcast_, check_batch, gather_rows, shard, total, world
 from ..core.guard import Guard
 from ..core.relax import temperature_for_entropy
@@ -150,7 +150,8 @@ class RecurrentSearcher(SearchRecords):
             self.architect.average = average
         if config.beta_decay is not None:  # beta-DARTS, weighted by the epoch's lambda
             self.architect.penalty = lambda: (
-                linear(self.epoch, config.epochs, *config.beta_decay) * beta_decay(self.model.arch_parameters())
+                beta_weight(self.epoch, config.epochs, *config.beta_decay, config.beta_decay_epochs)
+                * beta_decay(self.model.arch_parameters())
             )
 
     def state_dict(self) -> dict:

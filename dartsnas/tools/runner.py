@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class Job:
     genotype: Path | None = None  # train: the genotype a kept run folder must hold
     defaults: dict | None = None  # the config class's defaults: a key a kept run's config lacks (a field added
     # since it ran) counts as the same when this run leaves it at its default
+    legacy: Callable[[dict], dict] | None = None  # the config class's `legacy`: what such a run ran with instead,
+    # where the field's default would change it (core.config.load_saved)
 
     @property
     def log(self) -> Path:
@@ -116,6 +119,7 @@ def search_job(spec: str, overrides: list[str], out: Path, name: str, config, la
         "genotype.json",
         config.to_dict(),
         defaults=type(config)().to_dict(),
+        legacy=getattr(type(config), "legacy", None),
     )
 
 
@@ -175,6 +179,8 @@ def check_kept(job: Job) -> None:
     if run_dir is None or job.config is None:
         return
     saved = read_saved(run_dir / "config.yaml")
+    if job.legacy is not None:  # the form a method ran in before its field existed
+        saved = job.legacy(saved) | saved
 
     def differs(key, value) -> bool:
         if key == "progress":
