@@ -5,7 +5,9 @@ are checked without it); `unit(name)` imports the file on use.
 - `TOP_K`: rules over probabilities that keep `k` inputs per node (the config's `derive` in the DARTS
   space): darts.py (the paper's), gdas.py (GDAS's (op, input) pairs);
 - `EVERY_EDGE`: rules over probabilities that keep every edge: argmax.py (NAS-Bench-201's);
-- skip_cap.py (P-DARTS's cap on skip connections) wraps any of them (`skip_cap`).
+- skip_cap.py (P-DARTS's cap on skip connections) wraps any of them (`skip_cap`);
+- `NETWORK`: rules that evaluate the supernet after the search (`dartsnas derive --rule`): pt.py (DARTS-PT),
+  bnb.py (branch and bound, dartsnas's own). The caller hands them a `Net` (base.py).
 
 `derive` and `derive_cell` assemble a DARTS cell from a rule, `strongest_ops` NAS-Bench-201's.
 """
@@ -20,7 +22,8 @@ from ...core.genotype import Genotype
 # name -> its module in this folder.
 TOP_K = {"darts": "darts", "gdas": "gdas"}
 EVERY_EDGE = {"nas-bench-201": "argmax"}
-RULES = {**TOP_K, **EVERY_EDGE}
+NETWORK = {"pt": "pt", "bnb": "bnb"}
+RULES = {**TOP_K, **EVERY_EDGE, **NETWORK}
 
 
 def unit(name: str, among: dict | None = None):

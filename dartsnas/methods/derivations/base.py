@@ -14,19 +14,41 @@ A rule that evaluates the network (DARTS-PT, branch and bound) answers
 
     select(net, generator, **options) -> (genotype, evidence)
 
-where `net` is a small object the caller provides (the convolutional side's adapter, conv/rederive.py) that
-evaluates cells or masked mixtures on held-out batches and tunes the supernet; each such rule's module says
-what it asks of `net`. Neither kind imports the spaces that call it.
+where `net` is a small object the caller provides (`Net` below; the convolutional side's adapter is
+conv/rederive.py's `SearchNet`) that evaluates the supernet on held-out batches and tunes it; each such rule
+says which of its members it uses. Neither kind imports the spaces that call it.
 
 The skip cap (P-DARTS, skip_cap.py) wraps any rule over probabilities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 Edges = list[tuple[str, int]]
 Rule = Callable[..., Edges]  # edges(probs, ops, fan_in, k, edge_probs) -> edges
+
+
+class Net(Protocol):
+    """What a rule that evaluates the network asks of its caller."""
+
+    model: Any  # the search network: ops, kinds, fan_in, kept_per_node, probs(), decided, masks, decide(),
+    # overridden(decided, masks) (a context computing other decisions and masks), edge_names(), relaxation
+    space: str  # the search space's name
+    lr: float  # the search's weight learning rate
+
+    def accuracy(self) -> float:
+        """The supernet's accuracy as it computes now, on held-out batches (DARTS-PT's measure)."""
+
+    def held_out(self, batches: int) -> Iterable[tuple[Any, Any]]:
+        """The first `batches` held-out (inputs, labels), inputs ready for `model`, in a fixed order."""
+
+    def tune(self, epochs: int, lr: float) -> None:
+        """`epochs` epochs of the search's own steps, weights in a fresh SGD at the constant rate `lr`."""
+
+    def derive(self) -> Any:
+        """The space's genotype of the model as it computes now (its rule over probabilities)."""
 
 
 def checked(probs, ops: Sequence[str], fan_in: Sequence[int]) -> tuple[list[int], list[list[float]]]:
