@@ -20,7 +20,8 @@ It follows the authors' code (ruocwang/darts-pt, sota/cnn/projection.py) in thes
 candidate in the DARTS space (their space has no `none`); in NAS-Bench-201's space every op, `none` included,
 is one (nasbench201/projection.py); the criterion is validation accuracy; evaluations run with batch norm in
 training mode (their `infer(..., _eval=False)`), here under no_grad with every buffer restored afterwards so
-that evaluating leaves the running statistics as they were; tuning runs the search's own steps with a fresh
+that evaluating leaves the running statistics as they were (the caller's `net.accuracy`: conv/rederive.py's
+`validation_accuracy`); tuning runs the search's own steps with a fresh
 SGD optimiser of the search's settings at a tenth of its weight learning rate, held constant (their
 `model.reset_optimizer(learning_rate / 10, momentum, weight_decay)`; their DARTS-space projection also builds
 a cosine schedule over the tuning but never steps it, and their NAS-Bench-201 one has none); edges are taken
