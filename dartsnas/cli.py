@@ -561,9 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
         "with a skip cap, ...) into RUN/derived/NAME.json",
     )
     p.add_argument("run", help="a convolutional search run folder (it needs its checkpoint.pt)")
+    from .methods.derivations import NETWORK  # the registry's names; importing it needs no torch
+
     p.add_argument(
         "--rule",
-        choices=["argmax", "pt", "bnb"],
+        choices=["argmax", *NETWORK],
         default="pt",
         help="argmax: the space's own rule on the alphas; pt: DARTS-PT's perturbation (default); bnb",
     )

@@ -7,12 +7,12 @@ import random
 import pytest
 import torch
 
-from dartsnas.conv.bnb import bnb_derive, decisions, units_of
+from dartsnas.conv.rederive import bnb_derive
 from dartsnas.conv.config import SearchConfig
 from dartsnas.data.batches import batches
 from dartsnas.conv.nb201.genotype import CellGenotype
 from dartsnas.conv.search import Searcher, prepare_data
-from dartsnas.core.discretise import branch_and_bound, exhaustive
+from dartsnas.methods.derivations.bnb import branch_and_bound, decisions, exhaustive, units_of
 from dartsnas.core.progressive import REMOVED
 
 BATCH = [4, 4, 3]  # held-out batch sizes of the synthetic spaces: 11 images
@@ -233,7 +233,7 @@ def test_darts_units_keep_a_partly_decided_node():
 def test_cells_are_evaluated_with_batch_statistics_and_the_running_ones_kept():
     """The docstring's claim: batch norm in training mode (each batch's own statistics, as DARTS-PT
     evaluates), not eval mode, with the running statistics and the mode restored after."""
-    from dartsnas.conv.bnb import evaluating
+    from dartsnas.methods.derivations.bnb import evaluating
     from dartsnas.conv.nb201.model import Supernet201
 
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ from dartsnas.conv.nb201.model import Supernet201
 from dartsnas.core import runs as runs_module
 from dartsnas.core.collapse import aux_skip_coefficient, beta_decay, beta_weight, darts_plus_stop, linear
 from dartsnas.core.config import ConfigError
-from dartsnas.core.derive import derive_cell, strongest_ops
+from dartsnas.methods.derivations import derive_cell, strongest_ops
 from dartsnas.core.progressive import FREE, REMOVED, decide_one, decision_epoch
 from dartsnas.core.runs import read_jsonl
 

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from dartsnas.core.derive import derive, derive_cell
+from dartsnas.methods.derivations import derive, derive_cell
 from dartsnas.core.genotype import PUBLISHED, Genotype, edge_names, parse
 from dartsnas.conv.spaces import DARTS_OPS
 from dartsnas.conv.supernet import Supernet

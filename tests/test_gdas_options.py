@@ -16,7 +16,7 @@ from dartsnas.conv.network import NetworkCIFAR
 from dartsnas.conv.spaces import DARTS_OPS
 from dartsnas.conv.supernet import MixedOp, Supernet
 from dartsnas.core.config import ConfigError
-from dartsnas.core.derive import RULES, derive, derive_cell
+from dartsnas.methods.derivations import TOP_K as RULES, derive, derive_cell
 from dartsnas.core.genotype import parse
 from dartsnas.methods.relaxations import make
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from dartsnas.core.derive import derive
+from dartsnas.methods.derivations import derive
 from dartsnas.core.genotype import edge_names
 from dartsnas.conv.fast import strip_leading_relu
 from dartsnas.conv.ops import OPS

@@ -1,4 +1,4 @@
-"""DARTS-PT (conv/perturb.py) and derivation from a run folder (conv/rederive.py, `dartsnas derive`): the op whose
+"""DARTS-PT (methods/derivations/pt.py) and derivation from a run folder (conv/rederive.py, `dartsnas derive`): the op whose
 removal hurts is chosen over the largest alpha, the topology keeps 2 inputs per node, evaluations leave batch
 norm alone, tuning runs at a tenth of the rate, and end to end a finished search is derived again beside its
 own files, which stay untouched; `dartsnas bench quality` reports derived cells as settings of their own."""
@@ -17,11 +17,12 @@ from dartsnas.conv.config import load_config
 from dartsnas.conv.nb201.genotype import CellGenotype, load_nb201_genotype
 from dartsnas.conv.nb201.model import Supernet201
 from dartsnas.conv.nb201.table import load_table
-from dartsnas.conv.perturb import node_edges, pt_derive, validation_accuracy
+from dartsnas.conv.rederive import pt_derive, validation_accuracy
 from dartsnas.conv.search import Searcher, prepare_data
 from dartsnas.conv.supernet import Supernet
 from dartsnas.core.genotype import load_genotype
 from dartsnas.core.progressive import FREE, REMOVED
+from dartsnas.methods.derivations.pt import node_edges
 from dartsnas.tools.quality import summarise, tables
 
 
@@ -185,9 +186,9 @@ def test_a_folder_that_is_no_search_is_refused_in_one_line(tmp_path, capsys, mon
     assert "is not a search run folder" in capsys.readouterr().err
     assert main(["derive", str(tmp_path), "--rule", "pt", "--skip-cap", "2"]) == 2
     assert "for --rule argmax only" in capsys.readouterr().err
-    monkeypatch.setitem(sys.modules, "dartsnas.conv.bnb", None)  # as if bnb.py were not there
+    monkeypatch.setitem(sys.modules, "dartsnas.methods.derivations.bnb", None)  # as if bnb.py were not there
     assert main(["derive", str(tmp_path), "--rule", "bnb"]) == 2
-    assert "dartsnas/conv/bnb.py" in capsys.readouterr().err
+    assert "dartsnas/methods/derivations/bnb.py" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ class SearchConfig(ImageData, RunOptions):
     mixed_op: str = "exact"             # exact | lean | partial | sample (docs/search.md, Mixed-op modes)
     partial_k: int = 4                  # partial: 1/K of the channels go through the candidate ops (PC-DARTS)
     sample_grad: str = "straight_through"  # sample: straight_through | gdas_nb201 (GDAS's NAS-Bench-201 cell; supernet.SAMPLE_GRADS)
-    derive: str | None = None           # derivation rule (core/derive.py); None: the space's own. darts space:
+    derive: str | None = None           # derivation rule (methods/derivations/); None: the space's own. darts space:
                                         # darts (Sec. 2.4) | gdas (top-2 (op, input) pairs); nas-bench-201: its own
     temperature: list[float] | None = None  # [start, end] of the relaxation's temperature over the search;
                                         # None: [1, 1] (the paper's softmax), or [10, 0.1] for sample (GDAS)

@@ -5,9 +5,13 @@ again, by another rule, without searching again:
 
 - `argmax`: the space's own rule on the checkpoint's alphas (Sec. 2.4; NAS-Bench-201's per-edge argmax), with
   P-DARTS's skip cap when `skip_cap` is given (Chen et al., ICCV 2019, Sec. 3.3);
-- `pt`: DARTS-PT's perturbation-based selection (Wang et al., ICLR 2021; conv/perturb.py), which tunes a copy of
-  the supernet in memory;
-- `bnb`: conv/bnb.py's `bnb_derive`, when installed.
+- `pt`: DARTS-PT's perturbation-based selection (Wang et al., ICLR 2021; methods/derivations/pt.py), which tunes
+  a copy of the supernet in memory;
+- `bnb`: branch and bound on held-out batches (methods/derivations/bnb.py; dartsnas's own).
+
+The rules that evaluate the network live in methods/derivations/ and know the search only through
+`SearchNet`, the adapter here (methods/derivations/base.py's `Net`): the supernet, its held-out batches,
+its accuracy and its tuning.
 
 Each derivation goes to RUN/derived/<name>.json: the rule, its options, the genotype (loadable by `dartsnas
 train RUN/derived/<name>.json`), the evidence it was chosen on, the seconds it took and, in the NAS-Bench-201
@@ -17,6 +21,8 @@ genotype.json or log is written).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import time
 from pathlib import Path
@@ -29,10 +35,14 @@ from ..core.device import resolve_device
 from ..core.checkpoints import RunError, latest_state
 from ..core.config import load_saved, read_saved
 from ..core.runs import atomic_write_text, load_state
+from ..data.batches import batches as image_batches
+from ..methods.derivations import NETWORK, unit
+from ..methods.derivations.pt import expected_mixture
 from .config import SearchConfig
 from .search import Searcher, prepare_data
 
-RULES = ("argmax", "pt", "bnb")
+# argmax: the space's own rule over probabilities (the config's `derive`); the others evaluate the network.
+RULES = ("argmax", *NETWORK)
 
 
 def load_searcher(run_dir: str | Path, device: str | torch.device = "cpu") -> Searcher:
@@ -52,6 +62,101 @@ def load_searcher(run_dir: str | Path, device: str | torch.device = "cpu") -> Se
     searcher = Searcher(config, prepare_data(config, device), device)
     load_state(searcher, state, path, run_dir)
     return searcher
+
+
+class SearchNet:
+    """A search as the rules that evaluate the network see it (methods/derivations/base.py's `Net`).
+
+    `searcher` needs `model` and `config` (`derivation()`, `lr`, `batch_size`, `space`), and for the held-out
+    batches `data.arch_half`, `data.eval_augment` and `prepare_inputs`; for tuning, `train_epoch()` and
+    `optimizer`. `accuracy` replaces the default measure (`validation_accuracy` over at most `max_batches`)."""
+
+    def __init__(self, searcher, max_batches: int | None = None, accuracy: Callable[[], float] | None = None):
+        self.searcher, self.model = searcher, searcher.model
+        self.max_batches, self._accuracy = max_batches, accuracy
+
+    @property
+    def space(self) -> str:
+        return self.searcher.config.space
+
+    @property
+    def lr(self) -> float:
+        return self.searcher.config.lr
+
+    def accuracy(self) -> float:
+        if self._accuracy is not None:
+            return self._accuracy()
+        return validation_accuracy(self.searcher, self.max_batches)
+
+    def held_out(self, batches: int):
+        s = self.searcher
+        data = s.data
+        stream = image_batches(data.arch_half, s.config.batch_size, None, data.eval_augment, shuffle=False)
+        return [(s.prepare_inputs(x), y) for x, y in itertools.islice(stream, batches)]
+
+    def tune(self, epochs: int, lr: float) -> None:
+        with fresh_optimizer(self.searcher, lr):
+            for _ in range(epochs):
+                self.searcher.train_epoch()
+
+    def derive(self):
+        return self.model.derive(self.searcher.config.derivation())
+
+
+@torch.no_grad()
+def validation_accuracy(searcher, max_batches: int | None = None) -> float:
+    """The supernet's accuracy on the validation half (`data.arch_half`, in order, first `max_batches`
+    batches), batch norm in training mode as darts-pt evaluates; every buffer (running statistics) restored."""
+    model, data = searcher.model, searcher.data
+    saved = [b.clone() for b in model.buffers()]
+    model.train()
+    correct, seen = 0.0, 0
+    try:
+        with expected_mixture(model):
+            for i, (x, y) in enumerate(
+                image_batches(data.arch_half, searcher.config.batch_size, None, data.eval_augment, shuffle=False)
+            ):
+                if max_batches is not None and i >= max_batches:
+                    break
+                logits = model(searcher.prepare_inputs(x))
+                correct += (logits.argmax(1) == y).sum()  # a tensor: one host sync at the end
+                seen += len(y)
+    finally:
+        for b, s in zip(model.buffers(), saved):
+            b.copy_(s)
+    return float(correct) / max(seen, 1)
+
+
+@contextlib.contextmanager
+def fresh_optimizer(searcher, lr: float):
+    """Inside, the weight steps use a new SGD of the search's settings at the constant rate `lr` (darts-pt's
+    `reset_optimizer`: no momentum carried over from the search); the search's own optimiser is back after."""
+    cfg, saved = searcher.config, searcher.optimizer
+    searcher.optimizer = torch.optim.SGD(
+        searcher.model.weights(), lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+    )
+    try:
+        yield
+    finally:
+        searcher.optimizer = saved
+
+
+def pt_derive(
+    searcher,
+    generator: torch.Generator,
+    tune_epochs: int | None = None,
+    log: Callable[[str], None] | None = None,
+    max_batches: int | None = None,
+    accuracy: Callable[[], float] | None = None,
+) -> tuple[object, dict]:
+    """DARTS-PT (methods/derivations/pt.py) on `searcher` (SearchNet says what it needs); -> (genotype, evidence)."""
+    return unit("pt")(SearchNet(searcher, max_batches, accuracy), generator, tune_epochs, log)
+
+
+def bnb_derive(searcher, generator=None, **options) -> tuple:
+    """Branch and bound (methods/derivations/bnb.py) on `searcher`; -> (genotype, evidence). `options`:
+    batches, prior_weight, exhaustive."""
+    return unit("bnb")(SearchNet(searcher), generator, **options)
 
 
 def default_name(rule: str, skip_cap: int | None = None) -> str:
@@ -126,6 +231,8 @@ def _checked_rule(rule: str, skip_cap, tune_epochs: int | None, seed: int, optio
     if extra:
         raise ConfigError(f"--rule {rule} takes no {', '.join('--' + e.replace('_', '-') for e in extra)}")
 
+    if rule != "argmax":
+        _network_rule(rule)  # before any work
     if rule == "argmax":
 
         def derive(searcher, generator, say):
@@ -139,12 +246,9 @@ def _checked_rule(rule: str, skip_cap, tune_epochs: int | None, seed: int, optio
     elif rule == "pt":
 
         def derive(searcher, generator, say):
-            from .perturb import pt_derive
-
             genotype, evidence = pt_derive(searcher, generator, tune_epochs, say, options.get("batches"))
             return genotype, evidence, {"tune_epochs": evidence["tune_epochs"], "seed": seed, **options}
     else:
-        bnb_derive = _bnb()
 
         def derive(searcher, generator, say):
             genotype, evidence = bnb_derive(searcher, generator, **options)
@@ -153,16 +257,17 @@ def _checked_rule(rule: str, skip_cap, tune_epochs: int | None, seed: int, optio
     return derive
 
 
-def _bnb():
+def _network_rule(rule: str):
+    """The rule's unit, imported before any work: one clear line when this installation lacks its file."""
     try:
-        from .bnb import bnb_derive
+        return unit(rule, NETWORK)
     except ModuleNotFoundError as err:
-        if err.name != f"{__package__}.bnb":
+        if err.name != f"dartsnas.methods.derivations.{NETWORK[rule]}":
             raise
         raise ConfigError(
-            "--rule bnb needs dartsnas/conv/bnb.py, which this installation does not have yet; use --rule pt or argmax"
+            f"--rule {rule} needs dartsnas/methods/derivations/{NETWORK[rule]}.py, which this installation does "
+            "not have; use --rule argmax"
         ) from None
-    return bnb_derive
 
 
 def summary(record: dict, path: Path) -> str:

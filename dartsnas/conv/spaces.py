@@ -37,6 +37,6 @@ OP_SETS = {
 }
 
 
-# space -> the derivation rule it takes by default, and the rules it accepts (core/derive.py).
+# space -> the derivation rule it takes by default, and the rules it accepts (names of methods/derivations/).
 DERIVATIONS = {"darts": ("darts", "gdas"), "nas-bench-201": ("nas-bench-201",)}
 SPACES = tuple(DERIVATIONS)

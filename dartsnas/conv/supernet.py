@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..core.architect import Searchable
-from ..core.derive import derive
+from ..methods.derivations import derive
 from ..core.genotype import Genotype, edge_names
 from ..core.progressive import FREE, REMOVED
 from ..methods.relaxations import make
@@ -418,6 +418,6 @@ class Supernet(SearchNetwork):
         return edge_names(self.nodes)
 
     def derive(self, rule: str = "darts", skip_cap: int | None = None) -> Genotype:
-        """The genotype of the current alphas (Sec. 2.4), by a rule of core/derive.py; `skip_cap`: at most that
+        """The genotype of the current alphas (Sec. 2.4), by a rule of methods/derivations/; `skip_cap`: at most that
         many skip connections in the normal cell (P-DARTS)."""
         return derive(self.probs(), self.ops, self.nodes, edge_probs=self.edge_probs(), rule=rule, skip_cap=skip_cap)

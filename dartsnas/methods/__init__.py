@@ -6,6 +6,9 @@ seam, registered by name. Nothing outside a unit's file learns its name; the sea
   sample (GDAS). Hooks: the coefficients and probabilities of the alphas, what one edge computes, what the
   cell and network around it must do (channel parts, edge weights, shared parameter-free candidates), and
   what the unit needs of the config.
+- `derivations/`: from a finished search to a discrete cell (Sec. 2.4), one rule per file (the paper's, GDAS's,
+  NAS-Bench-201's argmax, P-DARTS's skip cap). Hooks: a rule over probabilities maps a cell's probability
+  table to its kept (op, input) edges.
 
 Imports: `core` and torch only; `conv`, `recurrent` and `tools` import units, never the other way round.
 """

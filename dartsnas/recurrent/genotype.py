@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterable, Sequence
 
-from ..core.derive import strongest_edges
+from ..methods.derivations.darts import edges as strongest_edges
 from ..core.genotype import (
     PUBLISHED,
     Edge,
@@ -237,7 +237,7 @@ def derive_recurrent(probs, ops: Sequence[str], nodes: int) -> RecurrentGenotype
     """A recurrent genotype from the search cell's probabilities (edges x ops, rows '1<-0', '2<-0', '2<-1', ...).
 
     Each node keeps one predecessor, the one whose best non-`none` op is strongest, through that op
-    (Sec. 2.4: "retain the top-1 (...) for recurrent cells"), by core.derive's rule with k = 1.
+    (Sec. 2.4: "retain the top-1 (...) for recurrent cells"), by the paper's rule (methods/derivations/darts.py) with k = 1.
     The output averages all nodes 1..N.
     """
     edges = strongest_edges(probs, ops, list(range(1, nodes + 1)), k=1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...core.derive import strongest_ops
+from ...methods.derivations import strongest_ops
 from ..fast import SharedOps, is_parameter_free
 from ..ops import ReLUConvBN, Zero
 from ...methods.relaxations import make

@@ -2,7 +2,7 @@
 Search", ICLR 2020, Sec. 3.2-3.3). Only 1/K of an edge's channels go through the candidates; the rest
 bypass them (max-pooled on a reduction edge), then the channels are shuffled so that the next edge sees
 others. Each node weighs its incoming edges by a softmax over per-edge logits (edge normalisation), and
-these edge probabilities enter the derivation (core/derive.py).
+these edge probabilities enter the derivation (methods/derivations/).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ Each forward draws one candidate per edge by the hard Gumbel-softmax and compute
 are exactly one-hot, with the straight-through gradient of the soft sample. The temperature falls from 10
 to 0.1 over the search (their schedule) unless the config sets one. The probabilities logged and derived
 from are softmax(alphas): the distribution the samples come from, whatever the temperature. GDAS's own
-derivation rule for the DARTS space is `derive: gdas` (core/derive.py).
+derivation rule for the DARTS space is `derive: gdas` (methods/derivations/).
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ It follows the authors' code (ruocwang/darts-pt, sota/cnn/projection.py) in thes
 candidate in the DARTS space (their space has no `none`); in NAS-Bench-201's space every op, `none` included,
 is one (nasbench201/projection.py); the criterion is validation accuracy; evaluations run with batch norm in
 training mode (their `infer(..., _eval=False)`), here under no_grad with every buffer restored afterwards so
-that evaluating leaves the running statistics as they were; tuning runs the search's own steps with a fresh
+that evaluating leaves the running statistics as they were (the caller's `net.accuracy`: conv/rederive.py's
+`validation_accuracy`); tuning runs the search's own steps with a fresh
 SGD optimiser of the search's settings at a tenth of its weight learning rate, held constant (their
 `model.reset_optimizer(learning_rate / 10, momentum, weight_decay)`; their DARTS-space projection also builds
 a cosine schedule over the tuning but never steps it, and their NAS-Bench-201 one has none); edges are taken
@@ -44,9 +45,8 @@ from collections.abc import Callable
 
 import torch
 
-from ..core.progressive import FREE, REMOVED
-from ..methods.relaxations import make
-from ..data.batches import batches
+from ...core.progressive import FREE, REMOVED
+from ..relaxations import make
 
 
 @contextlib.contextmanager
@@ -62,30 +62,6 @@ def expected_mixture(model):
         yield
     finally:
         model.relaxation, model.temperature = saved
-
-
-@torch.no_grad()
-def validation_accuracy(searcher, max_batches: int | None = None) -> float:
-    """The supernet's accuracy on the validation half (`data.arch_half`, in order, first `max_batches`
-    batches), batch norm in training mode as darts-pt evaluates; every buffer (running statistics) restored."""
-    model, data = searcher.model, searcher.data
-    saved = [b.clone() for b in model.buffers()]
-    model.train()
-    correct, seen = 0.0, 0
-    try:
-        with expected_mixture(model):
-            for i, (x, y) in enumerate(
-                batches(data.arch_half, searcher.config.batch_size, None, data.eval_augment, shuffle=False)
-            ):
-                if max_batches is not None and i >= max_batches:
-                    break
-                logits = model(searcher.prepare_inputs(x))
-                correct += (logits.argmax(1) == y).sum()  # a tensor: one host sync at the end
-                seen += len(y)
-    finally:
-        for b, s in zip(model.buffers(), saved):
-            b.copy_(s)
-    return float(correct) / max(seen, 1)
 
 
 def node_edges(fan_in) -> list[list[int]]:
@@ -110,51 +86,32 @@ def _rounds(queues: dict[str, list]) -> list[list[tuple[str, object]]]:
 TUNE_EPOCHS = {"nas-bench-201": 5, "darts": 10}
 
 
-@contextlib.contextmanager
-def fresh_optimizer(searcher, lr: float):
-    """Inside, the weight steps use a new SGD of the search's settings at the constant rate `lr` (darts-pt's
-    `reset_optimizer`: no momentum carried over from the search); the search's own optimiser is back after."""
-    cfg, saved = searcher.config, searcher.optimizer
-    searcher.optimizer = torch.optim.SGD(
-        searcher.model.weights(), lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
-    )
-    try:
-        yield
-    finally:
-        searcher.optimizer = saved
-
-
-def pt_derive(
-    searcher,
-    generator: torch.Generator,
-    tune_epochs: int | None = None,
-    log: Callable[[str], None] | None = None,
-    max_batches: int | None = None,
-    accuracy: Callable[[], float] | None = None,
+def select(
+    net, generator: torch.Generator, tune_epochs: int | None = None, log: Callable[[str], None] | None = None
 ) -> tuple[object, dict]:
-    """Decide every free edge of `searcher.model` by perturbation, then (DARTS space) its topology; ->
-    (genotype by `config.derivation()`, evidence). The model keeps its decisions.
+    """Decide every free edge of `net.model` by perturbation, then (DARTS space) its topology; -> (genotype by
+    the space's rule, evidence). The model keeps its decisions.
 
-    `searcher` needs `model` (a SearchNetwork), `config` (`derivation()`, `lr`, `batch_size`), and for the
-    default measure `data.arch_half`, `data.eval_augment`, `prepare_inputs`; for tuning, `train_epoch()`
-    and `optimizer`. `accuracy()`: measures the supernet as it is now (default: `validation_accuracy` over
-    at most `max_batches` batches). Ops and edges are visited in an order drawn from `generator`.
-    `tune_epochs`: between rounds; None: the authors' for the space (TUNE_EPOCHS).
+    `net` (base.py) gives `model` (the search network: `ops`, `kinds`, `fan_in`, `kept_per_node`, `decided`,
+    `masks`, `decide`, `overridden`, `edge_names`), `accuracy()` (of the supernet as it computes now, on
+    held-out batches), `derive()` (the space's genotype of it), and for tuning `space`, `lr` and
+    `tune(epochs, lr)` (the search's steps in a fresh SGD at the constant rate `lr`). Ops and edges are
+    visited in an order drawn from `generator`. `tune_epochs`: between rounds; None: the authors' for the
+    space (TUNE_EPOCHS).
     """
     start = time.perf_counter()
-    model, config = searcher.model, searcher.config
-    tune_epochs = TUNE_EPOCHS[config.space] if tune_epochs is None else tune_epochs
+    model = net.model
+    tune_epochs = TUNE_EPOCHS[net.space] if tune_epochs is None else tune_epochs
     if tune_epochs < 0:
         raise ValueError(f"tune_epochs must be at least 0, got {tune_epochs}")
     say = log or (lambda message: None)
-    measure = accuracy or (lambda: validation_accuracy(searcher, max_batches))
     evaluations = 0
 
     def evaluate(decided=None, masks=None) -> float:
         nonlocal evaluations
         evaluations += 1
         with torch.no_grad(), model.overridden(decided=decided, masks=masks), expected_mixture(model):
-            return measure()
+            return net.accuracy()
 
     rounds = 0
 
@@ -162,9 +119,7 @@ def pt_derive(
         nonlocal rounds
         rounds += 1
         if rounds > 1 and tune_epochs:
-            with fresh_optimizer(searcher, config.lr / 10):
-                for _ in range(tune_epochs):
-                    searcher.train_epoch()
+            net.tune(tune_epochs, net.lr / 10)  # darts-pt: a tenth of the search's rate, held constant
 
     names, edges = model.edge_names(), sum(model.fan_in)
 
@@ -196,10 +151,10 @@ def pt_derive(
             for kind, node in round_:
                 topology += _select_edges(model, kind, node_edges(model.fan_in)[node], k, names, evaluate, row, say)
 
-    genotype = model.derive(config.derivation())
+    genotype = net.derive()
     return genotype, {
         "tune_epochs": tune_epochs,
-        "tune_lr": config.lr / 10,  # constant, in a fresh optimiser
+        "tune_lr": net.lr / 10,  # constant, in a fresh optimiser
         "tuned_epochs": max(rounds - 1, 0) * tune_epochs,
         "decisions": decisions,
         "topology": topology,
@@ -252,3 +207,6 @@ def _select_edges(model, kind: str, inputs: list[int], k: int, names: list[str],
                 "removed": names[cut],
             }
         )
+
+
+UNIT = select
