@@ -7,5 +7,5 @@ seam, registered by name. Nothing outside a unit's file learns its name; the sea
   cell and network around it must do (channel parts, edge weights, shared parameter-free candidates), and
   what the unit needs of the config.
 
-Imports: `core` and torch only; `conv`, `recurrent` and `tools` import units, never the other way round.
+Imports: `core` and torch only; `conv`, `recurrent`, `bench` and `experiments` import units, never the other way round.
 """
