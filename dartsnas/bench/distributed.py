@@ -199,4 +199,6 @@ def add_parser(what) -> None:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(json.loads(sys.argv[1]))))
+    result = measure(json.loads(sys.argv[1]))
+    if os.environ.get("RANK", "0") == "0":  # rank 0's line only: the ranks' prints could interleave on one pipe
+        print(json.dumps(result))
