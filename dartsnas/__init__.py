@@ -9,7 +9,8 @@ The rooms, in reading order:
     conv/           the convolutional side: ops and search spaces, the fast supernet, the search loop,
                     networks for training, training, export, memory estimates
     recurrent/      the recurrent side: cells, search, training, text data
-    tools/          benchmarks
+    bench/          what times and measures the code (dartsnas bench search-step, conv, distributed)
+    experiments/    protocols over many runs: dartsnas seeds, bench quality, random, skips; their runner
     cli.py          the command line
 
 Importing the package does no work; import the module you need

@@ -583,13 +583,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-weight", type=float, help="bnb: the weight of the alphas' prior")
     p.set_defaults(func=cmd_derive)
 
-    from .tools.bench import add_parser
-
-    add_parser(sub)
-    from .tools.seeds import add_parser as add_seeds  # the paper's multi-seed protocol: search, train, choose
+    _add_bench(sub)
+    from .experiments.seeds import add_parser as add_seeds  # the paper's multi-seed protocol: search, train, choose
 
     add_seeds(sub)
     return parser
+
+
+def _add_bench(sub) -> None:
+    """`dartsnas bench`: what times the code (bench/) and what judges searches over many runs (experiments/)."""
+    from .bench import convs, distributed, search_step
+    from .experiments import quality, random_search, skips
+
+    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality | random | skips | distributed")
+    what = p.add_subparsers(dest="what", required=True)
+    for module in (search_step, convs, quality, random_search, skips, distributed):
+        module.add_parser(what)
 
 
 # Exit statuses: what went wrong, for scripts and schedulers (a signal's is 128 + its number, as a shell's).

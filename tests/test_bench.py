@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dartsnas.tools.bench import add_ratios, table
+from dartsnas.bench.search_step import add_ratios, table
 from dartsnas.cli import main
 
 
@@ -266,7 +266,7 @@ def test_bench_search_step_times_a_compiled_step_against_eager(capsys):
 
 
 def test_bench_conv_times_every_formulation_of_every_depthwise_conv(capsys):
-    from dartsnas.tools.bench_conv import SHAPES
+    from dartsnas.bench.convs import SHAPES
 
     assert main(["bench", "conv", "--batch", "2", "--steps", "1", "--warmup", "0", "--threads", "1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -284,7 +284,7 @@ def test_bench_conv_times_every_formulation_of_every_depthwise_conv(capsys):
 def test_every_conv_formulation_computes_the_same_conv():
     import torch
 
-    from dartsnas.tools.bench_conv import SHAPES, _formulations
+    from dartsnas.bench.convs import SHAPES, _formulations
 
     for kernel, dilation, stride, channels, _ in SHAPES:
         x = torch.randn(2, channels, 8, 8, dtype=torch.float64)

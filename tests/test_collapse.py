@@ -468,7 +468,7 @@ def test_a_run_made_before_beta_decay_epochs_keeps_the_rescaled_form(tmp_path):
     from dartsnas.conv.config import SearchConfig
     from dartsnas.core.config import load_saved
     from dartsnas.recurrent.config import RecurrentSearchConfig
-    from dartsnas.tools import runner
+    from dartsnas.experiments import runner
 
     run = _saved_before(tmp_path, SearchConfig(beta_decay=[0.0, 50.0]), "beta_decay_epochs")
     assert load_saved(SearchConfig, run / "config.yaml").beta_decay_epochs is None  # resumed as it began

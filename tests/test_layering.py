@@ -1,6 +1,7 @@
 """The dependency direction of STYLE.md, read from the package source with `ast`: `core` imports nothing of
-`data`, `methods`, `conv`, `recurrent` or `tools`; `data` (the plumbing of datasets) and `methods` (the method
-units) import only `core`; the two sides import only `core`, `data`, `methods` and themselves; nothing imports
+`data`, `methods`, `conv`, `recurrent`, `bench` or `experiments`; `data` (the plumbing of datasets) and `methods`
+(the method units) import only `core`; the two sides import only `core`, `data`, `methods` and themselves; `bench`
+(what times the code) and `experiments` (protocols over many runs) import those, not each other; nothing imports
 the command line; no module imports another that imports it back; the plain network borrows nothing from the
 fast code it is the ground truth of; genotypes and configs load without torch."""
 
@@ -27,7 +28,8 @@ ALLOWED = {
     "methods": {"core"},  # the method units: the seam's implementations, below the spaces that use them
     "conv": {"core", "data", "methods"},
     "recurrent": {"core", "data", "methods"},
-    "tools": {"core", "data", "methods", "conv", "recurrent"},
+    "bench": {"core", "data", "methods", "conv", "recurrent"},  # what times and measures the code
+    "experiments": {"core", "data", "methods", "conv", "recurrent"},  # protocols over many searches and trainings
 }
 TOP_LEVEL = {"cli", "__main__"}  # the command line: may import anything
 
@@ -131,7 +133,13 @@ def test_the_design_docs_tree_names_every_module():
     # docs/design.md's tree is the map of the rooms; a module missing from it (21 were) or named there but gone
     # fails here, so the map cannot drift from the package again.
     named = rooms_tree((Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text())
-    assert {"core.genotype", "conv.nb201.table", "recurrent.text", "tools.skips", "cli"} <= named  # the reader works
+    assert {
+        "core.genotype",
+        "conv.nb201.table",
+        "recurrent.text",
+        "experiments.skips",
+        "cli",
+    } <= named  # the reader works
     missing, stale = sorted(set(MODULES) - named), sorted(named - set(MODULES))
     assert not missing, f"docs/design.md's tree (## The rooms) does not name these modules: {missing}"
     assert not stale, f"docs/design.md's tree names modules that do not exist: {stale}"

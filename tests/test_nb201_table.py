@@ -23,7 +23,7 @@ from dartsnas.conv.nb201.table import (
     format_table,
     load_table,
 )
-from dartsnas.tools import nb201_table
+from dartsnas.conv.nb201 import build_table
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
@@ -166,7 +166,7 @@ def shuffled():
 def test_the_maintenance_tool_rebuilds_the_shipped_file(bench, csv_lines, shuffled, tmp_path, capsys):
     source, out = tmp_path / "source.csv", tmp_path / "nb201.csv.xz"
     source.write_text(_csv_text(csv_lines, shuffled))
-    assert nb201_table.main([str(source), str(out)]) == 0
+    assert build_table.main([str(source), str(out)]) == 0
     assert TABLE_SHA256 in capsys.readouterr().out
     assert lzma.decompress(out.read_bytes()) == lzma.decompress(TABLE_FILE.read_bytes())
     assert format_table([[acc[d] for d in DATASETS] for _, acc in bench]) == lzma.decompress(out.read_bytes()).decode()
@@ -175,16 +175,16 @@ def test_the_maintenance_tool_rebuilds_the_shipped_file(bench, csv_lines, shuffl
 def test_the_maintenance_tool_needs_every_cell_once(csv_lines, shuffled, tmp_path, capsys):
     source, out = tmp_path / "source.csv", tmp_path / "nb201.csv.xz"
     source.write_text(_csv_text(csv_lines, shuffled[:-1]))
-    assert nb201_table.main([str(source), str(out)]) == 1
+    assert build_table.main([str(source), str(out)]) == 1
     assert f"lacks 1 of the 15625 cells, e.g. {CellGenotype.from_index(shuffled[-1])}" in capsys.readouterr().err
     source.write_text(_csv_text(csv_lines, shuffled + shuffled[:1]))
-    assert nb201_table.main([str(source), str(out)]) == 1
+    assert build_table.main([str(source), str(out)]) == 1
     assert (
         f"line {SPACE_SIZE + 2}: {CellGenotype.from_index(shuffled[0])} appears again (first on line 2)"
         in capsys.readouterr().err
     )
     source.write_text(_csv_text(csv_lines, shuffled).replace("|+|", "|", 1))
-    assert nb201_table.main([str(source), str(out)]) == 1
+    assert build_table.main([str(source), str(out)]) == 1
     assert "line 2: a NAS-Bench-201 cell has 3 nodes" in capsys.readouterr().err
     assert not out.exists()
 

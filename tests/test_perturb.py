@@ -22,8 +22,8 @@ from dartsnas.conv.search import Searcher, prepare_data
 from dartsnas.conv.supernet import Supernet
 from dartsnas.core.genotype import load_genotype
 from dartsnas.core.progressive import FREE, REMOVED
+from dartsnas.experiments.quality import summarise, tables
 from dartsnas.methods.derivations.pt import node_edges
-from dartsnas.tools.quality import summarise, tables
 
 
 def _fake_searcher(model, rule):

@@ -13,8 +13,8 @@ from dartsnas.cli import main
 from dartsnas.conv.config import load_config
 from dartsnas.conv.nb201.genotype import CellGenotype
 from dartsnas.conv.nb201.table import load_table
-from dartsnas.tools import quality as quality_module
-from dartsnas.tools.quality import last_change, summarise
+from dartsnas.experiments import quality as quality_module
+from dartsnas.experiments.quality import last_change, summarise
 
 TINY = [
     "dataset=fake",

@@ -12,7 +12,7 @@ from dartsnas.cli import main
 from dartsnas.conv.config import load_config
 from dartsnas.conv.nb201.genotype import CellGenotype
 from dartsnas.conv.nb201.table import load_table
-from dartsnas.tools.random_search import Plan, cell_flops, draw_cells, search_flops, summarise
+from dartsnas.experiments.random_search import Plan, cell_flops, draw_cells, search_flops, summarise
 
 TINY = [
     "dataset=fake",

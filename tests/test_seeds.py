@@ -1,4 +1,4 @@
-"""`dartsnas seeds` (the DARTS paper's multi-seed protocol) and tools/runner.py, which runs its searches and
+"""`dartsnas seeds` (the DARTS paper's multi-seed protocol) and experiments/runner.py, which runs its searches and
 trainings: the choice by validation accuracy, the report's numbers, the command lines, devices and threads
 per job, which runs count as finished or kept, failures, the submitit backend; and end to end on digits."""
 
@@ -13,8 +13,8 @@ from dartsnas.cli import main
 from dartsnas.conv.config import load_config
 from dartsnas.core.config import ConfigError
 from dartsnas.core.runs import RunError
-from dartsnas.tools import runner, seeds
-from dartsnas.tools.runner import Job
+from dartsnas.experiments import runner, seeds
+from dartsnas.experiments.runner import Job
 
 
 def _entry(seed, valid, test):
@@ -343,7 +343,7 @@ def test_seeds_search_train_choose_and_resume_at_once(tmp_path, tiny_search, cap
 
 
 def test_run_folders_find_stamped_folders_and_the_unstamped_ones_of_earlier_benchmarks(tmp_path):
-    from dartsnas.tools.runner import run_folders
+    from dartsnas.experiments.runner import run_folders
 
     for name in ("seed-1", "seed-1-20261203-015208", "seed-1-20261203-015208-2", "seed-10-20261203-015208", "seed-1x"):
         (tmp_path / name).mkdir()

@@ -8,7 +8,7 @@ import pytest
 from dartsnas.cli import main
 from dartsnas.core.config import ConfigError
 from dartsnas.core.genotype import load_genotype
-from dartsnas.tools.skips import count
+from dartsnas.experiments.skips import count
 
 
 def test_count_reads_the_normal_cell_only():
@@ -21,7 +21,7 @@ def test_count_reads_the_normal_cell_only():
 def test_nas_bench_201_configs_are_refused():
     from types import SimpleNamespace
 
-    from dartsnas.tools.skips import skips
+    from dartsnas.experiments.skips import skips
 
     args = SimpleNamespace(config=["nb201-quick"], seeds=1, set=None, out="unused", jobs=1, threads=1, json=False)
     with pytest.raises(ConfigError, match="DARTS-space"):

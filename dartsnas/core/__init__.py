@@ -1,4 +1,4 @@
-"""What every kind of cell shares. Imports nothing of data/, conv/, recurrent/ or tools/.
+"""What every kind of cell shares. Imports nothing of data/, conv/, recurrent/, bench/ or experiments/.
 
 genotype.py (cells as data, no torch) - architect.py (the architecture step, first and second order) -
 derive.py (derivation rules: probabilities to edges) - relax.py (alphas to mixing coefficients, temperature

@@ -10,5 +10,5 @@ seam, registered by name. Nothing outside a unit's file learns its name; the sea
   NAS-Bench-201's argmax, P-DARTS's skip cap). Hooks: a rule over probabilities maps a cell's probability
   table to its kept (op, input) edges.
 
-Imports: `core` and torch only; `conv`, `recurrent` and `tools` import units, never the other way round.
+Imports: `core` and torch only; `conv`, `recurrent`, `bench` and `experiments` import units, never the other way round.
 """

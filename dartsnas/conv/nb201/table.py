@@ -7,7 +7,7 @@ seeds, on CIFAR-10, CIFAR-100 and ImageNet16-120, exported from the NATS-Bench t
 NATS-Bench's topology space is NAS-Bench-201) by a third party (docs/nas-bench-201.md, The table). The package
 ships them as nb201.csv.xz: a header, then one line per cell in canonical index order
 (genotype.CellGenotype.index, so a line's cell follows from its number), each accuracy written as
-Python's repr of the source's float, so values read back exactly. `python -m dartsnas.tools.nb201_table`
+Python's repr of the source's float, so values read back exactly. `python -m dartsnas.conv.nb201.build_table`
 builds that file and prints the sha256 of its decompressed text, TABLE_SHA256 below, which every load checks.
 
 A search that trains k cells is judged against random search with the same budget: the expected best

@@ -14,7 +14,7 @@ are reported as settings of their own, `<setting>+<name>`, beside the plain ones
 
 Resumable: a search that finished (its genotype.json) is read, not rerun; one that stopped resumes from its
 checkpoint. Searches run as `dartsnas search ... --name seed-<k> --out OUT/<setting> --resume auto` processes
-through tools/runner.py: `--jobs` at once, `--threads` intra-op threads each, pinned to `--devices`.
+through experiments/runner.py: `--jobs` at once, `--threads` intra-op threads each, pinned to `--devices`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 def runner_arguments(p, examples: str, seeds: int, out: str) -> None:
-    """The flags of every bench that runs K seeds of search settings through tools/runner.py."""
+    """The flags of every bench that runs K seeds of search settings through experiments/runner.py."""
     from .runner import job_arguments
 
     p.add_argument(
@@ -41,7 +41,10 @@ def runner_arguments(p, examples: str, seeds: int, out: str) -> None:
     job_arguments(p, "searches")
 
 
-def add_arguments(p) -> None:
+def add_parser(what) -> None:
+    """`dartsnas bench quality`, under `what`: the subcommands of `dartsnas bench`."""
+    p = what.add_parser("quality", help="the NAS-Bench-201 accuracy of the cells K seeds of each search setting find")
+    p.set_defaults(func=quality)
     runner_arguments(p, "nb201-cpu-darts-v1", 3, "runs/quality")
     p.add_argument(
         "--random-k",

@@ -126,3 +126,13 @@ def conv(args) -> list[dict]:
     if args.json:
         print(json.dumps(rows, indent=1))
     return rows
+
+
+def add_parser(what) -> None:
+    """`dartsnas bench conv`, under `what`: the subcommands of `dartsnas bench`."""
+    from .search_step import timing_arguments
+
+    c = what.add_parser("conv", help="the search's depthwise convs, timed per formulation")
+    c.add_argument("--batch", type=int, nargs="+", default=[64])
+    timing_arguments(c, "measured runs per conv (median reported)")
+    c.set_defaults(func=conv)

@@ -12,7 +12,7 @@ only reported, never used to choose. Here:
    chosen: OUT/best_genotype.json; every seed's numbers go to OUT/seeds.json and a table, their
    accuracies and found normal cells side by side to OUT/seeds.png.
 
-Every run goes through tools/runner.py: `--jobs` at once, pinned to `--devices`, resumable (the same command
+Every run goes through experiments/runner.py: `--jobs` at once, pinned to `--devices`, resumable (the same command
 again reads the finished runs, resumes the stopped ones and runs the rest), each one's output in OUT/search/
 seed-<i>.log or OUT/train/seed-<i>.log.
 """

@@ -109,7 +109,7 @@ def _count_bytes(searcher, sent: dict) -> None:
 def run_world(setting: dict, ranks: int, ddp: bool = False) -> dict:
     """A world of `ranks` processes (torchrun for more than one, or with `ddp` for one process under
     DistributedDataParallel); rank 0's result."""
-    worker = ["-m", "dartsnas.tools.bench_dist", json.dumps(setting)]
+    worker = ["-m", "dartsnas.bench.distributed", json.dumps(setting)]
     launch = (
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] + worker
         if ranks > 1 or ddp
@@ -172,6 +172,7 @@ def distributed_bench(args) -> None:
 
 
 def add_parser(what) -> None:
+    """`dartsnas bench distributed`, under `what`: the subcommands of `dartsnas bench`."""
     d = what.add_parser(
         "distributed",
         help="the search step of 1 and of N data-parallel ranks (torchrun) at the "
@@ -198,4 +199,6 @@ def add_parser(what) -> None:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(json.loads(sys.argv[1]))))
+    result = measure(json.loads(sys.argv[1]))
+    if os.environ.get("RANK", "0") == "0":  # rank 0's line only: the ranks' prints could interleave on one pipe
+        print(json.dumps(result))

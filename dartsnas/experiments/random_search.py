@@ -19,7 +19,7 @@ Here, for a search config of the NAS-Bench-201 space (its data, its split and it
   order fixed by the seed) while their summed cost fits the search's: equal cost, whatever the host's speed.
   `--cells K` draws K cells instead.
 
-Each cell is a `dartsnas train` run, OUT/<setting>/seed-<k>/cell-<i>-<stamp>, through tools/runner.py: `--jobs`
+Each cell is a `dartsnas train` run, OUT/<setting>/seed-<k>/cell-<i>-<stamp>, through experiments/runner.py: `--jobs`
 at once, resumable (a finished cell is read, a stopped one continues). OUT/random.json keeps the report.
 """
 
@@ -33,9 +33,16 @@ from pathlib import Path
 BASE_TRAIN_CONFIG = "nb201-quick"
 
 
-def add_arguments(p) -> None:
+def add_parser(what) -> None:
+    """`dartsnas bench random`, under `what`: the subcommands of `dartsnas bench`."""
     from .quality import runner_arguments
 
+    p = what.add_parser(
+        "random",
+        help="random search at the cost of a search: K seeds of randomly drawn NAS-Bench-201 "
+        "cells, each trained briefly, the best by validation accuracy",
+    )
+    p.set_defaults(func=random_search)
     runner_arguments(p, "nb201-cpu-darts-v1", 3, "runs/random")
     p.add_argument(
         "--proxy-epochs",

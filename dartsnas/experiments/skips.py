@@ -3,7 +3,7 @@
 Collapse in the DARTS space shows as parameter-free ops, skip connections above all, filling the derived
 normal cell (Zela et al., ICLR 2020; Chen et al., P-DARTS, ICCV 2019). There is no table of true accuracies
 for this space, so the count itself is the measure: K seeds of each setting search into
-OUT/<setting>/seed-<k>-<stamp> (as `bench quality`, through tools/runner.py: parallel, resumable, refusing
+OUT/<setting>/seed-<k>-<stamp> (as `bench quality`, through experiments/runner.py: parallel, resumable, refusing
 folders of other settings), and for each the normal cell's skip connections and parameter-free ops are
 reported, with the cells that `dartsnas derive` wrote into the seed folders as settings of their own
 (`<setting>+<name>`).
@@ -18,9 +18,14 @@ from pathlib import Path
 PARAMETER_FREE = ("skip_connect", "max_pool_3x3", "avg_pool_3x3", "none")
 
 
-def add_arguments(p) -> None:
+def add_parser(what) -> None:
+    """`dartsnas bench skips`, under `what`: the subcommands of `dartsnas bench`."""
     from .quality import runner_arguments
 
+    p = what.add_parser(
+        "skips", help="the skip connections in the DARTS-space normal cells K seeds of each setting find"
+    )
+    p.set_defaults(func=skips)
     runner_arguments(p, "cifar10-cpu", 2, "runs/skips")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 

@@ -1,11 +1,11 @@
 """Build the NAS-Bench-201 table the package ships (conv/nb201/nb201.csv.xz) from the benchmark's CSV:
 
-    python -m dartsnas.tools.nb201_table nb201_test_accuracy.csv [OUT]
+    python -m dartsnas.conv.nb201.build_table nb201_test_accuracy.csv [OUT]
 
 SOURCE has the columns arch (the benchmark's string form of a cell), cifar10, cifar100 and imagenet16_120
 (test accuracy in %). Every one of the 15,625 cells must appear exactly once, in the benchmark's own
 spelling, with finite accuracies. OUT (default: the package's file) gets the cells in canonical index
-order, written by conv/nb201/table.py's format_table and read back to check it. Prints the sha256 to put
+order, written by table.py's format_table and read back to check it. Prints the sha256 to put
 in table.py as TABLE_SHA256. Needs no torch.
 """
 
@@ -18,10 +18,10 @@ import math
 import sys
 from pathlib import Path
 
-from ..conv.nb201.genotype import SPACE_SIZE, CellGenotype
-from ..conv.nb201.table import DATASETS, TABLE_FILE, format_table, parse_table
-from ..data.download import DataError
-from ..core.genotype import GenotypeError
+from ...core.genotype import GenotypeError
+from ...data.download import DataError
+from .genotype import SPACE_SIZE, CellGenotype
+from .table import DATASETS, TABLE_FILE, format_table, parse_table
 
 
 def read_source(path: Path) -> list[tuple[float, ...]]:

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 
-from .bench_conv import conv
 from ..conv.spaces import OP_SETS
 from ..methods.relaxations import RELAXATIONS, unit_class
 
@@ -125,7 +124,7 @@ def _timed(step, setting: dict, device) -> dict:
 
 def _run_fresh(setting: dict) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "dartsnas.tools.bench", json.dumps(setting)], capture_output=True, text=True
+        [sys.executable, "-m", "dartsnas.bench.search_step", json.dumps(setting)], capture_output=True, text=True
     )
     if out.returncode != 0:
         lines = out.stderr.strip().splitlines()
@@ -248,12 +247,8 @@ def _ratio(x) -> str:
     return "" if x is None else f"{x:.2f}x"
 
 
-def add_parser(sub) -> None:
-    from .quality import add_arguments, quality
-
-    p = sub.add_parser("bench", help="benchmarks: bench search-step | conv | quality | random | skips | distributed")
-    what = p.add_subparsers(dest="what", required=True)
-
+def add_parser(what) -> None:
+    """`dartsnas bench search-step`, under `what`: the subcommands of `dartsnas bench`."""
     s = what.add_parser("search-step", help="time and memory of one search step over a grid of settings")
     s.add_argument(
         "--mode",
@@ -289,42 +284,12 @@ def add_parser(sub) -> None:
     s.add_argument("--init-channels", type=int, default=16)
     s.add_argument("--layers", type=int, default=8)
     s.add_argument("--resolution", type=int, default=32)
-    _common(s, "measured steps (median reported)")
+    timing_arguments(s, "measured steps (median reported)")
     s.set_defaults(func=search_step)
 
-    c = what.add_parser("conv", help="the search's depthwise convs, timed per formulation")
-    c.add_argument("--batch", type=int, nargs="+", default=[64])
-    _common(c, "measured runs per conv (median reported)")
-    c.set_defaults(func=conv)
 
-    q = what.add_parser("quality", help="the NAS-Bench-201 accuracy of the cells K seeds of each search setting find")
-    add_arguments(q)
-    q.set_defaults(func=quality)
-
-    from . import random_search
-
-    r = what.add_parser(
-        "random",
-        help="random search at the cost of a search: K seeds of randomly drawn NAS-Bench-201 "
-        "cells, each trained briefly, the best by validation accuracy",
-    )
-    random_search.add_arguments(r)
-    r.set_defaults(func=random_search.random_search)
-
-    from . import skips
-
-    k = what.add_parser(
-        "skips", help="the skip connections in the DARTS-space normal cells K seeds of each setting find"
-    )
-    skips.add_arguments(k)
-    k.set_defaults(func=skips.skips)
-
-    from . import bench_dist
-
-    bench_dist.add_parser(what)
-
-
-def _common(p, steps_help: str) -> None:
+def timing_arguments(p, steps_help: str) -> None:
+    """The flags every timing bench shares (search-step, conv)."""
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=3, help=steps_help)
     p.add_argument("--warmup", type=int, default=1)
