@@ -6,6 +6,9 @@ seam, registered by name. Nothing outside a unit's file learns its name; the sea
   sample (GDAS). Hooks: the coefficients and probabilities of the alphas, what one edge computes, what the
   cell and network around it must do (channel parts, edge weights, shared parameter-free candidates), and
   what the unit needs of the config.
+- `search/`: the search's regularisers, schedules and progressive schemes (`SEARCH_UNITS`): the temperature
+  schedule, entropy annealing, beta-DARTS, DARTS-, SGAS, DARTS+. Hooks: a per-epoch schedule, a penalty on the
+  alphas, the epoch's batch size, a decision after an epoch, a reason to stop (`search/base.py`).
 
 Imports: `core` and torch only; `conv`, `recurrent` and `tools` import units, never the other way round.
 """

@@ -1,0 +1,35 @@
+"""DARTS+ (Liang et al., arXiv:1909.06035, Sec. 3.2): after an epoch, stop when the derived normal cell (or
+NAS-Bench-201's cell) has the space's count of skip connections or more (criterion 1; the config's
+`skip_threshold()`: the paper's 2 in the DARTS normal cell, 3 in NAS-Bench-201's 6 edges), or when the
+learnable ops' ranking has not changed for `early_stop_patience` epochs (criterion 2; core/collapse.py,
+`darts_plus_stop`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ...core.collapse import darts_plus_stop
+from ...core.runs import read_jsonl
+from .base import SearchUnit
+
+log = logging.getLogger("dartsnas")
+
+
+class EarlyStop(SearchUnit):
+    @classmethod
+    def enabled(cls, config) -> bool:
+        return bool(getattr(config, "early_stop", False))
+
+    def stop(self, search, run_dir: Path) -> str | None:
+        cfg, model = self.config, search.model
+        kind = model.kinds[0]
+        cell = search.last_genotype.normal if kind == "normal" else search.last_genotype.edges
+        history = [r["probs"][kind] for r in read_jsonl(run_dir / "alphas.jsonl") if r["epoch"] > 0]
+        reason = darts_plus_stop(cell, history, model.learnable_ops(), cfg.skip_threshold(), cfg.early_stop_patience)
+        if reason:
+            log.info(f"DARTS+ early stop after epoch {search.epoch}: {reason}")
+        return reason
+
+
+UNIT = EarlyStop
