@@ -117,3 +117,20 @@ def test_a_toy_regulariser_adds_its_gradient_to_the_architecture_step(tiny_searc
         # d/d(alpha) of 0.1 * alpha^2 is 0.2 * alpha, added to the validation loss's gradient
         assert torch.allclose(g_toy - g_plain, 0.2 * alphas.detach(), atol=1e-7)
     assert not torch.allclose(toy[0], plain[0])
+
+
+@pytest.mark.parametrize(
+    "field, bad, message",
+    [
+        ("beta_decay", [1], "beta_decay must be two numbers >= 0, \\[start, end\\] of its weight"),
+        ("anneal_entropy", [1, 1.5], "anneal_entropy must be two numbers in \\(0, 1\\], \\[start, end\\]"),
+    ],
+)
+def test_a_units_setting_is_checked_in_one_place_for_both_searches(field, bad, message):
+    from dartsnas.conv.config import SearchConfig
+    from dartsnas.core.config import ConfigError
+    from dartsnas.recurrent.config import RecurrentSearchConfig
+
+    for config in (SearchConfig, RecurrentSearchConfig):
+        with pytest.raises(ConfigError, match=message):
+            config(**{field: bad}).validate()

@@ -32,6 +32,7 @@ from ..core.compiled import compile_network, compile_seconds
 from ..core.device import OutOfMemory, peak_memory_gb
 from ..core.runs import NO_STEPS, SearchRecords, Steps, rank_folder, run_epochs, start_run
 from ..methods.search import build as build_units
+from ..methods.search import total_penalty
 from .nb201.table import load_table
 from .supernets import search_network
 
@@ -152,8 +153,7 @@ class Searcher(SearchRecords):
 
     def penalty(self) -> torch.Tensor | None:
         """The units' penalties on the alphas (beta-DARTS's beta decay), summed; None when no unit has one."""
-        terms = [p for p in (unit.penalty(self) for unit in self.units.values()) if p is not None]
-        return sum(terms[1:], terms[0]) if terms else None
+        return total_penalty(self.units.values(), self)
 
     def state_dict(self) -> dict:
         return {

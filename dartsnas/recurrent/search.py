@@ -30,6 +30,7 @@ from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.runs import NO_STEPS, SearchRecords, Steps, rank_folder, run_epochs, start_run
 from ..methods.search import build as build_units
+from ..methods.search import total_penalty
 from .text import Corpus, batchify, load_corpus, segment, windows
 
 log = logging.getLogger("dartsnas")
@@ -156,8 +157,7 @@ class RecurrentSearcher(SearchRecords):
 
     def penalty(self) -> torch.Tensor | None:
         """The units' penalties on the alphas (beta-DARTS's beta decay), summed; None when no unit has one."""
-        terms = [p for p in (unit.penalty(self) for unit in self.units.values()) if p is not None]
-        return sum(terms[1:], terms[0]) if terms else None
+        return total_penalty(self.units.values(), self)
 
     def state_dict(self) -> dict:
         return {

@@ -1,5 +1,5 @@
 """The search's regularisers, schedules and progressive schemes, one per file, by name. A search builds the
-units its config switches on (`build`) and calls their hooks (`base.SearchUnit`); nothing else learns their
+units its config switches on (`build`), asks each what it needs of the config (`check`), and calls their hooks (`base.SearchUnit`); nothing else learns their
 names. Adding one: a file with a `SearchUnit` subclass named `UNIT`, and one line here. Importing this module
 needs no torch; `build` imports a unit's file on use.
 """
@@ -26,7 +26,21 @@ def unit_class(name: str):
     return importlib.import_module(f"{__name__}.{SEARCH_UNITS[name]}").UNIT
 
 
+def check(config) -> None:
+    """Every registered unit's check of the config, switched on or not (a bad value in an unused setting is
+    still refused); a config without a unit's fields (the recurrent search's) passes its check."""
+    for name in SEARCH_UNITS:
+        unit_class(name).check(config)
+
+
 def build(config) -> dict:
     """name -> unit, for every registered unit the config switches on, in registry order."""
     classes = {name: unit_class(name) for name in SEARCH_UNITS}
     return {name: cls(config) for name, cls in classes.items() if cls.enabled(config)}
+
+
+def total_penalty(units, search):
+    """The units' penalties on the alphas (beta-DARTS's beta decay), summed; None when no unit has one (the
+    architect then adds nothing)."""
+    terms = [p for p in (unit.penalty(search) for unit in units) if p is not None]
+    return sum(terms[1:], terms[0]) if terms else None

@@ -9,10 +9,29 @@ from __future__ import annotations
 
 from ...core.collapse import linear
 from ...core.relax import temperature_for_entropy
-from .base import SearchUnit
+from ...core.config import ConfigError
+from ..relaxations import RELAXATIONS, unit_class
+from .base import SearchUnit, is_number
 
 
 class AnnealEntropy(SearchUnit):
+    @classmethod
+    def check(cls, config) -> None:
+        value = getattr(config, "anneal_entropy", None)
+        if value is None:
+            return
+        if len(value) != 2 or not all(is_number(x) and 0 < x <= 1 for x in value):
+            raise ConfigError(
+                f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
+                f"normalised entropy, or null; got {value}"
+            )
+        draws = config.mixed_op in RELAXATIONS and unit_class(config.mixed_op).draws
+        if getattr(config, "temperature", None) is not None or draws:
+            raise ConfigError(
+                "anneal_entropy sets the softmax temperature itself: it cannot be combined with "
+                "temperature, nor with mixed_op: sample (whose probabilities ignore the temperature)"
+            )
+
     @classmethod
     def enabled(cls, config) -> bool:
         return getattr(config, "anneal_entropy", None) is not None

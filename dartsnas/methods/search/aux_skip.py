@@ -5,10 +5,19 @@ beta decaying linearly from `aux_skip` (the paper's 1) to 0 over the search (cor
 from __future__ import annotations
 
 from ...core.collapse import aux_skip_coefficient
-from .base import SearchUnit
+from ...core.config import ConfigError
+from .base import SearchUnit, is_number
 
 
 class AuxSkip(SearchUnit):
+    @classmethod
+    def check(cls, config) -> None:
+        value = getattr(config, "aux_skip", 0.0)
+        if not (is_number(value) and value >= 0):
+            raise ConfigError(
+                f"aux_skip must be a number >= 0 (DARTS-'s starting coefficient, 1 in the paper; 0: off), got {value}"
+            )
+
     @classmethod
     def enabled(cls, config) -> bool:
         return bool(getattr(config, "aux_skip", 0))

@@ -3,6 +3,7 @@ recurrent/search.py) calls them in this order:
 
 | hook | when | what it may do | who answers |
 |---|---|---|---|
+| `check(config)` | validating the config | its fields' values, as one-line ConfigErrors | every unit with fields |
 | `enabled(config)` | building the search | whether the config switches the unit on | every unit |
 | `attach(search)` | once, the search built | hook into its optimisers, check the world | sgas |
 | `start_epoch(search)` | before each epoch (and on resume) | set a per-epoch schedule on the network | temperature, anneal_entropy, aux_skip |
@@ -22,12 +23,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...core.config import ConfigError
+
 
 class SearchUnit:
     leaves_ops_out = False
 
     def __init__(self, config):
         self.config = config
+
+    @classmethod
+    def check(cls, config) -> None:
+        """What the unit needs of its config fields, as one-line ConfigErrors (`config` may lack them: the
+        recurrent search has only some units' fields)."""
 
     @classmethod
     def enabled(cls, config) -> bool:
@@ -52,3 +60,14 @@ class SearchUnit:
 
     def stop(self, search, run_dir: Path) -> str | None:
         return None
+
+
+def is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_whole(config, name: str, least: int = 1) -> None:
+    """`name` is a whole number of at least `least`, or null."""
+    value = getattr(config, name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+        raise ConfigError(f"{name} must be a whole number of at least {least}, or null; got {value}")

@@ -5,10 +5,17 @@ code moves it (core/collapse.py: `beta_decay`, `beta_weight`)."""
 from __future__ import annotations
 
 from ...core.collapse import beta_decay, beta_weight
-from .base import SearchUnit
+from ...core.config import ConfigError
+from .base import SearchUnit, is_number
 
 
 class BetaDecay(SearchUnit):
+    @classmethod
+    def check(cls, config) -> None:
+        value = getattr(config, "beta_decay", None)
+        if value is not None and (len(value) != 2 or not all(is_number(x) and x >= 0 for x in value)):
+            raise ConfigError(f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; got {value}")
+
     @classmethod
     def enabled(cls, config) -> bool:
         return getattr(config, "beta_decay", None) is not None

@@ -11,12 +11,23 @@ from pathlib import Path
 
 from ...core.collapse import darts_plus_stop
 from ...core.runs import read_jsonl
-from .base import SearchUnit
+from ...core.config import ConfigError
+from .base import SearchUnit, check_whole
 
 log = logging.getLogger("dartsnas")
 
 
 class EarlyStop(SearchUnit):
+    @classmethod
+    def check(cls, config) -> None:
+        if not hasattr(config, "early_stop"):
+            return
+        for name in ("early_stop_skips", "early_stop_skips_nb201", "early_stop_patience"):
+            check_whole(config, name)
+        if config.early_stop and config.skip_threshold() is None and config.early_stop_patience is None:
+            skips = "early_stop_skips_nb201" if config.space == "nas-bench-201" else "early_stop_skips"
+            raise ConfigError(f"early_stop needs a criterion: set {skips} or early_stop_patience")
+
     @classmethod
     def enabled(cls, config) -> bool:
         return bool(getattr(config, "early_stop", False))

@@ -9,16 +9,30 @@ from pathlib import Path
 
 import torch
 
+from ...core.config import ConfigError
 from ...core.distributed import check_batch, world
-from ...core.progressive import FREE, decide_one, decision_epoch, decision_rounds
+from ...core.progressive import FORMS, FREE, decide_one, decision_epoch, decision_rounds
 from ...core.runs import append_jsonl, read_jsonl
-from .base import SearchUnit
+from .base import SearchUnit, check_whole
 
 log = logging.getLogger("dartsnas")
 
 
 class SGAS(SearchUnit):
     leaves_ops_out = True  # a decided edge runs one op, a cut edge none
+
+    @classmethod
+    def check(cls, config) -> None:
+        if not hasattr(config, "progressive"):
+            return
+        check_whole(config, "progressive_history")
+        if config.progressive_form not in FORMS:
+            raise ConfigError(f"progressive_form: unknown {config.progressive_form!r}; available: {', '.join(FORMS)}")
+        if config.progressive_warmup < 0 or config.progressive_interval < 1:
+            raise ConfigError(
+                f"progressive_warmup must be >= 0 and progressive_interval >= 1, got "
+                f"{config.progressive_warmup} and {config.progressive_interval}"
+            )
 
     @classmethod
     def enabled(cls, config) -> bool:
