@@ -60,12 +60,10 @@ def test_beta_weight_is_the_authors_and_the_architect_adds_its_gradient(tmp_path
 
     config = load_config(None, tiny_search + ["epochs=5", "beta_decay=[0, 50]"])
     searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
-    searcher.epoch = 2
-    searcher.set_schedules()
-    assert searcher.beta_weight == 1.0  # 50 * 2 / 100, not 25 (rescaled to the 5 epochs)
+    assert searcher.units["beta_decay"].weight(2) == 1.0  # 50 * 2 / 100, not 25 (rescaled to the 5 epochs)
     rescaled = load_config(None, tiny_search + ["epochs=5", "beta_decay=[0, 50]", "beta_decay_epochs=null"])
     assert beta_weight(2, rescaled.epochs, *rescaled.beta_decay, rescaled.beta_decay_epochs) == 25.0
-    searcher.beta_weight = 25.0
+    searcher.epoch = 50  # lambda 25: 50 * 50 / 100
     model = searcher.model
     edges = sum(a.shape[0] for a in (model.alphas["normal"], model.alphas["reduce"]))
     grads = torch.autograd.grad(searcher.architect.penalty(), model.arch_parameters())
@@ -154,11 +152,10 @@ def test_darts_plus_lets_nas_bench_201_keep_the_resnet_cells_two_skips(tmp_path,
     searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
     resnet = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"  # 93.91 %
     searcher.last_genotype = CellGenotype.parse(resnet)
-    searcher.early_stop(tmp_path)
-    assert searcher.stop_reason is None  # 2 skips in 6 edges are no collapse here
+    early_stop = searcher.units["early_stop"]  # methods/search/early_stop.py
+    assert early_stop.stop(searcher, tmp_path) is None  # 2 skips in 6 edges are no collapse here
     searcher.last_genotype = CellGenotype.parse(resnet.replace("nor_conv_3x3~1", "skip_connect~1"))
-    searcher.early_stop(tmp_path)
-    assert "3 skip connections" in searcher.stop_reason
+    assert "3 skip connections" in early_stop.stop(searcher, tmp_path)
     # A run made before the field stopped at early_stop_skips in NAS-Bench-201 too, and resumes so.
     run = _saved_before(tmp_path, config, "early_stop_skips_nb201")
     assert load_saved(SearchConfig, run / "config.yaml").skip_threshold() == 2
@@ -309,21 +306,21 @@ def test_sgas_batch_grows_after_each_decision_epoch_only_when_asked(tiny_search)
     assert (searcher.epoch_batch_size(), searcher.steps_per_epoch()) == (48, 7)
     fixed = load_config(None, tiny_search + extra)
     assert fixed.progressive_batch_increase == 0
-    searcher.config = fixed
+    searcher.units["sgas"].config = fixed
     assert searcher.epoch_batch_size() == 32
 
 
 def test_sgas_scores_decided_edges_by_their_alphas_not_their_one_hot_rows(tmp_path, monkeypatch, tiny_search):
-    from dartsnas.conv import search as search_module
     from dartsnas.conv.search import Searcher, prepare_data
+    from dartsnas.methods.search import sgas as sgas_module
 
     config = load_config(None, tiny_search + ["progressive=true", "nodes=2", "progressive_warmup=0"])
     searcher = Searcher(config, prepare_data(config, torch.device("cpu")), torch.device("cpu"))
     searcher.model.decide("normal", 0, 4)
     seen = []
-    monkeypatch.setattr(search_module, "decide_one", lambda probs, *rest: seen.append(probs))
+    monkeypatch.setattr(sgas_module, "decide_one", lambda probs, *rest: seen.append(probs))
     searcher.epoch = 1
-    searcher.decide_edges(tmp_path)
+    searcher.units["sgas"].decide(searcher, tmp_path)
     expect = searcher.model.alphas["normal"].softmax(-1)
     assert torch.allclose(torch.tensor(seen[0]), expect.detach(), atol=1e-6)  # edge 0 too, not one-hot
 

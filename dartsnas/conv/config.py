@@ -18,6 +18,7 @@ from ..core.options import RUN_OPTIONS, RunOptions
 from .nb201.genotype import OPS as NB201_OPS
 from .nb201.table import DATASETS as BENCHMARK_DATASETS
 from ..methods.relaxations import RELAXATIONS
+from ..methods.search import check as check_units
 from .spaces import DARTS_OPS, DERIVATIONS, SPACES
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
@@ -281,7 +282,8 @@ class SearchConfig(ImageData, RunOptions):
         _check_cells(self)
         if len(self.arch_betas) != 2:
             raise ConfigError(f"arch_betas must be two numbers, got {self.arch_betas}")
-        _check_collapse_options(self)
+        check_units(self)  # each search unit's own settings (methods/search/)
+        _check_skip_cap(self)
         if self.compile:
             from ..core.compiled import check
 
@@ -436,60 +438,11 @@ class TrainConfig(ImageData, RunOptions):
         return self
 
 
-def _check_collapse_options(config: SearchConfig) -> None:
-    def number(x):
-        return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-    if config.anneal_entropy is not None:
-        if len(config.anneal_entropy) != 2 or not all(number(x) and 0 < x <= 1 for x in config.anneal_entropy):
-            raise ConfigError(
-                f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
-                f"normalised entropy, or null; got {config.anneal_entropy}"
-            )
-        from ..methods.relaxations import unit_class
-
-        if config.temperature is not None or unit_class(config.mixed_op).draws:
-            raise ConfigError(
-                "anneal_entropy sets the softmax temperature itself: it cannot be combined with "
-                "temperature, nor with mixed_op: sample (whose probabilities ignore the temperature)"
-            )
-    if config.beta_decay is not None and (
-        len(config.beta_decay) != 2 or not all(number(x) and x >= 0 for x in config.beta_decay)
-    ):
-        raise ConfigError(
-            f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; got {config.beta_decay}"
-        )
-    if not (number(config.aux_skip) and config.aux_skip >= 0):
-        raise ConfigError(
-            f"aux_skip must be a number >= 0 (DARTS-'s starting coefficient, 1 in the paper; 0: off), "
-            f"got {config.aux_skip}"
-        )
-    for name in (
-        "early_stop_skips",
-        "early_stop_skips_nb201",
-        "early_stop_patience",
-        "skip_cap",
-        "progressive_history",
-    ):
-        value = getattr(config, name)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < (name != "skip_cap")
-        ):
-            raise ConfigError(
-                f"{name} must be a whole number of at least {int(name != 'skip_cap')}, or null; got {value}"
-            )
-    if config.early_stop and config.skip_threshold() is None and config.early_stop_patience is None:
-        skips = "early_stop_skips_nb201" if config.space == "nas-bench-201" else "early_stop_skips"
-        raise ConfigError(f"early_stop needs a criterion: set {skips} or early_stop_patience")
-    from ..core.progressive import FORMS
-
-    if config.progressive_form not in FORMS:
-        raise ConfigError(f"progressive_form: unknown {config.progressive_form!r}; available: {', '.join(FORMS)}")
-    if config.progressive_warmup < 0 or config.progressive_interval < 1:
-        raise ConfigError(
-            f"progressive_warmup must be >= 0 and progressive_interval >= 1, got "
-            f"{config.progressive_warmup} and {config.progressive_interval}"
-        )
+def _check_skip_cap(config: SearchConfig) -> None:
+    """P-DARTS's skip cap, a derivation setting (the search units check their own: methods/search/)."""
+    value = config.skip_cap
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ConfigError(f"skip_cap must be a whole number of at least 0, or null; got {value}")
 
 
 def _at_least_one(config, *names: str) -> None:

@@ -1,9 +1,10 @@
 """The search loop (Alg. 1): alternate an architecture step on the validation half and a weight step
 on the training half, batch by batch; derive and log the genotype every epoch.
 
-The answers to collapse are options of this loop, each a small piece of core/: beta-DARTS's beta decay
-(a penalty on the architecture step), DARTS-'s auxiliary skip (a per-epoch coefficient of the network),
-DARTS+'s early stopping and SGAS's progressive decisions (after an epoch), P-DARTS's skip cap (derivation).
+The regularisers, schedules and progressive schemes are search units (methods/search/, one file each), built
+from the config and called through their hooks: the epoch's schedule (temperature, entropy annealing,
+DARTS-'s auxiliary skip), a penalty on the architecture step (beta-DARTS), the epoch's batch size and a
+decision after an epoch (SGAS), a reason to stop (DARTS+). P-DARTS's skip cap is a derivation setting.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.guard import Guard
 from ..core.compiled import compile_network, compile_seconds
-from ..core.collapse import aux_skip_coefficient, beta_decay, beta_weight, darts_plus_stop, linear
-from ..core.progressive import FREE, decide_one, decision_epoch, decision_rounds
-from ..core.relax import temperature, temperature_for_entropy
-from ..core.runs import append_jsonl, read_jsonl
 from ..core.device import OutOfMemory, peak_memory_gb
 from ..core.runs import NO_STEPS, SearchRecords, Steps, rank_folder, run_epochs, start_run
+from ..methods.search import build as build_units
+from ..methods.search import total_penalty
 from .nb201.table import load_table
 from .supernets import search_network
 
@@ -94,18 +93,24 @@ class Searcher(SearchRecords):
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, config.epochs, eta_min=config.lr_min
         )
+        self.guard = Guard(device)  # run_epochs sets the run's own
+        self.units = build_units(config)  # methods/search/: the regularisers and schedules the config asks for
         self.architect = Architect(
-            self.model, self.criterion, config.arch_lr, config.arch_betas, config.arch_weight_decay, config.unrolled
+            self.model,
+            self.criterion,
+            config.arch_lr,
+            config.arch_betas,
+            config.arch_weight_decay,
+            config.unrolled,
+            penalty=self.penalty,
+            accept=lambda loss, grads: self.guard.watch(0, (loss,), grads),
+            average=average if world().wrapped else None,  # data-parallel: the alphas' gradients, averaged
         )
         # All randomness after initialisation (shuffles, augmentation) comes from this CPU generator,
         # whose state the checkpoint keeps: a resumed run continues bit for bit.
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         # Samples of a sampling relaxation are drawn on the device, from a generator the checkpoint keeps.
         self.model.generator = torch.Generator(device).manual_seed(config.seed + 2)
-        if config.beta_decay is not None:
-            self.architect.penalty = self.beta_penalty
-        self.guard = Guard(device)  # run_epochs sets the run's own
-        self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
         # In place: the weight step, the architecture step's functional calls and the evaluation all use it.
         self.compiled = (
             compile_network(self.model, device, config.compile_mode, config.compile_backend, config.compile_scope)
@@ -114,10 +119,10 @@ class Searcher(SearchRecords):
         )
         self.network = self.data_parallel() if world().wrapped else self.model  # what the weight step calls
         self.epoch = 0
-        self.stop_reason = None  # DARTS+: why the search stopped early
-        if config.progressive and config.progressive_form == "sgas":
-            self.freeze_decided()
-        self.set_schedules()
+        self.stop_reason = None  # why the search stopped early (a unit's `stop`: DARTS+)
+        for unit in self.units.values():
+            unit.attach(self)
+        self.start_epoch()
 
     def data_parallel(self) -> nn.Module:
         """A data-parallel run (core/distributed.py): the weight step through DistributedDataParallel, which
@@ -125,37 +130,30 @@ class Searcher(SearchRecords):
         architecture step averages theirs: Architect.average). Unused parameters are looked for, as a sampling
         relaxation or SGAS's decided edges leave ops out of a step (only then: the search costs a traversal)."""
         check_batch(self.config.batch_size)
-        if self.config.progressive_batch_increase:  # every later batch splits evenly too
-            check_batch(self.config.progressive_batch_increase, "progressive_batch_increase")
-        self.architect.average = average
         alphas = [f"alphas.{k}" for k in self.model.alphas]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, alphas)
         return DistributedDataParallel(
             self.model,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            find_unused_parameters=self.model.relaxation.draws or self.config.progressive,
+            find_unused_parameters=self.model.relaxation.draws or any(u.leaves_ops_out for u in self.units.values()),
         )
 
-    def set_schedules(self) -> None:
-        """What changes from epoch to epoch by the config's schedules: the relaxation temperature, DARTS-'s
-        auxiliary skip coefficient, beta-DARTS's weight."""
-        cfg = self.config
-        if cfg.anneal_entropy:  # the temperature that puts the mixture at the epoch's entropy, never above 1
-            target = linear(self.epoch, cfg.epochs, *cfg.anneal_entropy)
-            self.model.temperature = temperature_for_entropy(
-                [self.model.alphas[k] for k in self.model.kinds], target, high=1.0
-            )
-        else:
-            start, end = cfg.temperatures()
-            self.model.temperature = temperature(self.epoch, cfg.epochs, start, end, cfg.temperature_schedule)
-        self.model.aux_skip = aux_skip_coefficient(self.epoch, cfg.epochs, cfg.aux_skip) if cfg.aux_skip else 0.0
-        self.beta_weight = (
-            beta_weight(self.epoch, cfg.epochs, *cfg.beta_decay, cfg.beta_decay_epochs) if cfg.beta_decay else 0.0
-        )
+    def op_alphas(self) -> list[torch.Tensor]:
+        """The op logit tables (edges x ops), one per cell kind: what the units' schedules and penalties read
+        (not PC-DARTS's edge logits)."""
+        return [self.model.alphas[k] for k in self.model.kinds]
 
-    def beta_penalty(self) -> torch.Tensor:
-        """beta-DARTS: the epoch's weight times the beta decay of the op logits (not PC-DARTS's edge logits)."""
-        return self.beta_weight * beta_decay([self.model.alphas[k] for k in self.model.kinds])
+    def start_epoch(self, at: dict | None = None) -> None:
+        """The units' per-epoch schedules (temperature, auxiliary skip); an epoch resumed from inside (`at`)
+        keeps the temperature it had (anneal_entropy's was found from the alphas at its start)."""
+        for unit in self.units.values():
+            unit.start_epoch(self)
+        if at and "temperature" in at:
+            self.model.temperature = at["temperature"]
+
+    def penalty(self) -> torch.Tensor | None:
+        """The units' penalties on the alphas (beta-DARTS's beta decay), summed; None when no unit has one."""
+        return total_penalty(self.units.values(), self)
 
     def state_dict(self) -> dict:
         return {
@@ -180,7 +178,7 @@ class Searcher(SearchRecords):
         self.epoch = state["epoch"]
         self.model.set_decisions(state.get("decided", {}))
         self.stop_reason = state.get("stop_reason")
-        self.set_schedules()
+        self.start_epoch()
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.memory_format)
@@ -203,46 +201,23 @@ class Searcher(SearchRecords):
         return loss.detach(), (logits.argmax(1) == y).sum()
 
     def train_epoch(self, progress=None, steps: Steps = NO_STEPS) -> dict:
-        cfg, data = self.config, self.data
-        self.set_schedules()
+        """One epoch of Alg. 1, step by step: the architecture step on a batch of the validation half (line 1),
+        then the weight step on a batch of the training half (line 2)."""
+        at = steps.resume_at()  # inside a resumed epoch: where it was
+        self.start_epoch(at)
         self.model.train()
-        # Inside a resumed epoch: its batch order is drawn again from the generator's state at its start, the
-        # batches done are passed over, and the generator goes on from the checkpoint's state.
-        start, now = steps.resume_at(), self.generator.get_state()
-        if start and "temperature" in start:
-            # anneal_entropy finds the epoch's temperature from the alphas at its start, which have moved since.
-            self.model.temperature = start["temperature"]
-        if start:
-            self.generator.set_state(start["epoch_generator"])
-        epoch_generator, done = self.generator.get_state(), start["step"] if start else 0
-        # Data-parallel: every rank draws the same global batches and keeps its shard; the last one is kept only
-        # whole (drop_last), so that the shards are equal and their average is the global batch's.
-        even = world().distributed
-        size = self.epoch_batch_size()
-        weight_batches = batches(data.weight_half, size, self.generator, data.train_augment, skip=done, drop_last=even)
-        arch_batches = batches(data.arch_half, size, self.generator, data.train_augment, skip=done, drop_last=even)
+        epoch_generator, done, pairs = self.epoch_batches(at)
         # train loss, train correct, arch loss, seen
-        sums = start["sums"].to(self.device) if start else torch.zeros(4, device=self.device)
-        if start:
-            self.generator.set_state(now)
-            if progress is not None:
-                progress.update(done)
-        for step, ((x, y), (x_arch, y_arch)) in enumerate(zip(weight_batches, arch_batches), start=done):
+        sums = at["sums"].to(self.device) if at else torch.zeros(4, device=self.device)
+        if at and progress is not None:
+            progress.update(done)
+        for step, (x, y), (x_arch, y_arch) in pairs:
             self.guard.step = step
-            x, y, x_arch, y_arch = shard(x), shard(y), shard(x_arch), shard(y_arch)
-            x, x_arch = self.prepare_inputs(x), self.prepare_inputs(x_arch)
-            if self.epoch >= cfg.arch_start_epoch:
-                arch_loss = self.architect.step(x, y, x_arch, y_arch, self.optimizer)
-            else:  # warm-up: the weights train alone first; no architecture loss to report
-                arch_loss = torch.tensor(float("nan"), device=self.device)
-            loss, correct = self.weight_step(x, y)
+            arch_loss = self.architecture_step(x, y, x_arch, y_arch)  # line 1: the alphas, first or second order
+            loss, correct = self.weight_step(x, y)  # line 2: the weights
             n = len(y)
             sums += torch.stack([loss * n, correct.float(), arch_loss * n, torch.tensor(float(n), device=self.device)])
-            if progress is not None:
-                progress.update(1)
-                if step % 10 == 0:  # one host sync per ten steps keeps the bar honest but cheap
-                    s = sums.tolist()
-                    progress.set_postfix(loss=f"{s[0] / s[3]:.3f}", acc=f"{s[1] / s[3]:.3f}", arch=f"{s[2] / s[3]:.3f}")
+            show_progress(progress, step, sums)
             steps.after(
                 step + 1,
                 lambda: {
@@ -254,6 +229,36 @@ class Searcher(SearchRecords):
             )
         s = total(sums).tolist()
         return {"train_loss": s[0] / s[3], "train_acc": s[1] / s[3], "arch_loss": s[2] / s[3]}
+
+    def epoch_batches(self, at: dict | None):
+        """(generator state at the epoch's start, steps done, this epoch's (step, weight batch, arch batch)): on
+        this rank, in the network's memory layout. Inside a resumed epoch (`at`), its batch order is drawn again
+        from the generator's state at its start, the batches done are passed over, and the generator goes on
+        from the checkpoint's state. Data-parallel: every rank draws the same global batches and keeps its
+        shard; the last one is kept only whole (drop_last), so that the shards are equal and their average is
+        the global batch's."""
+        now = self.generator.get_state()
+        if at:
+            self.generator.set_state(at["epoch_generator"])
+        epoch_generator, done = self.generator.get_state(), at["step"] if at else 0
+        data, size, even = self.data, self.epoch_batch_size(), world().distributed
+        weight_batches = batches(data.weight_half, size, self.generator, data.train_augment, skip=done, drop_last=even)
+        arch_batches = batches(data.arch_half, size, self.generator, data.train_augment, skip=done, drop_last=even)
+        if at:
+            self.generator.set_state(now)
+
+        def pairs():
+            for step, ((x, y), (x_arch, y_arch)) in enumerate(zip(weight_batches, arch_batches), start=done):
+                x, x_arch = self.prepare_inputs(shard(x)), self.prepare_inputs(shard(x_arch))
+                yield step, (x, shard(y)), (x_arch, shard(y_arch))
+
+        return epoch_generator, done, pairs()
+
+    def architecture_step(self, x, y, x_arch, y_arch) -> torch.Tensor:
+        """Alg. 1 line 1 (core/architect.py, Eq. 6-8, with the units' penalty); after the warm-up only."""
+        if self.epoch < self.config.arch_start_epoch:  # the weights train alone first: no architecture loss
+            return torch.tensor(float("nan"), device=self.device)
+        return self.architect.step(x, y, x_arch, y_arch, self.optimizer)
 
     @torch.no_grad()
     def evaluate(self, data: ImageSet) -> dict:
@@ -298,84 +303,12 @@ class Searcher(SearchRecords):
             record["decided"] = self.model.decided
         return record
 
-    def decide_edges(self, run_dir: Path) -> None:
-        """SGAS: at a decision epoch, fix the best-scored free edge of every cell kind (core/progressive.py);
-        one line per decision in RUN/decisions.jsonl."""
-        cfg, model, form = self.config, self.model, self.config.progressive_form
-        if not decision_epoch(self.epoch, cfg.progressive_warmup, cfg.progressive_interval, form):
-            return
-        past = read_jsonl(run_dir / "alphas.jsonl")[-cfg.progressive_history :] if cfg.progressive_history else []
-        if form == "sgas":  # as their edge_decision: every edge's softmax of its alphas, decided edges' included
-            probs = {k: self.alpha_probs(model.alphas[k], model.temperature) for k in model.kinds}
-            history = {k: [self.alpha_probs(r["alphas"][k], r["temperature"]) for r in past] for k in model.kinds}
-        else:  # v1: the mixture's rows (decided ones one-hot), as recorded
-            probs = {k: p.cpu().tolist() for k, p in model.probs().items()}
-            history = {k: [r["probs"][k] for r in past] for k in model.kinds}
-        names = model.edge_names()
-        for kind in model.kinds:
-            decided = list(model.decided.get(kind, [-1] * sum(model.fan_in)))
-            evidence = decide_one(probs[kind], cfg.ops, decided, model.fan_in, model.kept_per_node, history[kind], form)
-            if evidence is None:
-                continue
-            model.set_decisions({**model.decided, kind: decided})
-            record = {
-                "epoch": self.epoch,
-                "kind": kind,
-                **evidence,
-                "edge_name": names[evidence["edge"]],
-                "op_name": cfg.ops[evidence["op"]],
-            }
-            append_jsonl(run_dir / "decisions.jsonl", record)
-            log.info(
-                f"SGAS: {kind} edge {record['edge_name']} decided as {record['op_name']} "
-                f"(score {evidence['score']:.3f})"
-                + (f"; cut {len(evidence['removed'])} edge(s)" if evidence["removed"] else "")
-            )
-
-    def freeze_decided(self) -> None:
-        """SGAS: a decided or cut edge's alphas keep the values they had when it left the mixture, as their code
-        sets requires_grad False on them (and Adam skips them); here the architecture optimiser's step, whose
-        weight decay and momentum would still move those rows, is undone on them. The scores read them."""
-        held = {}
-
-        def before(optimizer, args, kwargs):
-            held.clear()
-            for kind, row in self.model.decided.items():
-                rows = [e for e, d in enumerate(row) if d != FREE]
-                if rows:
-                    held[kind] = (rows, self.model.alphas[kind].detach()[rows].clone())
-
-        def after(optimizer, args, kwargs):
-            with torch.no_grad():
-                for kind, (rows, values) in held.items():
-                    self.model.alphas[kind][rows] = values
-
-        self.architect.optimizer.register_step_pre_hook(before)
-        self.architect.optimizer.register_step_post_hook(after)
-
-    def alpha_probs(self, alphas, temperature: float) -> list[list[float]]:
-        """The relaxation's probabilities of a table of alphas (now, or as alphas.jsonl recorded them), before
-        any decision is applied."""
-        alphas = torch.as_tensor(alphas, dtype=torch.float32).detach().cpu()
-        return self.model.relaxation.probs(alphas, temperature).tolist()
-
     def epoch_batch_size(self) -> int:
-        """The batch size this epoch trains with: SGAS's grows by progressive_batch_increase after each decision
-        epoch (their `args.batch_size + args.batch_increase * count`), counted from the decisions the model holds."""
-        cfg = self.config
-        return cfg.batch_size + cfg.progressive_batch_increase * decision_rounds(self.model.decided)
-
-    def early_stop(self, run_dir: Path) -> None:
-        """DARTS+: after an epoch, whether to stop (core/collapse.py); the normal cell, or NAS-Bench-201's cell."""
-        cfg, model = self.config, self.model
-        kind = model.kinds[0]
-        cell = self.last_genotype.normal if kind == "normal" else self.last_genotype.edges
-        history = [r["probs"][kind] for r in read_jsonl(run_dir / "alphas.jsonl") if r["epoch"] > 0]
-        self.stop_reason = darts_plus_stop(
-            cell, history, model.learnable_ops(), cfg.skip_threshold(), cfg.early_stop_patience
-        )
-        if self.stop_reason:
-            log.info(f"DARTS+ early stop after epoch {self.epoch}: {self.stop_reason}")
+        """The batch size this epoch trains with (SGAS's grows after each decision epoch)."""
+        size = self.config.batch_size
+        for unit in self.units.values():
+            size = unit.batch_size(self, size)
+        return size
 
     def steps_per_epoch(self) -> int:
         shortest, size = min(len(self.data.weight_half), len(self.data.arch_half)), self.epoch_batch_size()
@@ -415,11 +348,11 @@ class Searcher(SearchRecords):
         metrics |= self.evaluate(self.data.arch_half)
         check_identical(dict(self.model.alphas))
         self.epoch += 1
-        if self.config.progressive:
-            self.decide_edges(run_dir)
+        for unit in self.units.values():  # decisions after an epoch, before its record (SGAS)
+            unit.decide(self, run_dir)
         metrics |= self.record_epoch(run_dir)
-        if self.config.early_stop:
-            self.early_stop(run_dir)
+        reasons = [r for r in (unit.stop(self, run_dir) for unit in self.units.values()) if r]  # DARTS+
+        self.stop_reason = reasons[0] if reasons else None
         if self.config.space == "nas-bench-201":  # the true accuracy of the cell derived so far: a collapse shows
             metrics["benchmark_acc"] = load_table().accuracy(self.last_genotype, self.config.benchmark_dataset) / 100
         if self.compiled:  # paid in the first steps (and again after a resume): the process's total so far
@@ -464,6 +397,16 @@ class Searcher(SearchRecords):
         from ..core.plot import plot_run
 
         return plot_run(run_dir)
+
+
+def show_progress(progress, step: int, sums: torch.Tensor) -> None:
+    """The bar's step, and its figures every ten steps (one host sync per ten steps keeps it honest but cheap)."""
+    if progress is None:
+        return
+    progress.update(1)
+    if step % 10 == 0:
+        s = sums.tolist()
+        progress.set_postfix(loss=f"{s[0] / s[3]:.3f}", acc=f"{s[1] / s[3]:.3f}", arch=f"{s[2] / s[3]:.3f}")
 
 
 def benchmark_summary(cell, dataset: str) -> str:

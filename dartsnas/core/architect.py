@@ -71,6 +71,9 @@ class Architect:
         unrolled: bool = False,
         grad_clip: float | None = None,
         official_clip: bool = False,
+        penalty: Callable[[], torch.Tensor | None] | None = None,
+        accept: Callable[[torch.Tensor, list[torch.Tensor]], bool] | None = None,
+        average: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
     ):
         if official_clip and grad_clip is None:
             raise ValueError("official_clip clips to the network's gradient clip: pass grad_clip as well")
@@ -82,16 +85,17 @@ class Architect:
         self.criterion = criterion
         self.unrolled = unrolled
         self.alphas = model.arch_parameters()
-        # A regulariser of the alphas alone (beta-DARTS's beta decay), () -> scalar: its gradient is added to
-        # the step's, whatever the order (it does not depend on the weights, so Eq. 7 leaves it unchanged).
-        self.penalty: Callable[[], torch.Tensor] | None = None
+        # A regulariser of the alphas alone (the search units' penalties: beta-DARTS's beta decay), () -> scalar
+        # or None: its gradient is added to the step's, whatever the order (it does not depend on the weights,
+        # so Eq. 7 leaves it unchanged).
+        self.penalty = penalty
         # Whether a step may apply its gradients, (loss, grads) -> bool: the run's guard against non-finite
         # values (core/guard.py), which may also only record them.
-        self.accept: Callable[[torch.Tensor, list[torch.Tensor]], bool] | None = None
+        self.accept = accept
         # Data-parallel runs (core/distributed.py): every gradient this step computes from the batch, averaged
         # over the ranks before it is used, so the step is the one a single process would take on the global
         # batch: the virtual step's weight gradient, v, and the alphas' gradient.
-        self.average: Callable[[list[torch.Tensor]], list[torch.Tensor]] = lambda grads: grads
+        self.average = average or (lambda grads: grads)
         self.optimizer = torch.optim.Adam(
             self.alphas, lr=arch_lr, betas=tuple(arch_betas), weight_decay=arch_weight_decay
         )
@@ -99,8 +103,9 @@ class Architect:
     def step(self, x_train, y_train, x_val, y_val, weight_optimizer: torch.optim.SGD) -> torch.Tensor:
         """One Adam step on the alphas; returns the validation loss it saw (detached, no host sync)."""
         grads, loss = self.grads(x_train, y_train, x_val, y_val, weight_optimizer)
-        if self.penalty is not None:
-            grads = [g + p for g, p in zip(grads, _grad(self.penalty(), self.alphas))]
+        penalty = self.penalty() if self.penalty is not None else None
+        if penalty is not None:
+            grads = [g + p for g, p in zip(grads, _grad(penalty, self.alphas))]
         if self.accept is not None and not self.accept(loss, grads):
             return loss.detach()
         for a, g in zip(self.alphas, grads):

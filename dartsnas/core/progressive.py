@@ -14,7 +14,7 @@ keeps training around it), until every edge is decided. Scores (Sec. 3.2), over 
 Criterion 1 scores importance x certainty, criterion 2 importance x certainty x stability. As SGAS's code
 (lightaime/sgas, cnn/train_search.py, `edge_decision`), each factor is computed for every edge of the cell
 kind from the softmax of its alphas (decided and cut edges included, their alphas frozen when they left the
-mixture: conv/search.py's `freeze_decided`) and min-max
+mixture: methods/search/sgas.py's `freeze_decided`) and min-max
 normalised over all of them (`utils.normalize`); only then are the decided and cut edges masked out and the
 best remaining edge chosen. Stability compares the renormalised probabilities of the ops an edge may be
 decided to (their `probs = mat[:, 1:] / importance`), not the whole row. Decisions come after the epoch

@@ -9,6 +9,9 @@ seam, registered by name. Nothing outside a unit's file learns its name; the sea
 - `derivations/`: from a finished search to a discrete cell (Sec. 2.4), one rule per file (the paper's, GDAS's,
   NAS-Bench-201's argmax, P-DARTS's skip cap). Hooks: a rule over probabilities maps a cell's probability
   table to its kept (op, input) edges.
+- `search/`: the search's regularisers, schedules and progressive schemes (`SEARCH_UNITS`): the temperature
+  schedule, entropy annealing, beta-DARTS, DARTS-, SGAS, DARTS+. Hooks: a per-epoch schedule, a penalty on the
+  alphas, the epoch's batch size, a decision after an epoch, a reason to stop (`search/base.py`).
 
 Imports: `core` and torch only; `conv`, `recurrent`, `bench` and `experiments` import units, never the other way round.
 """

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core.config import CONFIG_DIR, ConfigError, check_ranges, load_dataclass, read_saved
 from ..core.options import RUN_OPTIONS, RunOptions
+from ..methods.search import check as check_units
 from .genotype import RECURRENT_OPS
 
 RNN_CONFIG_DIR = CONFIG_DIR / "rnn"
@@ -127,23 +128,7 @@ class RecurrentSearchConfig(RunOptions):
 
     def validate(self) -> RecurrentSearchConfig:
         _check_common(self)
-        if self.beta_decay is not None and (
-            len(self.beta_decay) != 2
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in self.beta_decay)
-        ):
-            raise ConfigError(
-                f"beta_decay must be two numbers >= 0, [start, end] of its weight, or null; got {self.beta_decay}"
-            )
-        if self.anneal_entropy is not None and (
-            len(self.anneal_entropy) != 2
-            or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1 for x in self.anneal_entropy
-            )
-        ):
-            raise ConfigError(
-                f"anneal_entropy must be two numbers in (0, 1], [start, end] of the mixture's "
-                f"normalised entropy, or null; got {self.anneal_entropy}"
-            )
+        check_units(self)  # beta_decay, anneal_entropy: the search units' own checks (methods/search/)
         unknown = [o for o in self.ops if o not in RECURRENT_OPS]
         if unknown:
             raise ConfigError(f"ops: unknown recurrent op(s) {unknown}; known: {', '.join(RECURRENT_OPS)}")

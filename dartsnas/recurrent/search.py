@@ -21,16 +21,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core.architect import Architect
-from ..core.collapse import beta_decay, beta_weight, linear
 from ..core.distributed import average, average_grads, broadcast_, check_batch, gather_rows, shard, total, world
 from ..core.guard import Guard
-from ..core.relax import temperature_for_entropy
 from .genotype import RecurrentGenotype, derive_recurrent, recurrent_edge_names
 from .model import LanguageModel, SearchModel, Segment
 from .config import RecurrentSearchConfig
 from ..core.distributed import describe
 from ..core.distributed import start as start_world
 from ..core.runs import NO_STEPS, SearchRecords, Steps, rank_folder, run_epochs, start_run
+from ..methods.search import build as build_units
+from ..methods.search import total_penalty
 from .text import Corpus, batchify, load_corpus, segment, windows
 
 log = logging.getLogger("dartsnas")
@@ -130,6 +130,10 @@ class RecurrentSearcher(SearchRecords):
             dropoute=config.dropoute,
         ).to(device)
         self.optimizer = torch.optim.SGD(self.model.weights(), config.lr, weight_decay=config.weight_decay)
+        self.guard = Guard(device)  # run_epochs sets the run's own
+        self.units = build_units(config)  # methods/search/: beta-DARTS, entropy annealing when asked
+        if world().distributed:  # each rank its shard of the streams; the gradients averaged (core/distributed.py)
+            check_batch(config.batch_size)
         self.architect = Architect(
             self.model,
             nn.CrossEntropyLoss(),
@@ -139,20 +143,21 @@ class RecurrentSearcher(SearchRecords):
             config.unrolled,
             grad_clip=config.grad_clip,
             official_clip=config.unrolled_form == "official",
+            penalty=self.penalty,
+            accept=lambda loss, grads: self.guard.watch(0, (loss,), grads),
+            average=average if world().distributed else None,
         )
         # Window lengths and dropout masks come from this CPU generator, whose state the checkpoint keeps.
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.epoch = 0
-        self.guard = Guard(device)  # run_epochs sets the run's own
-        self.architect.accept = lambda loss, grads: self.guard.watch(0, (loss,), grads)
-        if world().distributed:  # each rank its shard of the streams; the gradients averaged (core/distributed.py)
-            check_batch(config.batch_size)
-            self.architect.average = average
-        if config.beta_decay is not None:  # beta-DARTS, weighted by the epoch's lambda
-            self.architect.penalty = lambda: (
-                beta_weight(self.epoch, config.epochs, *config.beta_decay, config.beta_decay_epochs)
-                * beta_decay(self.model.arch_parameters())
-            )
+
+    def op_alphas(self) -> list[torch.Tensor]:
+        """The op logit table (edges x ops): what the units' schedules and penalties read."""
+        return self.model.arch_parameters()
+
+    def penalty(self) -> torch.Tensor | None:
+        """The units' penalties on the alphas (beta-DARTS's beta decay), summed; None when no unit has one."""
+        return total_penalty(self.units.values(), self)
 
     def state_dict(self) -> dict:
         return {
@@ -181,7 +186,7 @@ class RecurrentSearcher(SearchRecords):
         # Inside a resumed epoch: the next window's row and both hidden states come back from the checkpoint
         # (the global batch's: this rank takes its rows).
         at = steps.resume_at()
-        self.set_temperature(at)
+        self.start_epoch(at)
         hidden, hidden_arch = (
             (at["hidden"], at["hidden_arch"]) if at else (model.init_hidden(batch), model.init_hidden(batch))
         )
@@ -242,18 +247,13 @@ class RecurrentSearcher(SearchRecords):
         s = total(sums).tolist()
         return {"train_loss": s[0] / s[2], "train_ppl": math.exp(s[0] / s[2]), "arch_loss": s[1] / s[2]}
 
-    def set_temperature(self, at: dict | None) -> None:
-        """anneal_entropy: the softmax temperature (never above 1, the paper's) at which the mixture's normalised
-        entropy is the epoch's point on the line from start to end, found from the alphas at the epoch's start;
-        an epoch resumed from inside keeps the one it had."""
-        cfg = self.config
-        if cfg.anneal_entropy is None:
-            return
+    def start_epoch(self, at: dict | None) -> None:
+        """The units' per-epoch schedules (anneal_entropy's temperature); an epoch resumed from inside (`at`)
+        keeps the temperature it had (found from the alphas at its start, which have moved since)."""
+        for unit in self.units.values():
+            unit.start_epoch(self)
         if at and "temperature" in at:
             self.model.temperature = float(at["temperature"])
-            return
-        target = linear(self.epoch, cfg.epochs, *cfg.anneal_entropy)
-        self.model.temperature = temperature_for_entropy([self.model.alphas["recurrent"]], target, high=1.0)
 
     def genotype(self) -> RecurrentGenotype:
         return derive_recurrent(self.model.probs()["recurrent"], self.config.ops, self.config.nodes)
