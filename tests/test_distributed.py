@@ -289,7 +289,10 @@ def test_two_ranks_run_a_recurrent_cell_as_one_process(tmp_path, tiny_corpus, co
 
     single = run("single", 1, {"GHOST": "2"} if command == "search" else None)
     parallel = run("parallel", 2)
-    _close(_learned(single), _learned(parallel), 1e-5)
+    # The ranks add their streams' gradients in another order, and the search's SGD at lr 20 carries the
+    # float32 rounding into the weights: 1.24e-5 at most after 2 epochs on an AMD EPYC (under 1e-5 on the
+    # Intel Xeon this was first measured on).
+    _close(_learned(single), _learned(parallel), 5e-5 if command == "search" else 1e-5)
     # The losses, added up over the ranks' streams; the search's validation uses the batch-norm statistics
     # (rank 0's in a data-parallel run): compared for training only.
     keys = ("train_loss", "arch_loss") if command == "search" else ("train_loss", "valid_loss")
