@@ -2,6 +2,8 @@
 served through the same units as the supernet, errors as one line, and `fix` to a plain network that exports.
 The proof that the modules are the method and not a look-alike is in tests/test_choice_reference.py."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from dartsnas.choices.space import (
     choices_of,
     load_arch_state_dict,
     same_draw,
+    set_temperature,
     weights,
 )
 
@@ -344,3 +347,42 @@ def test_a_choice_placed_twice_is_fixed_everywhere_and_a_bare_choice_is_its_cand
     fixed = dartsnas.fix(model, {"0": "lin"})
     assert isinstance(fixed[0], nn.Linear) and fixed[0] is fixed[2]
     assert isinstance(dartsnas.fix(Choice({"a": nn.Linear(2, 2), "none": Zero()}), {"Choice": "none"}), Zero)
+
+
+def test_a_whole_checkpoint_and_a_copy_keep_the_alphas_and_their_sharing(tmp_path):
+    torch.manual_seed(0)
+    model = Small(shared_label="ab")
+    with torch.no_grad():
+        for a in arch_parameters(model):
+            a.normal_()
+    torch.save({"model": model.state_dict(), "alphas": arch_state_dict(model)}, tmp_path / "ckpt.pt")
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    again = Small(shared_label="ab")
+    again.load_state_dict(saved["model"])
+    load_arch_state_dict(again, saved["alphas"])
+    with torch.no_grad():
+        torch.testing.assert_close(again(_x()), model(_x()))
+    twin = copy.deepcopy(model)
+    assert twin.a.alphas is twin.b.alphas and twin.a.alphas is not model.a.alphas
+
+
+def test_input_choice_weighs_its_inputs_and_fix_keeps_k_of_them():
+    torch.manual_seed(0)
+    pick = InputChoice(3, 2, reduction="concat")
+    xs = [torch.randn(2, 1, 2, 2) for _ in range(3)]
+    p = pick.alphas.softmax(-1)
+    torch.testing.assert_close(pick(xs), torch.cat([p[i] * xs[i] for i in range(3)], dim=1))
+    plain = InputChoice(3, 2, weighted=False)
+    assert plain.alphas is None
+    torch.testing.assert_close(plain(xs), xs[0] + xs[1] + xs[2])
+    fixed = dartsnas.fix(nn.ModuleDict({"pick": pick}), {"pick": [2, 0]})
+    torch.testing.assert_close(fixed["pick"](xs), torch.cat([xs[2], xs[0]], dim=1))
+
+
+def test_the_temperature_sharpens_the_mixture():
+    choice = Choice({"a": nn.Identity(), "none": "none"})
+    with torch.no_grad():
+        choice.alphas.copy_(torch.tensor([1.0, 0.0]))
+    x = torch.ones(1, 1)
+    set_temperature(choice, 0.01)
+    torch.testing.assert_close(choice(x), x)  # softmax([100, 0]) is one-hot to float precision
