@@ -203,7 +203,10 @@ def test_partial_mixes_one_part_of_the_channels_and_bypasses_the_rest():
         (lambda: Choice([nn.Identity()]), "has 1 candidate.*at least 2"),
         (lambda: Choice({"a": nn.Identity(), "b": "zero"}), "'b' is the string 'zero'; the shorthands are 'none'"),
         (lambda: Choice({"a": nn.Identity(), "b": 3}), "'b' is a int, not an nn.Module"),
-        (lambda: Choice({"a.b": nn.Identity(), "c": "none"}), "candidate names.*rename it"),
+        (
+            lambda: Choice({"a.b": nn.Identity(), "c": "none"}),
+            r"a candidate's name cannot be used \(module name can't contain \"\.\".*\); rename it",
+        ),
         (lambda: Choice(nn.Identity()), "dict name -> module or a list"),
         (lambda: Choice(["skip", "none"], relaxation="fast"), "must be one of exact, lean, partial, sample"),
         (lambda: InputChoice(1, 1), "at least 2 inputs.*n=1"),
@@ -228,6 +231,8 @@ def test_candidates_of_different_output_shapes_are_named_at_the_first_forward():
 
     net = Net()
     choices_of(net)
+    with pytest.raises(ChoiceError, match=r"^choice over \['wide', 'same', 'none'\]: its candidates give"):
+        Net()(torch.randn(1, 2, 3, 3))  # before the model was walked: named by what it chooses from
     with pytest.raises(ChoiceError) as err:
         net(torch.randn(1, 2, 3, 3))
     assert str(err.value) == (
@@ -344,7 +349,7 @@ def test_the_fixed_model_exports_as_a_trained_network_does(tmp_path):
 def test_a_choice_placed_twice_is_fixed_everywhere_and_a_bare_choice_is_its_candidate():
     shared = Choice({"lin": nn.Linear(2, 2), "skip": "skip"})
     model = nn.Sequential(shared, nn.ReLU(), shared)
-    fixed = dartsnas.fix(model, {"0": "lin"})
+    fixed = dartsnas.fix(model, {"0": 0})  # by position: "lin"
     assert isinstance(fixed[0], nn.Linear) and fixed[0] is fixed[2]
     assert isinstance(dartsnas.fix(Choice({"a": nn.Linear(2, 2), "none": Zero()}), {"Choice": "none"}), Zero)
 

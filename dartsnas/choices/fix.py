@@ -30,8 +30,8 @@ class ChosenInputs(nn.Module):
 
 
 def fix(model: nn.Module, choices: dict[str, str | int | list[int]], keep_weights: bool = True) -> nn.Module:
-    """A copy of `model` with each choice fixed as `choices` says: name -> the chosen candidate's name (a Choice)
-    or the kept inputs' indices (an InputChoice; a single int keeps one). `model` is left as it is.
+    """A copy of `model` with each choice fixed as `choices` says: name -> the chosen candidate's name or position
+    (a Choice) or the kept inputs' indices (an InputChoice; a single int keeps one). `model` is left as it is.
 
     keep_weights: the chosen candidates and the rest of the network keep their (searched) weights; False: every
     module with `reset_parameters` starts afresh, as a new instance would (training from scratch).
@@ -64,6 +64,8 @@ def fix(model: nn.Module, choices: dict[str, str | int | list[int]], keep_weight
 
 def _fixed(name: str, m, chosen) -> nn.Module:
     if isinstance(m, Choice):
+        if isinstance(chosen, int) and not isinstance(chosen, bool) and 0 <= chosen < len(m.names):
+            chosen = m.names[chosen]  # by position, as NNI's fixed_arch names a list's candidates
         if chosen not in m.names:
             raise ChoiceError(f"fix: choice {name!r} has no candidate {chosen!r}; its candidates: {', '.join(m.names)}")
         return m.candidates[chosen]

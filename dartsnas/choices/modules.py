@@ -101,7 +101,10 @@ class _Choosing(nn.Module):
             )
 
     def _named(self) -> str:
-        return repr(self.name) if self.name else "(unnamed until choices_of(model))"
+        """Its name, or before the model was walked what it chooses from."""
+        if self.name:
+            return repr(self.name)
+        return f"over {self.names}" if isinstance(self, Choice) else f"of {self.n} inputs"
 
 
 class Choice(_Choosing):
@@ -130,7 +133,8 @@ class Choice(_Choosing):
         try:
             self.candidates = nn.ModuleDict(named)
         except KeyError as err:  # ModuleDict refuses names with dots, or those of its own attributes
-            raise ChoiceError(f"choice {label or ''} candidate names: {err.args[0]}; rename it") from None
+            where = f"choice {label!r}" if label else "a choice"
+            raise ChoiceError(f"{where}: a candidate's name cannot be used ({err.args[0]}); rename it") from None
         try:
             self.relaxation = make(relaxation, partial_k=partial_k, sample_grad=sample_grad)
         except ValueError as err:
