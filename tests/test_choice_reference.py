@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from dartsnas.choices.modules import Choice, InputChoice, Zero
-from dartsnas.choices.space import arch_parameters, choices_of, same_draw, weights
+from dartsnas.choices.space import SearchView, alphas, arch_parameters, choices_of, same_draw, weights
+from dartsnas.core.architect import Architect
 from dartsnas.conv import ops as darts_ops
 from dartsnas.conv.nb201 import model as nb201
 from dartsnas.conv.spaces import DARTS_OPS
@@ -216,3 +217,27 @@ def test_a_drawn_architecture_computes_the_supernets_draw(space):
         for label, (table, row) in rows.items():
             choices[label]._box.noise = noise[table][row]
         _compare(supernet, ours, rows, *_x())
+
+
+@pytest.mark.parametrize("unrolled", [pytest.param(False, id="first"), pytest.param(True, id="second")])
+def test_the_architecture_step_sees_the_cell_written_with_choices_as_the_supernet(unrolled):
+    """core/architect.py's step, on the choices' model through SearchView, against the same step on the
+    supernet: the same alpha gradients, first order and through the virtual step (Eq. 7-8)."""
+    supernet, ours, rows = _pair("darts", "exact")
+    view = SearchView(ours)
+    assert [id(p) for p in view.weights()] == [id(p) for p in ours.parameters()]
+    assert {id(a) for a in view.arch_parameters()} == {id(a) for a in arch_parameters(ours)}
+    (x, y), (x_val, y_val) = _x(1), _x(2)
+    grads = []
+    for net in (supernet, view):
+        optimizer = torch.optim.SGD(net.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
+        nn.functional.cross_entropy(net(x), y).backward()  # one weight step: the momentum exists
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        architect = Architect(net, nn.CrossEntropyLoss(), unrolled=unrolled)
+        grads.append(architect.grads(x, y, x_val, y_val, optimizer)[0])
+    tables = dict(zip(supernet.alphas.keys(), grads[0]))
+    names = list(alphas(ours))
+    expected = torch.cat([tables[t][r].flatten() for t, r in (rows[k] for k in names)])
+    got = torch.cat([g.flatten() for g in grads[1]])
+    assert _rel(got, expected) < 1e-10

@@ -17,6 +17,7 @@ import contextlib
 import torch
 from torch import nn
 
+from ..core.architect import Searchable
 from .modules import Choice, ChoiceError, InputChoice, _Choosing
 
 
@@ -117,3 +118,21 @@ def set_temperature(model: nn.Module, tau: float) -> None:
     for c in choices_of(model).values():
         if c.alphas is not None:
             c._box.temperature = float(tau)
+
+
+class SearchView(Searchable):
+    """A model with choices as the architecture step sees a search network (core/architect.py's `Searchable`):
+    `weights()` its parameters, `arch_parameters()` its alphas, `same_draw()` one draw per label. The view
+    holds the alphas (`self.alphas`, name -> logits with dots made "/"); the model's own `parameters()` still
+    hold none. Its forward is the model's."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.alphas = nn.ParameterDict({name.replace(".", "/"): a for name, a in alphas(model).items()})
+
+    def forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def same_draw(self) -> contextlib.AbstractContextManager:
+        return same_draw(self.model)
