@@ -30,6 +30,7 @@ ALLOWED = {
     "recurrent": {"core", "data", "methods"},
     "bench": {"core", "data", "methods", "conv", "recurrent"},  # what times and measures the code
     "experiments": {"core", "data", "methods", "conv", "recurrent"},  # protocols over many searches and trainings
+    "choices": {"core", "methods"},  # choice modules for a user's own model: the method units, no space of ours
 }
 TOP_LEVEL = {"cli", "__main__"}  # the command line: may import anything
 
